@@ -85,6 +85,16 @@ int http_parser__feed(struct http_parser *p, const void *data, size_t len);
  */
 int http_parser__finish(struct http_parser *p);
 
+/*
+ * Response parsers only, optional: the method of the next request on the
+ * connection, called once per request in order. A response to HEAD has no
+ * body whatever its headers say, and a 2xx to CONNECT starts a tunnel; without
+ * this the parser assumes neither and a HEAD would desynchronise it. Returns
+ * 0, -EINVAL (request parser), or the sticky -E2BIG ("too_many_pending":
+ * more than max_pending HEAD/CONNECT requests unanswered) / -ENOMEM.
+ */
+int http_parser__expect_response(struct http_parser *p, const char *method);
+
 /* Next complete message, oldest first; the caller frees it. NULL if none. */
 struct http_message *http_parser__next(struct http_parser *p);
 
