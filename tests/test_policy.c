@@ -398,6 +398,30 @@ void test_policy_error_mode_example(void)
 	policy__free(p);
 }
 
+/* Keys and values are quoted into messages escaped and cut short. */
+void test_policy_error_long_key(void)
+{
+	static const char head[] = "{\"servers\":[{\"name\":\"s\",\"port\":1}],\"";
+	struct policy *p = NULL;
+	struct policy_error err;
+	char json[256], want[128];
+	size_t off = 0;
+	int i;
+
+	off += (size_t)snprintf(json, sizeof(json), "%s", head);
+	for (i = 0; i < 60; i++)
+		json[off++] = 0x7f;
+	snprintf(json + off, sizeof(json) - off, "\":1}");
+	ASSERT_EQ(load(json, &p, &err), -EINVAL, "load");
+	ASSERT_EQ(err.col, (int)strlen(head), "at the key");
+	off = (size_t)snprintf(want, sizeof(want), "unknown key \"");
+	for (i = 0; i < 10; i++)
+		off += (size_t)snprintf(want + off, sizeof(want) - off, "\\x7f");
+	snprintf(want + off, sizeof(want) - off, "...\" in the policy (known keys: mode,");
+	ASSERT_STRSTR(err.msg, want, "escaped and cut");
+	policy__free(p);
+}
+
 /* Nesting past JSONPOS_MAX_DEPTH stops at the first '[' too deep. */
 void test_policy_error_depth(void)
 {

@@ -52,7 +52,7 @@ _Static_assert(sizeof(enum policy_fail) == sizeof(unsigned int), "enum size");
 
 /* Quoted strings in messages are cut to this many bytes. */
 #define QUOTE_MAX	40
-#define QUOTE_BUF	(QUOTE_MAX * 2 + 8)
+#define QUOTE_BUF	(QUOTE_MAX + 16)
 /* Most keys in one object's table (the seen[] array below). */
 #define KEYWORDS_MAX	16
 /* uid_t/gid_t -1 means "no user"; it cannot be a selector. */
@@ -111,7 +111,9 @@ static int fail_nomem(struct loader *ld)
 
 /*
  * s as a double-quoted string fit for a one-line message: quotes,
- * backslashes and control bytes escaped, cut at a character boundary.
+ * backslashes and control bytes escaped, cut at a character boundary once
+ * QUOTE_MAX bytes are written. A character writes at most 4 bytes, so the
+ * output fits QUOTE_BUF.
  */
 static const char *quote(char *buf, const char *s, size_t len)
 {
@@ -122,7 +124,7 @@ static const char *quote(char *buf, const char *s, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (i >= QUOTE_MAX && (c & 0xc0) != 0x80) {
+		if ((size_t)(d - buf) > QUOTE_MAX && (c & 0xc0) != 0x80) {
 			memcpy(d, "...", 3);
 			d += 3;
 			break;
@@ -131,7 +133,7 @@ static const char *quote(char *buf, const char *s, size_t len)
 			*d++ = '\\';
 			*d++ = (char)c;
 		} else if (c < 0x20 || c == 0x7f) {
-			d += sprintf(d, "\\x%02x", c);
+			d += snprintf(d, 5, "\\x%02x", c);
 		} else {
 			*d++ = (char)c;
 		}
