@@ -117,7 +117,7 @@ function finish(obj, rc) {
   if (finished) return;
   finished = true;
   out({ impl, ...obj });
-  Promise.race([client?.close().catch(() => {}), new Promise((r) => setTimeout(r, 500))]).finally(() => process.exit(rc));
+  Promise.race([client?.close().catch(() => {}), new Promise((r) => setTimeout(r, 200))]).finally(() => process.exit(rc));
 }
 process.on('unhandledRejection', (e) => finish({ ok: false, stage: 'unhandled', ...errInfo(e) }, 1));
 process.on('uncaughtException', (e) => finish({ ok: false, stage: 'uncaught', ...errInfo(e) }, 1));

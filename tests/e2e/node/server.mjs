@@ -3,9 +3,14 @@
 // over node:http) for mcpwarden end-to-end tests.
 //
 //   node server.mjs [--port N] [--host H] [--stateless] [--record FILE]
-//                   [--json-response] [--path /mcp]
+//                   [--json-response] [--path /mcp] [--modern]
 //
-// Env fallbacks: MCP_PORT, MCP_HOST, MCP_STATELESS=1, MCP_RECORD, MCP_JSON_RESPONSE=1.
+// Env fallbacks: MCP_PORT, MCP_HOST, MCP_STATELESS=1, MCP_RECORD,
+// MCP_JSON_RESPONSE=1, MCP_MODERN=1.
+// --modern makes it a dual-era server: requests of the 2026-07-28 era (per-
+// request _meta envelope, no sessions) are served by the v2 SDK
+// (@modelcontextprotocol/server createMcpHandler); 2025-era requests keep
+// going to the 1.x SDK transport as without the flag.
 // Every TCP connection, every HTTP request (as read from node:http, before the
 // SDK transport sees it) and every tool handler invocation is appended to the
 // record file as one JSON line with fs.appendFileSync, so a test can tell
@@ -18,7 +23,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import * as z from 'zod';
 
-const USAGE = `usage: node server.mjs [--port N] [--host H] [--stateless] [--record FILE] [--json-response] [--path P]`;
+const USAGE = `usage: node server.mjs [--port N] [--host H] [--stateless] [--record FILE] [--json-response] [--path P] [--modern]`;
 
 function die(msg) {
   process.stderr.write(`server.mjs: ${msg}\n${USAGE}\n`);
@@ -35,6 +40,7 @@ try {
       record: { type: 'string' },
       'json-response': { type: 'boolean' },
       path: { type: 'string' },
+      modern: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -55,6 +61,7 @@ const stateless = opts.stateless || envTrue(process.env.MCP_STATELESS);
 const jsonResponse = opts['json-response'] || envTrue(process.env.MCP_JSON_RESPONSE);
 const recordFile = opts.record ?? process.env.MCP_RECORD;
 const mcpPath = opts.path ?? '/mcp';
+const modernMode = opts.modern || envTrue(process.env.MCP_MODERN);
 
 function record(obj) {
   if (!recordFile) return;
@@ -69,27 +76,74 @@ function record(obj) {
 // ---------------------------------------------------------------- MCP server
 const text = (s) => ({ content: [{ type: 'text', text: s }] });
 
-function makeMcpServer() {
-  const server = new McpServer({ name: 'mcpwarden-e2e-tickets', version: '1.0.0' });
-  const tool = (name, description, inputSchema, fn) =>
-    server.registerTool(name, { description, inputSchema }, async (args, extra) => {
-      record({ kind: 'tool', name, args, sessionId: extra?.sessionId ?? null, requestId: extra?.requestId ?? null });
-      return fn(args ?? {});
-    });
-  tool('search_tickets', 'Search tickets by query', { query: z.string() }, ({ query }) =>
-    text(JSON.stringify([{ id: 1, title: `ticket matching ${query}` }])));
-  tool('create_ticket', 'Create a ticket', { title: z.string() }, ({ title }) =>
-    text(JSON.stringify({ id: Math.floor(Math.random() * 1e6), title, created: true })));
-  tool('delete_all', 'Delete every ticket', {}, () => text('deleted all tickets'));
-  tool('echo', 'Return the text given', { text: z.string() }, ({ text: t }) => text(t));
-  tool('big', 'Return a string of the given size', { size: z.number().int().min(0).max(64 * 1024 * 1024) },
-    ({ size }) => text('x'.repeat(size)));
-  tool('sleep', 'Wait ms milliseconds, then answer (for in-flight tests)', { ms: z.number().int().min(0).max(600000) },
+// The tools, defined once for both SDKs: [name, description, zod shape, fn].
+const TOOLS = [
+  ['search_tickets', 'Search tickets by query', { query: z.string() },
+    ({ query }) => text(JSON.stringify([{ id: 1, title: `ticket matching ${query}` }]))],
+  ['create_ticket', 'Create a ticket', { title: z.string() },
+    ({ title }) => text(JSON.stringify({ id: Math.floor(Math.random() * 1e6), title, created: true }))],
+  ['delete_all', 'Delete every ticket', {}, () => text('deleted all tickets')],
+  ['echo', 'Return the text given', { text: z.string() }, ({ text: t }) => text(t)],
+  ['big', 'Return a string of the given size', { size: z.number().int().min(0).max(64 * 1024 * 1024) },
+    ({ size }) => text('x'.repeat(size))],
+  ['sleep', 'Wait ms milliseconds, then answer (for in-flight tests)', { ms: z.number().int().min(0).max(600000) },
     async ({ ms }) => {
       await new Promise((r) => setTimeout(r, ms));
       return text(`slept ${ms}`);
+    }],
+];
+
+function makeMcpServer() {
+  const server = new McpServer({ name: 'mcpwarden-e2e-tickets', version: '1.0.0' });
+  for (const [name, description, shape, fn] of TOOLS)
+    server.registerTool(name, { description, inputSchema: shape }, async (args, extra) => {
+      record({ kind: 'tool', name, args, era: 'legacy', sessionId: extra?.sessionId ?? null, requestId: extra?.requestId ?? null });
+      return fn(args ?? {});
     });
   return server;
+}
+
+// v2 SDK (2026-07-28 era), loaded only with --modern.
+let v2 = null;
+let modernHandler = null;
+if (modernMode) {
+  v2 = await import('@modelcontextprotocol/server');
+  modernHandler = v2.createMcpHandler(
+    (ctx) => {
+      const server = new v2.McpServer({ name: 'mcpwarden-e2e-tickets', version: '2.0.0' });
+      for (const [name, description, shape, fn] of TOOLS)
+        server.registerTool(name, { description, inputSchema: z.object(shape) }, async (args, extra) => {
+          record({ kind: 'tool', name, args, era: ctx?.era ?? 'modern', sessionId: null, requestId: extra?.mcpReq?.id ?? null });
+          return fn(args ?? {});
+        });
+      return server;
+    },
+    { legacy: 'reject' },
+  );
+}
+
+function toWebRequest(req, raw) {
+  const headers = new Headers();
+  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+  const hostHeader = req.headers.host ?? `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const hasBody = !(req.method === 'GET' || req.method === 'HEAD');
+  return new Request(`http://${hostHeader}${req.url}`, { method: req.method, headers, body: hasBody ? raw : undefined });
+}
+
+async function sendWebResponse(res, response) {
+  const headers = {};
+  response.headers.forEach((v, k) => {
+    headers[k] = k in headers ? [].concat(headers[k], v) : v;
+  });
+  res.writeHead(response.status, headers);
+  if (response.body) {
+    res.on('close', () => response.body.cancel().catch(() => {}));
+    for await (const chunk of response.body) {
+      if (res.destroyed) break;
+      res.write(chunk);
+    }
+  }
+  res.end();
 }
 
 // Session-ful mode: one McpServer + transport per session.
@@ -216,6 +270,12 @@ async function dispatch(req, res, raw, bodyText) {
   // transport) takes the body from incoming.rawBody, so the SDK parses and
   // validates exactly the bytes that were received.
   req.rawBody = raw;
+  if (modernHandler) {
+    const webReq = toWebRequest(req, raw);
+    const legacy = await v2.isLegacyRequest(webReq, body);
+    record({ kind: 'route', conn: req.socket.__conn, era: legacy ? 'legacy' : 'modern' });
+    if (!legacy) return sendWebResponse(res, await modernHandler.fetch(webReq, body !== undefined ? { parsedBody: body } : undefined));
+  }
   if (stateless) return handleStateless(req, res);
   return handleStateful(req, res, body);
 }
@@ -227,9 +287,9 @@ httpServer.on('error', (e) => {
 
 httpServer.listen({ port, host, ipv6Only: false }, () => {
   const addr = httpServer.address();
-  record({ kind: 'ready', port: addr.port, host: addr.address, stateless, jsonResponse });
+  record({ kind: 'ready', port: addr.port, host: addr.address, stateless, jsonResponse, modern: modernMode });
   process.stdout.write(JSON.stringify({ ready: true, port: addr.port, pid: process.pid, host: addr.address,
-    stateless, url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}${mcpPath}` }) + '\n');
+    stateless, modern: modernMode, url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}${mcpPath}` }) + '\n');
 });
 
 let stopping = false;
@@ -238,6 +298,7 @@ async function stop(sig) {
   stopping = true;
   record({ kind: 'shutdown', signal: sig });
   httpServer.close();
+  await modernHandler?.close().catch(() => {});
   for (const { transport, server } of sessions.values()) {
     await transport.close().catch(() => {});
     await server.close().catch(() => {});
