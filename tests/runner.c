@@ -98,7 +98,7 @@ static bool selected(const char *name, bool is_prefix)
 	return false;
 }
 
-static void report_append(const char *fmt, ...)
+static __attribute__((format(printf, 1, 2))) void report_append(const char *fmt, ...)
 {
 	va_list ap;
 	size_t room = sizeof(state->report) - state->report_len;

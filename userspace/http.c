@@ -634,7 +634,6 @@ static int head_done(struct http_parser *p)
 	int err;
 
 	m->head_end = p->offset + 1;
-	p->head_done = true;
 	err = read_content_length(p, &cl);
 	if (err)
 		return err;
@@ -648,15 +647,16 @@ static int head_done(struct http_parser *p)
 		err = response_framing(p, cl, n_te);
 	if (err)
 		return err;
+	if (!m->chunked && p->state == ST_BODY_LENGTH && !p->left)
+		return msg_done(p, m->head_end);
+	/* Only a head whose body is under way is shown by partial(). */
+	p->head_done = true;
 	if (m->chunked) {
 		p->state = ST_CHUNK_SIZE;
 		p->cs = CS_SIZE;
 		p->chunk_digits = 0;
 		m->content_length = -1;
-		return 0;
 	}
-	if (p->state == ST_BODY_LENGTH && !p->left)
-		return msg_done(p, m->head_end);
 	return 0;
 }
 

@@ -31,7 +31,8 @@ struct mcp_message {
 	char *client_name;	/* clientInfo.name */
 	char *client_version;	/* clientInfo.version */
 	bool client_info_from_meta;
-	char *protocol_version;	/* initialize params.protocolVersion */
+	char *protocol_version;	/* initialize params.protocolVersion, else
+				 * _meta["io.modelcontextprotocol/protocolVersion"] */
 };
 
 struct mcp_body {
@@ -40,7 +41,9 @@ struct mcp_body {
 	struct mcp_message *msgs;
 	/* NULL, or a static reason code: "bad_json", "not_jsonrpc",
 	 * "empty_batch", "too_many_messages", "duplicate_key",
-	 * "header_mismatch", "missing_header", "bad_params". */
+	 * "header_mismatch", "missing_header", "bad_params",
+	 * "batch_not_allowed" (a batch in 2026-07-28 or later). On error,
+	 * msgs holds what was read before it. */
 	const char *error;
 	char *error_detail;	/* human sentence for the alert, or NULL */
 };

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Maps and helpers shared by every mcpwarden BPF program. The .bpf.c files
+ * are compiled separately and statically linked (bpftool gen object) into
+ * one object and one skeleton; maps are declared __weak here so each file
+ * can use them and the linker keeps exactly one of each.
+ */
+#ifndef MCPW_COMMON_BPF_H
+#define MCPW_COMMON_BPF_H
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#include "mcpwarden/events.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* ---- rings ------------------------------------------------------------ */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MCPW_EVENTS_RING_BYTES);
+} events SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MCPW_DATA_RING_BYTES);
+} data SEC(".maps") __weak;
+
+/* ---- counters --------------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MCPW_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps") __weak;
+
+/* ---- configuration ---------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mcpw_config);
+} mcpw_cfg SEC(".maps") __weak;
+
+/* CLOCK_MONOTONIC ns of the daemon's last heartbeat. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} heartbeat SEC(".maps") __weak;
+
+/* Protected local ports (host byte order) -> 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MCPW_MAX_PORTS);
+	__type(key, __u16);
+	__type(value, __u32);
+} ports SEC(".maps") __weak;
+
+/* ---- attribution ------------------------------------------------------ */
+
+/* Who created/connected/bound a socket. Cloned to accepted sockets, so a
+ * server's accepted connection carries its listener's owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct mcpw_sock_attr);
+} sock_attr SEC(".maps") __weak;
+
+/* Client attribution by 4-tuple, published at connect time and read when
+ * the server side accepts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MCPW_MAX_TUPLES);
+	__type(key, struct mcpw_tuple_key);
+	__type(value, struct mcpw_sock_attr);
+} tuple_attr SEC(".maps") __weak;
+
+/* ---- protected connections -------------------------------------------- */
+
+/* Server-side accepted sockets of protected ports, by socket cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, MCPW_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, __u64);
+} srv SEC(".maps") __weak;
+
+/* The daemon's re-injection sockets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} inj SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MCPW_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct mcpw_conn_state);
+} conn_state SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MCPW_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct mcpw_conn_verdict);
+} conn_verdict SEC(".maps") __weak;
+
+/* Sockets the daemon wants ended (cookie -> 1); see sock.bpf.c destroyer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} to_destroy SEC(".maps") __weak;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static __always_inline void count(enum mcpw_counter c, __u64 n)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		*v += n;
+}
+
+static __always_inline struct mcpw_config *get_config(void)
+{
+	__u32 key = 0;
+
+	return bpf_map_lookup_elem(&mcpw_cfg, &key);
+}
+
+static __always_inline void fill_task(struct mcpw_task *t, struct task_struct *task)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	t->tgid = BPF_CORE_READ(task, tgid);
+	t->pid = BPF_CORE_READ(task, pid);
+	t->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	t->uid = BPF_CORE_READ(task, cred, euid.val);
+	t->gid = BPF_CORE_READ(task, cred, egid.val);
+	t->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	/* Boot-time start so it compares with /proc/PID/stat's starttime. */
+	t->start_ns = BPF_CORE_READ(leader, start_boottime);
+	BPF_CORE_READ_STR_INTO(&t->comm, leader, comm);
+}
+
+static __always_inline void fill_current_task(struct mcpw_task *t)
+{
+	fill_task(t, (struct task_struct *)bpf_get_current_task());
+	t->cgroup_id = bpf_get_current_cgroup_id();
+}
+
+static __always_inline void fill_hdr(struct mcpw_event_hdr *h, __u32 type, __u32 size)
+{
+	h->type = type;
+	h->size = size;
+	h->ktime_ns = bpf_ktime_get_ns();
+}
+
+#endif

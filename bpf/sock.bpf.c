@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Socket attribution, all attached to the --cgroup-root subtree:
+ *
+ *   cgroup/connect4,6  runs in the connecting task: who is connecting is
+ *                      stored in the socket's local storage.
+ *   cgroup/bind4,6     same for the task that binds a listener; the storage
+ *                      is cloned to every socket it accepts.
+ *   sockops            TCP_CONNECT_CB (source port now known) publishes the
+ *                      client's attribution under its 4-tuple;
+ *                      PASSIVE_ESTABLISHED_CB on a protected port puts the
+ *                      server's accepted socket in the `srv` SOCKHASH (so
+ *                      payload.bpf.c sees its bytes) and emits CONN_OPEN
+ *                      with both ends.
+ *   inet_sock_set_state  a protected connection closing: CONN_CLOSE.
+ *   iter/tcp           seeding connections that predate the agent, and
+ *                      ending denied ones with bpf_sock_destroy().
+ *
+ * Loopback tuples are keyed with their network namespace: 127.0.0.1 in
+ * two namespaces are two hosts.
+ */
+#include "common.bpf.h"
+
+#define TCP_ESTABLISHED_STATE 1
+#define TCP_CLOSE_STATE 7
+#define TCP_LISTEN_STATE 10
+#define SOCK_STREAM_TYPE 1
+#define IPPROTO_TCP_NUM 6
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+static __always_inline bool is_self(void)
+{
+	struct mcpw_config *cfg = get_config();
+
+	return cfg && cfg->self_tgid && (bpf_get_current_pid_tgid() >> 32) == cfg->self_tgid;
+}
+
+static __always_inline int record_task(void *ctx, struct bpf_sock *sk, __u32 flag)
+{
+	struct mcpw_sock_attr *a;
+
+	if (!sk || is_self())
+		return 1;
+	a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!a) {
+		count(MCPW_CNT_STORAGE_FAIL, 1);
+		return 1;
+	}
+	fill_current_task(&a->task);
+	a->flags = flag;
+	a->sock_cookie = bpf_get_socket_cookie(ctx);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int connect4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM_TYPE || ctx->protocol != IPPROTO_TCP_NUM)
+		return 1;
+	return record_task(ctx, ctx->sk, MCPW_ATTR_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int connect6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM_TYPE || ctx->protocol != IPPROTO_TCP_NUM)
+		return 1;
+	return record_task(ctx, ctx->sk, MCPW_ATTR_CONNECT);
+}
+
+SEC("cgroup/bind4")
+int bind4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM_TYPE || ctx->protocol != IPPROTO_TCP_NUM)
+		return 1;
+	return record_task(ctx, ctx->sk, MCPW_ATTR_BIND);
+}
+
+SEC("cgroup/bind6")
+int bind6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM_TYPE || ctx->protocol != IPPROTO_TCP_NUM)
+		return 1;
+	return record_task(ctx, ctx->sk, MCPW_ATTR_BIND);
+}
+
+/* ---- tuples ----------------------------------------------------------- */
+
+static __always_inline void addr4_mapped(__u8 *dst, __u32 be_addr)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &be_addr, 4);
+}
+
+static __always_inline bool is_loopback(const __u8 *a)
+{
+	int i;
+
+	/* ::ffff:127.0.0.0/104 */
+	if (a[10] == 0xff && a[11] == 0xff) {
+		for (i = 0; i < 10; i++)
+			if (a[i])
+				return false;
+		return a[12] == 127;
+	}
+	/* ::1 */
+	for (i = 0; i < 15; i++)
+		if (a[i])
+			return false;
+	return a[15] == 1;
+}
+
+static __always_inline __u32 sock_netns(struct bpf_sock *bsk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+
+	if (!tp)
+		return 0;
+	return BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_net.net, ns.inum);
+}
+
+/* Fills local/remote addresses of a sockops socket as 16-byte addresses. */
+static __always_inline void skops_addrs(struct bpf_sock_ops *skops, __u8 *local, __u8 *remote)
+{
+	if (skops->family == AF_INET) {
+		addr4_mapped(local, skops->local_ip4);
+		addr4_mapped(remote, skops->remote_ip4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = skops->local_ip6[0];
+		l[1] = skops->local_ip6[1];
+		l[2] = skops->local_ip6[2];
+		l[3] = skops->local_ip6[3];
+		r[0] = skops->remote_ip6[0];
+		r[1] = skops->remote_ip6[1];
+		r[2] = skops->remote_ip6[2];
+		r[3] = skops->remote_ip6[3];
+		__builtin_memcpy(local, l, 16);
+		__builtin_memcpy(remote, r, 16);
+	}
+}
+
+static __always_inline __u16 skops_remote_port(struct bpf_sock_ops *skops)
+{
+	/* remote_port is network byte order in the low 16 bits on current
+	 * kernels; very old ones put it in the high 16 bits. */
+	__u32 rp = skops->remote_port;
+
+	return rp & 0xffff ? bpf_ntohs(rp & 0xffff) : bpf_ntohs(rp >> 16);
+}
+
+static __always_inline void publish_client(struct bpf_sock_ops *skops)
+{
+	struct mcpw_tuple_key key = {};
+	struct mcpw_sock_attr *a;
+	struct bpf_sock *sk = skops->sk;
+
+	if (!sk)
+		return;
+	a = bpf_sk_storage_get(&sock_attr, sk, 0, 0);
+	if (!a || !(a->flags & MCPW_ATTR_CONNECT))
+		return;
+	skops_addrs(skops, key.caddr, key.saddr);
+	key.cport = skops->local_port;
+	key.sport = skops_remote_port(skops);
+	key.netns = is_loopback(key.saddr) ? sock_netns(sk) : 0;
+	bpf_map_update_elem(&tuple_attr, &key, a, BPF_ANY);
+}
+
+static __always_inline void init_conn(__u64 cookie, __u16 port)
+{
+	struct mcpw_conn_state st = {};
+
+	st.server_port = port;
+	bpf_map_update_elem(&conn_state, &cookie, &st, BPF_NOEXIST);
+}
+
+static __always_inline void on_passive(struct bpf_sock_ops *skops)
+{
+	struct mcpw_tuple_key key = {};
+	struct mcpw_conn_event *e;
+	struct mcpw_sock_attr *a;
+	struct bpf_sock *sk = skops->sk;
+	__u16 port = skops->local_port;
+	__u64 cookie;
+
+	if (!sk || !bpf_map_lookup_elem(&ports, &port))
+		return;
+	cookie = bpf_get_socket_cookie(skops);
+	if (bpf_sock_hash_update(skops, &srv, &cookie, BPF_NOEXIST))
+		count(MCPW_CNT_SOCKHASH_FAIL, 1);
+	init_conn(cookie, port);
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(MCPW_CNT_EVENTS_LOST, 1);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	fill_hdr(&e->hdr, MCPW_EV_CONN_OPEN, sizeof(*e));
+	e->cookie = cookie;
+	skops_addrs(skops, e->tuple.saddr, e->tuple.daddr);
+	e->tuple.sport = port;
+	e->tuple.dport = skops_remote_port(skops);
+	e->tuple.family = skops->family;
+	e->netns = sock_netns(sk);
+
+	__builtin_memcpy(key.caddr, e->tuple.daddr, 16);
+	__builtin_memcpy(key.saddr, e->tuple.saddr, 16);
+	key.cport = e->tuple.dport;
+	key.sport = port;
+	key.netns = is_loopback(key.saddr) ? e->netns : 0;
+	a = bpf_map_lookup_elem(&tuple_attr, &key);
+	if (a) {
+		e->client = a->task;
+		e->client_cookie = a->sock_cookie;
+		e->flags |= MCPW_CONN_CLIENT_KNOWN;
+	} else {
+		count(MCPW_CNT_TUPLE_MISS, 1);
+	}
+	/* Cloned from the listener: who bound it. The cookie is left here for
+	 * srv_egress, which cannot ask for it. */
+	a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (a) {
+		if (a->flags & MCPW_ATTR_BIND) {
+			e->server = a->task;
+			e->flags |= MCPW_CONN_SERVER_KNOWN;
+		}
+		a->sock_cookie = cookie;
+	} else {
+		count(MCPW_CNT_STORAGE_FAIL, 1);
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("sockops")
+int on_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		publish_client(skops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		on_passive(skops);
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+/* ---- close ------------------------------------------------------------ */
+
+static __always_inline int on_state(const struct sock *sk, int newstate)
+{
+	struct mcpw_close_event *e;
+	struct mcpw_conn_state *st;
+	__u64 cookie = 0;
+
+	if (newstate != TCP_CLOSE_STATE || !sk)
+		return 0;
+	/* sockops already asked for this socket's cookie, so it is set. */
+	bpf_probe_read_kernel(&cookie, sizeof(cookie), &sk->__sk_common.skc_cookie);
+	if (!cookie)
+		return 0;
+	st = bpf_map_lookup_elem(&conn_state, &cookie);
+	if (!st)
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (e) {
+		fill_hdr(&e->hdr, MCPW_EV_CONN_CLOSE, sizeof(*e));
+		e->cookie = cookie;
+		e->bytes_in = st->bytes_in;
+		e->bytes_out = st->bytes_out;
+		bpf_ringbuf_submit(e, 0);
+	} else {
+		count(MCPW_CNT_EVENTS_LOST, 1);
+	}
+	bpf_map_delete_elem(&conn_state, &cookie);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(state_btf, const struct sock *sk, int oldstate, int newstate)
+{
+	return on_state(sk, newstate);
+}
+
+SEC("tp/sock/inet_sock_set_state")
+int state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	return on_state((const struct sock *)ctx->skaddr, ctx->newstate);
+}
+
+/* ---- iterators -------------------------------------------------------- */
+
+/*
+ * Connections established before the agent: server-side sockets on a
+ * protected port join `srv` (so their next bytes are judged like any
+ * other) and are reported with their inode, which the daemon maps to the
+ * owning processes through /proc. Client-side sockets to a protected port
+ * are reported the same way, for the daemon to attribute the client, and
+ * so are listeners on protected ports (their owner is the server).
+ * Iterates the namespace the daemon opened the iterator in.
+ */
+SEC("iter/tcp")
+int seed_conns(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct mcpw_conn_event e = {};
+	struct tcp_sock *tp;
+	struct sock *sk;
+	__u16 lport, rport;
+	bool server, listener;
+	int state;
+
+	if (!skc)
+		return 0;
+	state = BPF_CORE_READ(skc, skc_state);
+	if (state != TCP_ESTABLISHED_STATE && state != TCP_LISTEN_STATE)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	sk = (struct sock *)tp;
+	lport = BPF_CORE_READ(skc, skc_num);
+	rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
+	server = bpf_map_lookup_elem(&ports, &lport) != NULL;
+	listener = state == TCP_LISTEN_STATE;
+	if (listener && !server)
+		return 0;
+	if (!server && !bpf_map_lookup_elem(&ports, &rport))
+		return 0;
+
+	fill_hdr(&e.hdr, MCPW_EV_CONN_PREEXISTING, sizeof(e));
+	e.cookie = bpf_get_socket_cookie(sk);
+	e.tuple.family = BPF_CORE_READ(skc, skc_family);
+	if (e.tuple.family == AF_INET) {
+		addr4_mapped(e.tuple.saddr, BPF_CORE_READ(skc, skc_rcv_saddr));
+		addr4_mapped(e.tuple.daddr, BPF_CORE_READ(skc, skc_daddr));
+	} else {
+		BPF_CORE_READ_INTO(&e.tuple.saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e.tuple.daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+	}
+	e.tuple.sport = lport;
+	e.tuple.dport = rport;
+	e.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	e.inode = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	e.srv_uid = ctx->uid;
+	e.flags = MCPW_CONN_PREEXISTING | (server ? MCPW_CONN_SERVER_KNOWN : MCPW_CONN_CLIENT_KNOWN);
+	if (listener)
+		e.flags |= MCPW_CONN_LISTENER;
+	else if (server) {
+		struct mcpw_sock_attr *a;
+
+		if (bpf_map_update_elem(&srv, &e.cookie, sk, BPF_NOEXIST))
+			count(MCPW_CNT_SOCKHASH_FAIL, 1);
+		init_conn(e.cookie, lport);
+		a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (a)
+			a->sock_cookie = e.cookie;
+		else
+			count(MCPW_CNT_STORAGE_FAIL, 1);
+	}
+	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
+	return 0;
+}
+
+/* Ends the connections the daemon denied (cookies in `to_destroy`). */
+SEC("iter/tcp")
+int destroy_conns(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u64 cookie;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	cookie = bpf_get_socket_cookie((struct sock *)tp);
+	if (!bpf_map_lookup_elem(&to_destroy, &cookie))
+		return 0;
+	bpf_sock_destroy(skc);
+	bpf_map_delete_elem(&to_destroy, &cookie);
+	return 0;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Limits shared by the kernel side and the daemon. Every one of them is a
+ * bound a peer could otherwise push on; crossing one is counted and
+ * reported (see enum mcpw_counter in events.h), never silent.
+ * Mirrored in docs/limits.md.
+ */
+#ifndef MCPW_LIMITS_H
+#define MCPW_LIMITS_H
+
+#define MCPW_COMM_LEN		16
+#define MCPW_PATH_LEN		256	/* exec filename bytes captured */
+#define MCPW_ARGS_LEN		512	/* exec argv bytes captured */
+#define MCPW_CHUNK_LEN		4096	/* payload bytes per data record */
+#define MCPW_MAX_SEG_CHUNKS	64	/* segments above 256 KiB are refused */
+
+#define MCPW_MAX_CONNS		65536	/* protected connections tracked */
+#define MCPW_MAX_TUPLES		65536	/* client attributions awaiting accept */
+#define MCPW_MAX_PORTS		256	/* protected ports */
+
+#define MCPW_EVENTS_RING_BYTES	(4u << 20)
+#define MCPW_DATA_RING_BYTES	(32u << 20)
+
+/* Held-but-unreleased bytes per connection (header block + body limit +
+ * pipelining slack); more is judged "malformed: over limit". */
+#define MCPW_DEFAULT_MAX_HELD	(2u << 20)
+
+#endif

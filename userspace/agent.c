@@ -1,0 +1,1296 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The daemon's run loop. One thread, one epoll set:
+ *
+ *   rings     events ring  exec/fork/exit -> process table
+ *                          CONN_OPEN/CLOSE -> connection table, `connection`
+ *             data ring    held (enforce) or mirrored (monitor) request
+ *                          bytes -> HTTP parser -> request -> decision ->
+ *                          release (re-inject) or deny (drop + reset);
+ *                          server response heads -> session issuance
+ *   signalfd  SIGHUP reload, SIGTERM/SIGINT stop
+ *   timerfd   heartbeat (the kernel's fail mode watches it), loss
+ *             reporting, held-too-long and kernel-flagged connections,
+ *             expiry of live state
+ *
+ * Enforcement invariant: bytes of a protected connection reach the server
+ * only (a) re-injected here after an allowed verdict, in stream order, or
+ * (b) passed by the kernel inside a range this loop granted. Anything
+ * lost, over a limit, or unparseable is denied, never passed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/utsname.h>
+#include <dirent.h>
+#include <bpf/libbpf.h>
+
+#include "agent.h"
+#include "cgroup.h"
+#include "conn.h"
+#include "ctl.h"
+#include "decision.h"
+#include "hmap.h"
+#include "http.h"
+#include "jwt.h"
+#include "kernel.h"
+#include "log.h"
+#include "output.h"
+#include "podmeta.h"
+#include "policy.h"
+#include "proctab.h"
+#include "request.h"
+#include "workload.h"
+
+#define TICK_MS			100
+#define HEARTBEAT_TIMEOUT_NS	(1500ull * 1000000)
+#define MIRROR_WINDOW		(1u << 20)
+#define EGRESS_WINDOW		(64u << 10)
+#define PROC_GRACE_NS		(60ull * 1000000000)
+#define PENDING_OPEN_NS		(300ull * 1000000)
+#define MAX_CONNS		MCPW_MAX_CONNS
+
+struct agent {
+	const struct agent_opts *opts;
+	struct policy *policy;
+	bool enforce;
+	struct kernel *kernel;
+	struct ring_buffer *rings;
+	struct proctab *procs;
+	struct resolver *resolver;
+	struct podmeta *pods;
+	struct decider *decider;
+	struct output *out;
+	struct ctl *ctl;
+	uint64_t started_ns;
+	struct jwt_keyset *keys;
+	struct hmap *conns;		/* cookie -> struct conn */
+	struct hmap *listeners;		/* (netns << 16 | port) -> struct mcpw_task */
+	struct hmap *netns_fds;		/* netns inode -> fd + 1 */
+	struct http_limits limits;
+	char cgroup_mount[PATH_MAX];
+	char cgroup_root[PATH_MAX];	/* cgroup path of the scope */
+	char cgroup_dir[PATH_MAX];	/* its directory */
+	char node[256];
+	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
+	uint64_t conns_dropped;
+	uint64_t ticks;
+	bool stop;
+	int epfd, sigfd, timerfd;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void conn_free(struct agent *a, struct conn *c)
+{
+	decider__conn_release(c);
+	workload__release(&c->client);
+	workload__release(&c->server);
+	http_parser__free(c->parser);
+	free(c->held);
+	free(c->server_name);
+	free(c->init_client_name);
+	free(c->init_client_version);
+	free(c);
+}
+
+static struct conn *conn_get(struct agent *a, uint64_t cookie, bool create)
+{
+	struct conn *c = hmap__get(a->conns, cookie);
+
+	if (c || !create)
+		return c;
+	if (hmap__size(a->conns) >= MAX_CONNS) {
+		a->conns_dropped++;
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->cookie = cookie;
+	c->opened_ns = now_ns();
+	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
+	if (!c->parser || hmap__put(a->conns, cookie, c)) {
+		http_parser__free(c->parser);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static const char *server_name_for(const struct agent *a, uint16_t port)
+{
+	const struct policy_server *s = policy__server_by_port(a->policy, port);
+
+	return s ? s->name : NULL;
+}
+
+/* An fd for the network namespace with this inode (-1: our own/unknown). */
+static int netns_fd(struct agent *a, uint32_t inum, uint32_t pid_hint)
+{
+	char path[64];
+	struct stat st;
+	intptr_t cached;
+	int fd;
+
+	if (!inum)
+		return -1;
+	if (stat("/proc/self/ns/net", &st) == 0 && st.st_ino == inum)
+		return -1;
+	cached = (intptr_t)hmap__get(a->netns_fds, inum);
+	if (cached)
+		return (int)cached - 1;
+	if (!pid_hint)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%u/ns/net", pid_hint);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) || st.st_ino != inum) {
+		close(fd);
+		return -1;
+	}
+	hmap__put(a->netns_fds, inum, (void *)(intptr_t)(fd + 1));
+	return fd;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static json_t *base_event(const struct conn *c)
+{
+	json_t *ev = json_object();
+
+	if (c->server_name)
+		json_object_set_new(ev, "server", json_string(c->server_name));
+	return ev;
+}
+
+static void emit_connection(struct agent *a, struct conn *c)
+{
+	json_t *ev = base_event(c);
+
+	json_object_set_new(ev, "connection", conn__json(c));
+	json_object_set_new(ev, "workload", workload__json(&c->client));
+	json_object_set_new(ev, "server_workload", workload__json(&c->server));
+	output__emit(a->out, "connection", ev);
+}
+
+static void emit_decision(struct agent *a, struct conn *c, struct request *r,
+			  struct decision *d, bool blocked)
+{
+	json_t *ev = base_event(c);
+
+	if (d->alert) {
+		json_object_set_new(ev, "verdict", json_string(verdict__name(d->verdict)));
+		json_object_set_new(ev, "action", json_string(blocked ? "blocked" : "alerted"));
+	} else {
+		json_object_set_new(ev, "verdict", json_string("allow"));
+	}
+	if (d->client)
+		json_object_set_new(ev, "client", json_string(d->client->name));
+	if (d->alert)
+		json_object_set_new(ev, "reason", json_string(d->reason));
+	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
+	json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
+	json_object_set_new(ev, "workload", workload__json(&c->client));
+	json_object_set_new(ev, "connection", conn__json(c));
+	if (r)
+		json_object_set_new(ev, "request", request__request_json(r));
+	if (d->related)
+		json_object_set_new(ev, "related", d->related);
+	d->related = NULL;
+	output__emit(a->out, d->alert ? "alert" : "request", ev);
+}
+
+static void emit_lost(struct agent *a, const char *what, uint64_t count, const char *detail)
+{
+	json_t *ev = json_pack("{s:s,s:I,s:s}", "source", what, "count", (json_int_t)count,
+			       "detail", detail);
+
+	output__emit(a->out, "lost", ev);
+}
+
+/* ---- verdicts ---------------------------------------------------------- */
+
+static void write_verdict(struct agent *a, struct conn *c, __u32 action)
+{
+	struct mcpw_conn_verdict v = {
+		.action = action,
+		.released_end = c->released_end,
+		.pass_until = c->released_end,
+		.copy_until = c->copy_until,
+		.egress_copy_until = c->egress_closed ? 0 : UINT64_MAX,
+	};
+	int err = kernel__set_verdict(a->kernel, c->cookie, &v);
+
+	if (err)
+		pr_warn("cannot write the verdict of connection %llu: %s",
+			(unsigned long long)c->cookie, strerror(-err));
+}
+
+/* Ends a denied connection: nothing more passes, both ends are reset. */
+static void deny_conn(struct agent *a, struct conn *c)
+{
+	uint64_t cookies[1];
+	int err;
+
+	c->denied = true;
+	write_verdict(a, c, MCPW_ACT_DROP);
+	free(c->held);
+	c->held = NULL;
+	c->held_len = c->held_cap = 0;
+	cookies[0] = c->cookie;
+	err = kernel__destroy(a->kernel, cookies, 1, netns_fd(a, c->netns, c->server.pid));
+	if (err)
+		pr_debug("ending connection %llu: %s", (unsigned long long)c->cookie,
+			 strerror(-err));
+	if (c->client_cookie) {
+		cookies[0] = c->client_cookie;
+		kernel__destroy(a->kernel, cookies, 1,
+				netns_fd(a, c->client.netns, c->client.pid));
+	}
+}
+
+/* Re-injects held bytes up to stream offset `end`. */
+static int release(struct agent *a, struct conn *c, uint64_t end)
+{
+	size_t off, len;
+	int err;
+
+	if (end <= c->released_end)
+		return 0;
+	off = (size_t)(c->released_end - c->held_base);
+	len = (size_t)(end - c->released_end);
+	if (off + len > c->held_len)
+		return -EINVAL;	/* never release what was not held */
+	err = kernel__inject(a->kernel, c->cookie, c->held + off, len);
+	if (err)
+		return err;
+	c->released_end = end;
+	/* Drop what is released from the front of the buffer. */
+	memmove(c->held, c->held + off + len, c->held_len - off - len);
+	c->held_len -= off + len;
+	c->held_base = end;
+	c->first_hold_ns = c->held_len ? now_ns() : 0;
+	write_verdict(a, c, MCPW_ACT_HOLD);
+	return 0;
+}
+
+static void finish_request(struct agent *a, struct conn *c, struct request *r,
+			   struct decision *d, uint64_t end)
+{
+	bool blocked = a->enforce && d->deny;
+	int err;
+
+	emit_decision(a, c, r, d, blocked);
+	if (!a->enforce)
+		return;
+	if (blocked) {
+		deny_conn(a, c);
+		return;
+	}
+	err = release(a, c, end);
+	if (err == -ENOTCONN)
+		c->denied = true;	/* the server side is gone */
+	else if (err) {
+		pr_warn("cannot release an allowed request on connection %llu (%s); "
+			"ending it", (unsigned long long)c->cookie, strerror(-err));
+		deny_conn(a, c);
+	}
+}
+
+static void handle_request(struct agent *a, struct conn *c, const struct http_message *m)
+{
+	struct decision d;
+	struct request r;
+
+	if (request__read(&r, m, a->keys)) {
+		pr_err("out of memory reading a request");
+		return;
+	}
+	c->requests++;
+	decider__judge(a->decider, c, &r, now_ns(), &d);
+	if (r.is_initialize && !(a->enforce && d.deny)) {
+		/* Its response issues the session id; remember who asked. */
+		free(c->init_client_name);
+		free(c->init_client_version);
+		c->init_client_name = r.client_name ? strdup(r.client_name) : NULL;
+		c->init_client_version = r.client_version ? strdup(r.client_version) : NULL;
+		c->pending_initialize++;
+		c->egress_closed = false;
+	}
+	if (r.session_id && strcmp(m->method, "DELETE") == 0 && !(a->enforce && d.deny))
+		decider__session_ended(a->decider, r.session_id);
+	finish_request(a, c, &r, &d, m->end);
+	json_decref(d.related);
+	request__release(&r);
+}
+
+/* A stream that cannot be parsed, or bytes that were lost: judged as
+ * malformed (enforce: denied), never passed. */
+static void stream_failure(struct agent *a, struct conn *c, const char *code, const char *why)
+{
+	struct decision d = { .verdict = VERDICT_MALFORMED, .deny = true, .alert = true };
+
+	snprintf(d.reason, sizeof(d.reason), "Malformed request (%s): %s", code, why);
+	emit_decision(a, c, NULL, &d, a->enforce);
+	if (a->enforce)
+		deny_conn(a, c);
+	else
+		c->blind = true;
+}
+
+static void process_requests(struct agent *a, struct conn *c)
+{
+	struct http_message *m;
+	const char *err;
+
+	while (!c->denied && (m = http_parser__next(c->parser))) {
+		handle_request(a, c, m);
+		http_message__free(m);
+	}
+	if (c->denied || c->blind)
+		return;
+	err = http_parser__error(c->parser);
+	if (err) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "the HTTP stream is not valid HTTP/1.1 (%s)", err);
+		stream_failure(a, c, err, why);
+	}
+}
+
+static int append_held(struct conn *c, const char *data, size_t len)
+{
+	if (c->held_len + len > c->held_cap) {
+		size_t cap = c->held_cap ? c->held_cap : 4096;
+		char *n;
+
+		while (cap < c->held_len + len)
+			cap *= 2;
+		n = realloc(c->held, cap);
+		if (!n)
+			return -ENOMEM;
+		c->held = n;
+		c->held_cap = cap;
+	}
+	memcpy(c->held + c->held_len, data, len);
+	if (!c->held_len)
+		c->first_hold_ns = now_ns();
+	c->held_len += len;
+	return 0;
+}
+
+static void extend_mirror(struct agent *a, struct conn *c)
+{
+	if (a->enforce || c->blind || c->next_off + MIRROR_WINDOW / 2 < c->copy_until)
+		return;
+	c->copy_until = c->next_off + MIRROR_WINDOW;
+	write_verdict(a, c, MCPW_ACT_MIRROR);
+}
+
+/* A response head on the way to the client: a new Mcp-Session-Id is a
+ * session the server issued on this connection. */
+static void handle_egress(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	const char *p = e->data, *end = e->data + e->len, *line, *eol;
+	char sid[256];
+
+	if (e->len < 12 || memcmp(p, "HTTP/1.", 7) != 0)
+		return;
+	if (e->sender_tgid && !c->server.pid) {
+		struct mcpw_task t = { .tgid = e->sender_tgid, .pid = e->sender_tgid };
+
+		resolver__resolve(a->resolver, &t, &c->server);
+	}
+	line = memchr(p, '\n', (size_t)(end - p));
+	while (line && ++line < end) {
+		eol = memchr(line, '\n', (size_t)(end - line));
+		if (!eol || eol == line || (eol == line + 1 && line[0] == '\r'))
+			break;	/* end of head (or of what was copied) */
+		if ((size_t)(eol - line) > 15 && strncasecmp(line, "mcp-session-id:", 15) == 0) {
+			const char *v = line + 15;
+			size_t n;
+
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			n = (size_t)(eol - v);
+			while (n && (v[n - 1] == '\r' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+				n--;
+			if (n && n < sizeof(sid) && c->pending_initialize) {
+				memcpy(sid, v, n);
+				sid[n] = '\0';
+				decider__session_issued(a->decider, sid, c, now_ns());
+				c->pending_initialize = 0;
+				c->egress_closed = true;
+				if (a->enforce)
+					write_verdict(a, c, c->denied ? MCPW_ACT_DROP : MCPW_ACT_HOLD);
+				else
+					write_verdict(a, c, MCPW_ACT_MIRROR);
+			}
+			break;
+		}
+		line = eol;
+	}
+}
+
+static int on_data(void *ctx, void *data, size_t size)
+{
+	struct agent *a = ctx;
+	const struct mcpw_data_event *e = data;
+	struct conn *c;
+
+	if (size < offsetof(struct mcpw_data_event, data) || e->len > size -
+	    offsetof(struct mcpw_data_event, data))
+		return 0;
+	c = conn_get(a, e->cookie, true);
+	if (!c)
+		return 0;
+	if (e->flags & MCPW_DATA_EGRESS) {
+		handle_egress(a, c, e);
+		return 0;
+	}
+	if (c->denied)
+		return 0;
+	if (e->offset != c->next_off) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "%llu bytes of the stream were lost before the agent "
+			 "could read them (the data ring was full)",
+			 (unsigned long long)(e->offset - c->next_off));
+		c->next_off = e->offset + e->len;
+		if (!c->blind)
+			stream_failure(a, c, "bytes_lost", why);
+		return 0;
+	}
+	c->next_off = e->offset + e->len;
+	if (e->flags & MCPW_DATA_HELD) {
+		if (!c->held_len)
+			c->held_base = e->offset;
+		if (append_held(c, e->data, e->len)) {
+			stream_failure(a, c, "out_of_memory", "the agent ran out of memory");
+			return 0;
+		}
+	}
+	if (c->blind)
+		return 0;
+	http_parser__feed(c->parser, e->data, e->len);
+	extend_mirror(a, c);
+	if (c->open_seen)
+		process_requests(a, c);
+	return 0;
+}
+
+/* ---- connection records ---------------------------------------------- */
+
+static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_event *e)
+{
+	uint64_t key = ((uint64_t)e->netns << 16) | e->tuple.sport;
+	struct mcpw_task *listener;
+
+	c->tuple = e->tuple;
+	c->netns = e->netns;
+	c->port = e->tuple.sport;
+	c->client_cookie = e->client_cookie;
+	c->preexisting = e->flags & MCPW_CONN_PREEXISTING;
+	free(c->server_name);
+	c->server_name = server_name_for(a, c->port) ? strdup(server_name_for(a, c->port)) : NULL;
+	if (!c->copy_until)
+		c->copy_until = MIRROR_WINDOW;
+
+	workload__release(&c->client);
+	if (e->flags & MCPW_CONN_CLIENT_KNOWN) {
+		resolver__resolve(a->resolver, &e->client, &c->client);
+	} else {
+		resolver__resolve(a->resolver, NULL, &c->client);
+		c->client.why_unattributed = "no connect() from a process inside --cgroup-root "
+			"was seen for this connection (a remote client, or one outside the scope)";
+	}
+	workload__release(&c->server);
+	listener = hmap__get(a->listeners, key);
+	if (e->flags & MCPW_CONN_SERVER_KNOWN)
+		resolver__resolve(a->resolver, &e->server, &c->server);
+	else if (listener)
+		resolver__resolve(a->resolver, listener, &c->server);
+	c->open_seen = true;
+	emit_connection(a, c);
+	/* Bytes that arrived before this record was read. */
+	process_requests(a, c);
+}
+
+static void close_conn(struct agent *a, uint64_t cookie)
+{
+	struct conn *c = hmap__del(a->conns, cookie);
+
+	kernel__del_verdict(a->kernel, cookie);
+	if (!c)
+		return;
+	decider__conn_closed(a->decider, c, now_ns());
+	conn_free(a, c);
+}
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	struct agent *a = ctx;
+	const struct mcpw_event_hdr *h = data;
+
+	if (size < sizeof(*h))
+		return 0;
+	switch (h->type) {
+	case MCPW_EV_EXEC:
+		if (size >= sizeof(struct mcpw_exec_event))
+			proctab__on_exec(a->procs, data);
+		break;
+	case MCPW_EV_FORK:
+		if (size >= sizeof(struct mcpw_fork_event))
+			proctab__on_fork(a->procs, data);
+		break;
+	case MCPW_EV_EXIT:
+		if (size >= sizeof(struct mcpw_exit_event))
+			proctab__on_exit(a->procs, data, now_ns());
+		break;
+	case MCPW_EV_CONN_OPEN:
+		if (size >= sizeof(struct mcpw_conn_event)) {
+			const struct mcpw_conn_event *e = data;
+			struct conn *c = conn_get(a, e->cookie, true);
+
+			if (c)
+				open_conn(a, c, e);
+		}
+		break;
+	case MCPW_EV_CONN_CLOSE:
+		if (size >= sizeof(struct mcpw_close_event))
+			close_conn(a, ((const struct mcpw_close_event *)data)->cookie);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* ---- connections that predate the agent ------------------------------ */
+
+struct seed_ctx {
+	struct mcpw_conn_event *recs;
+	size_t n, cap;
+};
+
+static void seed_collect(void *ctx, const struct mcpw_conn_event *e)
+{
+	struct seed_ctx *s = ctx;
+
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct mcpw_conn_event *n = realloc(s->recs, cap * sizeof(*n));
+
+		if (!n)
+			return;
+		s->recs = n;
+		s->cap = cap;
+	}
+	s->recs[s->n++] = *e;
+}
+
+static bool same_conn(const struct mcpw_conn_event *srv, const struct mcpw_conn_event *cli)
+{
+	/* Server view s=server, d=client; client view s=client, d=server. */
+	return srv->tuple.sport == cli->tuple.dport && srv->tuple.dport == cli->tuple.sport &&
+	       memcmp(srv->tuple.saddr, cli->tuple.daddr, 16) == 0 &&
+	       memcmp(srv->tuple.daddr, cli->tuple.saddr, 16) == 0;
+}
+
+static void seed_all(struct agent *a)
+{
+	struct seed_ctx s = {};
+	struct hmap *seen = hmap__new(false);
+	struct dirent *de;
+	DIR *d;
+	size_t i, j;
+
+	/* Every network namespace any process is in. */
+	kernel__seed(a->kernel, -1, seed_collect, &s);
+	d = opendir("/proc");
+	while (d && seen && (de = readdir(d))) {
+		char path[64];
+		struct stat st;
+		int fd;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/ns/net", de->d_name);
+		if (stat(path, &st) || hmap__get(seen, st.st_ino))
+			continue;
+		hmap__put(seen, st.st_ino, (void *)1);
+		fd = netns_fd(a, (uint32_t)st.st_ino, (uint32_t)atoi(de->d_name));
+		if (fd >= 0)
+			kernel__seed(a->kernel, fd, seed_collect, &s);
+	}
+	if (d)
+		closedir(d);
+	hmap__free(seen);
+
+	for (i = 0; i < s.n; i++) {
+		struct mcpw_conn_event *e = &s.recs[i];
+		struct mcpw_task task;
+
+		if (!(e->flags & MCPW_CONN_LISTENER))
+			continue;
+		if (resolver__find_socket_owner(a->resolver, e->inode, &task) == 0) {
+			struct mcpw_task *t = malloc(sizeof(*t));
+
+			task.netns = e->netns;
+			if (t) {
+				*t = task;
+				free(hmap__get(a->listeners,
+					       ((uint64_t)e->netns << 16) | e->tuple.sport));
+				hmap__put(a->listeners, ((uint64_t)e->netns << 16) | e->tuple.sport, t);
+			}
+		}
+	}
+	for (i = 0; i < s.n; i++) {
+		struct mcpw_conn_event *e = &s.recs[i];
+		struct conn *c;
+
+		if (!(e->flags & MCPW_CONN_SERVER_KNOWN) || (e->flags & MCPW_CONN_LISTENER))
+			continue;
+		if (hmap__get(a->conns, e->cookie))
+			continue;
+		e->flags &= ~MCPW_CONN_SERVER_KNOWN;
+		if (resolver__find_socket_owner(a->resolver, e->inode, &e->server) == 0)
+			e->flags |= MCPW_CONN_SERVER_KNOWN;
+		for (j = 0; j < s.n; j++) {
+			struct mcpw_conn_event *cli = &s.recs[j];
+
+			if (!(cli->flags & MCPW_CONN_CLIENT_KNOWN) || !same_conn(e, cli))
+				continue;
+			if (resolver__find_socket_owner(a->resolver, cli->inode, &e->client) == 0) {
+				e->client.netns = cli->netns;
+				e->client_cookie = cli->cookie;
+				e->flags |= MCPW_CONN_CLIENT_KNOWN;
+			}
+			break;
+		}
+		c = conn_get(a, e->cookie, true);
+		if (c) {
+			open_conn(a, c, e);
+			/* Its next bytes are mid-stream only if a request was
+			 * in flight; the parser then calls it malformed. */
+			c->next_off = 0;
+		}
+	}
+	free(s.recs);
+}
+
+/* ---- periodic work ----------------------------------------------------- */
+
+static void report_losses(struct agent *a)
+{
+	uint64_t cur[MCPW_CNT__MAX];
+
+	if (kernel__counters(a->kernel, cur))
+		return;
+	if (cur[MCPW_CNT_EVENTS_LOST] > a->counters[MCPW_CNT_EVENTS_LOST])
+		emit_lost(a, "events_ring", cur[MCPW_CNT_EVENTS_LOST] - a->counters[MCPW_CNT_EVENTS_LOST],
+			  "process or connection records dropped: the events ring was full");
+	if (cur[MCPW_CNT_DATA_LOST] > a->counters[MCPW_CNT_DATA_LOST])
+		emit_lost(a, "data_ring", cur[MCPW_CNT_DATA_LOST] - a->counters[MCPW_CNT_DATA_LOST],
+			  "request or response bytes not copied: the data ring was full; "
+			  "affected connections were judged malformed");
+	if (cur[MCPW_CNT_OVERLIMIT] > a->counters[MCPW_CNT_OVERLIMIT])
+		emit_lost(a, "held_limit", cur[MCPW_CNT_OVERLIMIT] - a->counters[MCPW_CNT_OVERLIMIT],
+			  "segments dropped because a connection held more unjudged bytes than "
+			  "allowed; affected connections were denied");
+	if (cur[MCPW_CNT_SOCKHASH_FAIL] > a->counters[MCPW_CNT_SOCKHASH_FAIL])
+		emit_lost(a, "sockhash", cur[MCPW_CNT_SOCKHASH_FAIL] - a->counters[MCPW_CNT_SOCKHASH_FAIL],
+			  "protected connections could not be put under the payload hook "
+			  "(table full)");
+	if (a->conns_dropped) {
+		emit_lost(a, "connections", a->conns_dropped,
+			  "connections the daemon could not track (table full)");
+		a->conns_dropped = 0;
+	}
+	memcpy(a->counters, cur, sizeof(cur));
+}
+
+/* Kernel-flagged trouble on connections with held bytes. */
+static void check_conns(struct agent *a)
+{
+	struct hmap_iter it;
+	uint64_t cookie, now = now_ns();
+	void *val;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, &cookie, NULL, &val)) {
+		struct conn *c = val;
+		struct mcpw_conn_state st;
+
+		if (!c->open_seen && now - c->opened_ns > PENDING_OPEN_NS) {
+			/* Its CONN_OPEN record was lost: judge what we know. */
+			struct mcpw_conn_event e = { .cookie = cookie };
+
+			open_conn(a, c, &e);
+			continue;
+		}
+		if (c->denied || kernel__get_state(a->kernel, cookie, &st))
+			continue;
+		if (st.flags & MCPW_ST_OVERLIMIT)
+			stream_failure(a, c, "over_limit", "the client sent more unjudged bytes "
+				       "than a connection may hold");
+		else if ((st.flags & MCPW_ST_LOST) && !c->blind)
+			stream_failure(a, c, "bytes_lost", "request bytes were lost before the "
+				       "agent could read them");
+		if ((st.flags & MCPW_ST_FAILOPEN) && !c->failopen_reported) {
+			struct decision d = { .verdict = VERDICT_UNATTRIBUTED, .alert = true };
+
+			c->failopen_reported = true;
+			snprintf(d.reason, sizeof(d.reason), "%llu bytes passed unjudged while the "
+				 "agent was not running (fail: open)",
+				 (unsigned long long)st.failopen_bytes);
+			emit_decision(a, c, NULL, &d, false);
+		}
+	}
+}
+
+static void tick(struct agent *a)
+{
+	uint64_t now = now_ns();
+
+	kernel__heartbeat(a->kernel);
+	a->ticks++;
+	if (a->ticks % 10 == 0) {
+		report_losses(a);
+		check_conns(a);
+	}
+	if (a->ticks % 50 == 0) {
+		proctab__reap(a->procs, now, PROC_GRACE_NS);
+		decider__expire(a->decider, now);
+	}
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int load_policy(const char *path, struct policy **out, char *msg, size_t len)
+{
+	struct policy_error perr = {};
+	int err;
+
+	if (path)
+		err = policy__load_file(path, out, &perr);
+	else
+		err = policy__load_buffer("(embedded default policy)", policy_default_json,
+					  strlen(policy_default_json), out, &perr);
+	if (err)
+		policy_error__format(&perr, msg, len);
+	return err;
+}
+
+static int load_keys(struct policy *p, struct jwt_keyset **out, char *msg, size_t len)
+{
+	struct jwt_keyset *ks;
+	size_t i;
+	int err;
+
+	*out = NULL;
+	if (!p->n_token_keys)
+		return 0;
+	ks = jwt_keyset__new();
+	if (!ks)
+		return -ENOMEM;
+	for (i = 0; i < p->n_token_keys; i++) {
+		err = jwt_keyset__add_file(ks, p->token_keys[i].file, p->token_keys[i].iss,
+					   p->token_keys[i].hmac, msg, len);
+		if (err) {
+			jwt_keyset__free(ks);
+			return err;
+		}
+	}
+	*out = ks;
+	return 0;
+}
+
+static bool mode_enforce(const struct agent *a, const struct policy *p)
+{
+	if (a->opts->mode)
+		return strcmp(a->opts->mode, "enforce") == 0;
+	return p->mode == POLICY_MODE_ENFORCE;
+}
+
+static size_t policy_ports(const struct policy *p, uint16_t *ports, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < p->n_servers && n < max; i++)
+		if (!p->servers[i].is_stdio)
+			ports[n++] = p->servers[i].port;
+	return n;
+}
+
+static struct mcpw_config kernel_config(const struct agent *a, const struct policy *p)
+{
+	struct mcpw_config cfg = {
+		.enforce = mode_enforce(a, p),
+		.fail_open = p->fail == POLICY_FAIL_OPEN,
+		.daemon_timeout_ns = HEARTBEAT_TIMEOUT_NS,
+		.max_held = MCPW_DEFAULT_MAX_HELD,
+		.mirror_window = MIRROR_WINDOW,
+		.egress_window = EGRESS_WINDOW,
+		.self_tgid = (__u32)getpid(),
+	};
+
+	return cfg;
+}
+
+static void reload(struct agent *a)
+{
+	struct policy *np = NULL;
+	struct jwt_keyset *nk = NULL;
+	struct mcpw_config cfg;
+	uint16_t ports[MCPW_MAX_PORTS];
+	char msg[512];
+	size_t n;
+	json_t *ev;
+	int err;
+
+	err = load_policy(a->opts->policy_path, &np, msg, sizeof(msg));
+	if (!err)
+		err = load_keys(np, &nk, msg, sizeof(msg));
+	if (err) {
+		policy__free(np);
+		ev = json_pack("{s:s,s:s,s:s}", "status", "rejected", "error", msg,
+			       "digest", a->policy->digest);
+		output__emit(a->out, "policy", ev);
+		pr_err("policy reload rejected, keeping the policy in force: %s", msg);
+		return;
+	}
+	n = policy_ports(np, ports, MCPW_MAX_PORTS);
+	cfg = kernel_config(a, np);
+	err = kernel__set_ports(a->kernel, ports, n);
+	if (!err)
+		err = kernel__set_config(a->kernel, &cfg);
+	if (err) {
+		snprintf(msg, sizeof(msg), "cannot update the kernel side: %s", strerror(-err));
+		policy__free(np);
+		jwt_keyset__free(nk);
+		output__emit(a->out, "policy", json_pack("{s:s,s:s}", "status", "rejected",
+							 "error", msg));
+		return;
+	}
+	decider__set_policy(a->decider, np);
+	resolver__set_want_sha256(a->resolver, policy__needs_exe_sha256(np));
+	policy__free(a->policy);
+	jwt_keyset__free(a->keys);
+	a->policy = np;
+	a->keys = nk;
+	a->enforce = cfg.enforce;
+	ev = json_pack("{s:s,s:s,s:s,s:s}", "status", "loaded", "source", np->source,
+		       "digest", np->digest, "mode", a->enforce ? "enforce" : "monitor");
+	output__emit(a->out, "policy", ev);
+	/* New ports may have live connections and listeners already. */
+	seed_all(a);
+}
+
+static int find_scope(struct agent *a, char *msg, size_t len)
+{
+	const char *root = a->opts->cgroup_root;
+	size_t mlen;
+	struct stat st;
+
+	if (cgroup__find_mount("/proc/self/mountinfo", a->cgroup_mount, sizeof(a->cgroup_mount))) {
+		snprintf(msg, len, "no cgroup v2 hierarchy is mounted (looked in "
+			 "/proc/self/mountinfo); mount one with: mount -t cgroup2 none /sys/fs/cgroup");
+		return -ENOENT;
+	}
+	mlen = strlen(a->cgroup_mount);
+	if (!root || !*root) {
+		snprintf(a->cgroup_root, sizeof(a->cgroup_root), "/");
+	} else if (strncmp(root, a->cgroup_mount, mlen) == 0 && (root[mlen] == '/' || !root[mlen])) {
+		/* A directory under the mount. */
+		snprintf(a->cgroup_root, sizeof(a->cgroup_root), "%s", root[mlen] ? root + mlen : "/");
+	} else if (root[0] == '/') {
+		/* A cgroup path. */
+		snprintf(a->cgroup_root, sizeof(a->cgroup_root), "%s", root);
+	} else {
+		snprintf(msg, len, "--cgroup-root %s: give a cgroup path (/ci) or a directory "
+			 "under %s", root, a->cgroup_mount);
+		return -EINVAL;
+	}
+	/* No trailing slash except for the root itself. */
+	mlen = strlen(a->cgroup_root);
+	while (mlen > 1 && a->cgroup_root[mlen - 1] == '/')
+		a->cgroup_root[--mlen] = '\0';
+	snprintf(a->cgroup_dir, sizeof(a->cgroup_dir), "%s%s", a->cgroup_mount,
+		 strcmp(a->cgroup_root, "/") ? a->cgroup_root : "");
+	if (stat(a->cgroup_dir, &st) || !S_ISDIR(st.st_mode)) {
+		snprintf(msg, len, "--cgroup-root: %s is not a cgroup v2 directory", a->cgroup_dir);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void emit_ready(struct agent *a)
+{
+	json_t *ev = json_object();
+	json_t *ports = json_array();
+	size_t i;
+
+	for (i = 0; i < a->policy->n_servers; i++) {
+		const struct policy_server *s = &a->policy->servers[i];
+
+		if (!s->is_stdio)
+			json_array_append_new(ports, json_pack("{s:s,s:i}", "name", s->name,
+							       "port", s->port));
+	}
+	json_object_set_new(ev, "version", json_string(MCPWARDEN_VERSION));
+	json_object_set_new(ev, "pid", json_integer(getpid()));
+	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
+	json_object_set_new(ev, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
+						    "digest", a->policy->digest));
+	json_object_set_new(ev, "servers", ports);
+	json_object_set_new(ev, "cgroup_root", json_string(a->cgroup_root));
+	json_object_set_new(ev, "cgroup_mount", json_string(a->cgroup_mount));
+	json_object_set_new(ev, "tracepoints", json_string(kernel__tracepoint_flavour(a->kernel)));
+	json_object_set_new(ev, "attachments", json_integer((json_int_t)kernel__n_links(a->kernel)));
+	output__emit(a->out, "ready", ev);
+}
+
+static const char *const counter_names[MCPW_CNT__MAX] = {
+	[MCPW_CNT_EVENTS_LOST] = "events_lost",
+	[MCPW_CNT_DATA_LOST] = "data_lost",
+	[MCPW_CNT_HELD_SEGS] = "held_segments",
+	[MCPW_CNT_HELD_BYTES] = "held_bytes",
+	[MCPW_CNT_PASS_SEGS] = "passed_segments",
+	[MCPW_CNT_DROP_SEGS] = "dropped_segments",
+	[MCPW_CNT_MIRROR_SEGS] = "mirrored_segments",
+	[MCPW_CNT_FAILOPEN_SEGS] = "failopen_segments",
+	[MCPW_CNT_FAILCLOSED_SEGS] = "failclosed_segments",
+	[MCPW_CNT_OVERLIMIT] = "overlimit_segments",
+	[MCPW_CNT_INJECT_OK] = "injected_frames",
+	[MCPW_CNT_INJECT_FAIL] = "inject_failures",
+	[MCPW_CNT_SOCKHASH_FAIL] = "sockhash_failures",
+	[MCPW_CNT_NO_STATE] = "no_state",
+	[MCPW_CNT_TUPLE_MISS] = "tuple_misses",
+	[MCPW_CNT_STORAGE_FAIL] = "storage_failures",
+	[MCPW_CNT_SEG_TOO_BIG] = "segment_too_big",
+	[MCPW_CNT_EGRESS_COPIED] = "egress_copied",
+	[MCPW_CNT_STDIO_KILLED] = "stdio_killed",
+};
+
+static json_t *status_json(void *ctx)
+{
+	struct agent *a = ctx;
+	struct decider_stats ds;
+	struct proctab_stats ps;
+	struct output_stats os;
+	uint64_t cnt[MCPW_CNT__MAX];
+	json_t *st, *k, *v;
+	size_t i;
+
+	decider__stats(a->decider, &ds);
+	proctab__stats(a->procs, &ps);
+	output__stats(a->out, &os);
+	st = json_object();
+	json_object_set_new(st, "version", json_string(MCPWARDEN_VERSION));
+	json_object_set_new(st, "pid", json_integer(getpid()));
+	json_object_set_new(st, "node", json_string(a->node));
+	json_object_set_new(st, "mode", json_string(a->enforce ? "enforce" : "monitor"));
+	json_object_set_new(st, "uptime_s", json_integer((json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
+	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
+						    "digest", a->policy->digest));
+	json_object_set_new(st, "cgroup_root", json_string(a->cgroup_root));
+	json_object_set_new(st, "programs", json_pack("{s:s,s:I}", "tracepoints",
+		kernel__tracepoint_flavour(a->kernel), "attachments",
+		(json_int_t)kernel__n_links(a->kernel)));
+	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I}",
+		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,
+		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)MAX_CONNS,
+		"sessions", (json_int_t)ds.sessions, "tokens", (json_int_t)ds.tokens,
+		"instances", (json_int_t)ds.instances));
+	k = json_object();
+	if (kernel__counters(a->kernel, cnt) == 0)
+		for (i = 0; i < MCPW_CNT__MAX; i++)
+			json_object_set_new(k, counter_names[i] ? counter_names[i] : "?",
+					    json_integer((json_int_t)cnt[i]));
+	json_object_set_new(st, "kernel_counters", k);
+	v = json_object();
+	for (i = 0; i < VERDICT__MAX; i++)
+		json_object_set_new(v, verdict__name((enum verdict)i), json_integer((json_int_t)ds.verdicts[i]));
+	json_object_set_new(st, "verdicts", v);
+	json_object_set_new(st, "events", json_pack("{s:I,s:I}", "written", (json_int_t)os.events,
+						    "dropped", (json_int_t)os.dropped));
+	json_object_set_new(st, "health", json_string("ok"));
+	return st;
+}
+
+static int setup_fds(struct agent *a)
+{
+	struct itimerspec its = {
+		.it_interval = { 0, TICK_MS * 1000000L },
+		.it_value = { 0, TICK_MS * 1000000L },
+	};
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	a->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	a->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (a->sigfd < 0 || a->timerfd < 0 || a->epfd < 0)
+		return -errno;
+	if (timerfd_settime(a->timerfd, 0, &its, NULL))
+		return -errno;
+	ev.data.fd = a->sigfd;
+	epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->sigfd, &ev);
+	ev.data.fd = a->timerfd;
+	epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->timerfd, &ev);
+	ev.data.fd = ring_buffer__epoll_fd(a->rings);
+	epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	if (a->ctl) {
+		ev.data.fd = ctl__fd(a->ctl);
+		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	}
+	return 0;
+}
+
+static void on_signal(struct agent *a)
+{
+	struct signalfd_siginfo si;
+
+	while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			reload(a);
+		else
+			a->stop = true;
+	}
+}
+
+static void run_loop(struct agent *a)
+{
+	struct epoll_event evs[8];
+	int n, i, rb_fd = ring_buffer__epoll_fd(a->rings);
+	uint64_t expirations;
+
+	while (!a->stop) {
+		n = epoll_wait(a->epfd, evs, 8, 1000);
+		if (n < 0 && errno != EINTR) {
+			pr_err("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			if (evs[i].data.fd == rb_fd) {
+				ring_buffer__consume(a->rings);
+			} else if (evs[i].data.fd == a->timerfd) {
+				if (read(a->timerfd, &expirations, sizeof(expirations)) > 0)
+					tick(a);
+			} else if (evs[i].data.fd == a->sigfd) {
+				on_signal(a);
+			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
+				ctl__accept(a->ctl);
+			}
+		}
+	}
+}
+
+static void shutdown_agent(struct agent *a, const char *why)
+{
+	struct hmap_iter it;
+	void *val;
+
+	/* A connection with unjudged bytes held cannot be completed once the
+	 * kernel side goes: end it rather than let its tail through alone. */
+	if (a->enforce && a->conns) {
+		hmap__iter_init(a->conns, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val)) {
+			struct conn *c = val;
+
+			if (!c->denied && c->held_len)
+				deny_conn(a, c);
+		}
+	}
+	if (a->out)
+		output__emit(a->out, "shutdown", json_pack("{s:s}", "reason", why));
+}
+
+static void teardown(struct agent *a)
+{
+	struct hmap_iter it;
+	void *val;
+	uint64_t key;
+
+	if (a->conns) {
+		hmap__iter_init(a->conns, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val))
+			conn_free(a, val);
+		hmap__free(a->conns);
+	}
+	if (a->listeners) {
+		hmap__iter_init(a->listeners, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val))
+			free(val);
+		hmap__free(a->listeners);
+	}
+	if (a->netns_fds) {
+		hmap__iter_init(a->netns_fds, &it);
+		while (hmap__iter_next(&it, &key, NULL, &val))
+			close((int)(intptr_t)val - 1);
+		hmap__free(a->netns_fds);
+	}
+	ring_buffer__free(a->rings);
+	kernel__close(a->kernel);
+	ctl__close(a->ctl);
+	decider__free(a->decider);
+	resolver__free(a->resolver);
+	podmeta__free(a->pods);
+	proctab__free(a->procs);
+	jwt_keyset__free(a->keys);
+	policy__free(a->policy);
+	output__free(a->out);
+	if (a->epfd > 0)
+		close(a->epfd);
+	if (a->sigfd > 0)
+		close(a->sigfd);
+	if (a->timerfd > 0)
+		close(a->timerfd);
+}
+
+int agent__run(const struct agent_opts *o)
+{
+	struct agent a = { .opts = o, .epfd = -1, .sigfd = -1, .timerfd = -1 };
+	struct kernel_error kerr = {};
+	struct kernel_opts kopts = {};
+	struct resolver_opts ropts = {};
+	uint16_t ports[MCPW_MAX_PORTS];
+	char msg[512];
+	int err, status = 1;
+
+	a.limits = http_default_limits;
+	err = load_policy(o->policy_path, &a.policy, msg, sizeof(msg));
+	if (err) {
+		fprintf(stderr, "%s\n", msg);
+		return 2;
+	}
+	if (o->mode && strcmp(o->mode, "enforce") && strcmp(o->mode, "monitor")) {
+		fprintf(stderr, "mcpwarden: --mode must be monitor or enforce, not %s\n", o->mode);
+		status = 2;
+		goto out;
+	}
+	a.enforce = mode_enforce(&a, a.policy);
+	if (load_keys(a.policy, &a.keys, msg, sizeof(msg))) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		status = 2;
+		goto out;
+	}
+	if (kernel__probe(&kerr)) {
+		fprintf(stderr, "mcpwarden: %s\n", kerr.msg);
+		status = kerr.missing_feature ? 3 : 1;
+		goto out;
+	}
+	if (find_scope(&a, msg, sizeof(msg))) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		status = 3;
+		goto out;
+	}
+	if (o->node_name) {
+		snprintf(a.node, sizeof(a.node), "%s", o->node_name);
+	} else {
+		struct utsname u;
+
+		snprintf(a.node, sizeof(a.node), "%s", uname(&u) == 0 ? u.nodename : "unknown");
+	}
+
+	a.out = output__new(a.node);
+	a.conns = hmap__new(false);
+	a.listeners = hmap__new(false);
+	a.netns_fds = hmap__new(false);
+	a.procs = proctab__new(131072, "/proc");
+	a.decider = decider__new();
+	a.pods = podmeta__new();
+	if (!a.out || !a.conns || !a.listeners || !a.netns_fds || !a.procs || !a.decider ||
+	    !a.pods) {
+		fprintf(stderr, "mcpwarden: out of memory\n");
+		goto out;
+	}
+	if (output__add_jsonl(a.out, o->events ? o->events : "-", msg, sizeof(msg))) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		status = 2;
+		goto out;
+	}
+	if (o->pods_file && podmeta__load_file(a.pods, o->pods_file, msg, sizeof(msg))) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		status = 2;
+		goto out;
+	}
+	decider__set_policy(a.decider, a.policy);
+
+	ropts.cgroup_mount = a.cgroup_mount;
+	ropts.cgroup_root = a.cgroup_root;
+	ropts.node = a.node;
+	ropts.proc_root = "/proc";
+	ropts.want_exe_sha256 = policy__needs_exe_sha256(a.policy);
+	a.resolver = resolver__new(&ropts, a.procs);
+	if (!a.resolver) {
+		fprintf(stderr, "mcpwarden: out of memory\n");
+		goto out;
+	}
+	resolver__set_podmeta(a.resolver, a.pods);
+
+	kopts.cgroup_dir = a.cgroup_dir;
+	kopts.config = kernel_config(&a, a.policy);
+	kopts.ports = ports;
+	kopts.n_ports = policy_ports(a.policy, ports, MCPW_MAX_PORTS);
+	log__route_libbpf();
+	err = kernel__open(&kopts, &a.kernel, &kerr);
+	if (err) {
+		fprintf(stderr, "mcpwarden: %s\n", kerr.msg);
+		status = kerr.missing_feature ? 3 : 1;
+		goto out;
+	}
+	a.started_ns = now_ns();
+	err = ctl__open(o->state_dir, status_json, &a, &a.ctl, msg, sizeof(msg));
+	if (err) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		goto out;
+	}
+	output__add_sink(a.out, ctl__on_event, a.ctl);
+	a.rings = kernel__rings(a.kernel, on_event, on_data, &a);
+	if (!a.rings || setup_fds(&a)) {
+		fprintf(stderr, "mcpwarden: cannot set up the event loop: %s\n", strerror(errno));
+		goto out;
+	}
+	/* The process table after attaching, so nothing falls in between. */
+	err = proctab__seed(a.procs);
+	if (err < 0)
+		pr_warn("cannot read /proc (%s): processes older than the agent are unknown",
+			strerror(-err));
+	seed_all(&a);
+	emit_ready(&a);
+	run_loop(&a);
+	shutdown_agent(&a, "signal");
+	status = 0;
+out:
+	teardown(&a);
+	return status;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * `mcpwarden run`: the daemon. Loads the policy and the kernel side, then
+ * turns kernel records into connections, requests, decisions, verdicts
+ * written back to the kernel, and events.
+ */
+#ifndef MCPW_AGENT_H
+#define MCPW_AGENT_H
+
+#include <stdbool.h>
+
+struct agent_opts {
+	const char *policy_path;	/* NULL: the embedded default policy */
+	const char *mode;		/* NULL: the policy's */
+	const char *events;		/* "-" (stdout) or a file */
+	const char *cgroup_root;	/* NULL: the cgroup2 mount's root */
+	const char *state_dir;
+	const char *node_name;		/* NULL: hostname */
+	const char *pods_file;		/* pod metadata fixture (tests) */
+	const char *log_level;
+};
+
+/* Runs until SIGTERM/SIGINT. Returns the process exit status. */
+int agent__run(const struct agent_opts *o);
+
+#endif

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A protected connection as the daemon tracks it, keyed by the server-side
+ * socket cookie: both ends' workloads, the request parser, the bytes held
+ * in the kernel and not yet released, and the identity it has presented.
+ */
+#ifndef MCPW_CONN_H
+#define MCPW_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "http.h"
+#include "workload.h"
+#include "mcpwarden/events.h"
+
+struct ident;
+
+struct conn {
+	uint64_t cookie;		/* server-side socket */
+	uint64_t client_cookie;		/* client-side socket when local, else 0 */
+	struct mcpw_tuple tuple;	/* server view */
+	uint32_t netns;
+	uint16_t port;
+	char *server_name;
+
+	bool open_seen;			/* CONN_OPEN (or seed) processed */
+	bool preexisting;
+	bool denied;			/* verdict DROP written, being ended */
+	bool blind;			/* stopped parsing (monitor mode) */
+	bool failopen_reported;
+
+	struct workload client;
+	struct workload server;
+
+	struct http_parser *parser;
+	/* Held bytes [held_base, held_base + held_len) not yet released. */
+	char *held;
+	size_t held_len, held_cap;
+	uint64_t held_base;
+	uint64_t next_off;		/* next ingress offset expected */
+	uint64_t released_end;
+	uint64_t copy_until;		/* mirror window granted */
+
+	/* Identity first presented on this connection (decision.c). */
+	struct ident *ident;
+	uint64_t instance;		/* registered with ident->client */
+	bool instance_registered;
+	/* clientInfo of the last initialize, for the session it opens. */
+	char *init_client_name;
+	char *init_client_version;
+
+	/* Response heads wanted (Mcp-Session-Id issuance). */
+	unsigned int pending_initialize;
+	bool egress_closed;
+
+	uint64_t requests;
+	uint64_t opened_ns;
+	uint64_t first_hold_ns;		/* oldest unreleased held byte arrived */
+	struct conn *next_pending;	/* waiting for CONN_OPEN */
+};
+
+/* "ip:port" of each end (server view: s = server, d = client). */
+void conn__addr(const struct mcpw_tuple *t, bool server_end, char *buf, size_t len);
+json_t *conn__json(const struct conn *c);
+
+#endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The control socket: a root-only (0600) Unix socket in --state-dir that
+ * `mcpwarden status` and `mcpwarden events [--follow]` talk to while the
+ * agent runs in the background. One request line per connection:
+ *   "status"        -> one JSON document, then close
+ *   "events"        -> the recent events (JSON Lines), then close
+ *   "events follow" -> the recent events, then every new one
+ * A follower that cannot keep up is disconnected (counted), never waited on.
+ */
+#ifndef MCPW_CTL_H
+#define MCPW_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define CTL_SOCKET_NAME "mcpwarden.sock"
+#define CTL_HISTORY 1024
+
+struct ctl;
+
+typedef json_t *(*ctl_status_fn)(void *ctx);
+
+int ctl__open(const char *state_dir, ctl_status_fn status, void *ctx, struct ctl **out,
+	      char *err, size_t errlen);
+void ctl__close(struct ctl *c);
+int ctl__fd(const struct ctl *c);
+/* The listening socket is readable: serve one client. */
+void ctl__accept(struct ctl *c);
+/* Output sink: remember the event and send it to followers. */
+void ctl__on_event(void *ctx, const char *kind, json_t *ev);
+uint64_t ctl__dropped_followers(const struct ctl *c);
+
+/* The CLI side: prints the answer to stdout. Returns an exit status. */
+int ctl__client(const char *state_dir, const char *cmd, bool follow);
+
+#endif

@@ -1,0 +1,913 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The judgment of one request. Order (the first finding is the verdict):
+ *
+ *   malformed      the request is not HTTP + JSON-RPC we can read
+ *   unattributed   no workload in scope sent it        (policy: unattributed)
+ *   unknown_client its claims match no policy client   (policy: unknown_client)
+ *   mismatch       they match a client whose workloads do not include it
+ *   server_denied  that client may not use this server
+ *   tool_denied    a tools/call names a tool it may not call
+ *   session_hijack its Mcp-Session-Id belongs to another workload instance
+ *   identity_switch the connection or session started as someone else
+ *   token_replay   its token was first used by another instance, or a
+ *                  Kubernetes service-account token names another pod
+ *   clone          the client is already live in max_instances instances
+ *
+ * A workload instance is its cgroup (by id). An instance is live for a
+ * client while it holds an open connection that presented the client's
+ * identity, or for instance_window_seconds after its last request.
+ * Identity is bound by stable claims (client, iss, sub, client_id, azp,
+ * clientInfo name) plus the instance, never by token bytes: a refreshed
+ * token from the same instance is not a finding. State changes only for
+ * allowed requests, so a blocked newcomer never displaces the incumbent.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "decision.h"
+#include "hmap.h"
+
+static const char *const verdict_names[VERDICT__MAX] = {
+	[VERDICT_ALLOW] = "allow",
+	[VERDICT_MISMATCH] = "mismatch",
+	[VERDICT_UNKNOWN_CLIENT] = "unknown_client",
+	[VERDICT_CLONE] = "clone",
+	[VERDICT_TOKEN_REPLAY] = "token_replay",
+	[VERDICT_SESSION_HIJACK] = "session_hijack",
+	[VERDICT_IDENTITY_SWITCH] = "identity_switch",
+	[VERDICT_TOOL_DENIED] = "tool_denied",
+	[VERDICT_SERVER_DENIED] = "server_denied",
+	[VERDICT_UNATTRIBUTED] = "unattributed",
+	[VERDICT_STDIO_PARENT] = "stdio_parent",
+	[VERDICT_MALFORMED] = "malformed",
+};
+
+const char *verdict__name(enum verdict v)
+{
+	return v < VERDICT__MAX ? verdict_names[v] : "unknown";
+}
+
+/* Who, in evidence form (a small copy: the workload itself may go). */
+struct who {
+	uint64_t instance;
+	uint32_t pid;
+	char *exe;
+	char *cgroup;
+};
+
+/* Stable claims of an identity. */
+struct ident {
+	char *client;
+	char *iss, *sub, *client_id, *azp, *ci_name;
+};
+
+struct session {
+	struct who who;
+	bool issued;		/* seen issued by the server (else first use) */
+	char *client_name, *client_version;	/* its initialize's clientInfo */
+	struct ident ident;
+	bool has_ident;
+	uint64_t last_ns;
+};
+
+struct token {
+	struct who who;
+	char *client;
+	uint64_t expires_ns;
+	uint64_t last_ns;
+};
+
+struct instance {
+	struct who who;
+	uint64_t last_ns;
+	unsigned int open_conns;
+};
+
+struct client_live {
+	struct hmap *instances;	/* instance id -> struct instance */
+};
+
+struct decider {
+	const struct policy *policy;
+	struct hmap *sessions;	/* sid -> struct session */
+	struct hmap *tokens;	/* token key -> struct token */
+	struct hmap *clients;	/* client name -> struct client_live */
+	uint64_t evicted;
+	uint64_t verdicts[VERDICT__MAX];
+};
+
+static char *dup0(const char *s)
+{
+	return s && *s ? strdup(s) : NULL;
+}
+
+static void who_set(struct who *w, const struct workload *wl)
+{
+	w->instance = wl->cgroup_id;
+	w->pid = wl->pid;
+	w->exe = dup0(wl->exe);
+	w->cgroup = dup0(wl->cgroup);
+}
+
+static void who_free(struct who *w)
+{
+	free(w->exe);
+	free(w->cgroup);
+}
+
+static json_t *who_json(const struct who *w)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "pid", json_integer(w->pid));
+	if (w->exe)
+		json_object_set_new(o, "exe", json_string(w->exe));
+	if (w->cgroup)
+		json_object_set_new(o, "cgroup", json_string(w->cgroup));
+	json_object_set_new(o, "cgroup_id", json_integer((json_int_t)w->instance));
+	return o;
+}
+
+static void ident_free(struct ident *i)
+{
+	free(i->client);
+	free(i->iss);
+	free(i->sub);
+	free(i->client_id);
+	free(i->azp);
+	free(i->ci_name);
+	memset(i, 0, sizeof(*i));
+}
+
+static void session_free(struct session *s)
+{
+	who_free(&s->who);
+	free(s->client_name);
+	free(s->client_version);
+	ident_free(&s->ident);
+	free(s);
+}
+
+static void token_free(struct token *t)
+{
+	who_free(&t->who);
+	free(t->client);
+	free(t);
+}
+
+static void client_live_free(struct client_live *cl)
+{
+	struct hmap_iter it;
+	void *val;
+
+	hmap__iter_init(cl->instances, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		who_free(&((struct instance *)val)->who);
+		free(val);
+	}
+	hmap__free(cl->instances);
+	free(cl);
+}
+
+struct decider *decider__new(void)
+{
+	struct decider *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->sessions = hmap__new(true);
+	d->tokens = hmap__new(true);
+	d->clients = hmap__new(true);
+	if (!d->sessions || !d->tokens || !d->clients) {
+		decider__free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void decider__free(struct decider *d)
+{
+	struct hmap_iter it;
+	void *val;
+
+	if (!d)
+		return;
+	if (d->sessions) {
+		hmap__iter_init(d->sessions, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val))
+			session_free(val);
+	}
+	if (d->tokens) {
+		hmap__iter_init(d->tokens, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val))
+			token_free(val);
+	}
+	if (d->clients) {
+		hmap__iter_init(d->clients, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val))
+			client_live_free(val);
+	}
+	hmap__free(d->sessions);
+	hmap__free(d->tokens);
+	hmap__free(d->clients);
+	free(d);
+}
+
+void decider__set_policy(struct decider *d, const struct policy *p)
+{
+	d->policy = p;
+}
+
+static uint64_t window_ns(const struct decider *d)
+{
+	unsigned int s = d->policy && d->policy->instance_window_sec ?
+			 d->policy->instance_window_sec : 60;
+
+	return (uint64_t)s * 1000000000ull;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void set_reason(struct decision *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_reason(struct decision *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out->reason, sizeof(out->reason), fmt, ap);
+	va_end(ap);
+}
+
+static void finding(struct decider *d, struct decision *out, enum verdict v,
+		    enum policy_action action)
+{
+	out->verdict = v;
+	out->deny = action == POLICY_DENY;
+	out->alert = action != POLICY_ALLOW;
+	d->verdicts[v]++;
+}
+
+/* "pid 123 (/usr/bin/node) in cgroup /ci/a" */
+static void describe(const struct workload *w, char *buf, size_t len)
+{
+	snprintf(buf, len, "pid %u (%s) in cgroup %s", w->pid, w->exe ? w->exe : w->comm,
+		 w->cgroup ? w->cgroup : "?");
+}
+
+static void describe_who(const struct who *w, char *buf, size_t len)
+{
+	snprintf(buf, len, "pid %u (%s) in cgroup %s", w->pid, w->exe ? w->exe : "?",
+		 w->cgroup ? w->cgroup : "?");
+}
+
+/* The claims a policy may match, as this request makes them. */
+static void claim_view(const struct decider *d, const struct request *r, struct claim_view *v,
+		       bool *token_untrusted)
+{
+	const struct jwt_facts *t = &r->token;
+	bool trust = t->is_jwt;
+
+	*token_untrusted = false;
+	if (t->is_jwt && (t->sig == JWT_SIG_INVALID || t->sig == JWT_SIG_UNSUPPORTED ||
+			  (d->policy->require_signature && t->sig != JWT_SIG_VALID))) {
+		trust = false;
+		*token_untrusted = true;
+	}
+	memset(v, 0, sizeof(*v));
+	if (trust) {
+		v->client_id = t->client_id;
+		v->sub = t->sub;
+		v->iss = t->iss;
+		v->azp = t->azp;
+	}
+	if (t->present && !*token_untrusted)
+		v->token_sha256 = t->sha256;
+	v->client_info_name = r->client_name;
+	v->user_agent = r->user_agent;
+}
+
+static void claims_text(const struct claim_view *v, char *buf, size_t len)
+{
+	size_t n = 0;
+
+#define ADD(key, val)								\
+	do {									\
+		if ((val) && n < len)						\
+			n += (size_t)snprintf(buf + n, len - n, "%s%s \"%s\"",	\
+					      n ? ", " : "", key, (val));	\
+	} while (0)
+	ADD("client_id", v->client_id);
+	ADD("sub", v->sub);
+	ADD("iss", v->iss);
+	ADD("clientInfo", v->client_info_name);
+#undef ADD
+	if (!n)
+		snprintf(buf, len, "no identity at all");
+}
+
+static struct client_live *client_live(struct decider *d, const char *name)
+{
+	struct client_live *cl = hmap__sget(d->clients, name);
+
+	if (cl)
+		return cl;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return NULL;
+	cl->instances = hmap__new(false);
+	if (!cl->instances || hmap__sput(d->clients, name, cl)) {
+		hmap__free(cl->instances);
+		free(cl);
+		return NULL;
+	}
+	return cl;
+}
+
+static bool instance_live(const struct decider *d, const struct instance *in, uint64_t now)
+{
+	return in->open_conns > 0 || now - in->last_ns < window_ns(d);
+}
+
+/* Drops instances no longer live. */
+static void prune_instances(struct decider *d, struct client_live *cl, uint64_t now)
+{
+	struct hmap_iter it;
+	uint64_t key;
+	void *val;
+
+	hmap__iter_init(cl->instances, &it);
+	while (hmap__iter_next(&it, &key, NULL, &val)) {
+		if (!instance_live(d, val, now)) {
+			hmap__del(cl->instances, key);
+			who_free(&((struct instance *)val)->who);
+			free(val);
+		}
+	}
+}
+
+static void token_key(const struct jwt_facts *t, char *buf, size_t len)
+{
+	if (t->jti)
+		snprintf(buf, len, "jti:%s:%s", t->iss ? t->iss : "", t->jti);
+	else
+		snprintf(buf, len, "sha256:%s", t->sha256);
+}
+
+static bool differs(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) != 0;
+}
+
+/* A different identity: a stable claim present on both sides changed. */
+static bool ident_differs(const struct ident *old, const struct ident *now, const char **what)
+{
+	if (differs(old->client, now->client)) {
+		*what = "policy client";
+		return true;
+	}
+	if (differs(old->iss, now->iss)) {
+		*what = "iss";
+		return true;
+	}
+	if (differs(old->sub, now->sub)) {
+		*what = "sub";
+		return true;
+	}
+	if (differs(old->client_id, now->client_id)) {
+		*what = "client_id";
+		return true;
+	}
+	if (differs(old->azp, now->azp)) {
+		*what = "azp";
+		return true;
+	}
+	if (differs(old->ci_name, now->ci_name)) {
+		*what = "clientInfo name";
+		return true;
+	}
+	return false;
+}
+
+static void ident_from(struct ident *i, const char *client, const struct claim_view *v)
+{
+	i->client = dup0(client);
+	i->iss = dup0(v->iss);
+	i->sub = dup0(v->sub);
+	i->client_id = dup0(v->client_id);
+	i->azp = dup0(v->azp);
+	i->ci_name = dup0(v->client_info_name);
+}
+
+static const char *ident_val(const struct ident *i, const char *what)
+{
+	if (strcmp(what, "policy client") == 0)
+		return i->client;
+	if (strcmp(what, "iss") == 0)
+		return i->iss;
+	if (strcmp(what, "sub") == 0)
+		return i->sub;
+	if (strcmp(what, "client_id") == 0)
+		return i->client_id;
+	if (strcmp(what, "azp") == 0)
+		return i->azp;
+	return i->ci_name;
+}
+
+/* ---- the judgment ------------------------------------------------------ */
+
+static const struct policy_client *match_client(const struct policy *p,
+						const struct claim_view *cv,
+						const struct workload *w,
+						const struct policy_client **claimed)
+{
+	const char *anc[WORKLOAD_MAX_ANCESTORS];
+	struct workload_view wv;
+	struct pod_view pv;
+	size_t i;
+
+	workload__view(w, &wv, &pv, anc);
+	*claimed = NULL;
+	for (i = 0; i < p->n_clients; i++) {
+		const struct policy_client *c = &p->clients[i];
+
+		if (!policy_claims__match(&c->claims, cv))
+			continue;
+		if (!*claimed)
+			*claimed = c;
+		if (policy_workloads__match(c->workloads, c->n_workloads, &wv))
+			return c;
+	}
+	return NULL;
+}
+
+static bool check_tools(struct decider *d, const struct policy_client *client,
+			const struct request *r, struct decision *out)
+{
+	size_t i;
+
+	if (!client->has_tools)
+		return true;
+	for (i = 0; i < r->body.n_msgs; i++) {
+		const struct mcp_message *m = &r->body.msgs[i];
+		char allowed[256] = "";
+		size_t j, n = 0;
+
+		if (!m->method || strcmp(m->method, "tools/call") != 0)
+			continue;
+		if (m->tool && policy_client__tool_allowed(client, m->tool))
+			continue;
+		for (j = 0; j < client->n_tools && n < sizeof(allowed); j++)
+			n += (size_t)snprintf(allowed + n, sizeof(allowed) - n, "%s%s",
+					      j ? ", " : "", client->tools[j]);
+		finding(d, out, VERDICT_TOOL_DENIED, POLICY_DENY);
+		set_reason(out, "Client \"%s\" may not call tool \"%s\" (allowed: %s).",
+			   client->name, m->tool ? m->tool : "(none named)",
+			   client->n_tools ? allowed : "none");
+		return false;
+	}
+	return true;
+}
+
+static bool check_session(struct decider *d, struct conn *c, const struct request *r,
+			  const struct ident *now_ident, struct decision *out)
+{
+	struct session *s;
+	char owner[300], sender[300];
+	const char *what;
+
+	if (!r->session_id)
+		return true;
+	s = hmap__sget(d->sessions, r->session_id);
+	if (!s)
+		return true;
+	if (s->who.instance != c->client.cgroup_id) {
+		describe_who(&s->who, owner, sizeof(owner));
+		describe(&c->client, sender, sizeof(sender));
+		finding(d, out, VERDICT_SESSION_HIJACK, POLICY_DENY);
+		set_reason(out, "Mcp-Session-Id %s was %s %s but is used by %s.", r->session_id,
+			   s->issued ? "issued by the server to" : "first used by", owner, sender);
+		out->related = json_pack("{s:o,s:b}", "session_owner", who_json(&s->who),
+					 "issued_by_server", s->issued);
+		return false;
+	}
+	if (s->has_ident && ident_differs(&s->ident, now_ident, &what)) {
+		finding(d, out, VERDICT_IDENTITY_SWITCH, POLICY_DENY);
+		set_reason(out, "Session %s started with %s \"%s\" and now presents \"%s\".",
+			   r->session_id, what, ident_val(&s->ident, what),
+			   ident_val(now_ident, what));
+		return false;
+	}
+	return true;
+}
+
+static bool check_conn_ident(struct decider *d, struct conn *c, const struct ident *now_ident,
+			     struct decision *out)
+{
+	const struct ident *old = c->ident;
+	const char *what;
+
+	if (!old || !ident_differs(old, now_ident, &what))
+		return true;
+	finding(d, out, VERDICT_IDENTITY_SWITCH, POLICY_DENY);
+	set_reason(out, "This connection started with %s \"%s\" and now presents \"%s\".",
+		   what, ident_val(old, what), ident_val(now_ident, what));
+	out->related = json_pack("{s:s?,s:s?,s:s?}", "first_client", old->client,
+				 "first_sub", old->sub, "first_client_id", old->client_id);
+	return false;
+}
+
+static void ident_copy(struct ident *dst, const struct ident *src)
+{
+	dst->client = dup0(src->client);
+	dst->iss = dup0(src->iss);
+	dst->sub = dup0(src->sub);
+	dst->client_id = dup0(src->client_id);
+	dst->azp = dup0(src->azp);
+	dst->ci_name = dup0(src->ci_name);
+}
+
+static void conn_set_ident(struct conn *c, const struct ident *i)
+{
+	if (c->ident)
+		return;
+	c->ident = calloc(1, sizeof(*c->ident));
+	if (c->ident)
+		ident_copy(c->ident, i);
+}
+
+static bool check_token(struct decider *d, struct conn *c, const struct request *r,
+			struct decision *out)
+{
+	const struct jwt_facts *t = &r->token;
+	char key[600], first[300], sender[300];
+	struct token *tok;
+
+	if (!t->present)
+		return true;
+	if (t->k8s_pod_uid && strcmp(t->k8s_pod_uid, c->client.meta.pod_uid) != 0) {
+		describe(&c->client, sender, sizeof(sender));
+		finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
+		set_reason(out, "A Kubernetes service-account token of pod %s (%s/%s) is used by "
+			   "%s, %s.", t->k8s_pod_uid, t->k8s_namespace ? t->k8s_namespace : "?",
+			   t->k8s_pod_name ? t->k8s_pod_name : "?", sender,
+			   c->client.meta.pod_uid[0] ? "a different pod" : "which is not in a pod");
+		return false;
+	}
+	token_key(t, key, sizeof(key));
+	tok = hmap__sget(d->tokens, key);
+	if (tok && tok->who.instance != c->client.cgroup_id) {
+		describe_who(&tok->who, first, sizeof(first));
+		describe(&c->client, sender, sizeof(sender));
+		finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
+		set_reason(out, "Token %s%s was first used by %s and is now replayed by %s.",
+			   t->jti ? "jti " : "sha256 ", t->jti ? t->jti : t->sha256, first, sender);
+		out->related = json_pack("{s:o}", "first_use", who_json(&tok->who));
+		return false;
+	}
+	return true;
+}
+
+static bool check_clone(struct decider *d, struct conn *c, const struct policy_client *client,
+			uint64_t now, struct decision *out)
+{
+	struct client_live *cl;
+	struct hmap_iter it;
+	json_t *live;
+	void *val;
+	char sender[300], first[300] = "";
+	size_t n;
+
+	if (!client->max_instances)
+		return true;
+	cl = client_live(d, client->name);
+	if (!cl)
+		return true;
+	if (hmap__get(cl->instances, c->client.cgroup_id))
+		return true;
+	prune_instances(d, cl, now);
+	n = hmap__size(cl->instances);
+	if (n < client->max_instances)
+		return true;
+	live = json_array();
+	hmap__iter_init(cl->instances, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		struct instance *in = val;
+
+		if (!first[0])
+			describe_who(&in->who, first, sizeof(first));
+		json_array_append_new(live, who_json(&in->who));
+	}
+	describe(&c->client, sender, sizeof(sender));
+	finding(d, out, VERDICT_CLONE, POLICY_DENY);
+	set_reason(out, "Client \"%s\" is already live in %zu workload instance%s (%s%s) and "
+		   "max_instances is %u; the new instance %s was refused.", client->name, n,
+		   n == 1 ? "" : "s", first, n > 1 ? ", ..." : "", client->max_instances, sender);
+	out->related = json_pack("{s:o,s:i}", "live_instances", live, "max_instances",
+				 (json_int_t)client->max_instances);
+	return false;
+}
+
+/* How long a token stays bound to its first instance: until it expires,
+ * at most DECISION_TOKEN_TTL_NS. */
+static uint64_t token_ttl(const struct jwt_facts *t)
+{
+	long long left;
+
+	if (!t->has_exp)
+		return DECISION_TOKEN_TTL_NS;
+	left = t->exp - (long long)time(NULL);
+	if (left <= 0)
+		return 60ull * 1000000000ull;	/* expired: keep it a minute */
+	if ((unsigned long long)left > DECISION_TOKEN_TTL_NS / 1000000000ull)
+		return DECISION_TOKEN_TTL_NS;
+	return (uint64_t)left * 1000000000ull;
+}
+
+/* An allowed request updates the live state. */
+static void record(struct decider *d, struct conn *c, const struct request *r,
+		   const struct policy_client *client, const struct ident *now_ident, uint64_t now)
+{
+	const struct jwt_facts *t = &r->token;
+	struct client_live *cl;
+
+	conn_set_ident(c, now_ident);
+	if (client && (cl = client_live(d, client->name))) {
+		struct instance *in = hmap__get(cl->instances, c->client.cgroup_id);
+
+		if (!in && hmap__size(cl->instances) < DECISION_MAX_INSTANCES) {
+			in = calloc(1, sizeof(*in));
+			if (in) {
+				who_set(&in->who, &c->client);
+				if (hmap__put(cl->instances, c->client.cgroup_id, in)) {
+					who_free(&in->who);
+					free(in);
+					in = NULL;
+				}
+			}
+		} else if (!in) {
+			d->evicted++;
+		}
+		if (in) {
+			in->last_ns = now;
+			if (!c->instance_registered) {
+				in->open_conns++;
+				c->instance_registered = true;
+				c->instance = c->client.cgroup_id;
+			}
+		}
+	}
+	if (t->present) {
+		char key[600];
+		struct token *tok;
+
+		token_key(t, key, sizeof(key));
+		tok = hmap__sget(d->tokens, key);
+		if (!tok && hmap__size(d->tokens) < DECISION_MAX_TOKENS) {
+			tok = calloc(1, sizeof(*tok));
+			if (tok) {
+				who_set(&tok->who, &c->client);
+				tok->client = dup0(client ? client->name : NULL);
+				tok->expires_ns = now + token_ttl(t);
+				if (hmap__sput(d->tokens, key, tok)) {
+					token_free(tok);
+					tok = NULL;
+				}
+			}
+		} else if (!tok) {
+			d->evicted++;
+		}
+		if (tok)
+			tok->last_ns = now;
+	}
+	if (r->session_id) {
+		struct session *s = hmap__sget(d->sessions, r->session_id);
+
+		if (!s && hmap__size(d->sessions) < DECISION_MAX_SESSIONS) {
+			/* Not seen issued (issued before the agent started, or
+			 * its response was not seen): bound at first use. */
+			s = calloc(1, sizeof(*s));
+			if (s) {
+				who_set(&s->who, &c->client);
+				if (hmap__sput(d->sessions, r->session_id, s)) {
+					session_free(s);
+					s = NULL;
+				}
+			}
+		}
+		if (s) {
+			s->last_ns = now;
+			if (!s->has_ident) {
+				s->has_ident = true;
+				ident_copy(&s->ident, now_ident);
+			}
+		}
+	}
+}
+
+void decider__session_client_info(struct decider *d, struct request *r)
+{
+	struct session *s;
+
+	if (r->client_name || !r->session_id)
+		return;
+	s = hmap__sget(d->sessions, r->session_id);
+	if (s && s->client_name) {
+		r->client_name = s->client_name;
+		r->client_version = s->client_version;
+		r->client_info_from_session = true;
+	}
+}
+
+void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64_t now,
+		    struct decision *out)
+{
+	const struct policy *p = d->policy;
+	const struct policy_client *client, *claimed;
+	struct claim_view cv;
+	struct ident now_ident = {};
+	char who[300], claims[400];
+	bool untrusted;
+
+	memset(out, 0, sizeof(*out));
+	out->verdict = VERDICT_ALLOW;
+
+	if (r->malformed) {
+		finding(d, out, VERDICT_MALFORMED, POLICY_DENY);
+		set_reason(out, "Malformed request (%s): %s", r->malformed, r->malformed_detail);
+		return;
+	}
+	if (!c->client.attributed) {
+		finding(d, out, VERDICT_UNATTRIBUTED, p->unattributed);
+		set_reason(out, "The request could not be tied to a workload: %s.",
+			   c->client.why_unattributed ? c->client.why_unattributed : "unknown");
+		if (out->verdict == VERDICT_UNATTRIBUTED && !out->alert)
+			out->verdict = VERDICT_ALLOW;
+		return;
+	}
+
+	decider__session_client_info(d, r);
+	claim_view(d, r, &cv, &untrusted);
+	claims_text(&cv, claims, sizeof(claims));
+	describe(&c->client, who, sizeof(who));
+
+	client = match_client(p, &cv, &c->client, &claimed);
+	if (!client && !claimed) {
+		finding(d, out, VERDICT_UNKNOWN_CLIENT, p->unknown_client);
+		set_reason(out, "No policy client matches the claimed identity (%s%s), sent by %s.",
+			   claims, untrusted ? "; the token's signature did not verify, so its "
+			   "claims were ignored" : "", who);
+		if (!out->alert)
+			out->verdict = VERDICT_ALLOW;
+		if (!out->deny) {
+			/* Let through: the connection still keeps what it was. */
+			ident_from(&now_ident, NULL, &cv);
+			conn_set_ident(c, &now_ident);
+			ident_free(&now_ident);
+		}
+		return;
+	}
+	if (!client) {
+		out->client = claimed;
+		finding(d, out, VERDICT_MISMATCH, POLICY_DENY);
+		set_reason(out, "The claimed identity (%s) belongs to client \"%s\", but it was "
+			   "sent by %s, uid %u, which none of that client's workloads allows.",
+			   claims, claimed->name, who, c->client.uid);
+		return;
+	}
+	out->client = client;
+	if (!policy_client__server_allowed(client, c->server_name)) {
+		finding(d, out, VERDICT_SERVER_DENIED, POLICY_DENY);
+		set_reason(out, "Client \"%s\" may not use server \"%s\".", client->name,
+			   c->server_name ? c->server_name : "?");
+		return;
+	}
+	if (!check_tools(d, client, r, out))
+		return;
+
+	ident_from(&now_ident, client->name, &cv);
+	if (check_session(d, c, r, &now_ident, out) &&
+	    check_conn_ident(d, c, &now_ident, out) &&
+	    check_token(d, c, r, out) &&
+	    check_clone(d, c, client, now, out)) {
+		d->verdicts[VERDICT_ALLOW]++;
+		record(d, c, r, client, &now_ident, now);
+	}
+	ident_free(&now_ident);
+}
+
+void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
+			     uint64_t now)
+{
+	struct session *s = hmap__sget(d->sessions, sid);
+
+	if (s && s->issued)
+		return;	/* a server does not issue one id twice */
+	if (!s) {
+		if (hmap__size(d->sessions) >= DECISION_MAX_SESSIONS) {
+			d->evicted++;
+			return;
+		}
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return;
+		if (hmap__sput(d->sessions, sid, s)) {
+			free(s);
+			return;
+		}
+	} else {
+		who_free(&s->who);
+	}
+	who_set(&s->who, &c->client);
+	s->issued = true;
+	s->last_ns = now;
+	free(s->client_name);
+	free(s->client_version);
+	s->client_name = dup0(c->init_client_name);
+	s->client_version = dup0(c->init_client_version);
+}
+
+void decider__session_ended(struct decider *d, const char *sid)
+{
+	struct session *s = hmap__sdel(d->sessions, sid);
+
+	if (s)
+		session_free(s);
+}
+
+void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now)
+{
+	struct client_live *cl;
+	struct instance *in;
+
+	if (!c->instance_registered || !c->ident || !c->ident->client)
+		return;
+	cl = hmap__sget(d->clients, c->ident->client);
+	if (!cl)
+		return;
+	in = hmap__get(cl->instances, c->instance);
+	if (in && in->open_conns) {
+		in->open_conns--;
+		in->last_ns = now;
+	}
+	c->instance_registered = false;
+}
+
+void decider__conn_release(struct conn *c)
+{
+	if (c->ident) {
+		ident_free(c->ident);
+		free(c->ident);
+		c->ident = NULL;
+	}
+}
+
+void decider__expire(struct decider *d, uint64_t now)
+{
+	struct hmap_iter it;
+	const char *skey;
+	void *val;
+
+	hmap__iter_init(d->tokens, &it);
+	while (hmap__iter_next(&it, NULL, &skey, &val)) {
+		struct token *t = val;
+
+		if (now > t->expires_ns) {
+			hmap__sdel(d->tokens, skey);
+			token_free(t);
+		}
+	}
+	hmap__iter_init(d->sessions, &it);
+	while (hmap__iter_next(&it, NULL, &skey, &val)) {
+		struct session *s = val;
+
+		if (now - s->last_ns > DECISION_SESSION_IDLE_NS) {
+			hmap__sdel(d->sessions, skey);
+			session_free(s);
+		}
+	}
+	hmap__iter_init(d->clients, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val))
+		prune_instances(d, val, now);
+}
+
+void decider__stats(const struct decider *d, struct decider_stats *s)
+{
+	struct hmap_iter it;
+	void *val;
+
+	memset(s, 0, sizeof(*s));
+	s->sessions = hmap__size(d->sessions);
+	s->tokens = hmap__size(d->tokens);
+	hmap__iter_init(d->clients, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val))
+		s->instances += hmap__size(((struct client_live *)val)->instances);
+	s->evicted = d->evicted;
+	memcpy(s->verdicts, d->verdicts, sizeof(s->verdicts));
+}

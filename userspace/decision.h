@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Decisions: one request, the workload that really sent it, the policy and
+ * the live state (sessions, tokens, workload instances per client) give a
+ * verdict (PRODUCT.md "Verdicts") with a one-sentence reason and the
+ * related evidence. Decide here, act elsewhere (agent.c writes verdicts).
+ *
+ * Live state is bounded (DECISION_MAX_* below); the oldest idle entries
+ * go first and every eviction is counted.
+ */
+#ifndef MCPW_DECISION_H
+#define MCPW_DECISION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "conn.h"
+#include "policy.h"
+#include "request.h"
+
+#define DECISION_MAX_SESSIONS	65536
+#define DECISION_MAX_TOKENS	65536
+#define DECISION_MAX_INSTANCES	4096	/* per client */
+/* Without an exp claim, a token stays bound to its first workload this long. */
+#define DECISION_TOKEN_TTL_NS	(24ull * 3600 * 1000000000ull)
+#define DECISION_SESSION_IDLE_NS (6ull * 3600 * 1000000000ull)
+
+enum verdict {
+	VERDICT_ALLOW = 0,
+	VERDICT_MISMATCH,
+	VERDICT_UNKNOWN_CLIENT,
+	VERDICT_CLONE,
+	VERDICT_TOKEN_REPLAY,
+	VERDICT_SESSION_HIJACK,
+	VERDICT_IDENTITY_SWITCH,
+	VERDICT_TOOL_DENIED,
+	VERDICT_SERVER_DENIED,
+	VERDICT_UNATTRIBUTED,
+	VERDICT_STDIO_PARENT,
+	VERDICT_MALFORMED,
+	VERDICT__MAX,
+};
+
+const char *verdict__name(enum verdict v);
+
+struct decision {
+	enum verdict verdict;
+	bool deny;		/* the policy says deny (blocked in enforce mode) */
+	bool alert;		/* an alert is due (deny or alert) */
+	const struct policy_client *client;
+	char reason[512];
+	json_t *related;	/* extra evidence; the caller takes it */
+};
+
+struct decider;
+
+struct decider_stats {
+	size_t sessions, tokens, instances;
+	uint64_t evicted;
+	uint64_t verdicts[VERDICT__MAX];
+};
+
+struct decider *decider__new(void);
+void decider__free(struct decider *d);
+/* The policy in force (kept by the caller; live state survives reloads). */
+void decider__set_policy(struct decider *d, const struct policy *p);
+
+void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64_t now_ns,
+		    struct decision *out);
+/* Fills r's clientInfo from its session when the body has none. */
+void decider__session_client_info(struct decider *d, struct request *r);
+/* The server issued session id sid on connection c (response to initialize). */
+void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
+			     uint64_t now_ns);
+void decider__session_ended(struct decider *d, const char *sid);
+void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now_ns);
+/* Frees what the decider keeps on c (its identity). */
+void decider__conn_release(struct conn *c);
+void decider__expire(struct decider *d, uint64_t now_ns);
+void decider__stats(const struct decider *d, struct decider_stats *s);
+
+#endif

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Chained hash map, doubling at load factor 1. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hmap.h"
+
+struct hnode {
+	struct hnode *next;
+	uint64_t key;
+	char *skey;
+	void *val;
+};
+
+struct hmap {
+	struct hnode **buckets;
+	size_t n_buckets;
+	size_t size;
+	bool string_keys;
+};
+
+static uint64_t hash_u64(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	k *= 0xc4ceb9fe1a85ec53ull;
+	k ^= k >> 33;
+	return k;
+}
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*s) {
+		h ^= (unsigned char)*s++;
+		h *= 1099511628211ull;
+	}
+	return hash_u64(h);
+}
+
+struct hmap *hmap__new(bool string_keys)
+{
+	struct hmap *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->n_buckets = 64;
+	m->buckets = calloc(m->n_buckets, sizeof(*m->buckets));
+	if (!m->buckets) {
+		free(m);
+		return NULL;
+	}
+	m->string_keys = string_keys;
+	return m;
+}
+
+void hmap__free(struct hmap *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->n_buckets; i++) {
+		struct hnode *n = m->buckets[i], *next;
+
+		for (; n; n = next) {
+			next = n->next;
+			free(n->skey);
+			free(n);
+		}
+	}
+	free(m->buckets);
+	free(m);
+}
+
+size_t hmap__size(const struct hmap *m)
+{
+	return m->size;
+}
+
+static size_t slot(const struct hmap *m, uint64_t key, const char *skey)
+{
+	return (m->string_keys ? hash_str(skey) : hash_u64(key)) & (m->n_buckets - 1);
+}
+
+static struct hnode **find(const struct hmap *m, uint64_t key, const char *skey)
+{
+	struct hnode **pp = &m->buckets[slot(m, key, skey)];
+
+	for (; *pp; pp = &(*pp)->next) {
+		if (m->string_keys ? strcmp((*pp)->skey, skey) == 0 : (*pp)->key == key)
+			return pp;
+	}
+	return pp;
+}
+
+static void grow(struct hmap *m)
+{
+	size_t n = m->n_buckets * 2, i;
+	struct hnode **nb = calloc(n, sizeof(*nb));
+
+	if (!nb)
+		return;	/* keep working with longer chains */
+	for (i = 0; i < m->n_buckets; i++) {
+		struct hnode *node = m->buckets[i], *next;
+
+		for (; node; node = next) {
+			size_t s;
+
+			next = node->next;
+			s = (m->string_keys ? hash_str(node->skey) : hash_u64(node->key)) & (n - 1);
+			node->next = nb[s];
+			nb[s] = node;
+		}
+	}
+	free(m->buckets);
+	m->buckets = nb;
+	m->n_buckets = n;
+}
+
+static int put(struct hmap *m, uint64_t key, const char *skey, void *val)
+{
+	struct hnode **pp = find(m, key, skey), *n;
+
+	if (*pp) {
+		(*pp)->val = val;
+		return 0;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	if (skey) {
+		n->skey = strdup(skey);
+		if (!n->skey) {
+			free(n);
+			return -ENOMEM;
+		}
+	}
+	n->key = key;
+	n->val = val;
+	*pp = n;
+	m->size++;
+	if (m->size > m->n_buckets)
+		grow(m);
+	return 0;
+}
+
+static void *del(struct hmap *m, uint64_t key, const char *skey)
+{
+	struct hnode **pp = find(m, key, skey), *n = *pp;
+	void *val;
+
+	if (!n)
+		return NULL;
+	*pp = n->next;
+	val = n->val;
+	free(n->skey);
+	free(n);
+	m->size--;
+	return val;
+}
+
+void *hmap__get(const struct hmap *m, uint64_t key)
+{
+	struct hnode *n = *find(m, key, NULL);
+
+	return n ? n->val : NULL;
+}
+
+int hmap__put(struct hmap *m, uint64_t key, void *val)
+{
+	return put(m, key, NULL, val);
+}
+
+void *hmap__del(struct hmap *m, uint64_t key)
+{
+	return del(m, key, NULL);
+}
+
+void *hmap__sget(const struct hmap *m, const char *key)
+{
+	struct hnode *n = *find(m, 0, key);
+
+	return n ? n->val : NULL;
+}
+
+int hmap__sput(struct hmap *m, const char *key, void *val)
+{
+	return put(m, 0, key, val);
+}
+
+void *hmap__sdel(struct hmap *m, const char *key)
+{
+	return del(m, 0, key);
+}
+
+void hmap__iter_init(struct hmap *m, struct hmap_iter *it)
+{
+	it->map = m;
+	it->bucket = 0;
+	it->node = NULL;
+	it->next = m->n_buckets ? m->buckets[0] : NULL;
+}
+
+bool hmap__iter_next(struct hmap_iter *it, uint64_t *key, const char **skey, void **val)
+{
+	struct hnode *n = it->next;
+
+	/* Growth during iteration is not supported: callers only delete. */
+	while (!n) {
+		if (++it->bucket >= it->map->n_buckets)
+			return false;
+		n = it->map->buckets[it->bucket];
+	}
+	it->node = n;
+	it->next = n->next;
+	if (key)
+		*key = n->key;
+	if (skey)
+		*skey = n->skey;
+	if (val)
+		*val = n->val;
+	return true;
+}

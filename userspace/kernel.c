@@ -1,0 +1,708 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Kernel side lifecycle (libbpf-bootstrap shape): probe, open, set the
+ * configuration, load, attach, and one cleanup path in reverse order.
+ *
+ * Tracepoints come in two flavours (tp_btf preferred, classic as the
+ * fallback); exactly one flavour is loaded. Everything that attaches to a
+ * cgroup attaches to --cgroup-root through a bpf_link, so closing the
+ * daemon (or its death) detaches it. The SOCKHASH programs are attached to
+ * maps this process owns, so they go away with it too.
+ *
+ * Re-injection: a few loopback TCP socket pairs owned by the daemon; one
+ * end of each is in the `inj` SOCKHASH, whose sk_msg program redirects
+ * every frame written to it into the named server socket's receive queue.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/capability.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "kernel.h"
+#include "log.h"
+#include "mcpwarden.skel.h"
+
+#define N_INJ		4
+#define MAX_LINKS	24
+#define INJ_FRAME_MAX	(60u << 10)
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+#ifndef TRACEFS_MAGIC
+#define TRACEFS_MAGIC 0x74726163
+#endif
+
+struct kernel {
+	struct mcpwarden_bpf *skel;
+	struct bpf_link *links[MAX_LINKS];
+	size_t n_links;
+	struct bpf_link *seed_link;
+	struct bpf_link *destroy_link;
+	int cgroup_fd;
+	int own_netns_fd;
+	int inj_fd[N_INJ];
+	int inj_peer_fd[N_INJ];
+	unsigned int inj_next;
+	int ncpus;
+	bool btf_flavour;
+	bool sk_skb_attached, srv_msg_attached, inj_msg_attached;
+};
+
+static void set_err(struct kernel_error *err, bool missing, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(struct kernel_error *err, bool missing, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	err->missing_feature = missing;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- probes ----------------------------------------------------------- */
+
+static const struct {
+	int cap;
+	const char *name;
+} needed_caps[] = {
+	{ 39, "CAP_BPF" },
+	{ 38, "CAP_PERFMON" },
+	{ 12, "CAP_NET_ADMIN" },
+	{ 21, "CAP_SYS_ADMIN" },
+	{ 19, "CAP_SYS_PTRACE" },
+};
+
+static int check_caps(struct kernel_error *err)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2] = {};
+	char missing[256] = "";
+	size_t i;
+
+	if (syscall(SYS_capget, &hdr, data))
+		return 0;	/* cannot tell: let loading say */
+	for (i = 0; i < sizeof(needed_caps) / sizeof(needed_caps[0]); i++) {
+		int c = needed_caps[i].cap;
+
+		if (!(data[c / 32].effective & (1u << (c % 32)))) {
+			if (missing[0])
+				strncat(missing, ", ", sizeof(missing) - strlen(missing) - 1);
+			strncat(missing, needed_caps[i].name, sizeof(missing) - strlen(missing) - 1);
+		}
+	}
+	if (missing[0]) {
+		set_err(err, true, "missing privileges: %s. Run mcpwarden as root, or grant "
+			"these capabilities (a Kubernetes DaemonSet: securityContext.privileged "
+			"or capabilities.add)", missing);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static bool fs_is(const char *path, long magic)
+{
+	struct statfs st;
+
+	return statfs(path, &st) == 0 && (long)st.f_type == magic;
+}
+
+int kernel__probe(struct kernel_error *err)
+{
+	int ret;
+
+	ret = check_caps(err);
+	if (ret)
+		return ret;
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		set_err(err, true, "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): "
+			"mcpwarden needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+		return -ENOTSUP;
+	}
+	/* tracefs: only the classic tracepoint fallback needs it. */
+	if (!fs_is("/sys/kernel/tracing", TRACEFS_MAGIC)) {
+		if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL))
+			pr_debug("tracefs is not mounted at /sys/kernel/tracing and mounting it "
+				 "failed (%s); only tp_btf tracepoints can be used", strerror(errno));
+		else
+			pr_info("mounted tracefs at /sys/kernel/tracing");
+	}
+	/* bpffs: pinned state for restarts without a gap. */
+	if (!fs_is("/sys/fs/bpf", BPF_FS_MAGIC)) {
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL))
+			pr_debug("bpffs is not mounted at /sys/fs/bpf and mounting it failed (%s)",
+				 strerror(errno));
+		else
+			pr_info("mounted bpffs at /sys/fs/bpf");
+	}
+	return 0;
+}
+
+/* ---- maps ------------------------------------------------------------- */
+
+int kernel__set_config(struct kernel *k, const struct mcpw_config *cfg)
+{
+	__u32 key = 0;
+
+	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.mcpw_cfg), &key, cfg, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n)
+{
+	int fd = bpf_map__fd(k->skel->maps.ports);
+	__u16 key, next;
+	__u32 one = 1;
+	size_t i;
+	bool more;
+
+	/* Add the new set first, then remove what is no longer wanted, so a
+	 * port that stays protected is never briefly unprotected. */
+	for (i = 0; i < n; i++) {
+		key = ports[i];
+		if (bpf_map_update_elem(fd, &key, &one, BPF_ANY))
+			return -errno;
+	}
+	more = bpf_map_get_next_key(fd, NULL, &key) == 0;
+	while (more) {
+		bool keep = false;
+
+		more = bpf_map_get_next_key(fd, &key, &next) == 0;
+		for (i = 0; i < n; i++)
+			keep |= ports[i] == key;
+		if (!keep)
+			bpf_map_delete_elem(fd, &key);
+		key = next;
+	}
+	return 0;
+}
+
+int kernel__heartbeat(struct kernel *k)
+{
+	struct timespec ts;
+	__u32 key = 0;
+	__u64 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
+	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.heartbeat), &key, &now, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kernel__set_verdict(struct kernel *k, uint64_t cookie, const struct mcpw_conn_verdict *v)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.conn_verdict), &cookie, v, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kernel__get_verdict(struct kernel *k, uint64_t cookie, struct mcpw_conn_verdict *v)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.conn_verdict), &cookie, v))
+		return -errno;
+	return 0;
+}
+
+int kernel__del_verdict(struct kernel *k, uint64_t cookie)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(k->skel->maps.conn_verdict), &cookie) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state *st)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.conn_state), &cookie, st))
+		return -errno;
+	return 0;
+}
+
+int kernel__counters(struct kernel *k, uint64_t *out)
+{
+	int fd = bpf_map__fd(k->skel->maps.counters);
+	__u64 *vals;
+	__u32 key;
+	int cpu;
+
+	vals = calloc((size_t)k->ncpus, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	for (key = 0; key < MCPW_CNT__MAX; key++) {
+		out[key] = 0;
+		if (bpf_map_lookup_elem(fd, &key, vals))
+			continue;
+		for (cpu = 0; cpu < k->ncpus; cpu++)
+			out[key] += vals[cpu];
+	}
+	free(vals);
+	return 0;
+}
+
+struct ring_buffer *kernel__rings(struct kernel *k, kernel_ring_fn on_event,
+				  kernel_ring_fn on_data, void *ctx)
+{
+	struct ring_buffer *rb;
+
+	rb = ring_buffer__new(bpf_map__fd(k->skel->maps.events), on_event, ctx, NULL);
+	if (!rb)
+		return NULL;
+	if (ring_buffer__add(rb, bpf_map__fd(k->skel->maps.data), on_data, ctx)) {
+		ring_buffer__free(rb);
+		return NULL;
+	}
+	return rb;
+}
+
+/* ---- re-injection ----------------------------------------------------- */
+
+static int make_inj_pair(int *client_fd, int *peer_fd)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(addr);
+	struct timeval tv = { .tv_sec = 1 };
+	int lfd, cfd = -1, pfd = -1, one = 1, err;
+
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return -errno;
+	if (bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) || listen(lfd, 1) ||
+	    getsockname(lfd, (struct sockaddr *)&addr, &alen))
+		goto fail;
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cfd < 0 || connect(cfd, (struct sockaddr *)&addr, sizeof(addr)))
+		goto fail;
+	pfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (pfd < 0)
+		goto fail;
+	setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Never wait forever on a stuck target. */
+	setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	close(lfd);
+	*client_fd = cfd;
+	*peer_fd = pfd;
+	return 0;
+fail:
+	err = -errno;
+	if (cfd >= 0)
+		close(cfd);
+	if (pfd >= 0)
+		close(pfd);
+	close(lfd);
+	return err ? err : -EIO;
+}
+
+int kernel__inject(struct kernel *k, uint64_t cookie, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		size_t n = len > INJ_FRAME_MAX ? INJ_FRAME_MAX : len;
+		struct mcpw_inject_hdr h = { .cookie = cookie, .len = (__u32)n,
+					     .magic = MCPW_INJECT_MAGIC };
+		struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)p, n } };
+		int fd = k->inj_fd[k->inj_next++ % N_INJ];
+		size_t want = sizeof(h) + n, done = 0;
+
+		/* A frame must be finished on the socket it was started on:
+		 * the kernel applies its verdict to the rest of it. */
+		while (done < want) {
+			ssize_t w = writev(fd, iov, 2);
+
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EACCES)
+					return -ENOTCONN;	/* target socket gone */
+				return done ? -EIO : -errno;
+			}
+			done += (size_t)w;
+			while (w > 0) {
+				size_t take = (size_t)w < iov[0].iov_len ? (size_t)w : iov[0].iov_len;
+
+				iov[0].iov_base = (char *)iov[0].iov_base + take;
+				iov[0].iov_len -= take;
+				w -= (ssize_t)take;
+				if (!iov[0].iov_len) {
+					iov[0] = iov[1];
+					iov[1].iov_len = 0;
+				}
+			}
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ---- iterators -------------------------------------------------------- */
+
+static int enter_netns(struct kernel *k, int netns_fd)
+{
+	if (netns_fd < 0)
+		return 0;
+	if (setns(netns_fd, CLONE_NEWNET))
+		return -errno;
+	return 1;
+}
+
+static void leave_netns(struct kernel *k, int entered)
+{
+	if (entered > 0 && setns(k->own_netns_fd, CLONE_NEWNET))
+		pr_err("cannot return to the daemon's network namespace: %s", strerror(errno));
+}
+
+int kernel__seed(struct kernel *k, int netns_fd, kernel_seed_fn fn, void *ctx)
+{
+	struct mcpw_conn_event e;
+	int entered, iter_fd, err = 0;
+	ssize_t n;
+
+	entered = enter_netns(k, netns_fd);
+	if (entered < 0)
+		return entered;
+	iter_fd = bpf_iter_create(bpf_link__fd(k->seed_link));
+	leave_netns(k, entered);
+	if (iter_fd < 0)
+		return -errno;
+	for (;;) {
+		n = read(iter_fd, &e, sizeof(e));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		if ((size_t)n != sizeof(e)) {
+			err = -EIO;
+			break;
+		}
+		fn(ctx, &e);
+	}
+	close(iter_fd);
+	return err;
+}
+
+int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int netns_fd)
+{
+	int map_fd = bpf_map__fd(k->skel->maps.to_destroy);
+	int entered, iter_fd, err = 0;
+	char buf[64];
+	__u32 one = 1;
+	size_t i;
+
+	if (!k->destroy_link)
+		return -ENOTSUP;
+	for (i = 0; i < n; i++)
+		if (bpf_map_update_elem(map_fd, &cookies[i], &one, BPF_ANY))
+			err = -errno;
+	entered = enter_netns(k, netns_fd);
+	if (entered < 0)
+		return entered;
+	iter_fd = bpf_iter_create(bpf_link__fd(k->destroy_link));
+	leave_netns(k, entered);
+	if (iter_fd < 0)
+		return -errno;
+	while (read(iter_fd, buf, sizeof(buf)) > 0)
+		;
+	close(iter_fd);
+	/* Whatever was not found there stays for no one: clean up. */
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(map_fd, &cookies[i]);
+	return err;
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+static void choose_flavour(struct mcpwarden_bpf *skel, bool btf)
+{
+	bpf_program__set_autoload(skel->progs.exec_btf, btf);
+	bpf_program__set_autoload(skel->progs.fork_btf, btf);
+	bpf_program__set_autoload(skel->progs.exit_btf, btf);
+	bpf_program__set_autoload(skel->progs.state_btf, btf);
+	bpf_program__set_autoload(skel->progs.exec_tp, !btf);
+	bpf_program__set_autoload(skel->progs.fork_tp, !btf);
+	bpf_program__set_autoload(skel->progs.exit_tp, !btf);
+	bpf_program__set_autoload(skel->progs.state_tp, !btf);
+}
+
+static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
+{
+	int err;
+
+	k->skel = mcpwarden_bpf__open();
+	if (!k->skel)
+		return -errno ? -errno : -EINVAL;
+	choose_flavour(k->skel, btf);
+	bpf_program__set_autoload(k->skel->progs.destroy_conns, with_destroy);
+	err = mcpwarden_bpf__load(k->skel);
+	if (err) {
+		mcpwarden_bpf__destroy(k->skel);
+		k->skel = NULL;
+	}
+	k->btf_flavour = btf;
+	return err;
+}
+
+static int add_link(struct kernel *k, struct bpf_link *link, const char *what,
+		    struct kernel_error *err)
+{
+	if (!link) {
+		int e = -errno;
+
+		set_err(err, false, "cannot attach %s: %s", what, strerror(-e));
+		return e ? e : -EINVAL;
+	}
+	if (k->n_links == MAX_LINKS) {
+		bpf_link__destroy(link);
+		set_err(err, false, "too many links");
+		return -E2BIG;
+	}
+	k->links[k->n_links++] = link;
+	return 0;
+}
+
+static int attach_all(struct kernel *k, struct kernel_error *err)
+{
+	struct mcpwarden_bpf *s = k->skel;
+	struct bpf_program *tps[4];
+	struct bpf_program *cg[] = {
+		s->progs.connect4, s->progs.connect6, s->progs.bind4, s->progs.bind6,
+		s->progs.on_sockops,
+	};
+	size_t i;
+	int ret;
+
+	if (k->btf_flavour) {
+		tps[0] = s->progs.exec_btf;
+		tps[1] = s->progs.fork_btf;
+		tps[2] = s->progs.exit_btf;
+		tps[3] = s->progs.state_btf;
+	} else {
+		tps[0] = s->progs.exec_tp;
+		tps[1] = s->progs.fork_tp;
+		tps[2] = s->progs.exit_tp;
+		tps[3] = s->progs.state_tp;
+	}
+	/* Payload programs first: a socket joins `srv` with its programs,
+	 * so they must be in place before sockops can add one. */
+	if (bpf_prog_attach(bpf_program__fd(s->progs.srv_verdict), bpf_map__fd(s->maps.srv),
+			    BPF_SK_SKB_STREAM_VERDICT, 0)) {
+		set_err(err, true, "cannot attach the sk_skb stream verdict program to a "
+			"SOCKHASH (%s): the kernel needs CONFIG_BPF_STREAM_PARSER", strerror(errno));
+		return -errno;
+	}
+	k->sk_skb_attached = true;
+	if (bpf_prog_attach(bpf_program__fd(s->progs.srv_egress), bpf_map__fd(s->maps.srv),
+			    BPF_SK_MSG_VERDICT, 0)) {
+		set_err(err, true, "cannot attach the sk_msg program to a SOCKHASH: %s",
+			strerror(errno));
+		return -errno;
+	}
+	k->srv_msg_attached = true;
+	if (bpf_prog_attach(bpf_program__fd(s->progs.inj_msg), bpf_map__fd(s->maps.inj),
+			    BPF_SK_MSG_VERDICT, 0)) {
+		set_err(err, true, "cannot attach the re-injection sk_msg program: %s",
+			strerror(errno));
+		return -errno;
+	}
+	k->inj_msg_attached = true;
+
+	for (i = 0; i < 4; i++) {
+		ret = add_link(k, bpf_program__attach(tps[i]), bpf_program__name(tps[i]), err);
+		if (ret)
+			return ret;
+	}
+	for (i = 0; i < sizeof(cg) / sizeof(cg[0]); i++) {
+		ret = add_link(k, bpf_program__attach_cgroup(cg[i], k->cgroup_fd),
+			       bpf_program__name(cg[i]), err);
+		if (ret) {
+			err->missing_feature = true;
+			return ret;
+		}
+	}
+	k->seed_link = bpf_program__attach_iter(s->progs.seed_conns, NULL);
+	if (!k->seed_link) {
+		set_err(err, true, "cannot attach the TCP socket iterator: %s", strerror(errno));
+		return -errno;
+	}
+	if (bpf_program__autoload(s->progs.destroy_conns)) {
+		k->destroy_link = bpf_program__attach_iter(s->progs.destroy_conns, NULL);
+		if (!k->destroy_link)
+			pr_warn("cannot attach the socket destroyer (%s): denied connections "
+				"will be starved, not reset", strerror(errno));
+	}
+	return 0;
+}
+
+static int setup_inj(struct kernel *k, struct kernel_error *err)
+{
+	int map_fd = bpf_map__fd(k->skel->maps.inj);
+	__u32 key;
+	int ret;
+
+	for (key = 0; key < N_INJ; key++) {
+		__u64 fd;
+
+		ret = make_inj_pair(&k->inj_fd[key], &k->inj_peer_fd[key]);
+		if (ret) {
+			set_err(err, false, "cannot create the re-injection sockets: %s",
+				strerror(-ret));
+			return ret;
+		}
+		fd = (__u64)k->inj_fd[key];	/* SOCKHASH values are 8 bytes */
+		if (bpf_map_update_elem(map_fd, &key, &fd, BPF_ANY)) {
+			ret = -errno;
+			set_err(err, false, "cannot add a re-injection socket to its SOCKHASH: %s",
+				strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct kernel_error *err)
+{
+	struct kernel *k;
+	int ret, i;
+
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->cgroup_fd = -1;
+	k->own_netns_fd = -1;
+	for (i = 0; i < N_INJ; i++)
+		k->inj_fd[i] = k->inj_peer_fd[i] = -1;
+	k->ncpus = libbpf_num_possible_cpus();
+	if (k->ncpus <= 0) {
+		set_err(err, false, "cannot count CPUs");
+		ret = -EINVAL;
+		goto fail;
+	}
+
+	k->cgroup_fd = open(opts->cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (k->cgroup_fd < 0) {
+		ret = -errno;
+		set_err(err, false, "cannot open the cgroup root %s: %s", opts->cgroup_dir,
+			strerror(errno));
+		goto fail;
+	}
+	k->own_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (k->own_netns_fd < 0) {
+		ret = -errno;
+		set_err(err, false, "cannot open /proc/self/ns/net: %s", strerror(errno));
+		goto fail;
+	}
+
+	/* tp_btf first; classic tracepoints when it does not load. The socket
+	 * destroyer needs the bpf_sock_destroy kfunc (6.5+): optional. */
+	ret = open_and_load(k, true, true);
+	if (ret)
+		ret = open_and_load(k, true, false);
+	if (ret) {
+		pr_info("tp_btf programs did not load (%s); using classic tracepoints",
+			strerror(-ret));
+		ret = open_and_load(k, false, true);
+		if (ret)
+			ret = open_and_load(k, false, false);
+	}
+	if (ret) {
+		set_err(err, true, "the BPF programs do not load on this kernel (%s). mcpwarden "
+			"needs BTF, tracepoints, cgroup-bpf, sockops, SOCKHASH with sk_msg and "
+			"sk_skb, and ring buffers (Linux 5.15 or later); run with --log-level debug "
+			"for the verifier's words", strerror(-ret));
+		goto fail;
+	}
+
+	ret = kernel__set_config(k, &opts->config);
+	if (!ret)
+		ret = kernel__set_ports(k, opts->ports, opts->n_ports);
+	if (!ret)
+		ret = kernel__heartbeat(k);
+	if (ret) {
+		set_err(err, false, "cannot write the kernel configuration: %s", strerror(-ret));
+		goto fail;
+	}
+	ret = attach_all(k, err);
+	if (ret)
+		goto fail;
+	ret = setup_inj(k, err);
+	if (ret)
+		goto fail;
+	*out = k;
+	return 0;
+fail:
+	kernel__close(k);
+	return ret;
+}
+
+const char *kernel__tracepoint_flavour(const struct kernel *k)
+{
+	return k->btf_flavour ? "tp_btf" : "tracepoint";
+}
+
+size_t kernel__n_links(const struct kernel *k)
+{
+	return k->n_links + (k->seed_link ? 1 : 0) + (k->destroy_link ? 1 : 0) +
+	       k->sk_skb_attached + k->srv_msg_attached + k->inj_msg_attached;
+}
+
+void kernel__close(struct kernel *k)
+{
+	size_t i;
+
+	if (!k)
+		return;
+	for (i = 0; i < N_INJ; i++) {
+		if (k->inj_fd[i] >= 0)
+			close(k->inj_fd[i]);
+		if (k->inj_peer_fd[i] >= 0)
+			close(k->inj_peer_fd[i]);
+	}
+	bpf_link__destroy(k->destroy_link);
+	bpf_link__destroy(k->seed_link);
+	while (k->n_links)
+		bpf_link__destroy(k->links[--k->n_links]);
+	if (k->skel) {
+		if (k->inj_msg_attached)
+			bpf_prog_detach2(bpf_program__fd(k->skel->progs.inj_msg),
+					 bpf_map__fd(k->skel->maps.inj), BPF_SK_MSG_VERDICT);
+		if (k->srv_msg_attached)
+			bpf_prog_detach2(bpf_program__fd(k->skel->progs.srv_egress),
+					 bpf_map__fd(k->skel->maps.srv), BPF_SK_MSG_VERDICT);
+		if (k->sk_skb_attached)
+			bpf_prog_detach2(bpf_program__fd(k->skel->progs.srv_verdict),
+					 bpf_map__fd(k->skel->maps.srv), BPF_SK_SKB_STREAM_VERDICT);
+		mcpwarden_bpf__destroy(k->skel);
+	}
+	if (k->own_netns_fd >= 0)
+		close(k->own_netns_fd);
+	if (k->cgroup_fd >= 0)
+		close(k->cgroup_fd);
+	free(k);
+}

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The kernel side as the daemon sees it: feature probes, the skeleton's
+ * lifecycle (open, configure, load, attach to the --cgroup-root subtree),
+ * the maps the daemon writes (ports, config, heartbeat, verdicts), the
+ * re-injection sockets, and the socket iterators (seeding connections that
+ * predate the agent, ending denied ones).
+ */
+#ifndef MCPW_KERNEL_H
+#define MCPW_KERNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+
+#include "mcpwarden/events.h"
+
+struct kernel;
+struct ring_buffer;
+
+struct kernel_opts {
+	const char *cgroup_dir;		/* absolute path of the subtree root */
+	struct mcpw_config config;
+	const uint16_t *ports;
+	size_t n_ports;
+};
+
+/* Why kernel__open failed, for the operator (exit status 3 vs 1). */
+struct kernel_error {
+	bool missing_feature;		/* exit 3 */
+	char msg[512];
+};
+
+/* Checks privileges and kernel features, mounts what is missing. */
+int kernel__probe(struct kernel_error *err);
+
+int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct kernel_error *err);
+void kernel__close(struct kernel *k);
+
+/* Which flavours loaded, for `status` and the ready event. */
+const char *kernel__tracepoint_flavour(const struct kernel *k);
+size_t kernel__n_links(const struct kernel *k);
+
+int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n);
+int kernel__set_config(struct kernel *k, const struct mcpw_config *cfg);
+int kernel__heartbeat(struct kernel *k);
+
+/* Ring buffers: events first, then data. */
+typedef int (*kernel_ring_fn)(void *ctx, void *data, size_t size);
+struct ring_buffer *kernel__rings(struct kernel *k, kernel_ring_fn on_event,
+				  kernel_ring_fn on_data, void *ctx);
+
+int kernel__set_verdict(struct kernel *k, uint64_t cookie, const struct mcpw_conn_verdict *v);
+int kernel__get_verdict(struct kernel *k, uint64_t cookie, struct mcpw_conn_verdict *v);
+int kernel__del_verdict(struct kernel *k, uint64_t cookie);
+int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state *st);
+
+/*
+ * Re-injects len bytes into the receive queue of the server socket with
+ * this cookie. Returns 0, -ENOTCONN when that socket is gone, -EAGAIN when
+ * the injection path is congested (retry later), other -errno.
+ */
+int kernel__inject(struct kernel *k, uint64_t cookie, const void *buf, size_t len);
+
+/*
+ * Runs the seeding iterator in the network namespace behind netns_fd
+ * (-1: the daemon's own) and calls fn for each connection found.
+ */
+typedef void (*kernel_seed_fn)(void *ctx, const struct mcpw_conn_event *e);
+int kernel__seed(struct kernel *k, int netns_fd, kernel_seed_fn fn, void *ctx);
+
+/* Ends TCP sockets by cookie in the namespace behind netns_fd (-1: own). */
+int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int netns_fd);
+
+/* Sums the per-CPU counters into out[MCPW_CNT__MAX]. */
+int kernel__counters(struct kernel *k, uint64_t *out);
+
+#endif

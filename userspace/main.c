@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mcpwarden command line. Options are declared in tables that fill a
+ * struct; main() only dispatches (xdp-tools params.h style).
+ *
+ *   mcpwarden run --policy FILE [--mode monitor|enforce] [--events FILE|-]
+ *                 [--cgroup-root PATH] [--state-dir DIR] [--node-name NAME]
+ *   mcpwarden check-policy FILE
+ *   mcpwarden status  [--state-dir DIR]
+ *   mcpwarden events  [--state-dir DIR] [--follow]
+ *   mcpwarden version
+ *
+ * Exit status: 0 clean, 1 runtime failure, 2 bad usage or invalid policy,
+ * 3 missing kernel feature or privilege.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "ctl.h"
+#include "log.h"
+#include "policy.h"
+
+#define DEFAULT_STATE_DIR "/run/mcpwarden"
+
+enum opt_type {
+	OPT_STRING,
+	OPT_FLAG,
+};
+
+struct opt_def {
+	const char *name;
+	enum opt_type type;
+	size_t offset;		/* into struct cli */
+	const char *arg;	/* metavar for help */
+	const char *help;
+};
+
+struct cli {
+	struct agent_opts run;
+	const char *state_dir;
+	bool follow;
+	bool help;
+};
+
+#define O(field) offsetof(struct cli, field)
+
+static const struct opt_def run_opts[] = {
+	{ "policy", OPT_STRING, O(run.policy_path), "FILE", "policy file (default: embedded default policy)" },
+	{ "mode", OPT_STRING, O(run.mode), "MODE", "monitor or enforce (overrides the policy)" },
+	{ "events", OPT_STRING, O(run.events), "FILE", "append events to FILE, or - for stdout (default)" },
+	{ "cgroup-root", OPT_STRING, O(run.cgroup_root), "PATH", "cgroup v2 subtree to attach to and judge" },
+	{ "state-dir", OPT_STRING, O(run.state_dir), "DIR", "control socket directory (default " DEFAULT_STATE_DIR ")" },
+	{ "node-name", OPT_STRING, O(run.node_name), "NAME", "node name in events (default: hostname)" },
+	{ "pods-file", OPT_STRING, O(run.pods_file), "FILE", "pod metadata (PodList JSON) instead of the API server" },
+	{ "log-level", OPT_STRING, O(run.log_level), "LEVEL", "error, warn, info (default) or debug" },
+	{ "help", OPT_FLAG, O(help), NULL, "show this help" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static const struct opt_def state_opts[] = {
+	{ "state-dir", OPT_STRING, O(state_dir), "DIR", "control socket directory (default " DEFAULT_STATE_DIR ")" },
+	{ "follow", OPT_FLAG, O(follow), NULL, "keep streaming new events" },
+	{ "help", OPT_FLAG, O(help), NULL, "show this help" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static const struct opt_def no_opts[] = {
+	{ "help", OPT_FLAG, O(help), NULL, "show this help" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mcpwarden run [--policy FILE] [--mode monitor|enforce] [--events FILE|-]\n"
+		"                     [--cgroup-root PATH] [--state-dir DIR] [--node-name NAME]\n"
+		"       mcpwarden check-policy FILE\n"
+		"       mcpwarden status [--state-dir DIR]\n"
+		"       mcpwarden events [--state-dir DIR] [--follow]\n"
+		"       mcpwarden version\n");
+}
+
+static void opts_help(const char *cmd, const struct opt_def *defs)
+{
+	const struct opt_def *d;
+
+	printf("mcpwarden %s options:\n", cmd);
+	for (d = defs; d->name; d++)
+		printf("  --%s%s%-*s %s\n", d->name, d->arg ? " " : "", d->arg ? 14 - (int)strlen(d->name) : 15 - (int)strlen(d->name),
+		       d->arg ? d->arg : "", d->help);
+}
+
+/* Parses --name VALUE, --name=VALUE and flags; positional args stay. */
+static int parse_opts(int argc, char **argv, const struct opt_def *defs, struct cli *cli,
+		      char **pos, int *n_pos)
+{
+	int i;
+
+	*n_pos = 0;
+	for (i = 0; i < argc; i++) {
+		const struct opt_def *d;
+		const char *arg = argv[i], *val = NULL, *eq;
+		size_t nlen;
+
+		if (strncmp(arg, "--", 2) != 0) {
+			pos[(*n_pos)++] = argv[i];
+			continue;
+		}
+		arg += 2;
+		eq = strchr(arg, '=');
+		nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+		for (d = defs; d->name; d++)
+			if (strlen(d->name) == nlen && strncmp(d->name, arg, nlen) == 0)
+				break;
+		if (!d->name) {
+			fprintf(stderr, "mcpwarden: unknown option --%.*s\n", (int)nlen, arg);
+			return -EINVAL;
+		}
+		if (d->type == OPT_FLAG) {
+			if (eq) {
+				fprintf(stderr, "mcpwarden: --%s takes no value\n", d->name);
+				return -EINVAL;
+			}
+			*(bool *)((char *)cli + d->offset) = true;
+			continue;
+		}
+		if (eq)
+			val = eq + 1;
+		else if (i + 1 < argc)
+			val = argv[++i];
+		if (!val || !*val) {
+			fprintf(stderr, "mcpwarden: --%s needs a value (%s)\n", d->name, d->arg);
+			return -EINVAL;
+		}
+		*(const char **)((char *)cli + d->offset) = val;
+	}
+	return 0;
+}
+
+static int cmd_check_policy(const char *path)
+{
+	struct policy_error err = {};
+	struct policy *p = NULL;
+	char msg[600];
+
+	if (policy__load_file(path, &p, &err)) {
+		policy_error__format(&err, msg, sizeof(msg));
+		fprintf(stderr, "%s\n", msg);
+		return 2;
+	}
+	printf("%s: ok (mode %s, %zu servers, %zu clients, sha256 %s)\n", path,
+	       policy_mode__name(p->mode), p->n_servers, p->n_clients, p->digest);
+	policy__free(p);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = {};
+	char *pos[16];
+	int n_pos = 0;
+	const char *cmd;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (argc - 2 > 16) {
+		fprintf(stderr, "mcpwarden: too many arguments\n");
+		return 2;
+	}
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("mcpwarden %s (%s)\n", MCPWARDEN_VERSION, MCPWARDEN_GIT);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "run") == 0) {
+		enum log_level lvl;
+
+		if (parse_opts(argc - 2, argv + 2, run_opts, &cli, pos, &n_pos))
+			return 2;
+		if (cli.help) {
+			opts_help("run", run_opts);
+			return 0;
+		}
+		if (n_pos) {
+			fprintf(stderr, "mcpwarden run: unexpected argument %s\n", pos[0]);
+			return 2;
+		}
+		if (cli.run.log_level) {
+			if (log__parse_level(cli.run.log_level, &lvl)) {
+				fprintf(stderr, "mcpwarden: --log-level must be error, warn, info or debug\n");
+				return 2;
+			}
+			log__set_level(lvl);
+		}
+		if (!cli.run.state_dir)
+			cli.run.state_dir = DEFAULT_STATE_DIR;
+		return agent__run(&cli.run);
+	}
+	if (strcmp(cmd, "check-policy") == 0) {
+		if (parse_opts(argc - 2, argv + 2, no_opts, &cli, pos, &n_pos))
+			return 2;
+		if (cli.help || n_pos != 1) {
+			fprintf(cli.help ? stdout : stderr, "usage: mcpwarden check-policy FILE\n");
+			return cli.help ? 0 : 2;
+		}
+		return cmd_check_policy(pos[0]);
+	}
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "events") == 0) {
+		if (parse_opts(argc - 2, argv + 2, state_opts, &cli, pos, &n_pos))
+			return 2;
+		if (cli.help) {
+			opts_help(cmd, state_opts);
+			return 0;
+		}
+		if (n_pos) {
+			fprintf(stderr, "mcpwarden %s: unexpected argument %s\n", cmd, pos[0]);
+			return 2;
+		}
+		if (strcmp(cmd, "status") == 0 && cli.follow) {
+			fprintf(stderr, "mcpwarden status: --follow is for `events`\n");
+			return 2;
+		}
+		return ctl__client(cli.state_dir ? cli.state_dir : DEFAULT_STATE_DIR, cmd, cli.follow);
+	}
+	fprintf(stderr, "mcpwarden: unknown command %s\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,794 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * JSON-RPC / MCP body reading. The body is decoded once by jansson with
+ * duplicate keys and NUL bytes rejected, so that what we judge is what any
+ * server parser would see. Each message is then checked for JSON-RPC shape
+ * and the identity-bearing fields are copied out (method, id, tool,
+ * resource, prompt, clientInfo, protocol version). Last, the MCP headers
+ * are compared with the body: for 2026-07-28 and later they are required,
+ * before that they are optional but must still agree when sent, because a
+ * gateway routing on the header and a server acting on the body must not
+ * see two different requests.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "mcp.h"
+
+#define META_CLIENT_INFO	"io.modelcontextprotocol/clientInfo"
+#define META_PROTOCOL_VERSION	"io.modelcontextprotocol/protocolVersion"
+
+/* Attacker-chosen text quoted in error_detail is cut to this many bytes. */
+#define DETAIL_QUOTE_MAX	96
+
+/* Last protocol revision with sessions, first without. */
+#define LAST_SESSION_ERA	"2025-11-25"
+#define FIRST_STATELESS_ERA	"2026-07-28"
+
+enum mcp_era mcp__era(const char *protocol_version)
+{
+	const char *v = protocol_version;
+	int month, day, i;
+
+	if (!v || strlen(v) != 10 || v[4] != '-' || v[7] != '-')
+		return MCP_ERA_UNKNOWN;
+	for (i = 0; i < 10; i++) {
+		if (i == 4 || i == 7)
+			continue;
+		if (v[i] < '0' || v[i] > '9')
+			return MCP_ERA_UNKNOWN;
+	}
+	month = (v[5] - '0') * 10 + (v[6] - '0');
+	day = (v[8] - '0') * 10 + (v[9] - '0');
+	if (month < 1 || month > 12 || day < 1 || day > 31)
+		return MCP_ERA_UNKNOWN;
+	/* Fixed-width digits: string order is date order. */
+	if (strcmp(v, LAST_SESSION_ERA) <= 0)
+		return MCP_ERA_SESSION;
+	if (strcmp(v, FIRST_STATELESS_ERA) >= 0)
+		return MCP_ERA_STATELESS;
+	return MCP_ERA_UNKNOWN;
+}
+
+/*
+ * Quotes peer-supplied bytes for a human sentence: printable ASCII as is,
+ * everything else as \xHH, so control characters cannot forge log lines
+ * and look-alike Unicode names stay distinguishable.
+ */
+static void quote(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i;
+
+	for (i = 0; i < srclen && o + 5 < dstlen; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (o >= DETAIL_QUOTE_MAX) {
+			dst[o++] = '.';
+			dst[o++] = '.';
+			dst[o++] = '.';
+			break;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			dst[o++] = (char)c;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	dst[o] = '\0';
+}
+
+#define QUOTE_BUF (DETAIL_QUOTE_MAX + 8)
+
+/* Sets the first error only; later ones would explain less. */
+static int body_fail(struct mcp_body *b, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int body_fail(struct mcp_body *b, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->error)
+		return 0;
+	b->error = code;
+	va_start(ap, fmt);
+	n = vasprintf(&b->error_detail, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->error_detail = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* "" for a single message, " in batch message N" otherwise. */
+static void where(char *buf, size_t len, const struct mcp_body *b, size_t idx)
+{
+	if (b->batch)
+		snprintf(buf, len, " (batch message %zu)", idx + 1);
+	else
+		buf[0] = '\0';
+}
+
+static int dup_str(char **dst, const char *src)
+{
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+/*
+ * An id is a string or an integer (MCP forbids null and fractions in
+ * requests). Integral reals are accepted as integers: a body re-read with
+ * JSON_DECODE_INT_AS_REAL (see mcp__parse) carries its integers that way.
+ */
+static bool id_ok(const json_t *id, bool response)
+{
+	double r;
+
+	if (json_is_string(id) || json_is_integer(id))
+		return true;
+	if (json_is_null(id))
+		return response;
+	if (!json_is_real(id))
+		return false;
+	r = json_real_value(id);
+	/* Every double past 2^53 is a whole number; below, test it without
+	 * a cast that would overflow. */
+	if (r >= 9007199254740992.0 || r <= -9007199254740992.0)
+		return true;
+	return r == (double)(long long)r;
+}
+
+static int id_text(const json_t *id, char **out)
+{
+	if (json_is_real(id)) {
+		double r = json_real_value(id);
+
+		/* Only integral values reach here (id_ok). */
+		if (asprintf(out, "%.0f", r) < 0) {
+			*out = NULL;
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	*out = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Copies obj[key] when it is a string; a present non-string is an error. */
+static int get_str(const json_t *obj, const char *key, char **dst, bool *bad)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v)) {
+		*bad = true;
+		return 0;
+	}
+	return dup_str(dst, json_string_value(v));
+}
+
+static int read_client_info(struct mcp_body *b, size_t idx, const json_t *ci,
+			    const char *what, char **name, char **version)
+{
+	char at[48];
+	bool bad = false;
+	int err;
+
+	where(at, sizeof(at), b, idx);
+	if (!json_is_object(ci))
+		return body_fail(b, "bad_params", "The request's %s is not a JSON object%s.", what, at);
+	err = get_str(ci, "name", name, &bad);
+	if (!err)
+		err = get_str(ci, "version", version, &bad);
+	if (err)
+		return err;
+	if (bad || !*name)
+		return body_fail(b, "bad_params",
+				 "The request's %s has no string \"name\" or a non-string \"version\"%s.",
+				 what, at);
+	return 0;
+}
+
+/* params._meta: the 2026-era envelope (clientInfo, protocolVersion). */
+static int read_meta(struct mcp_body *b, size_t idx, const json_t *params,
+		     struct mcp_message *m, char **meta_version)
+{
+	const json_t *meta, *ci, *pv;
+	char at[48];
+	int err;
+
+	where(at, sizeof(at), b, idx);
+	meta = json_object_get(params, "_meta");
+	if (!meta)
+		return 0;
+	if (!json_is_object(meta))
+		return body_fail(b, "bad_params",
+				 "The request's params._meta is not a JSON object%s.", at);
+
+	pv = json_object_get(meta, META_PROTOCOL_VERSION);
+	if (pv) {
+		if (!json_is_string(pv))
+			return body_fail(b, "bad_params",
+					 "The request's _meta[\"%s\"] is not a string%s.",
+					 META_PROTOCOL_VERSION, at);
+		err = dup_str(meta_version, json_string_value(pv));
+		if (err)
+			return err;
+	}
+
+	ci = json_object_get(meta, META_CLIENT_INFO);
+	if (!ci)
+		return 0;
+	err = read_client_info(b, idx, ci, "_meta[\"" META_CLIENT_INFO "\"]",
+			       &m->client_name, &m->client_version);
+	if (err || b->error)
+		return err;
+	m->client_info_from_meta = true;
+	return 0;
+}
+
+static bool str_eq_null(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static int read_initialize(struct mcp_body *b, size_t idx, const json_t *params,
+			   struct mcp_message *m)
+{
+	char *name = NULL, *version = NULL;
+	const json_t *ci;
+	char at[48];
+	bool bad = false;
+	int err;
+
+	where(at, sizeof(at), b, idx);
+	/* The version initialize asks for outranks a _meta one. */
+	if (json_object_get(params, "protocolVersion")) {
+		free(m->protocol_version);
+		m->protocol_version = NULL;
+	}
+	err = get_str(params, "protocolVersion", &m->protocol_version, &bad);
+	if (err)
+		return err;
+	if (bad)
+		return body_fail(b, "bad_params",
+				 "The initialize params.protocolVersion is not a string%s.", at);
+
+	ci = json_object_get(params, "clientInfo");
+	if (!ci)
+		return 0;
+	err = read_client_info(b, idx, ci, "initialize params.clientInfo", &name, &version);
+	if (err || b->error)
+		goto out;
+	/* Two identities in one request would let the server and us each
+	 * pick a different one. */
+	if (m->client_info_from_meta &&
+	    (!str_eq_null(name, m->client_name) || !str_eq_null(version, m->client_version))) {
+		err = body_fail(b, "bad_params",
+				"The initialize request carries two different clientInfo objects%s.", at);
+		goto out;
+	}
+	free(m->client_name);
+	free(m->client_version);
+	m->client_name = name;
+	m->client_version = version;
+	m->client_info_from_meta = false;
+	return 0;
+out:
+	free(name);
+	free(version);
+	return err;
+}
+
+/* The string field a method is about: tools/call name, resources/read uri... */
+static int read_target(struct mcp_body *b, size_t idx, const json_t *params,
+		       const char *key, char **dst)
+{
+	const json_t *v = json_object_get(params, key);
+	char at[48], method[QUOTE_BUF];
+
+	if (json_is_string(v))
+		return dup_str(dst, json_string_value(v));
+	where(at, sizeof(at), b, idx);
+	quote(method, sizeof(method), b->msgs[idx].method, strlen(b->msgs[idx].method));
+	return body_fail(b, "bad_params", "The %s request has no string params.%s%s.",
+			 method, key, at);
+}
+
+static int read_params(struct mcp_body *b, size_t idx, const json_t *params,
+		       char **meta_version)
+{
+	struct mcp_message *m = &b->msgs[idx];
+	const char *method = m->method;
+	char at[48], q[QUOTE_BUF];
+	bool need_object;
+	int err;
+
+	need_object = strcmp(method, "tools/call") == 0 ||
+		      strcmp(method, "resources/read") == 0 ||
+		      strcmp(method, "prompts/get") == 0 ||
+		      strcmp(method, "initialize") == 0;
+	where(at, sizeof(at), b, idx);
+	if (params && !json_is_object(params) && !json_is_array(params))
+		return body_fail(b, "bad_params",
+				 "The request's params is neither an object nor an array%s.", at);
+	if (need_object && !json_is_object(params)) {
+		quote(q, sizeof(q), method, strlen(method));
+		return body_fail(b, "bad_params", "The %s request has no params object%s.", q, at);
+	}
+	if (!json_is_object(params))
+		return 0;
+
+	err = read_meta(b, idx, params, m, meta_version);
+	if (err || b->error)
+		return err;
+	if (*meta_version) {
+		err = dup_str(&m->protocol_version, *meta_version);
+		if (err)
+			return err;
+	}
+
+	if (strcmp(method, "tools/call") == 0)
+		return read_target(b, idx, params, "name", &m->tool);
+	if (strcmp(method, "resources/read") == 0)
+		return read_target(b, idx, params, "uri", &m->resource_uri);
+	if (strcmp(method, "prompts/get") == 0)
+		return read_target(b, idx, params, "name", &m->prompt);
+	if (strcmp(method, "initialize") == 0)
+		return read_initialize(b, idx, params, m);
+	return 0;
+}
+
+/*
+ * One message: JSON-RPC shape, then the fields we judge on. meta_version
+ * receives a copy of _meta's protocol version, if any.
+ */
+static int read_message(struct mcp_body *b, size_t idx, const json_t *msg, char **meta_version)
+{
+	struct mcp_message *m = &b->msgs[idx];
+	const json_t *jsonrpc, *method, *id, *params;
+	bool has_result, has_error;
+	char at[48];
+	int err;
+
+	where(at, sizeof(at), b, idx);
+	if (!json_is_object(msg))
+		return body_fail(b, "not_jsonrpc", "The message is not a JSON object%s.", at);
+	jsonrpc = json_object_get(msg, "jsonrpc");
+	if (!json_is_string(jsonrpc) || strcmp(json_string_value(jsonrpc), "2.0") != 0)
+		return body_fail(b, "not_jsonrpc",
+				 "The message does not declare \"jsonrpc\": \"2.0\"%s.", at);
+
+	method = json_object_get(msg, "method");
+	id = json_object_get(msg, "id");
+	params = json_object_get(msg, "params");
+	has_result = json_object_get(msg, "result") != NULL;
+	has_error = json_object_get(msg, "error") != NULL;
+
+	if (method && !json_is_string(method))
+		return body_fail(b, "not_jsonrpc", "The message's \"method\" is not a string%s.", at);
+	if (method && (has_result || has_error))
+		return body_fail(b, "not_jsonrpc",
+				 "The message is both a request and a response%s.", at);
+	if (!method && (has_result == has_error || !id))
+		return body_fail(b, "not_jsonrpc",
+				 "The message is neither a request, a notification nor a response%s.",
+				 at);
+	if (id && !id_ok(id, !method))
+		return body_fail(b, "not_jsonrpc",
+				 "The message's \"id\" is not a string or an integer%s.", at);
+
+	if (id) {
+		err = id_text(id, &m->id);
+		if (err)
+			return err;
+	}
+	if (!method) {
+		m->is_response = true;
+		return 0;
+	}
+	err = dup_str(&m->method, json_string_value(method));
+	if (err)
+		return err;
+	m->is_request = id != NULL;
+	m->is_notification = id == NULL;
+	return read_params(b, idx, params, meta_version);
+}
+
+/* Header value without the optional whitespace HTTP allows around it. */
+struct hval {
+	const char *p;
+	size_t len;
+};
+
+static struct hval hval_of(const char *v)
+{
+	struct hval h = { v, v ? strlen(v) : 0 };
+
+	while (h.len && (h.p[0] == ' ' || h.p[0] == '\t')) {
+		h.p++;
+		h.len--;
+	}
+	while (h.len && (h.p[h.len - 1] == ' ' || h.p[h.len - 1] == '\t'))
+		h.len--;
+	return h;
+}
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict padded standard base64 (SEP-2243 says bad padding is an error). */
+static int b64_decode(const char *in, size_t len, char **out, size_t *outlen)
+{
+	size_t i, o = 0, pad = 0;
+	char *buf;
+
+	if (len % 4)
+		return -EINVAL;
+	if (len && in[len - 1] == '=')
+		pad++;
+	if (len > 1 && in[len - 2] == '=')
+		pad++;
+	buf = malloc(len / 4 * 3 + 1);
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < len; i += 4) {
+		int v[4], k;
+		unsigned int n;
+
+		for (k = 0; k < 4; k++) {
+			bool pad_slot = i + 4 == len && k >= 4 - (int)pad;
+
+			v[k] = pad_slot ? 0 : b64_val((unsigned char)in[i + k]);
+			if (v[k] < 0)
+				goto bad;
+		}
+		n = (unsigned int)v[0] << 18 | (unsigned int)v[1] << 12 |
+		    (unsigned int)v[2] << 6 | (unsigned int)v[3];
+		buf[o++] = (char)(n >> 16);
+		if (!(i + 4 == len && pad == 2))
+			buf[o++] = (char)(n >> 8);
+		if (!(i + 4 == len && pad >= 1))
+			buf[o++] = (char)n;
+		/* Bits below the padding must be zero: one spelling per value. */
+		if (i + 4 == len && ((pad == 2 && (n & 0xffff)) || (pad == 1 && (n & 0xff))))
+			goto bad;
+	}
+	buf[o] = '\0';
+	*out = buf;
+	*outlen = o;
+	return 0;
+bad:
+	free(buf);
+	return -EINVAL;
+}
+
+static bool has_b64_sentinel(struct hval h)
+{
+	static const char prefix[] = "=?base64?";
+	size_t plen = sizeof(prefix) - 1;
+
+	return h.len >= plen + 2 && strncasecmp(h.p, prefix, plen) == 0 &&
+	       h.p[h.len - 2] == '?' && h.p[h.len - 1] == '=';
+}
+
+static bool hval_eq(struct hval h, const char *s)
+{
+	return s && strlen(s) == h.len && memcmp(h.p, s, h.len) == 0;
+}
+
+/* Mcp-Name against the body's name or uri. */
+static int check_name(struct mcp_body *b, size_t idx, const char *hdr, const char *body_name,
+		      const char *what)
+{
+	struct hval h = hval_of(hdr);
+	char hq[QUOTE_BUF], bq[QUOTE_BUF], at[48];
+	char *decoded = NULL;
+	size_t dlen = 0;
+	bool same;
+	int err;
+
+	where(at, sizeof(at), b, idx);
+	if (has_b64_sentinel(h)) {
+		err = b64_decode(h.p + 9, h.len - 11, &decoded, &dlen);
+		if (err == -ENOMEM)
+			return err;
+		if (err) {
+			quote(hq, sizeof(hq), h.p, h.len);
+			return body_fail(b, "header_mismatch",
+					 "Mcp-Name header \"%s\" is not valid base64%s.", hq, at);
+		}
+		h.p = decoded;
+		h.len = dlen;
+	}
+	same = hval_eq(h, body_name);
+	if (!same) {
+		quote(hq, sizeof(hq), h.p, h.len);
+		if (body_name) {
+			quote(bq, sizeof(bq), body_name, strlen(body_name));
+			err = body_fail(b, "header_mismatch",
+					"Mcp-Name header says \"%s\" but the body %s \"%s\"%s.",
+					hq, what, bq, at);
+		} else {
+			err = body_fail(b, "header_mismatch",
+					"Mcp-Name header says \"%s\" but the body names nothing%s.",
+					hq, at);
+		}
+	} else {
+		err = 0;
+	}
+	free(decoded);
+	return err;
+}
+
+/* What Mcp-Name must mirror for this message, and how to say it. */
+static const char *name_target(const struct mcp_message *m, const json_t *msg,
+			       const char **what, bool *required)
+{
+	const json_t *params = json_object_get(msg, "params");
+	const json_t *v;
+
+	*required = true;
+	if (m->tool) {
+		*what = "calls tool";
+		return m->tool;
+	}
+	if (m->resource_uri) {
+		*what = "reads resource";
+		return m->resource_uri;
+	}
+	if (m->prompt) {
+		*what = "gets prompt";
+		return m->prompt;
+	}
+	/* Other methods: the header is optional but, if sent, mirrors
+	 * params.name or params.uri (subscribe, completion, ...). */
+	*required = false;
+	*what = "names";
+	v = json_object_get(params, "name");
+	if (json_is_string(v))
+		return json_string_value(v);
+	v = json_object_get(params, "uri");
+	if (json_is_string(v))
+		return json_string_value(v);
+	return NULL;
+}
+
+static int check_headers(struct mcp_body *b, size_t idx, const json_t *msg,
+			 const struct mcp_headers *h, bool stateless)
+{
+	const struct mcp_message *m = &b->msgs[idx];
+	char hq[QUOTE_BUF], bq[QUOTE_BUF], at[48];
+	const char *target, *what;
+	bool name_required;
+
+	where(at, sizeof(at), b, idx);
+	if (!m->method) {
+		if (!h->method)
+			return 0;
+		quote(hq, sizeof(hq), h->method, strlen(h->method));
+		return body_fail(b, "header_mismatch",
+				 "Mcp-Method header says \"%s\" but the body is a response%s.",
+				 hq, at);
+	}
+
+	quote(bq, sizeof(bq), m->method, strlen(m->method));
+	if (!h->method) {
+		if (!stateless)
+			goto name;
+		return body_fail(b, "missing_header",
+				 "The request calls method \"%s\" without the Mcp-Method header the protocol version requires%s.",
+				 bq, at);
+	}
+	if (!hval_eq(hval_of(h->method), m->method)) {
+		struct hval hv = hval_of(h->method);
+
+		quote(hq, sizeof(hq), hv.p, hv.len);
+		return body_fail(b, "header_mismatch",
+				 "Mcp-Method header says \"%s\" but the body calls method \"%s\"%s.",
+				 hq, bq, at);
+	}
+
+name:
+	target = name_target(m, msg, &what, &name_required);
+	if (h->name)
+		return check_name(b, idx, h->name, target, what);
+	if (stateless && name_required)
+		return body_fail(b, "missing_header",
+				 "The %s request has no Mcp-Name header though the protocol version requires it%s.",
+				 bq, at);
+	return 0;
+}
+
+/*
+ * Era of the request: the MCP-Protocol-Version header when sent, else the
+ * body's _meta version. When both are sent they must be the same string,
+ * or a client could claim the session era in one place to skip the
+ * stateless era's header rules and the stateless era in the other.
+ */
+static int body_era(struct mcp_body *b, const struct mcp_headers *h, const char *meta_version,
+		    enum mcp_era *era)
+{
+	char hq[QUOTE_BUF], bq[QUOTE_BUF];
+
+	*era = MCP_ERA_UNKNOWN;
+	if (h->protocol_version && meta_version) {
+		struct hval hv = hval_of(h->protocol_version);
+
+		if (!hval_eq(hv, meta_version)) {
+			quote(hq, sizeof(hq), hv.p, hv.len);
+			quote(bq, sizeof(bq), meta_version, strlen(meta_version));
+			return body_fail(b, "header_mismatch",
+					 "MCP-Protocol-Version header says \"%s\" but the body's _meta says \"%s\".",
+					 hq, bq);
+		}
+	}
+	if (h->protocol_version) {
+		struct hval hv = hval_of(h->protocol_version);
+		char v[16];
+
+		if (hv.len < sizeof(v)) {
+			memcpy(v, hv.p, hv.len);
+			v[hv.len] = '\0';
+			*era = mcp__era(v);
+		}
+	} else if (meta_version) {
+		*era = mcp__era(meta_version);
+	}
+	return 0;
+}
+
+static int load_json(const char *body, size_t len, struct mcp_body *out, json_t **root)
+{
+	json_error_t jerr;
+	char q[QUOTE_BUF];
+
+	*root = json_loadb(body ? body : "", body ? len : 0,
+			   JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	/* Integers past 64 bits are valid JSON every JavaScript or Python
+	 * server takes; keep them as reals rather than call the body bad. */
+	if (!*root && json_error_code(&jerr) == json_error_numeric_overflow)
+		*root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
+				   JSON_DECODE_INT_AS_REAL, &jerr);
+	if (*root)
+		return 0;
+	quote(q, sizeof(q), jerr.text, strlen(jerr.text));
+	if (json_error_code(&jerr) == json_error_duplicate_key)
+		return body_fail(out, "duplicate_key",
+				 "The body repeats a JSON object key, which servers resolve differently (%s).",
+				 q);
+	return body_fail(out, "bad_json", "The body is not valid JSON (byte %d: %s).",
+			 jerr.position, q);
+}
+
+int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
+	       struct mcp_body *out)
+{
+	static const struct mcp_headers no_headers;
+	const struct mcp_headers *h = hdrs ? hdrs : &no_headers;
+	char *meta_version = NULL;
+	enum mcp_era era;
+	json_t *root = NULL;
+	size_t n, i;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = load_json(body, len, out, &root);
+	if (err || out->error)
+		goto out;
+
+	if (json_is_array(root)) {
+		out->batch = true;
+		n = json_array_size(root);
+		if (n == 0) {
+			err = body_fail(out, "empty_batch", "The body is an empty JSON-RPC batch.");
+			goto out;
+		}
+		if (n > MCP_MAX_BATCH) {
+			err = body_fail(out, "too_many_messages",
+					"The batch holds %zu messages, more than the %d read.",
+					n, MCP_MAX_BATCH);
+			goto out;
+		}
+	} else if (json_is_object(root)) {
+		n = 1;
+	} else {
+		err = body_fail(out, "not_jsonrpc", "The body is neither a JSON object nor a batch.");
+		goto out;
+	}
+
+	out->msgs = calloc(n, sizeof(*out->msgs));
+	if (!out->msgs) {
+		err = -ENOMEM;
+		goto out;
+	}
+	out->n_msgs = n;
+	for (i = 0; i < n; i++) {
+		const json_t *msg = out->batch ? json_array_get(root, i) : root;
+		char *mv = NULL;
+
+		err = read_message(out, i, msg, &mv);
+		if (!err && !out->error && mv && !meta_version) {
+			meta_version = mv;
+			mv = NULL;
+		}
+		free(mv);
+		if (err || out->error)
+			goto out;
+	}
+
+	err = body_era(out, h, meta_version, &era);
+	if (err || out->error)
+		goto out;
+	if (era == MCP_ERA_STATELESS && out->batch) {
+		err = body_fail(out, "batch_not_allowed",
+				"The body is a JSON-RPC batch, which protocol versions from %s on do not allow.",
+				FIRST_STATELESS_ERA);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const json_t *msg = out->batch ? json_array_get(root, i) : root;
+
+		err = check_headers(out, i, msg, h, era == MCP_ERA_STATELESS);
+		if (err || out->error)
+			goto out;
+	}
+out:
+	free(meta_version);
+	json_decref(root);
+	if (err) {
+		mcp_body__release(out);
+		return err;
+	}
+	return 0;
+}
+
+static void message__release(struct mcp_message *m)
+{
+	free(m->method);
+	free(m->id);
+	free(m->tool);
+	free(m->resource_uri);
+	free(m->prompt);
+	free(m->client_name);
+	free(m->client_version);
+	free(m->protocol_version);
+}
+
+void mcp_body__release(struct mcp_body *b)
+{
+	size_t i;
+
+	if (!b)
+		return;
+	for (i = 0; i < b->n_msgs; i++)
+		message__release(&b->msgs[i]);
+	free(b->msgs);
+	free(b->error_detail);
+	memset(b, 0, sizeof(*b));
+}

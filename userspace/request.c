@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Request reading: HTTP message -> headers, bearer token facts, JSON-RPC.
+ *
+ * An MCP request is a POST with a JSON body, a GET (the server-to-client
+ * SSE stream), or a DELETE (ending a session). Anything else reaching a
+ * protected MCP endpoint is not MCP and is malformed. Repeated
+ * security-relevant headers are malformed too: which copy a server reads
+ * is up to the server, so the agent refuses to guess.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "request.h"
+
+static const char *const single_headers[] = {
+	"authorization", "mcp-session-id", "mcp-protocol-version", "mcp-method",
+	"mcp-name", "content-type", "content-length", "transfer-encoding", "host",
+};
+
+void request__set_malformed(struct request *r, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->malformed)
+		return;	/* the first reason is the one reported */
+	r->malformed = code;
+	va_start(ap, fmt);
+	vsnprintf(r->malformed_detail, sizeof(r->malformed_detail), fmt, ap);
+	va_end(ap);
+}
+
+static void read_token(struct request *r, const struct jwt_keyset *keys)
+{
+	const char *auth = http_message__header(r->http, "authorization");
+	const char *tok;
+	size_t len;
+
+	if (!auth)
+		return;
+	if (jwt__bearer(auth, &tok, &len)) {
+		/* Another scheme (Basic, DPoP...): not a claim we can read,
+		 * and not nothing either. */
+		request__set_malformed(r, "bad_authorization",
+				       "the Authorization header is not a Bearer credential");
+		return;
+	}
+	if (jwt__parse(tok, len, &r->token))
+		return;
+	if (keys && r->token.is_jwt)
+		jwt__verify(keys, tok, len, &r->token);
+}
+
+static void summarize_body(struct request *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->body.n_msgs; i++) {
+		const struct mcp_message *m = &r->body.msgs[i];
+
+		if (!r->method && m->method) {
+			r->method = m->method;
+			r->id = m->id;
+		}
+		if (!r->tool && m->tool)
+			r->tool = m->tool;
+		if (m->method && strcmp(m->method, "initialize") == 0)
+			r->is_initialize = true;
+		if (!r->client_name && m->client_name) {
+			r->client_name = m->client_name;
+			r->client_version = m->client_version;
+		}
+	}
+}
+
+int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys)
+{
+	struct mcp_headers hdrs;
+	size_t i;
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	r->http = m;
+	for (i = 0; i < sizeof(single_headers) / sizeof(single_headers[0]); i++) {
+		if (http_message__header_count(m, single_headers[i]) > 1) {
+			request__set_malformed(r, "duplicate_header",
+					       "the request repeats the %s header", single_headers[i]);
+		}
+	}
+	r->session_id = http_message__header(m, "mcp-session-id");
+	r->protocol_version = http_message__header(m, "mcp-protocol-version");
+	r->user_agent = http_message__header(m, "user-agent");
+	r->era = mcp__era(r->protocol_version);
+	read_token(r, keys);
+
+	if (strcmp(m->method, "POST") == 0) {
+		hdrs.method = http_message__header(m, "mcp-method");
+		hdrs.name = http_message__header(m, "mcp-name");
+		hdrs.protocol_version = r->protocol_version;
+		err = mcp__parse(m->body ? m->body : "", m->body_len, &hdrs, &r->body);
+		if (err)
+			return err;
+		r->has_body = true;
+		if (r->body.error)
+			request__set_malformed(r, r->body.error, "%s",
+					       r->body.error_detail ? r->body.error_detail :
+					       "the body is not an acceptable JSON-RPC message");
+		summarize_body(r);
+		if (r->era == MCP_ERA_UNKNOWN) {
+			for (i = 0; i < r->body.n_msgs; i++)
+				if (r->body.msgs[i].protocol_version)
+					r->era = mcp__era(r->body.msgs[i].protocol_version);
+		}
+	} else if (strcmp(m->method, "GET") == 0 || strcmp(m->method, "DELETE") == 0) {
+		if (m->body_len)
+			request__set_malformed(r, "unexpected_body",
+					       "a %s request to an MCP endpoint carries a body",
+					       m->method);
+		r->method = strcmp(m->method, "GET") == 0 ? "GET stream" : "DELETE session";
+	} else {
+		request__set_malformed(r, "bad_method",
+				       "HTTP method %s is not used by MCP's Streamable HTTP "
+				       "transport", m->method);
+	}
+	return 0;
+}
+
+void request__release(struct request *r)
+{
+	jwt_facts__release(&r->token);
+	mcp_body__release(&r->body);
+}
+
+static void set_str(json_t *o, const char *key, const char *val)
+{
+	if (val)
+		json_object_set_new(o, key, json_string(val));
+}
+
+json_t *request__claim_json(const struct request *r)
+{
+	const struct jwt_facts *t = &r->token;
+	json_t *o = json_object();
+
+	if (t->present) {
+		set_str(o, "iss", t->iss);
+		set_str(o, "sub", t->sub);
+		set_str(o, "aud", t->aud);
+		set_str(o, "client_id", t->client_id);
+		set_str(o, "azp", t->azp);
+		set_str(o, "jti", t->jti);
+		set_str(o, "scope", t->scope);
+		if (t->has_exp)
+			json_object_set_new(o, "exp", json_integer(t->exp));
+		if (t->cnf)
+			json_object_set_new(o, "cnf", json_loads(t->cnf, 0, NULL));
+		set_str(o, "token_sha256", t->sha256);
+		json_object_set_new(o, "token_type", json_string(t->is_jwt ? "jwt" : "opaque"));
+		if (t->error)
+			set_str(o, "token_error", t->error);
+		if (t->sig != JWT_SIG_UNCHECKED) {
+			static const char *const names[] = {
+				[JWT_SIG_UNCHECKED] = "unchecked", [JWT_SIG_VALID] = "valid",
+				[JWT_SIG_INVALID] = "invalid", [JWT_SIG_NO_KEY] = "no_key",
+				[JWT_SIG_UNSUPPORTED] = "unsupported",
+			};
+
+			set_str(o, "token_signature", names[t->sig]);
+		}
+		if (t->k8s_pod_uid) {
+			json_t *k = json_object();
+
+			set_str(k, "namespace", t->k8s_namespace);
+			set_str(k, "pod_name", t->k8s_pod_name);
+			set_str(k, "pod_uid", t->k8s_pod_uid);
+			set_str(k, "service_account", t->k8s_sa_name);
+			json_object_set_new(o, "kubernetes", k);
+		}
+	}
+	if (r->client_name || r->client_version) {
+		json_t *ci = json_object();
+
+		set_str(ci, "name", r->client_name);
+		set_str(ci, "version", r->client_version);
+		if (r->client_info_from_session)
+			json_object_set_new(ci, "from_session", json_true());
+		json_object_set_new(o, "client_info", ci);
+	}
+	set_str(o, "session_id", r->session_id);
+	set_str(o, "protocol_version", r->protocol_version);
+	set_str(o, "user_agent", r->user_agent);
+	return o;
+}
+
+json_t *request__request_json(const struct request *r)
+{
+	json_t *o = json_object();
+	size_t i;
+
+	set_str(o, "http_method", r->http->method);
+	set_str(o, "path", r->http->target);
+	set_str(o, "method", r->method);
+	set_str(o, "tool", r->tool);
+	if (r->id) {
+		json_t *id = json_loads(r->id, JSON_DECODE_ANY, NULL);
+
+		json_object_set_new(o, "id", id ? id : json_string(r->id));
+	}
+	if (r->body.batch) {
+		json_t *msgs = json_array();
+
+		for (i = 0; i < r->body.n_msgs; i++) {
+			json_t *m = json_object();
+
+			set_str(m, "method", r->body.msgs[i].method);
+			set_str(m, "tool", r->body.msgs[i].tool);
+			json_array_append_new(msgs, m);
+		}
+		json_object_set_new(o, "batch", msgs);
+	}
+	json_object_set_new(o, "era", json_string(r->era == MCP_ERA_STATELESS ? "2026-07-28+" :
+						  r->era == MCP_ERA_SESSION ? "session" : "unknown"));
+	json_object_set_new(o, "body_bytes", json_integer((json_int_t)r->http->body_len));
+	return o;
+}

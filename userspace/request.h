@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * One HTTP request to a protected MCP server, read for what it claims and
+ * asks: the bearer token's facts (never the token), the MCP headers, the
+ * JSON-RPC messages. A request that cannot be read as HTTP + JSON-RPC is
+ * `malformed` with a reason code and a sentence.
+ */
+#ifndef MCPW_REQUEST_H
+#define MCPW_REQUEST_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+#include "http.h"
+#include "jwt.h"
+#include "mcp.h"
+
+struct request {
+	const struct http_message *http;
+	struct jwt_facts token;
+	struct mcp_body body;
+	bool has_body;
+	const char *session_id;		/* Mcp-Session-Id */
+	const char *protocol_version;	/* MCP-Protocol-Version */
+	const char *user_agent;
+	enum mcp_era era;
+	/* First request message's method/id, first tools/call's tool. */
+	const char *method;
+	const char *id;
+	const char *tool;
+	/* clientInfo: from this body (initialize or _meta), else the
+	 * session's (filled in by the caller). */
+	const char *client_name;
+	const char *client_version;
+	bool client_info_from_session;
+	bool is_initialize;
+	/* NULL, or a reason code ("bad_http", "header_mismatch", ...). */
+	const char *malformed;
+	char malformed_detail[256];
+};
+
+/* Reads m (which must outlive r). keys may be NULL. Returns 0 or -ENOMEM. */
+int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys);
+void request__release(struct request *r);
+
+/* Marks a request malformed with a reason code and a sentence. */
+void request__set_malformed(struct request *r, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Event objects (PRODUCT.md "Events"). */
+json_t *request__claim_json(const struct request *r);
+json_t *request__request_json(const struct request *r);
+
+#endif
