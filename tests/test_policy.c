@@ -452,12 +452,13 @@ void test_policy_error_too_large(void)
 	char buf[512];
 
 	if (!ASSERT_OK_PTR(big, "malloc"))
-		return;
+		goto cleanup;
 	memset(big, ' ', len);
 	ASSERT_EQ(policy__load_buffer("big.json", big, len, &p, &err), -EINVAL, "load");
 	ASSERT_NULL(p, "policy");
 	policy_error__format(&err, buf, sizeof(buf));
 	ASSERT_STREQ(buf, "big.json: the file is larger than 4 MiB", "message");
+cleanup:
 	free(big);
 }
 
@@ -952,7 +953,7 @@ void test_policy_jsonpos_node_limit(void)
 	struct jsonpos_error err;
 
 	if (!ASSERT_OK_PTR(doc, "malloc"))
-		return;
+		goto cleanup;
 	doc[0] = '[';
 	for (i = 0; i < n; i++) {
 		doc[1 + 2 * i] = '0';
@@ -962,6 +963,7 @@ void test_policy_jsonpos_node_limit(void)
 	ASSERT_EQ(jsonpos__parse(doc, len, &root, &err), -EINVAL, "too many values");
 	ASSERT_STRSTR(err.msg, "more than", "message");
 	ASSERT_NULL(root, "no tree");
+cleanup:
 	free(doc);
 }
 

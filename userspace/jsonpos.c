@@ -535,21 +535,25 @@ static int parse_value(struct parser *ps, struct jsonpos_node *node, int depth)
 int jsonpos__parse(const char *buf, size_t len, struct jsonpos_node **root,
 		   struct jsonpos_error *err)
 {
-	struct parser ps = {
+	static const char none[1];
+	struct parser ps;
+	struct jsonpos_node *node;
+	char name[16];
+	int ret;
+
+	if (!buf) {
+		buf = none;
+		len = 0;
+	}
+	ps = (struct parser){
 		.p = (const unsigned char *)buf,
 		.end = (const unsigned char *)buf + len,
 		.line_start = (const unsigned char *)buf,
 		.line = 1,
 		.err = err,
 	};
-	struct jsonpos_node *node;
-	char name[16];
-	int ret;
-
 	memset(err, 0, sizeof(*err));
 	*root = NULL;
-	if (!buf)
-		ps.p = ps.end = ps.line_start = (const unsigned char *)"";
 	if (len > JSONPOS_MAX_BYTES)
 		return fail(&ps, ps.p, "larger than %u bytes", JSONPOS_MAX_BYTES);
 	if (len == 0)

@@ -403,7 +403,7 @@ static int fill_uint(struct loader *ld, const struct keyword *kw,
 static int fill_u32(struct loader *ld, const struct keyword *kw,
 		    const struct jsonpos_node *v, void *dst)
 {
-	unsigned int n;
+	unsigned int n = 0;
 	int err = parse_uint(ld, kw, v, &n);
 
 	if (!err)
@@ -414,7 +414,7 @@ static int fill_u32(struct loader *ld, const struct keyword *kw,
 static int fill_u16(struct loader *ld, const struct keyword *kw,
 		    const struct jsonpos_node *v, void *dst)
 {
-	unsigned int n;
+	unsigned int n = 0;
 	int err = parse_uint(ld, kw, v, &n);
 
 	if (!err)
