@@ -55,6 +55,9 @@ TEST_SRCS := $(wildcard tests/test_*.c) $(wildcard tests/e2e/test_*.c)
 TEST_LIB  := $(wildcard tests/lib/*.c)
 TEST_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SRCS) $(TEST_LIB) tests/runner.c)
 
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
@@ -110,10 +113,15 @@ $(BUILD)/tests.h: $(TEST_SRCS) scripts/gen-tests-h | $(BUILD)
 	$(Q)scripts/gen-tests-h $(TEST_SRCS) > $@.tmp && \
 		(cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
 
-$(BUILD)/obj/tests/%.o: tests/%.c $(USER_HDRS) $(wildcard tests/lib/*.h) tests/harness.h $(BUILD)/tests.h
+$(BUILD)/obj/tests/%.o: tests/%.c $(USER_HDRS) $(wildcard tests/lib/*.h) tests/harness.h $(BUILD)/tests.h $(BUILD)/mcpwarden.skel.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests -Itests/lib -c $< -o $@
+
+$(BUILD)/tests/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
 
 $(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libmcpwarden.a
 	$(call msg,LD,$@)
@@ -145,7 +153,7 @@ test: setup
 	$(Q)scripts/test
 
 # Runs only what is already built (no setup); used by scripts/test.
-tests-build: $(BUILD)/mcpwarden $(BUILD)/test_runner $(FUZZ_BINS)
+tests-build: $(BUILD)/mcpwarden $(BUILD)/test_runner $(HELPER_BINS) $(FUZZ_BINS)
 
 setup:
 	$(Q)scripts/setup

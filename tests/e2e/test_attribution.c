@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Attribution end to end: the real agent, scoped to a private cgroup
+ * subtree, names both ends of connections to protected ports.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "env.h"
+#include "harness.h"
+
+#define REQ "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+	    "Content-Length: 58\r\n\r\n" \
+	    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{}}"
+
+static const char *monitor_policy(char *buf, size_t len, int port)
+{
+	snprintf(buf, len, "{\"mode\":\"monitor\",\"servers\":[{\"name\":\"tickets\",\"port\":%d}],"
+		 "\"unknown_client\":\"alert\",\"unattributed\":\"alert\"}", port);
+	return buf;
+}
+
+static pid_t start_server(struct env *e, const char *cg, const char *netns, const char *addr,
+			  int port, char *dir, size_t dlen)
+{
+	char ports[16], out[512];
+	struct spawn_opts so = { .cgroup = cg, .netns = netns };
+	pid_t pid;
+
+	snprintf(dir, dlen, "%s/srv-%d", e->tmp, port);
+	mkdir(dir, 0755);
+	snprintf(out, sizeof(out), "%s/server.out", dir);
+	snprintf(ports, sizeof(ports), "%d", port);
+	so.stdout_path = out;
+	pid = env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+					     (char *)addr, ports, dir, NULL });
+	if (pid > 0 && !env__wait_file(out, "listening", 5000))
+		return -1;
+	return pid;
+}
+
+static int write_req(struct env *e, char *path, size_t len)
+{
+	snprintf(path, len, "%s/req.bin", e->tmp);
+	return env__write(path, REQ, strlen(REQ));
+}
+
+void test_attribution_connection(void)
+{
+	char policy[512], cg_a[256], cg_b[256], dir[512], req[512], portstr[16], out[512];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv, cli;
+	int port;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "clients/a", cg_a, sizeof(cg_a)), "cgroup a") ||
+	    !ASSERT_OK(env__cgroup(&e, "servers/b", cg_b, sizeof(cg_b)), "cgroup b"))
+		goto cleanup;
+	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
+		       "agent start"))
+		goto cleanup;
+	srv = start_server(&e, cg_b, NULL, "127.0.0.1", port, dir, sizeof(dir));
+	if (!ASSERT_GE(srv, 1, "server"))
+		goto cleanup;
+	write_req(&e, req, sizeof(req));
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
+	so.cgroup = cg_a;
+	so.stdout_path = out;
+	cli = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+					      "127.0.0.1", portstr, req, NULL });
+	if (!ASSERT_EQ(env__wait(&e, cli, 10000), 0, "client exit"))
+		goto cleanup;
+
+	ev = env__wait_event(&e, 5000, "kind=connection", "server=tickets", NULL);
+	if (!ASSERT_OK_PTR(ev, "connection event"))
+		goto cleanup;
+	ASSERT_EQ(env__int(ev, "workload.pid"), cli, "client pid");
+	ASSERT_STREQ(env__str(ev, "workload.exe"), env__helper("tcp_peer"), "client exe");
+	ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg_a, "client cgroup");
+	ASSERT_TRUE(json_is_true(env__get(ev, "workload.attributed")), "client attributed");
+	ASSERT_GE(env__int(ev, "workload.cgroup_id"), 1, "client cgroup id");
+	ASSERT_GE(env__int(ev, "workload.start_time_ns"), 1, "client start time");
+	ASSERT_STRSTR(env__str(ev, "workload.cmdline"), "client 127.0.0.1", "client cmdline");
+	ASSERT_GE(env__int(ev, "workload.netns"), 1, "client netns");
+	ASSERT_GE((long long)json_array_size(env__get(ev, "workload.ancestors")), 1, "ancestors");
+	ASSERT_EQ(env__int(ev, "server_workload.pid"), srv, "server pid");
+	ASSERT_STREQ(env__str(ev, "server_workload.cgroup"), cg_b, "server cgroup");
+	ASSERT_STREQ(env__str(ev, "node"), "test-node", "node");
+	ASSERT_STRSTR(env__str(ev, "connection.dst"), portstr, "dst port");
+	/* Exactly one connection event for one connection. */
+	env__sleep_ms(300);
+	ASSERT_EQ(env__count_events(&e, "kind=connection", NULL), 1, "one connection event");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* A client that execs, connects and exits at once is still attributed. */
+void test_attribution_short_lived(void)
+{
+	char policy[512], cg_a[256], cg_b[256], dir[512], portstr[16];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv, cli;
+	int port;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "quick", cg_a, sizeof(cg_a)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_b, sizeof(cg_b)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
+		       "agent start"))
+		goto cleanup;
+	srv = start_server(&e, cg_b, NULL, "127.0.0.1", port, dir, sizeof(dir));
+	if (!ASSERT_GE(srv, 1, "server"))
+		goto cleanup;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	so.cgroup = cg_a;
+	cli = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "quick",
+					      "127.0.0.1", portstr, NULL });
+	if (!ASSERT_EQ(env__wait(&e, cli, 5000), 0, "quick client"))
+		goto cleanup;
+	ev = env__wait_event(&e, 5000, "kind=connection", NULL);
+	if (!ASSERT_OK_PTR(ev, "connection event"))
+		goto cleanup;
+	ASSERT_EQ(env__int(ev, "workload.pid"), cli, "pid");
+	ASSERT_STREQ(env__str(ev, "workload.exe"), env__helper("tcp_peer"), "exe");
+	ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg_a, "cgroup");
+	ASSERT_STRSTR(env__str(ev, "workload.cmdline"), "quick", "cmdline");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* Processes and a connection older than the agent are attributed. */
+void test_attribution_preexisting(void)
+{
+	char policy[512], cg_a[256], cg_b[256], dir[512], req[512], portstr[16], out[512];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv, cli;
+	int port;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "old-client", cg_a, sizeof(cg_a)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "old-server", cg_b, sizeof(cg_b)), "cgroup srv"))
+		goto cleanup;
+	srv = start_server(&e, cg_b, NULL, "127.0.0.1", port, dir, sizeof(dir));
+	if (!ASSERT_GE(srv, 1, "server"))
+		goto cleanup;
+	write_req(&e, req, sizeof(req));
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
+	so.cgroup = cg_a;
+	so.stdout_path = out;
+	/* Connects now, sends its request 3 s later, after the agent started. */
+	cli = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "hold",
+					      "127.0.0.1", portstr, req, "3", NULL });
+	if (!ASSERT_TRUE(env__wait_file(out, "connected", 5000), "client connected"))
+		goto cleanup;
+	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
+		       "agent start"))
+		goto cleanup;
+	ev = env__wait_event(&e, 5000, "kind=connection", NULL);
+	if (!ASSERT_OK_PTR(ev, "connection event"))
+		goto cleanup;
+	ASSERT_TRUE(json_is_true(env__get(ev, "connection.preexisting")), "preexisting");
+	ASSERT_EQ(env__int(ev, "workload.pid"), cli, "client pid");
+	ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg_a, "client cgroup");
+	ASSERT_STREQ(env__str(ev, "workload.exe"), env__helper("tcp_peer"), "client exe");
+	/* The server forks per connection: the child holds this socket. */
+	ASSERT_EQ(env__int(ev, "server_workload.ppid"), srv, "server process (child of the listener)");
+	ASSERT_STREQ(env__str(ev, "server_workload.cgroup"), cg_b, "server cgroup");
+	json_decref(ev);
+	/* Its request, sent after the agent started, is read and judged. */
+	ev = env__wait_event(&e, 8000, "kind=alert", "verdict=unknown_client",
+			     "request.method=tools/list", NULL);
+	ASSERT_OK_PTR(ev, "request on the old connection judged");
+	ASSERT_EQ(env__wait(&e, cli, 8000), 0, "client got its reply (monitor mode)");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* A connection to a port the policy does not list produces nothing. */
+void test_attribution_unprotected_port(void)
+{
+	char policy[512], cg_a[256], dir[512], req[512], portstr[16];
+	struct spawn_opts so = {};
+	struct env e;
+	pid_t srv, cli;
+	int port, other;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	do
+		other = env__free_port();
+	while (other == port);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_a, sizeof(cg_a)), "cgroup"))
+		goto cleanup;
+	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
+		       "agent start"))
+		goto cleanup;
+	srv = start_server(&e, cg_a, NULL, "127.0.0.1", other, dir, sizeof(dir));
+	if (!ASSERT_GE(srv, 1, "server"))
+		goto cleanup;
+	write_req(&e, req, sizeof(req));
+	snprintf(portstr, sizeof(portstr), "%d", other);
+	so.cgroup = cg_a;
+	cli = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+					      "127.0.0.1", portstr, req, NULL });
+	ASSERT_EQ(env__wait(&e, cli, 10000), 0, "client");
+	env__sleep_ms(1000);
+	ASSERT_EQ(env__count_events(&e, "kind=connection", NULL), 0, "no connection event");
+	ASSERT_EQ(env__count_events(&e, "kind=alert", NULL), 0, "no alert");
+	ASSERT_EQ(env__count_events(&e, "kind=request", NULL), 0, "no request");
+cleanup:
+	env__cleanup(&e);
+}
+
+/* Two network namespaces joined by a veth pair: both ends attributed. */
+void test_attribution_netns(void)
+{
+	char policy[512], cg_a[256], cg_b[256], dir[512], req[512], portstr[16], out[512];
+	char ns_a[64], ns_b[64];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv, cli;
+	int port;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ns-client", cg_a, sizeof(cg_a)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "ns-server", cg_b, sizeof(cg_b)), "cgroup srv") ||
+	    !ASSERT_OK(env__netns(&e, "a", ns_a, sizeof(ns_a)), "netns a") ||
+	    !ASSERT_OK(env__netns(&e, "b", ns_b, sizeof(ns_b)), "netns b") ||
+	    !ASSERT_OK(env__veth(&e, ns_a, "10.77.0.1", ns_b, "10.77.0.2"), "veth"))
+		goto cleanup;
+	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
+		       "agent start"))
+		goto cleanup;
+	srv = start_server(&e, cg_b, ns_b, "10.77.0.2", port, dir, sizeof(dir));
+	if (!ASSERT_GE(srv, 1, "server"))
+		goto cleanup;
+	write_req(&e, req, sizeof(req));
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
+	so.cgroup = cg_a;
+	so.netns = ns_a;
+	so.stdout_path = out;
+	cli = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+					      "10.77.0.2", portstr, req, NULL });
+	if (!ASSERT_EQ(env__wait(&e, cli, 10000), 0, "client"))
+		goto cleanup;
+	ev = env__wait_event(&e, 5000, "kind=connection", NULL);
+	if (!ASSERT_OK_PTR(ev, "connection event"))
+		goto cleanup;
+	ASSERT_EQ(env__int(ev, "workload.pid"), cli, "client pid");
+	ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg_a, "client cgroup");
+	ASSERT_EQ(env__int(ev, "server_workload.pid"), srv, "server pid");
+	ASSERT_STREQ(env__str(ev, "server_workload.cgroup"), cg_b, "server cgroup");
+	ASSERT_STRSTR(env__str(ev, "connection.src"), "10.77.0.1", "src");
+	ASSERT_STRSTR(env__str(ev, "connection.dst"), "10.77.0.2", "dst");
+	ASSERT_NEQ(env__int(ev, "workload.netns"), env__int(ev, "connection.netns"),
+		   "client and server namespaces differ");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
