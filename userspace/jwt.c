@@ -860,7 +860,7 @@ static int jwk_okp(const json_t *jwk, OSSL_PARAM_BLD *bld, EVP_PKEY **pkey)
  */
 static int jwk_key(const json_t *jwk, struct jwt_key *k, const char **why)
 {
-	const char *kty, *use;
+	const char *kty, *use, *crv;
 	OSSL_PARAM_BLD *bld;
 	EVP_PKEY *pkey = NULL;
 	bool bad = false;
@@ -879,6 +879,15 @@ static int jwk_key(const json_t *jwk, struct jwt_key *k, const char **why)
 	if (use && strcmp(use, "sig") != 0)
 		return 1;
 	if (strcmp(kty, "RSA") && strcmp(kty, "EC") && strcmp(kty, "OKP"))
+		return 1;
+	/* Curves we cannot check (P-521, X25519...) are skipped, not an
+	 * error: an issuer's JWKS may well hold one beside ours. */
+	crv = json_string_value(json_object_get(jwk, "crv"));
+	if (strcmp(kty, "EC") == 0 && !(crv && (strcmp(crv, "P-256") == 0 ||
+						  strcmp(crv, "P-384") == 0)))
+		return 1;
+	if (strcmp(kty, "OKP") == 0 && !(crv && (strcmp(crv, "Ed25519") == 0 ||
+						   strcmp(crv, "Ed448") == 0)))
 		return 1;
 
 	bld = OSSL_PARAM_BLD_new();
