@@ -30,12 +30,12 @@
 #define LAST_SESSION_ERA	"2025-11-25"
 #define FIRST_STATELESS_ERA	"2026-07-28"
 
-enum mcp_era mcp__era(const char *protocol_version)
+static enum mcp_era era_of(const char *v, size_t len)
 {
-	const char *v = protocol_version;
-	int month, day, i;
+	int month, day;
+	size_t i;
 
-	if (!v || strlen(v) != 10 || v[4] != '-' || v[7] != '-')
+	if (len != 10 || v[4] != '-' || v[7] != '-')
 		return MCP_ERA_UNKNOWN;
 	for (i = 0; i < 10; i++) {
 		if (i == 4 || i == 7)
@@ -47,12 +47,19 @@ enum mcp_era mcp__era(const char *protocol_version)
 	day = (v[8] - '0') * 10 + (v[9] - '0');
 	if (month < 1 || month > 12 || day < 1 || day > 31)
 		return MCP_ERA_UNKNOWN;
-	/* Fixed-width digits: string order is date order. */
-	if (strcmp(v, LAST_SESSION_ERA) <= 0)
+	/* Fixed-width digits: byte order is date order. */
+	if (memcmp(v, LAST_SESSION_ERA, 10) <= 0)
 		return MCP_ERA_SESSION;
-	if (strcmp(v, FIRST_STATELESS_ERA) >= 0)
+	if (memcmp(v, FIRST_STATELESS_ERA, 10) >= 0)
 		return MCP_ERA_STATELESS;
 	return MCP_ERA_UNKNOWN;
+}
+
+enum mcp_era mcp__era(const char *protocol_version)
+{
+	if (!protocol_version)
+		return MCP_ERA_UNKNOWN;
+	return era_of(protocol_version, strlen(protocol_version));
 }
 
 /*
@@ -452,7 +459,7 @@ static int b64_decode(const char *in, size_t len, char **out, size_t *outlen)
 		return -EINVAL;
 	if (len && in[len - 1] == '=')
 		pad++;
-	if (len > 1 && in[len - 2] == '=')
+	if (pad && in[len - 2] == '=')
 		pad++;
 	buf = malloc(len / 4 * 3 + 1);
 	if (!buf)
@@ -650,13 +657,8 @@ static int body_era(struct mcp_body *b, const struct mcp_headers *h, const char 
 	}
 	if (h->protocol_version) {
 		struct hval hv = hval_of(h->protocol_version);
-		char v[16];
 
-		if (hv.len < sizeof(v)) {
-			memcpy(v, hv.p, hv.len);
-			v[hv.len] = '\0';
-			*era = mcp__era(v);
-		}
+		*era = era_of(hv.p, hv.len);
 	} else if (meta_version) {
 		*era = mcp__era(meta_version);
 	}
