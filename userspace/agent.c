@@ -210,6 +210,9 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	if (d->alert)
 		json_object_set_new(ev, "reason", json_string(d->reason));
 	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
+	if (c->req_start_ktime)
+		json_object_set_new(ev, "verdict_latency_us",
+				    json_integer((json_int_t)((now_ns() - c->req_start_ktime) / 1000)));
 	json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
 	json_object_set_new(ev, "workload", workload__json(&c->client));
 	json_object_set_new(ev, "connection", conn__json(c));
@@ -366,6 +369,9 @@ static void process_requests(struct agent *a, struct conn *c)
 
 	while (!c->denied && (m = http_parser__next(c->parser))) {
 		handle_request(a, c, m);
+		/* Bytes after this request were already fed: the next one
+		 * started no later than the newest record. */
+		c->req_start_ktime = http_parser__offset(c->parser) > m->end ? c->last_rec_ktime : 0;
 		http_message__free(m);
 	}
 	if (c->denied || c->blind)
@@ -453,6 +459,44 @@ static void handle_egress(struct agent *a, struct conn *c, const struct mcpw_dat
 	}
 }
 
+static void report_failopen(struct agent *a, struct conn *c, uint64_t bytes)
+{
+	json_t *ev;
+
+	ev = json_pack("{s:s,s:I,s:s}", "source", "fail_open", "count", (json_int_t)bytes,
+		       "detail", "bytes passed to the server unjudged while the agent was not "
+		       "running (policy fail: open)");
+	if (c->server_name)
+		json_object_set_new(ev, "server", json_string(c->server_name));
+	json_object_set_new(ev, "workload", workload__json(&c->client));
+	json_object_set_new(ev, "connection", conn__json(c));
+	output__emit(a->out, "lost", ev);
+}
+
+/*
+ * Bytes the kernel passed unjudged while the daemon was away (fail: open)
+ * leave a gap in what we saw. Judging resumes at the next held segment,
+ * which starts a new request on a well-behaved client; if it does not, the
+ * parser says so and the connection is judged malformed.
+ */
+static bool resync_after_failopen(struct agent *a, struct conn *c,
+				  const struct mcpw_data_event *e)
+{
+	struct mcpw_conn_state st;
+
+	if (e->offset < c->next_off || kernel__get_state(a->kernel, c->cookie, &st) ||
+	    !(st.flags & MCPW_ST_FAILOPEN) || c->held_len)
+		return false;
+	http_parser__free(c->parser);
+	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
+	if (!c->parser)
+		return false;
+	c->released_end = e->offset;
+	c->held_base = e->offset;
+	c->next_off = e->offset;
+	return true;
+}
+
 static int on_data(void *ctx, void *data, size_t size)
 {
 	struct agent *a = ctx;
@@ -471,7 +515,7 @@ static int on_data(void *ctx, void *data, size_t size)
 	}
 	if (c->denied)
 		return 0;
-	if (e->offset != c->next_off) {
+	if (e->offset != c->next_off && !resync_after_failopen(a, c, e)) {
 		char why[160];
 
 		snprintf(why, sizeof(why), "%llu bytes of the stream were lost before the agent "
@@ -493,6 +537,9 @@ static int on_data(void *ctx, void *data, size_t size)
 	}
 	if (c->blind)
 		return 0;
+	c->last_rec_ktime = e->hdr.ktime_ns;
+	if (!c->req_start_ktime)
+		c->req_start_ktime = e->hdr.ktime_ns;
 	http_parser__feed(c->parser, e->data, e->len);
 	extend_mirror(a, c);
 	if (c->open_seen)
@@ -758,14 +805,9 @@ static void check_conns(struct agent *a)
 		else if ((st.flags & MCPW_ST_LOST) && !c->blind)
 			stream_failure(a, c, "bytes_lost", "request bytes were lost before the "
 				       "agent could read them");
-		if ((st.flags & MCPW_ST_FAILOPEN) && !c->failopen_reported) {
-			struct decision d = { .verdict = VERDICT_UNATTRIBUTED, .alert = true };
-
-			c->failopen_reported = true;
-			snprintf(d.reason, sizeof(d.reason), "%llu bytes passed unjudged while the "
-				 "agent was not running (fail: open)",
-				 (unsigned long long)st.failopen_bytes);
-			emit_decision(a, c, NULL, &d, false);
+		if (st.failopen_bytes > c->failopen_reported) {
+			report_failopen(a, c, st.failopen_bytes - c->failopen_reported);
+			c->failopen_reported = st.failopen_bytes;
 		}
 	}
 }
@@ -962,6 +1004,9 @@ static void emit_ready(struct agent *a)
 	json_object_set_new(ev, "version", json_string(MCPWARDEN_VERSION));
 	json_object_set_new(ev, "pid", json_integer(getpid()));
 	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
+	if (c->req_start_ktime)
+		json_object_set_new(ev, "verdict_latency_us",
+				    json_integer((json_int_t)((now_ns() - c->req_start_ktime) / 1000)));
 	json_object_set_new(ev, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
 						    "digest", a->policy->digest));
 	json_object_set_new(ev, "servers", ports);

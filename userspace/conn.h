@@ -29,7 +29,6 @@ struct conn {
 	bool preexisting;
 	bool denied;			/* verdict DROP written, being ended */
 	bool blind;			/* stopped parsing (monitor mode) */
-	bool failopen_reported;
 
 	struct workload client;
 	struct workload server;
@@ -55,7 +54,10 @@ struct conn {
 	unsigned int pending_initialize;
 	bool egress_closed;
 
+	uint64_t failopen_reported;	/* bytes already reported */
 	uint64_t requests;
+	uint64_t req_start_ktime;	/* first byte of the pending request */
+	uint64_t last_rec_ktime;
 	uint64_t opened_ns;
 	uint64_t first_hold_ns;		/* oldest unreleased held byte arrived */
 	struct conn *next_pending;	/* waiting for CONN_OPEN */

@@ -32,7 +32,8 @@
  *             after_finish               bytes fed after finish()
  *             protocol_switched          bytes after a 101 (or a 2xx to
  *                                        CONNECT): no longer HTTP
- *   -E2BIG    header_too_large, too_many_headers (trailers count alike),
+ *   -E2BIG    header_too_large (start line, fields and blank line; or
+ *             the trailer section), too_many_headers (trailers alike),
  *             body_too_large (requests), chunk_ext_too_large (chunk
  *             extension bytes of one message over max_header_bytes),
  *             too_many_pending
