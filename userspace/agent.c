@@ -1004,9 +1004,6 @@ static void emit_ready(struct agent *a)
 	json_object_set_new(ev, "version", json_string(MCPWARDEN_VERSION));
 	json_object_set_new(ev, "pid", json_integer(getpid()));
 	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
-	if (c->req_start_ktime)
-		json_object_set_new(ev, "verdict_latency_us",
-				    json_integer((json_int_t)((now_ns() - c->req_start_ktime) / 1000)));
 	json_object_set_new(ev, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
 						    "digest", a->policy->digest));
 	json_object_set_new(ev, "servers", ports);
