@@ -357,7 +357,10 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 	else if (server) {
 		struct mcpw_sock_attr *a;
 
-		if (bpf_map_update_elem(&srv, &e.cookie, sk, BPF_NOEXIST))
+		long err = bpf_map_update_elem(&srv, &e.cookie, sk, BPF_NOEXIST);
+
+		/* -EEXIST: adopted from a previous daemon, already held. */
+		if (err && err != -17)
 			count(MCPW_CNT_SOCKHASH_FAIL, 1);
 		init_conn(e.cookie, lport);
 		a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);

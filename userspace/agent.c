@@ -83,6 +83,7 @@ struct agent {
 	char cgroup_root[PATH_MAX];	/* cgroup path of the scope */
 	char cgroup_dir[PATH_MAX];	/* its directory */
 	char node[256];
+	char pin_dir[PATH_MAX];
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
 	uint64_t ticks;
@@ -665,6 +666,20 @@ static bool same_conn(const struct mcpw_conn_event *srv, const struct mcpw_conn_
 	       memcmp(srv->tuple.daddr, cli->tuple.saddr, 16) == 0;
 }
 
+/* Connections a previous daemon was judging: continue from its verdicts. */
+static void adopt_verdict(struct agent *a, struct conn *c)
+{
+	struct mcpw_conn_verdict v;
+
+	if (kernel__get_verdict(a->kernel, c->cookie, &v))
+		return;
+	c->released_end = c->next_off = c->held_base = v.released_end;
+	c->copy_until = v.copy_until;
+	c->egress_closed = v.egress_copy_until == 0;
+	if (v.action == MCPW_ACT_DROP)
+		deny_conn(a, c);
+}
+
 static void seed_all(struct agent *a)
 {
 	struct seed_ctx s = {};
@@ -742,6 +757,7 @@ static void seed_all(struct agent *a)
 			/* Its next bytes are mid-stream only if a request was
 			 * in flight; the parser then calls it malformed. */
 			c->next_off = 0;
+			adopt_verdict(a, c);
 		}
 	}
 	free(s.recs);
@@ -1011,6 +1027,10 @@ static void emit_ready(struct agent *a)
 	json_object_set_new(ev, "cgroup_mount", json_string(a->cgroup_mount));
 	json_object_set_new(ev, "tracepoints", json_string(kernel__tracepoint_flavour(a->kernel)));
 	json_object_set_new(ev, "attachments", json_integer((json_int_t)kernel__n_links(a->kernel)));
+	if (a->pin_dir[0]) {
+		json_object_set_new(ev, "pinned", json_string(a->pin_dir));
+		json_object_set_new(ev, "adopted", json_boolean(kernel__adopted(a->kernel)));
+	}
 	output__emit(a->out, "ready", ev);
 }
 
@@ -1172,8 +1192,17 @@ static void shutdown_agent(struct agent *a, const char *why)
 				deny_conn(a, c);
 		}
 	}
-	if (a->out)
-		output__emit(a->out, "shutdown", json_pack("{s:s}", "reason", why));
+	if (a->out) {
+		json_t *ev = json_pack("{s:s}", "reason", why);
+
+		if (a->pin_dir[0]) {
+			json_object_set_new(ev, "pinned", json_string(a->pin_dir));
+			pr_info("the kernel side stays attached and enforcing (pinned in %s); "
+				"remove it with: mcpwarden run --cleanup --state-dir %s",
+				a->pin_dir, a->opts->state_dir);
+		}
+		output__emit(a->out, "shutdown", ev);
+	}
 }
 
 static void teardown(struct agent *a)
@@ -1218,6 +1247,36 @@ static void teardown(struct agent *a)
 		close(a->timerfd);
 }
 
+void agent__pin_dir(const char *state_dir, char *buf, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	const char *p;
+
+	/* One pinned instance per state directory; "v1" is the layout of
+	 * the pinned maps, so an incompatible build never adopts them. */
+	for (p = state_dir; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ull;
+	}
+	snprintf(buf, len, "/sys/fs/bpf/mcpwarden/%016llx-v1", (unsigned long long)h);
+}
+
+static int cleanup_pins(const struct agent_opts *o)
+{
+	char dir[PATH_MAX];
+	int err;
+
+	agent__pin_dir(o->state_dir, dir, sizeof(dir));
+	err = kernel__cleanup_pins(dir);
+	if (err) {
+		fprintf(stderr, "mcpwarden: cannot remove pinned state in %s: %s\n", dir,
+			strerror(-err));
+		return 1;
+	}
+	printf("removed pinned state for %s (%s)\n", o->state_dir, dir);
+	return 0;
+}
+
 int agent__run(const struct agent_opts *o)
 {
 	struct agent a = { .opts = o, .epfd = -1, .sigfd = -1, .timerfd = -1 };
@@ -1229,6 +1288,8 @@ int agent__run(const struct agent_opts *o)
 	int err, status = 1;
 
 	a.limits = http_default_limits;
+	if (o->cleanup)
+		return cleanup_pins(o);
 	err = load_policy(o->policy_path, &a.policy, msg, sizeof(msg));
 	if (err) {
 		fprintf(stderr, "%s\n", msg);
@@ -1300,6 +1361,10 @@ int agent__run(const struct agent_opts *o)
 	resolver__set_podmeta(a.resolver, a.pods);
 
 	kopts.cgroup_dir = a.cgroup_dir;
+	if (o->pin == 1 || (o->pin == -1 && a.enforce)) {
+		agent__pin_dir(o->state_dir, a.pin_dir, sizeof(a.pin_dir));
+		kopts.pin_dir = a.pin_dir;
+	}
 	kopts.config = kernel_config(&a, a.policy);
 	kopts.ports = ports;
 	kopts.n_ports = policy_ports(a.policy, ports, MCPW_MAX_PORTS);

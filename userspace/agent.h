@@ -8,6 +8,7 @@
 #define MCPW_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct agent_opts {
 	const char *policy_path;	/* NULL: the embedded default policy */
@@ -18,7 +19,12 @@ struct agent_opts {
 	const char *node_name;		/* NULL: hostname */
 	const char *pods_file;		/* pod metadata fixture (tests) */
 	const char *log_level;
+	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
+	bool cleanup;			/* remove pinned state and exit */
 };
+
+/* The bpffs directory an agent with this state directory pins into. */
+void agent__pin_dir(const char *state_dir, char *buf, size_t len);
 
 /* Runs until SIGTERM/SIGINT. Returns the process exit status. */
 int agent__run(const struct agent_opts *o);

@@ -25,6 +25,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <limits.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +66,8 @@ struct kernel {
 	int ncpus;
 	bool btf_flavour;
 	bool sk_skb_attached, srv_msg_attached, inj_msg_attached;
+	char *pin_dir;
+	bool adopted;
 };
 
 static void set_err(struct kernel_error *err, bool missing, const char *fmt, ...)
@@ -451,6 +455,159 @@ static void choose_flavour(struct mcpwarden_bpf *skel, bool btf)
 	bpf_program__set_autoload(skel->progs.state_tp, !btf);
 }
 
+/* ---- pinning ----------------------------------------------------------- */
+
+/*
+ * Pinned layout: PIN_DIR/map_NAME for every map (libbpf reuses a pinned map
+ * of the same shape at load, so a restarted daemon continues with the same
+ * rings, verdicts and SOCKHASH: held bytes still in the ring are judged by
+ * the new daemon) and PIN_DIR/link_NAME for every link (cgroup links are
+ * adopted with an atomic program update; tracepoint links are replaced
+ * attach-first, so nothing is ever unattached).
+ */
+static int pin_maps(struct kernel *k)
+{
+	struct bpf_map *map;
+	char path[PATH_MAX];
+	int err;
+
+	bpf_object__for_each_map(map, k->skel->obj) {
+		const char *name = bpf_map__name(map);
+
+		if (name[0] == '.' || strchr(name, '.'))
+			continue;	/* internal (.rodata, .bss) */
+		snprintf(path, sizeof(path), "%s/map_%s", k->pin_dir, name);
+		if (access(path, F_OK) == 0)
+			k->adopted = true;
+		err = bpf_map__set_pin_path(map, path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int mkdir_p(const char *dir)
+{
+	char buf[PATH_MAX], *p;
+
+	snprintf(buf, sizeof(buf), "%s", dir);
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void link_pin_path(const struct kernel *k, const struct bpf_program *prog, char *buf,
+			  size_t len)
+{
+	snprintf(buf, len, "%s/link_%s", k->pin_dir, bpf_program__name(prog));
+}
+
+/*
+ * Attaches prog through `attach` unless a previous daemon's pinned link can
+ * be adopted. Returns the link (owned by k) or NULL with errno set.
+ */
+static struct bpf_link *attach_pinned(struct kernel *k, struct bpf_program *prog,
+				      struct bpf_link *(*attach)(struct kernel *, struct bpf_program *),
+				      bool updatable)
+{
+	struct bpf_link *old = NULL, *link;
+	char path[PATH_MAX];
+
+	if (!k->pin_dir)
+		return attach(k, prog);
+	link_pin_path(k, prog, path, sizeof(path));
+	if (access(path, F_OK) == 0)
+		old = bpf_link__open(path);
+	if (old && updatable && bpf_link__update_program(old, prog) == 0) {
+		k->adopted = true;
+		return old;	/* same attachment, new program, no gap */
+	}
+	/* Attach the new one before letting the old one go. */
+	link = attach(k, prog);
+	if (!link) {
+		int e = errno;
+
+		if (old) {
+			bpf_link__disconnect(old);
+			bpf_link__destroy(old);
+		}
+		errno = e;
+		return NULL;
+	}
+	if (old) {
+		unlink(path);
+		bpf_link__destroy(old);	/* detaches the old attachment */
+		k->adopted = true;
+	}
+	if (bpf_link__pin(link, path))
+		pr_warn("cannot pin %s: %s (enforcement will stop with the daemon)", path,
+			strerror(errno));
+	return link;
+}
+
+static struct bpf_link *attach_tp(struct kernel *k, struct bpf_program *prog)
+{
+	return bpf_program__attach(prog);
+}
+
+static struct bpf_link *attach_cg(struct kernel *k, struct bpf_program *prog)
+{
+	return bpf_program__attach_cgroup(prog, k->cgroup_fd);
+}
+
+bool kernel__adopted(const struct kernel *k)
+{
+	return k->adopted;
+}
+
+int kernel__cleanup_pins(const char *pin_dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(pin_dir);
+	int err = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	/* Links first: destroying an opened pinned link detaches it. */
+	while ((de = readdir(d))) {
+		char path[PATH_MAX];
+		struct bpf_link *link;
+
+		if (strncmp(de->d_name, "link_", 5) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
+		link = bpf_link__open(path);
+		if (link) {
+			bpf_link_detach(bpf_link__fd(link));
+			bpf_link__destroy(link);
+		}
+		if (unlink(path))
+			err = -errno;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		char path[PATH_MAX];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
+		if (unlink(path) && errno != ENOENT)
+			err = -errno;
+	}
+	closedir(d);
+	if (rmdir(pin_dir) && errno != ENOENT)
+		err = -errno;
+	return err;
+}
+
 static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 {
 	int err;
@@ -460,6 +617,14 @@ static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 		return -errno ? -errno : -EINVAL;
 	choose_flavour(k->skel, btf);
 	bpf_program__set_autoload(k->skel->progs.destroy_conns, with_destroy);
+	if (k->pin_dir) {
+		err = pin_maps(k);
+		if (err) {
+			mcpwarden_bpf__destroy(k->skel);
+			k->skel = NULL;
+			return err;
+		}
+	}
 	err = mcpwarden_bpf__load(k->skel);
 	if (err) {
 		mcpwarden_bpf__destroy(k->skel);
@@ -534,12 +699,13 @@ static int attach_all(struct kernel *k, struct kernel_error *err)
 	k->inj_msg_attached = true;
 
 	for (i = 0; i < 4; i++) {
-		ret = add_link(k, bpf_program__attach(tps[i]), bpf_program__name(tps[i]), err);
+		ret = add_link(k, attach_pinned(k, tps[i], attach_tp, false),
+			       bpf_program__name(tps[i]), err);
 		if (ret)
 			return ret;
 	}
 	for (i = 0; i < sizeof(cg) / sizeof(cg[0]); i++) {
-		ret = add_link(k, bpf_program__attach_cgroup(cg[i], k->cgroup_fd),
+		ret = add_link(k, attach_pinned(k, cg[i], attach_cg, true),
 			       bpf_program__name(cg[i]), err);
 		if (ret) {
 			err->missing_feature = true;
@@ -598,6 +764,15 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 	k->own_netns_fd = -1;
 	for (i = 0; i < N_INJ; i++)
 		k->inj_fd[i] = k->inj_peer_fd[i] = -1;
+	if (opts->pin_dir) {
+		k->pin_dir = strdup(opts->pin_dir);
+		ret = k->pin_dir ? mkdir_p(opts->pin_dir) : -ENOMEM;
+		if (ret) {
+			set_err(err, true, "cannot create %s for pinned state (%s): is bpffs "
+				"mounted at /sys/fs/bpf?", opts->pin_dir, strerror(-ret));
+			goto fail;
+		}
+	}
 	k->ncpus = libbpf_num_possible_cpus();
 	if (k->ncpus <= 0) {
 		set_err(err, false, "cannot count CPUs");
@@ -686,9 +861,15 @@ void kernel__close(struct kernel *k)
 	}
 	bpf_link__destroy(k->destroy_link);
 	bpf_link__destroy(k->seed_link);
-	while (k->n_links)
-		bpf_link__destroy(k->links[--k->n_links]);
-	if (k->skel) {
+	while (k->n_links) {
+		struct bpf_link *link = k->links[--k->n_links];
+
+		/* A pinned link keeps enforcing after we are gone. */
+		if (k->pin_dir && bpf_link__pin_path(link))
+			bpf_link__disconnect(link);
+		bpf_link__destroy(link);
+	}
+	if (k->skel && !k->pin_dir) {
 		if (k->inj_msg_attached)
 			bpf_prog_detach2(bpf_program__fd(k->skel->progs.inj_msg),
 					 bpf_map__fd(k->skel->maps.inj), BPF_SK_MSG_VERDICT);
@@ -700,9 +881,12 @@ void kernel__close(struct kernel *k)
 					 bpf_map__fd(k->skel->maps.srv), BPF_SK_SKB_STREAM_VERDICT);
 		mcpwarden_bpf__destroy(k->skel);
 	}
+	if (k->skel && k->pin_dir)
+		mcpwarden_bpf__destroy(k->skel);	/* pinned maps and links stay */
 	if (k->own_netns_fd >= 0)
 		close(k->own_netns_fd);
 	if (k->cgroup_fd >= 0)
 		close(k->cgroup_fd);
+	free(k->pin_dir);
 	free(k);
 }

@@ -21,6 +21,9 @@ struct ring_buffer;
 
 struct kernel_opts {
 	const char *cgroup_dir;		/* absolute path of the subtree root */
+	/* bpffs directory to pin maps and links in, so enforcement outlives
+	 * the daemon and a restarted daemon adopts it; NULL: no pinning. */
+	const char *pin_dir;
 	struct mcpw_config config;
 	const uint16_t *ports;
 	size_t n_ports;
@@ -36,7 +39,12 @@ struct kernel_error {
 int kernel__probe(struct kernel_error *err);
 
 int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct kernel_error *err);
+/* Detaches everything, except what is pinned (that stays enforcing). */
 void kernel__close(struct kernel *k);
+/* Whether this open adopted state a previous daemon pinned. */
+bool kernel__adopted(const struct kernel *k);
+/* Removes everything pinned under pin_dir: links (detaching them) and maps. */
+int kernel__cleanup_pins(const char *pin_dir);
 
 /* Which flavours loaded, for `status` and the ready event. */
 const char *kernel__tracepoint_flavour(const struct kernel *k);

@@ -46,6 +46,7 @@ struct cli {
 	const char *state_dir;
 	bool follow;
 	bool help;
+	bool pin, no_pin;
 };
 
 #define O(field) offsetof(struct cli, field)
@@ -59,6 +60,9 @@ static const struct opt_def run_opts[] = {
 	{ "node-name", OPT_STRING, O(run.node_name), "NAME", "node name in events (default: hostname)" },
 	{ "pods-file", OPT_STRING, O(run.pods_file), "FILE", "pod metadata (PodList JSON) instead of the API server" },
 	{ "log-level", OPT_STRING, O(run.log_level), "LEVEL", "error, warn, info (default) or debug" },
+	{ "pin", OPT_FLAG, O(pin), NULL, "pin the kernel side so it outlives the daemon (default in enforce mode)" },
+	{ "no-pin", OPT_FLAG, O(no_pin), NULL, "never pin: everything detaches when the daemon stops" },
+	{ "cleanup", OPT_FLAG, O(run.cleanup), NULL, "remove what an enforcing agent left pinned, then exit" },
 	{ "help", OPT_FLAG, O(help), NULL, "show this help" },
 	{ NULL, 0, 0, NULL, NULL },
 };
@@ -206,6 +210,11 @@ int main(int argc, char **argv)
 		}
 		if (!cli.run.state_dir)
 			cli.run.state_dir = DEFAULT_STATE_DIR;
+		if (cli.pin && cli.no_pin) {
+			fprintf(stderr, "mcpwarden: --pin and --no-pin contradict each other\n");
+			return 2;
+		}
+		cli.run.pin = cli.pin ? 1 : cli.no_pin ? 0 : -1;
 		return agent__run(&cli.run);
 	}
 	if (strcmp(cmd, "check-policy") == 0) {

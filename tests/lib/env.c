@@ -466,8 +466,17 @@ int env__agent_start(struct env *e, const char *policy_json, const char *const *
 	argv[n++] = a->state_dir;
 	argv[n++] = "--node-name";
 	argv[n++] = "test-node";
-	for (i = 0; extra && extra[i] && n < 38; i++)
-		argv[n++] = (char *)extra[i];
+	{
+		bool pin = false;
+
+		for (i = 0; extra && extra[i] && n < 37; i++) {
+			pin |= strcmp(extra[i], "--pin") == 0;
+			argv[n++] = (char *)extra[i];
+		}
+		/* Tests that do not test pinning leave nothing behind. */
+		if (!pin)
+			argv[n++] = "--no-pin";
+	}
 	argv[n] = NULL;
 	so.stdout_path = a->log_path;
 	a->pid = env__spawn(e, &so, argv);
