@@ -828,6 +828,17 @@ static void check_conns(struct agent *a)
 	}
 }
 
+static void save_state(struct agent *a)
+{
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/state.json", a->opts->state_dir);
+	err = decider__save(a->decider, path, now_ns());
+	if (err)
+		pr_warn("cannot save the live state to %s: %s", path, strerror(-err));
+}
+
 static void tick(struct agent *a)
 {
 	uint64_t now = now_ns();
@@ -841,6 +852,7 @@ static void tick(struct agent *a)
 	if (a->ticks % 50 == 0) {
 		proctab__reap(a->procs, now, PROC_GRACE_NS);
 		decider__expire(a->decider, now);
+		save_state(a);
 	}
 }
 
@@ -1382,6 +1394,14 @@ int agent__run(const struct agent_opts *o)
 		goto out;
 	}
 	output__add_sink(a.out, ctl__on_event, a.ctl);
+	{
+		char path[PATH_MAX];
+
+		/* Sessions, token bindings and instances of a previous run. */
+		snprintf(path, sizeof(path), "%s/state.json", o->state_dir);
+		if (decider__load(a.decider, path, now_ns()) == 0)
+			pr_info("restored sessions, tokens and instances from %s", path);
+	}
 	a.rings = kernel__rings(a.kernel, on_event, on_data, &a);
 	if (!a.rings || setup_fds(&a)) {
 		fprintf(stderr, "mcpwarden: cannot set up the event loop: %s\n", strerror(errno));
@@ -1396,6 +1416,7 @@ int agent__run(const struct agent_opts *o)
 	emit_ready(&a);
 	run_loop(&a);
 	shutdown_agent(&a, "signal");
+	save_state(&a);
 	status = 0;
 out:
 	teardown(&a);

@@ -911,3 +911,185 @@ void decider__stats(const struct decider *d, struct decider_stats *s)
 	s->evicted = d->evicted;
 	memcpy(s->verdicts, d->verdicts, sizeof(s->verdicts));
 }
+
+/* ---- snapshot ---------------------------------------------------------- */
+
+static void boot_id(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+	buf[0] = '\0';
+	if (f) {
+		if (!fgets(buf, (int)len, f))
+			buf[0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fclose(f);
+	}
+}
+
+static json_t *who_save(const struct who *w)
+{
+	return json_pack("{s:I,s:i,s:s?,s:s?}", "instance", (json_int_t)w->instance, "pid",
+			 (int)w->pid, "exe", w->exe, "cgroup", w->cgroup);
+}
+
+static void who_load(struct who *w, json_t *o)
+{
+	w->instance = (uint64_t)json_integer_value(json_object_get(o, "instance"));
+	w->pid = (uint32_t)json_integer_value(json_object_get(o, "pid"));
+	w->exe = dup0(json_string_value(json_object_get(o, "exe")));
+	w->cgroup = dup0(json_string_value(json_object_get(o, "cgroup")));
+}
+
+static json_t *ident_save(const struct ident *i)
+{
+	return json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "client", i->client, "iss", i->iss,
+			 "sub", i->sub, "client_id", i->client_id, "azp", i->azp,
+			 "ci_name", i->ci_name);
+}
+
+static void ident_load(struct ident *i, json_t *o)
+{
+	i->client = dup0(json_string_value(json_object_get(o, "client")));
+	i->iss = dup0(json_string_value(json_object_get(o, "iss")));
+	i->sub = dup0(json_string_value(json_object_get(o, "sub")));
+	i->client_id = dup0(json_string_value(json_object_get(o, "client_id")));
+	i->azp = dup0(json_string_value(json_object_get(o, "azp")));
+	i->ci_name = dup0(json_string_value(json_object_get(o, "ci_name")));
+}
+
+int decider__save(const struct decider *d, const char *path, uint64_t now)
+{
+	json_t *root, *sessions, *tokens, *clients;
+	struct hmap_iter it;
+	const char *key;
+	char tmp[4096], boot[64];
+	void *val;
+	int err = 0;
+
+	boot_id(boot, sizeof(boot));
+	sessions = json_object();
+	hmap__iter_init(d->sessions, &it);
+	while (hmap__iter_next(&it, NULL, &key, &val)) {
+		struct session *se = val;
+		json_t *o = json_pack("{s:o,s:b,s:s?,s:s?,s:I}", "who", who_save(&se->who),
+				      "issued", se->issued, "client_name", se->client_name,
+				      "client_version", se->client_version,
+				      "last_ns", (json_int_t)se->last_ns);
+
+		if (se->has_ident)
+			json_object_set_new(o, "ident", ident_save(&se->ident));
+		json_object_set_new(sessions, key, o);
+	}
+	tokens = json_object();
+	hmap__iter_init(d->tokens, &it);
+	while (hmap__iter_next(&it, NULL, &key, &val)) {
+		struct token *t = val;
+
+		json_object_set_new(tokens, key, json_pack("{s:o,s:s?,s:I,s:I}", "who",
+			who_save(&t->who), "client", t->client, "expires_ns",
+			(json_int_t)t->expires_ns, "last_ns", (json_int_t)t->last_ns));
+	}
+	clients = json_object();
+	hmap__iter_init(d->clients, &it);
+	while (hmap__iter_next(&it, NULL, &key, &val)) {
+		struct client_live *cl = val;
+		struct hmap_iter it2;
+		json_t *arr = json_array();
+		void *v2;
+
+		hmap__iter_init(cl->instances, &it2);
+		while (hmap__iter_next(&it2, NULL, NULL, &v2)) {
+			struct instance *in = v2;
+
+			json_array_append_new(arr, json_pack("{s:o,s:I}", "who", who_save(&in->who),
+							     "last_ns", (json_int_t)in->last_ns));
+		}
+		json_object_set_new(clients, key, arr);
+	}
+	root = json_pack("{s:i,s:s,s:I,s:o,s:o,s:o}", "version", 1, "boot_id", boot,
+			 "saved_ns", (json_int_t)now, "sessions", sessions, "tokens", tokens,
+			 "clients", clients);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (!root || json_dump_file(root, tmp, JSON_COMPACT) || rename(tmp, path))
+		err = -EIO;
+	json_decref(root);
+	return err;
+}
+
+int decider__load(struct decider *d, const char *path, uint64_t now)
+{
+	json_t *root, *o, *v;
+	const char *key;
+	char boot[64];
+	size_t i;
+
+	root = json_load_file(path, 0, NULL);
+	if (!root)
+		return -ENOENT;
+	boot_id(boot, sizeof(boot));
+	if (json_integer_value(json_object_get(root, "version")) != 1 ||
+	    strcmp(json_string_value(json_object_get(root, "boot_id")) ?: "", boot) != 0) {
+		json_decref(root);
+		return -ESTALE;
+	}
+	json_object_foreach(json_object_get(root, "sessions"), key, o) {
+		struct session *se;
+
+		if (hmap__size(d->sessions) >= DECISION_MAX_SESSIONS || hmap__sget(d->sessions, key))
+			continue;
+		se = calloc(1, sizeof(*se));
+		if (!se)
+			break;
+		who_load(&se->who, json_object_get(o, "who"));
+		se->issued = json_is_true(json_object_get(o, "issued"));
+		se->client_name = dup0(json_string_value(json_object_get(o, "client_name")));
+		se->client_version = dup0(json_string_value(json_object_get(o, "client_version")));
+		se->last_ns = (uint64_t)json_integer_value(json_object_get(o, "last_ns"));
+		if ((v = json_object_get(o, "ident"))) {
+			se->has_ident = true;
+			ident_load(&se->ident, v);
+		}
+		if (hmap__sput(d->sessions, key, se))
+			session_free(se);
+	}
+	json_object_foreach(json_object_get(root, "tokens"), key, o) {
+		struct token *t;
+
+		if (hmap__size(d->tokens) >= DECISION_MAX_TOKENS || hmap__sget(d->tokens, key))
+			continue;
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			break;
+		who_load(&t->who, json_object_get(o, "who"));
+		t->client = dup0(json_string_value(json_object_get(o, "client")));
+		t->expires_ns = (uint64_t)json_integer_value(json_object_get(o, "expires_ns"));
+		t->last_ns = (uint64_t)json_integer_value(json_object_get(o, "last_ns"));
+		if (hmap__sput(d->tokens, key, t))
+			token_free(t);
+	}
+	json_object_foreach(json_object_get(root, "clients"), key, o) {
+		struct client_live *cl = client_live(d, key);
+
+		json_array_foreach(o, i, v) {
+			struct instance *in;
+
+			if (!cl || hmap__size(cl->instances) >= DECISION_MAX_INSTANCES)
+				break;
+			in = calloc(1, sizeof(*in));
+			if (!in)
+				break;
+			who_load(&in->who, json_object_get(v, "who"));
+			/* Live for a full window from now: the restart
+			 * must not let a newcomer in. */
+			in->last_ns = now;
+			if (hmap__get(cl->instances, in->who.instance) ||
+			    hmap__put(cl->instances, in->who.instance, in)) {
+				who_free(&in->who);
+				free(in);
+			}
+		}
+	}
+	json_decref(root);
+	return 0;
+}

@@ -80,4 +80,14 @@ void decider__conn_release(struct conn *c);
 void decider__expire(struct decider *d, uint64_t now_ns);
 void decider__stats(const struct decider *d, struct decider_stats *s);
 
+/*
+ * Live state across daemon restarts: sessions, token bindings and client
+ * instances, saved as JSON (written to a temporary file and renamed).
+ * A snapshot from another boot is ignored (monotonic times would lie).
+ * Restored instances hold no open connections; they stay live for the
+ * instance window, so a clone cannot slip in while the agent restarts.
+ */
+int decider__save(const struct decider *d, const char *path, uint64_t now_ns);
+int decider__load(struct decider *d, const char *path, uint64_t now_ns);
+
 #endif
