@@ -128,6 +128,23 @@ struct {
 	__type(value, __u32);
 } to_destroy SEC(".maps") __weak;
 
+/* Executables of stdio MCP servers (file identity -> 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct mcpw_file_key);
+	__type(value, __u32);
+} stdio_exes SEC(".maps") __weak;
+
+/* Processes stopped at exec awaiting the daemon (tgid -> start_ns), so a
+ * lost exec record never leaves one stopped unnoticed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} stdio_stopped SEC(".maps") __weak;
+
 /* ---- helpers ---------------------------------------------------------- */
 
 static __always_inline void count(enum mcpw_counter c, __u64 n)
@@ -165,6 +182,14 @@ static __always_inline void fill_current_task(struct mcpw_task *t)
 {
 	fill_task(t, (struct task_struct *)bpf_get_current_task());
 	t->cgroup_id = bpf_get_current_cgroup_id();
+}
+
+static __always_inline bool daemon_alive(const struct mcpw_config *cfg)
+{
+	__u32 key = 0;
+	__u64 *hb = bpf_map_lookup_elem(&heartbeat, &key);
+
+	return hb && *hb && bpf_ktime_get_ns() - *hb < cfg->daemon_timeout_ns;
 }
 
 static __always_inline void fill_hdr(struct mcpw_event_hdr *h, __u32 type, __u32 size)

@@ -45,14 +45,6 @@ struct {
 	__type(value, struct mcpw_data_event);
 } scratch SEC(".maps");
 
-static __always_inline bool daemon_alive(const struct mcpw_config *cfg)
-{
-	__u32 key = 0;
-	__u64 *hb = bpf_map_lookup_elem(&heartbeat, &key);
-
-	return hb && *hb && bpf_ktime_get_ns() - *hb < cfg->daemon_timeout_ns;
-}
-
 /* Room for len payload bytes in the data ring, so a segment is either
  * copied whole or not at all. */
 static __always_inline bool ring_has_room(__u32 len)

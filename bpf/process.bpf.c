@@ -39,20 +39,60 @@ static __always_inline void read_args(struct mcpw_exec_event *e, struct task_str
 	e->args_len = len;
 }
 
-static __always_inline int emit_exec(struct task_struct *task, const char *filename)
+#define SIGSTOP_NUM 19
+
+/*
+ * A stdio MCP server candidate (its executable file is in stdio_exes) is
+ * stopped before it runs a single instruction of its own; the daemon then
+ * checks who launched it and sends SIGCONT or SIGKILL. With the daemon
+ * away, `fail` decides: open lets it run, closed keeps it stopped for the
+ * daemon to judge when it is back.
+ */
+static __always_inline bool stop_stdio_candidate(struct task_struct *task, struct file *file)
+{
+	struct mcpw_config *cfg = get_config();
+	struct mcpw_file_key key = {};
+	struct inode *inode;
+	__u64 start;
+	__u32 tgid;
+	dev_t dev;
+
+	if (!file || !cfg)
+		return false;
+	inode = BPF_CORE_READ(file, f_inode);
+	dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key.dev = dev;
+	key.ino = BPF_CORE_READ(inode, i_ino);
+	if (!bpf_map_lookup_elem(&stdio_exes, &key))
+		return false;
+	if (!daemon_alive(cfg) && cfg->fail_open)
+		return false;
+	tgid = BPF_CORE_READ(task, tgid);
+	start = BPF_CORE_READ(task, group_leader, start_boottime);
+	bpf_map_update_elem(&stdio_stopped, &tgid, &start, BPF_ANY);
+	bpf_send_signal(SIGSTOP_NUM);
+	return true;
+}
+
+static __always_inline int emit_exec(struct task_struct *task, const char *filename,
+				     struct file *file)
 {
 	struct mcpw_exec_event *e;
+	bool stopped;
 	long n;
+
+	stopped = stop_stdio_candidate(task, file);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
+		/* A stopped candidate is still found through stdio_stopped. */
 		count(MCPW_CNT_EVENTS_LOST, 1);
 		return 0;
 	}
 	fill_hdr(&e->hdr, MCPW_EV_EXEC, sizeof(*e));
 	fill_task(&e->task, task);
 	e->task.cgroup_id = bpf_get_current_cgroup_id();
-	e->killed = 0;
+	e->flags = stopped ? MCPW_EXEC_STOPPED : 0;
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
 	e->filename_len = n > 0 ? n - 1 : 0;
 	read_args(e, task);
@@ -63,7 +103,7 @@ static __always_inline int emit_exec(struct task_struct *task, const char *filen
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return emit_exec(p, BPF_CORE_READ(bprm, filename));
+	return emit_exec(p, BPF_CORE_READ(bprm, filename), BPF_CORE_READ(bprm, file));
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -71,7 +111,9 @@ int exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 {
 	unsigned int off = ctx->__data_loc_filename & 0xFFFF;
 
-	return emit_exec((struct task_struct *)bpf_get_current_task(), (const char *)ctx + off);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return emit_exec(task, (const char *)ctx + off, BPF_CORE_READ(task, mm, exe_file));
 }
 
 static __always_inline int emit_fork(struct task_struct *child)

@@ -51,6 +51,7 @@
 #include "policy.h"
 #include "proctab.h"
 #include "request.h"
+#include "stdio_guard.h"
 #include "workload.h"
 
 #define TICK_MS			100
@@ -73,6 +74,7 @@ struct agent {
 	struct decider *decider;
 	struct output *out;
 	struct ctl *ctl;
+	struct stdio_ctx stdio;
 	uint64_t started_ns;
 	struct jwt_keyset *keys;
 	struct hmap *conns;		/* cookie -> struct conn */
@@ -605,8 +607,10 @@ static int on_event(void *ctx, void *data, size_t size)
 		return 0;
 	switch (h->type) {
 	case MCPW_EV_EXEC:
-		if (size >= sizeof(struct mcpw_exec_event))
+		if (size >= sizeof(struct mcpw_exec_event)) {
 			proctab__on_exec(a->procs, data);
+			stdio__on_exec(&a->stdio, data);
+		}
 		break;
 	case MCPW_EV_FORK:
 		if (size >= sizeof(struct mcpw_fork_event))
@@ -848,6 +852,7 @@ static void tick(struct agent *a)
 	if (a->ticks % 10 == 0) {
 		report_losses(a);
 		check_conns(a);
+		stdio__sweep(&a->stdio);
 	}
 	if (a->ticks % 50 == 0) {
 		proctab__reap(a->procs, now, PROC_GRACE_NS);
@@ -965,6 +970,11 @@ static void reload(struct agent *a)
 		return;
 	}
 	decider__set_policy(a->decider, np);
+	a->stdio.policy = np;
+	a->stdio.enforce = cfg.enforce;
+	err = stdio__sync(&a->stdio);
+	if (err < 0)
+		pr_warn("cannot load the stdio servers' executables: %s", strerror(-err));
 	resolver__set_want_sha256(a->resolver, policy__needs_exe_sha256(np));
 	policy__free(a->policy);
 	jwt_keyset__free(a->keys);
@@ -1402,6 +1412,11 @@ int agent__run(const struct agent_opts *o)
 		if (decider__load(a.decider, path, now_ns()) == 0)
 			pr_info("restored sessions, tokens and instances from %s", path);
 	}
+	a.stdio = (struct stdio_ctx){ .kernel = a.kernel, .resolver = a.resolver, .procs = a.procs,
+				      .out = a.out, .policy = a.policy, .enforce = a.enforce };
+	err = stdio__sync(&a.stdio);
+	if (err < 0)
+		pr_warn("cannot load the stdio servers' executables: %s", strerror(-err));
 	a.rings = kernel__rings(a.kernel, on_event, on_data, &a);
 	if (!a.rings || setup_fds(&a)) {
 		fprintf(stderr, "mcpwarden: cannot set up the event loop: %s\n", strerror(errno));

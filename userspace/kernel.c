@@ -244,6 +244,52 @@ int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state 
 	return 0;
 }
 
+int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n)
+{
+	int fd = bpf_map__fd(k->skel->maps.stdio_exes);
+	struct mcpw_file_key key, next;
+	__u32 one = 1;
+	size_t i;
+	bool more;
+
+	for (i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, &keys[i], &one, BPF_ANY))
+			return -errno;
+	more = bpf_map_get_next_key(fd, NULL, &key) == 0;
+	while (more) {
+		bool keep = false;
+
+		more = bpf_map_get_next_key(fd, &key, &next) == 0;
+		for (i = 0; i < n; i++)
+			keep |= keys[i].dev == key.dev && keys[i].ino == key.ino;
+		if (!keep)
+			bpf_map_delete_elem(fd, &key);
+		key = next;
+	}
+	return 0;
+}
+
+size_t kernel__stdio_stopped(struct kernel *k, uint32_t *tgids, uint64_t *starts, size_t max)
+{
+	int fd = bpf_map__fd(k->skel->maps.stdio_stopped);
+	__u32 key, next;
+	size_t n = 0;
+	bool more = bpf_map_get_next_key(fd, NULL, &key) == 0;
+
+	while (more && n < max) {
+		more = bpf_map_get_next_key(fd, &key, &next) == 0;
+		if (bpf_map_lookup_elem(fd, &key, &starts[n]) == 0)
+			tgids[n++] = key;
+		key = next;
+	}
+	return n;
+}
+
+void kernel__stdio_done(struct kernel *k, uint32_t tgid)
+{
+	bpf_map_delete_elem(bpf_map__fd(k->skel->maps.stdio_stopped), &tgid);
+}
+
 int kernel__counters(struct kernel *k, uint64_t *out)
 {
 	int fd = bpf_map__fd(k->skel->maps.counters);

@@ -81,6 +81,13 @@ int kernel__seed(struct kernel *k, int netns_fd, kernel_seed_fn fn, void *ctx);
 /* Ends TCP sockets by cookie in the namespace behind netns_fd (-1: own). */
 int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int netns_fd);
 
+/* Replaces the set of stdio server executables (file identities). */
+int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n);
+/* Processes stopped at exec still waiting for a decision. Returns how many
+ * were written to tgids (at most max). */
+size_t kernel__stdio_stopped(struct kernel *k, uint32_t *tgids, uint64_t *starts, size_t max);
+void kernel__stdio_done(struct kernel *k, uint32_t tgid);
+
 /* Sums the per-CPU counters into out[MCPW_CNT__MAX]. */
 int kernel__counters(struct kernel *k, uint64_t *out);
 

@@ -216,8 +216,6 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 	if (p) {
 		w->exe = p->exe ? strdup(p->exe) : NULL;
 		w->cmdline = p->cmdline ? strdup(p->cmdline) : NULL;
-		if (!w->cgroup_id)
-			w->cgroup_id = p->cgroup_id;
 		if (!w->ppid)
 			w->ppid = p->ppid;
 		if (r->want_sha) {
@@ -225,6 +223,21 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 
 			w->exe_sha256 = sha ? strdup(sha) : NULL;
 		}
+	}
+	if (!w->cgroup_id) {
+		/* Seeded from /proc: the id from the path the process shows. */
+		char buf[PATH_MAX], dir[PATH_MAX];
+		uint64_t id;
+
+		if (cgroup__path_of_pid(r->proc_root, (pid_t)task->tgid, buf, sizeof(buf)) == 0) {
+			snprintf(dir, sizeof(dir), "%s%s", r->mount, strcmp(buf, "/") ? buf : "");
+			if (cgroup__id_of_dir(dir, &id) == 0) {
+				w->cgroup_id = id;
+				cache_path(r, id, buf);
+			}
+		}
+		if (!w->cgroup_id && p)
+			w->cgroup_id = p->cgroup_id;	/* gone: as last recorded */
 	}
 	path = resolver__cgroup_path(r, w->cgroup_id, task->tgid);
 	if (path) {

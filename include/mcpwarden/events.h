@@ -58,9 +58,19 @@ struct mcpw_exec_event {
 	__u32 filename_len;
 	__u32 args_len;		/* bytes of args, NUL-separated */
 	__u32 args_truncated;
-	__u32 killed;		/* stdio enforcement killed it at exec */
+	__u32 flags;		/* MCPW_EXEC_* */
 	char filename[MCPW_PATH_LEN];
 	char args[MCPW_ARGS_LEN];
+};
+
+#define MCPW_EXEC_STOPPED	(1u << 0)	/* a stdio server candidate, stopped
+						 * before its first instruction until
+						 * the daemon decides (SIGCONT/SIGKILL) */
+
+/* Key of the stdio server executables map: the file, not its name. */
+struct mcpw_file_key {
+	__u64 dev;		/* kernel encoding: major << 20 | minor */
+	__u64 ino;
 };
 
 struct mcpw_fork_event {
