@@ -38,8 +38,8 @@ WARN     := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wno
 CFLAGS   ?= -O2 -g
 CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD) \
 	    -DMCPWARDEN_VERSION='"$(VERSION)"' -DMCPWARDEN_GIT='"$(GIT_REV)"'
-LIBS     := $(shell pkg-config --libs libbpf jansson libcrypto zlib 2>/dev/null || \
-	      echo -lbpf -lelf -lz -ljansson -lcrypto) -lpthread
+LIBS     := $(shell pkg-config --libs libbpf jansson libcrypto zlib libcurl libnats 2>/dev/null || \
+	      echo -lbpf -lelf -lz -ljansson -lcrypto -lcurl -lnats) -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	      -Wno-unused-function -Iinclude -I$(BUILD) -mcpu=v3
 
