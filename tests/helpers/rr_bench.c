@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Request/response load generator for `make bench`: C connections, each
+ * sending one MCP tools/call (bearer JWT, session id) and waiting for the
+ * whole response before the next, for a fixed time. Prints one JSON line:
+ *   {"requests":N,"seconds":S,"rps":R,"p50_us":..,"p99_us":..,"errors":E}
+ *
+ *   rr_bench ADDR PORT CONNS SECONDS [BODY_BYTES [NEW_CONN_EACH]]
+ * BODY_BYTES pads the tools/call arguments (bulk bodies); NEW_CONN_EACH=1
+ * opens a new connection per request (connection churn).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#define MAX_SAMPLES (1u << 20)
+
+static const char *addr;
+static int port, seconds, body_bytes, churn;
+static char *request;
+static size_t request_len;
+
+struct worker {
+	pthread_t th;
+	uint64_t requests, errors;
+	uint32_t *lat_us;
+	size_t n_lat;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int dial(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	inet_pton(AF_INET, addr, &a.sin_addr);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+/* Reads one HTTP response with a Content-Length body. */
+static int read_response(int fd, char *buf, size_t cap)
+{
+	size_t have = 0, need = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + have, cap - have - 1);
+		char *end, *cl;
+
+		if (n <= 0)
+			return -1;
+		have += (size_t)n;
+		buf[have] = '\0';
+		if (!need && (end = strstr(buf, "\r\n\r\n"))) {
+			cl = strcasestr(buf, "content-length:");
+			need = (size_t)(end - buf) + 4 + (cl ? strtoul(cl + 15, NULL, 10) : 0);
+		}
+		if (need && have >= need)
+			return 0;
+		if (have + 1 >= cap)
+			return -1;
+	}
+}
+
+static void *run(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
+	char *buf = malloc(1 << 16);
+	int fd = -1;
+
+	while (now_ns() < end) {
+		uint64_t t0;
+		size_t off = 0;
+
+		if (fd < 0 && (fd = dial()) < 0) {
+			w->errors++;
+			usleep(1000);
+			continue;
+		}
+		t0 = now_ns();
+		while (off < request_len) {
+			ssize_t n = write(fd, request + off, request_len - off);
+
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		if (off < request_len || read_response(fd, buf, 1 << 16)) {
+			w->errors++;
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		w->requests++;
+		if (w->n_lat < MAX_SAMPLES)
+			w->lat_us[w->n_lat++] = (uint32_t)((now_ns() - t0) / 1000);
+		if (churn) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	const char *token = getenv("RR_TOKEN") ? getenv("RR_TOKEN") : "opaque-bench-token";
+	struct worker *ws;
+	uint32_t *all;
+	size_t n_all = 0, i;
+	uint64_t reqs = 0, errs = 0, t0, t1;
+	int conns;
+	char *pad, *body;
+
+	if (argc < 5) {
+		fprintf(stderr, "usage: rr_bench ADDR PORT CONNS SECONDS [BODY_BYTES [NEW_CONN_EACH]]\n");
+		return 2;
+	}
+	addr = argv[1];
+	port = atoi(argv[2]);
+	conns = atoi(argv[3]);
+	seconds = atoi(argv[4]);
+	body_bytes = argc > 5 ? atoi(argv[5]) : 0;
+	churn = argc > 6 ? atoi(argv[6]) : 0;
+	pad = malloc((size_t)body_bytes + 1);
+	memset(pad, 'x', (size_t)body_bytes);
+	pad[body_bytes] = '\0';
+	if (asprintf(&body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+		     "{\"name\":\"echo\",\"arguments\":{\"text\":\"hello%s\"}}}", pad) < 0)
+		return 1;
+	if (asprintf(&request, "POST /mcp HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+		     "Accept: application/json, text/event-stream\r\nAuthorization: Bearer %s\r\n"
+		     "Mcp-Session-Id: bench-session\r\nMcp-Protocol-Version: 2025-11-25\r\n"
+		     "Content-Length: %zu\r\n\r\n%s", token, strlen(body), body) < 0)
+		return 1;
+	request_len = strlen(request);
+	ws = calloc((size_t)conns, sizeof(*ws));
+	t0 = now_ns();
+	for (i = 0; i < (size_t)conns; i++) {
+		ws[i].lat_us = malloc(MAX_SAMPLES * sizeof(uint32_t));
+		pthread_create(&ws[i].th, NULL, run, &ws[i]);
+	}
+	for (i = 0; i < (size_t)conns; i++)
+		pthread_join(ws[i].th, NULL);
+	t1 = now_ns();
+	all = malloc((size_t)conns * MAX_SAMPLES * sizeof(uint32_t));
+	for (i = 0; i < (size_t)conns; i++) {
+		memcpy(all + n_all, ws[i].lat_us, ws[i].n_lat * sizeof(uint32_t));
+		n_all += ws[i].n_lat;
+		reqs += ws[i].requests;
+		errs += ws[i].errors;
+	}
+	qsort(all, n_all, sizeof(*all), cmp_u32);
+	printf("{\"requests\":%llu,\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%u,\"p99_us\":%u,"
+	       "\"errors\":%llu}\n", (unsigned long long)reqs, (double)(t1 - t0) / 1e9,
+	       (double)reqs * 1e9 / (double)(t1 - t0), n_all ? all[n_all / 2] : 0,
+	       n_all ? all[n_all * 99 / 100] : 0, (unsigned long long)errs);
+	return 0;
+}
