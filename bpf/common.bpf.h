@@ -120,6 +120,15 @@ struct {
 	__type(value, struct mcpw_conn_verdict);
 } conn_verdict SEC(".maps") __weak;
 
+/* Fast-path templates of judged connections (see struct mcpw_fast_tmpl). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MCPW_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct mcpw_fast_tmpl);
+} fast_tmpl SEC(".maps") __weak;
+
 /* Sockets the daemon wants ended (cookie -> 1); see sock.bpf.c destroyer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

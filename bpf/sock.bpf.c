@@ -281,6 +281,8 @@ static __always_inline int on_state(const struct sock *sk, int newstate)
 		count(MCPW_CNT_EVENTS_LOST, 1);
 	}
 	bpf_map_delete_elem(&conn_state, &cookie);
+	bpf_map_delete_elem(&conn_verdict, &cookie);
+	bpf_map_delete_elem(&fast_tmpl, &cookie);
 	return 0;
 }
 

@@ -88,6 +88,8 @@ struct agent {
 	char pin_dir[PATH_MAX];
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
+	uint32_t fast_gen;		/* fast-path template generations */
+	bool policy_uses_client_info;	/* some client matches on clientInfo */
 	uint64_t ticks;
 	bool stop;
 	int epfd, sigfd, timerfd;
@@ -301,9 +303,92 @@ static int release(struct agent *a, struct conn *c, uint64_t end)
 	return 0;
 }
 
-static void finish_request(struct agent *a, struct conn *c, struct request *r,
-			   struct decision *d, uint64_t end)
+static bool uses_client_info(const struct policy *p)
 {
+	size_t i;
+
+	for (i = 0; i < p->n_clients; i++)
+		if (p->clients[i].claims.client_info_name)
+			return true;
+	return false;
+}
+
+/*
+ * After an allowed request, lets the kernel pass later requests on this
+ * connection whose header block is the same byte for byte (but for the
+ * Content-Length digits), when nothing in a body could change the verdict:
+ * no tool limits, no clientInfo-based identities, no 2026-era header
+ * checks, a plain Content-Length body. Everything else keeps coming here.
+ */
+static void maybe_fast_path(struct agent *a, struct conn *c, const struct request *r,
+			    const struct decision *d, const struct http_message *m)
+{
+	struct mcpw_fast_tmpl *t;
+	size_t head_len = (size_t)(m->head_end - m->start);
+	const char *head, *p, *end;
+	size_t off;
+
+	if (!a->enforce || d->alert || d->verdict != VERDICT_ALLOW || !d->client ||
+	    d->client->has_tools || a->policy_uses_client_info || r->era == MCP_ERA_STATELESS ||
+	    strcmp(m->method, "POST") || m->chunked || m->content_length < 0 ||
+	    head_len > MCPW_FAST_HEAD_MAX || m->start < c->held_base ||
+	    http_message__header(m, "mcp-method") || http_message__header(m, "mcp-name") ||
+	    http_message__header(m, "expect") || r->is_initialize)
+		return;
+	off = (size_t)(m->start - c->held_base);
+	if (off + head_len > c->held_len)
+		return;
+	head = c->held + off;
+	/* The one Content-Length value in the raw head. */
+	end = head + head_len;
+	for (p = head; p < end; p++) {
+		if ((p == head || p[-1] == '\n') && (size_t)(end - p) > 15 &&
+		    strncasecmp(p, "content-length:", 15) == 0)
+			break;
+	}
+	if (p >= end)
+		return;
+	p += 15;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	t->gen = ++a->fast_gen;
+	t->head_len = (__u32)head_len;
+	t->cl_off = (__u32)(p - head);
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	t->cl_len = (__u32)(p - head) - t->cl_off;
+	t->start = m->end;
+	t->max_body = a->limits.max_body_bytes;
+	memcpy(t->head, head, head_len);
+	if (t->cl_len && t->cl_len <= 10)
+		kernel__set_fast(a->kernel, c->cookie, t);
+	free(t);
+}
+
+/* The kernel passed requests on its fast path: the stream resumes at the
+ * request it held (the first one that was not the same). */
+static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	struct mcpw_conn_state st;
+
+	if (e->offset < c->next_off || c->held_len ||
+	    kernel__get_state(a->kernel, c->cookie, &st) || e->offset != st.fast_next)
+		return false;
+	http_parser__free(c->parser);
+	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
+	if (!c->parser)
+		return false;
+	c->released_end = c->held_base = c->next_off = e->offset;
+	return true;
+}
+
+static void finish_request(struct agent *a, struct conn *c, struct request *r,
+			   struct decision *d, const struct http_message *m)
+{
+	uint64_t end = m->end;
 	bool blocked = a->enforce && d->deny;
 	int err;
 
@@ -314,6 +399,7 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 		deny_conn(a, c);
 		return;
 	}
+	maybe_fast_path(a, c, r, d, m);
 	err = release(a, c, end);
 	if (err == -ENOTCONN)
 		c->denied = true;	/* the server side is gone */
@@ -346,7 +432,7 @@ static void handle_request(struct agent *a, struct conn *c, const struct http_me
 	}
 	if (r.session_id && strcmp(m->method, "DELETE") == 0 && !(a->enforce && d.deny))
 		decider__session_ended(a->decider, r.session_id);
-	finish_request(a, c, &r, &d, m->end);
+	finish_request(a, c, &r, &d, m);
 	json_decref(d.related);
 	request__release(&r);
 }
@@ -518,7 +604,8 @@ static int on_data(void *ctx, void *data, size_t size)
 	}
 	if (c->denied)
 		return 0;
-	if (e->offset != c->next_off && !resync_after_failopen(a, c, e)) {
+	if (e->offset != c->next_off && !resync_after_fast(a, c, e) &&
+	    !resync_after_failopen(a, c, e)) {
 		char why[160];
 
 		snprintf(why, sizeof(why), "%llu bytes of the stream were lost before the agent "
@@ -592,6 +679,7 @@ static void close_conn(struct agent *a, uint64_t cookie)
 	struct conn *c = hmap__del(a->conns, cookie);
 
 	kernel__del_verdict(a->kernel, cookie);
+	kernel__del_fast(a->kernel, cookie);
 	if (!c)
 		return;
 	decider__conn_closed(a->decider, c, now_ns());
@@ -970,6 +1058,9 @@ static void reload(struct agent *a)
 		return;
 	}
 	decider__set_policy(a->decider, np);
+	/* Templates were judged by the old policy. */
+	kernel__clear_fast(a->kernel);
+	a->policy_uses_client_info = uses_client_info(np);
 	a->stdio.policy = np;
 	a->stdio.enforce = cfg.enforce;
 	err = stdio__sync(&a->stdio);
@@ -1076,6 +1167,7 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_SEG_TOO_BIG] = "segment_too_big",
 	[MCPW_CNT_EGRESS_COPIED] = "egress_copied",
 	[MCPW_CNT_STDIO_KILLED] = "stdio_killed",
+	[MCPW_CNT_FAST_REQUESTS] = "fast_path_requests",
 };
 
 static json_t *status_json(void *ctx)
@@ -1369,6 +1461,7 @@ int agent__run(const struct agent_opts *o)
 		goto out;
 	}
 	decider__set_policy(a.decider, a.policy);
+	a.policy_uses_client_info = uses_client_info(a.policy);
 
 	ropts.cgroup_mount = a.cgroup_mount;
 	ropts.cgroup_root = a.cgroup_root;

@@ -80,6 +80,7 @@ struct k8s {
 	char *ca_file;		/* "" = system CAs */
 	char *selector;		/* URL-escaped spec.nodeName=NODE */
 	bool https;
+	bool loopback;		/* never through a proxy */
 	unsigned int backoff_min_ms, backoff_max_ms, queue_max, watch_timeout_s;
 	size_t line_max, body_max;
 	int efd;
@@ -107,6 +108,7 @@ struct k8s {
 	/* The draining thread's own. */
 	struct hmap *known;	/* uid -> (void *)1: pods this source put in podmeta */
 	struct hmap *seen;	/* uids of the LIST being applied */
+	bool list_partial;	/* seen lacks some (out of memory) */
 	bool synced;
 	uint64_t applied, rejected, lists;
 };
@@ -574,6 +576,10 @@ static int watcher__transfer(struct k8s *w, const char *url, struct xfer *x)
 			 (long)(x->watch ? w->watch_timeout_s + 60 : K8S_LIST_TIMEOUT_S));
 	if (w->https && w->ca_file[0])
 		curl_easy_setopt(w->easy, CURLOPT_CAINFO, w->ca_file);
+	/* A remote API server may sit behind the environment's proxy, as
+	 * client-go allows; kubectl proxy or a test server on this host not. */
+	if (w->loopback)
+		curl_easy_setopt(w->easy, CURLOPT_NOPROXY, "*");
 
 	if (curl_multi_add_handle(w->multi, w->easy) != CURLM_OK) {
 		slist_free_secret(hdrs);
@@ -832,7 +838,8 @@ static int k8s__parse_server(struct k8s *w, const char *url, char *err, size_t e
 		snprintf(err, errlen, "API server %s: want scheme://host[:port][/prefix]", url);
 		return -EINVAL;
 	}
-	if (!w->https && !host_is_loopback(authority, alen)) {
+	w->loopback = host_is_loopback(authority, alen);
+	if (!w->https && !w->loopback) {
 		snprintf(err, errlen, "API server %s: plain http only to a loopback address; "
 			 "the token would cross the network in clear text", url);
 		return -EINVAL;
@@ -1032,18 +1039,20 @@ static const char *pod_uid(json_t *pod)
 	return json_string_value(json_object_get(json_object_get(pod, "metadata"), "uid"));
 }
 
-static int drain__upsert(struct k8s *w, struct podmeta *pm, json_t *pod)
+static int drain__upsert(struct k8s *w, struct podmeta *pm, json_t *pod, bool listing)
 {
 	const char *uid = pod_uid(pod);
 
+	/* Seen even when podmeta refuses it: the pod exists, and older facts
+	 * about it must not be removed for that. */
+	if (listing && (!w->seen || hmap__sput(w->seen, uid, (void *)1)))
+		w->list_partial = true;
 	if (podmeta__upsert_json(pm, pod)) {
 		w->rejected++;
 		return 0;
 	}
 	/* Out of memory here only means a LIST may later miss removing it. */
 	hmap__sput(w->known, uid, (void *)1);
-	if (w->seen)
-		hmap__sput(w->seen, uid, (void *)1);
 	w->applied++;
 	return 1;
 }
@@ -1055,8 +1064,11 @@ static int drain__list_done(struct k8s *w, struct podmeta *pm)
 	const char *uid;
 	int n = 0;
 
+	/* Without the full set of names, removing is guessing: keep all. */
+	if (!w->seen)
+		w->list_partial = true;
 	hmap__iter_init(w->known, &it);
-	while (hmap__iter_next(&it, NULL, &uid, NULL)) {
+	while (!w->list_partial && hmap__iter_next(&it, NULL, &uid, NULL)) {
 		if (hmap__sget(w->seen, uid))
 			continue;
 		if (podmeta__delete(pm, uid) == 0) {
@@ -1081,7 +1093,7 @@ static int drain__apply(struct k8s *w, struct podmeta *pm, struct item *it)
 
 	switch (it->kind) {
 	case ITEM_UPSERT:
-		return drain__upsert(w, pm, it->doc);
+		return drain__upsert(w, pm, it->doc, false);
 	case ITEM_DELETE:
 		uid = pod_uid(it->doc);
 		hmap__sdel(w->known, uid);
@@ -1090,15 +1102,14 @@ static int drain__apply(struct k8s *w, struct podmeta *pm, struct item *it)
 		w->applied++;
 		return 1;
 	case ITEM_PAGE:
-		if (it->list_first || !w->seen) {
+		if (it->list_first) {
 			/* A LIST cut short leaves a half-filled set behind. */
 			hmap__free(w->seen);
 			w->seen = hmap__new(true);
-			if (!w->seen)
-				return 0;	/* this LIST will not remove pods */
+			w->list_partial = false;
 		}
 		json_array_foreach(it->doc, i, pod)
-			n += drain__upsert(w, pm, pod);
+			n += drain__upsert(w, pm, pod, true);
 		if (it->list_last)
 			n += drain__list_done(w, pm);
 		return n;

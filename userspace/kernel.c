@@ -65,7 +65,7 @@ struct kernel {
 	unsigned int inj_next;
 	int ncpus;
 	bool btf_flavour;
-	bool sk_skb_attached, srv_msg_attached, inj_msg_attached;
+	bool sk_skb_attached, inj_msg_attached;
 	char *pin_dir;
 	bool adopted;
 };
@@ -242,6 +242,30 @@ int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state 
 	if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.conn_state), &cookie, st))
 		return -errno;
 	return 0;
+}
+
+int kernel__set_fast(struct kernel *k, uint64_t cookie, const struct mcpw_fast_tmpl *t)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.fast_tmpl), &cookie, t, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int kernel__del_fast(struct kernel *k, uint64_t cookie)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(k->skel->maps.fast_tmpl), &cookie) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+void kernel__clear_fast(struct kernel *k)
+{
+	int fd = bpf_map__fd(k->skel->maps.fast_tmpl);
+	__u64 key;
+
+	while (bpf_map_get_next_key(fd, NULL, &key) == 0)
+		if (bpf_map_delete_elem(fd, &key))
+			break;
 }
 
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n)
@@ -704,7 +728,7 @@ static int attach_all(struct kernel *k, struct kernel_error *err)
 	struct bpf_program *tps[4];
 	struct bpf_program *cg[] = {
 		s->progs.connect4, s->progs.connect6, s->progs.bind4, s->progs.bind6,
-		s->progs.on_sockops,
+		s->progs.on_sockops, s->progs.srv_egress,
 	};
 	size_t i;
 	int ret;
@@ -729,13 +753,6 @@ static int attach_all(struct kernel *k, struct kernel_error *err)
 		return -errno;
 	}
 	k->sk_skb_attached = true;
-	if (bpf_prog_attach(bpf_program__fd(s->progs.srv_egress), bpf_map__fd(s->maps.srv),
-			    BPF_SK_MSG_VERDICT, 0)) {
-		set_err(err, true, "cannot attach the sk_msg program to a SOCKHASH: %s",
-			strerror(errno));
-		return -errno;
-	}
-	k->srv_msg_attached = true;
 	if (bpf_prog_attach(bpf_program__fd(s->progs.inj_msg), bpf_map__fd(s->maps.inj),
 			    BPF_SK_MSG_VERDICT, 0)) {
 		set_err(err, true, "cannot attach the re-injection sk_msg program: %s",
@@ -890,7 +907,7 @@ const char *kernel__tracepoint_flavour(const struct kernel *k)
 size_t kernel__n_links(const struct kernel *k)
 {
 	return k->n_links + (k->seed_link ? 1 : 0) + (k->destroy_link ? 1 : 0) +
-	       k->sk_skb_attached + k->srv_msg_attached + k->inj_msg_attached;
+	       k->sk_skb_attached + k->inj_msg_attached;
 }
 
 void kernel__close(struct kernel *k)
@@ -919,9 +936,6 @@ void kernel__close(struct kernel *k)
 		if (k->inj_msg_attached)
 			bpf_prog_detach2(bpf_program__fd(k->skel->progs.inj_msg),
 					 bpf_map__fd(k->skel->maps.inj), BPF_SK_MSG_VERDICT);
-		if (k->srv_msg_attached)
-			bpf_prog_detach2(bpf_program__fd(k->skel->progs.srv_egress),
-					 bpf_map__fd(k->skel->maps.srv), BPF_SK_MSG_VERDICT);
 		if (k->sk_skb_attached)
 			bpf_prog_detach2(bpf_program__fd(k->skel->progs.srv_verdict),
 					 bpf_map__fd(k->skel->maps.srv), BPF_SK_SKB_STREAM_VERDICT);

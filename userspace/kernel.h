@@ -81,6 +81,12 @@ int kernel__seed(struct kernel *k, int netns_fd, kernel_seed_fn fn, void *ctx);
 /* Ends TCP sockets by cookie in the namespace behind netns_fd (-1: own). */
 int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int netns_fd);
 
+/* Installs (or replaces) a connection's fast-path template; del removes it;
+ * clear removes every template (policy reload). */
+int kernel__set_fast(struct kernel *k, uint64_t cookie, const struct mcpw_fast_tmpl *t);
+int kernel__del_fast(struct kernel *k, uint64_t cookie);
+void kernel__clear_fast(struct kernel *k);
+
 /* Replaces the set of stdio server executables (file identities). */
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n);
 /* Processes stopped at exec still waiting for a decision. Returns how many

@@ -22,7 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
+#include <math.h>	/* classification macros only: no libm */
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -271,8 +271,8 @@ static void fmt_value(char *buf, size_t len, double v)
 		snprintf(buf, len, "NaN");
 	else if (isinf(v))
 		snprintf(buf, len, v > 0 ? "+Inf" : "-Inf");
-	else if (v == floor(v) && fabs(v) < 1e15)
-		snprintf(buf, len, "%.0f", v);
+	else if (v > -1e15 && v < 1e15 && v == (double)(long long)v)
+		snprintf(buf, len, "%.0f", v);	/* integral: no exponent, no libm */
 	else {
 		/* The shortest form that reads back as the same double. */
 		snprintf(buf, len, "%.15g", v);

@@ -174,8 +174,14 @@ struct mcpw_conn_state {
 	__u32 server_port;
 	__u64 failopen_bytes;	/* passed unjudged while the daemon was away */
 	__u64 lost_bytes;	/* held bytes that could not be copied */
+	/* Kernel fast path (see struct mcpw_fast_tmpl). */
+	__u64 fast_next;	/* stream offset where the next request starts */
+	__u64 fast_pass_until;	/* body bytes of a fast-passed request */
+	__u64 fast_requests;	/* requests passed without the daemon */
+	__u32 fast_gen;		/* template generation fast_next belongs to */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct mcpw_conn_state) == 56, "conn_state layout");
+_Static_assert(sizeof(struct mcpw_conn_state) == 88, "conn_state layout");
 
 #define MCPW_ST_LOST		(1u << 0)	/* held bytes were lost: end it */
 #define MCPW_ST_OVERLIMIT	(1u << 1)	/* too many bytes held */
@@ -199,6 +205,27 @@ struct mcpw_conn_verdict {
 	__u64 egress_copy_until;/* copy server -> client bytes below this */
 };
 _Static_assert(sizeof(struct mcpw_conn_verdict) == 40, "conn_verdict layout");
+
+/*
+ * The kernel fast path of a judged connection: a later request whose header
+ * block is byte-identical to the judged one (same method, target, token,
+ * session, every header) except for the Content-Length digits passes
+ * without waking the daemon, its body under fast_pass_until. The daemon
+ * installs a template only when nothing in a body can change the verdict
+ * (no tool limits, no clientInfo claims, session-era headers). Anything
+ * else (another header, pipelining, a too-big body) is held as usual.
+ */
+#define MCPW_FAST_HEAD_MAX 2048
+
+struct mcpw_fast_tmpl {
+	__u32 gen;		/* bumped for every template installed */
+	__u32 head_len;		/* header block length, CRLFCRLF included */
+	__u32 cl_off;		/* first digit of the Content-Length value */
+	__u32 cl_len;		/* its digits in the template */
+	__u64 start;		/* stream offset where the next request starts */
+	__u64 max_body;		/* larger bodies are held */
+	char head[MCPW_FAST_HEAD_MAX + 8];	/* + 8: word compares may overrun */
+};
 
 /* ---- global configuration (one array element) ------------------------ */
 
@@ -245,6 +272,7 @@ enum mcpw_counter {
 	MCPW_CNT_SEG_TOO_BIG,
 	MCPW_CNT_EGRESS_COPIED,
 	MCPW_CNT_STDIO_KILLED,
+	MCPW_CNT_FAST_REQUESTS,		/* passed by the kernel fast path */
 	MCPW_CNT__MAX,
 };
 
