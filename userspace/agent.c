@@ -90,6 +90,10 @@ struct agent {
 	uint64_t conns_dropped;
 	uint32_t fast_gen;		/* fast-path template generations */
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
+	/* Health: never look healthy while blind. */
+	char health[512];		/* "" when healthy, else the reasons */
+	uint64_t last_loss_ns;
+	uint64_t health_resolved, health_cg_fail;
 	uint64_t ticks;
 	bool stop;
 	int epfd, sigfd, timerfd;
@@ -863,6 +867,9 @@ static void report_losses(struct agent *a)
 
 	if (kernel__counters(a->kernel, cur))
 		return;
+	if (cur[MCPW_CNT_EVENTS_LOST] > a->counters[MCPW_CNT_EVENTS_LOST] ||
+	    cur[MCPW_CNT_DATA_LOST] > a->counters[MCPW_CNT_DATA_LOST])
+		a->last_loss_ns = now_ns();
 	if (cur[MCPW_CNT_EVENTS_LOST] > a->counters[MCPW_CNT_EVENTS_LOST])
 		emit_lost(a, "events_ring", cur[MCPW_CNT_EVENTS_LOST] - a->counters[MCPW_CNT_EVENTS_LOST],
 			  "process or connection records dropped: the events ring was full");
@@ -931,6 +938,42 @@ static void save_state(struct agent *a)
 		pr_warn("cannot save the live state to %s: %s", path, strerror(-err));
 }
 
+/*
+ * Health, every second: kernel records lost in the last minute, /proc not
+ * readable, most cgroup resolutions failing. A change is an alert, and
+ * `status` and the metrics endpoint report it.
+ */
+static void check_health(struct agent *a, uint64_t now)
+{
+	char reasons[512] = "";
+	uint64_t resolved, cg_fail, d_res, d_fail;
+	size_t n = 0;
+
+#define REASON(...) (n += (size_t)snprintf(reasons + n, sizeof(reasons) > n ? sizeof(reasons) - n : 0, \
+					   "%s", n ? "; " : ""), \
+		     n += (size_t)snprintf(reasons + n, sizeof(reasons) > n ? sizeof(reasons) - n : 0, \
+					   __VA_ARGS__))
+	if (a->last_loss_ns && now - a->last_loss_ns < 60ull * 1000000000ull)
+		REASON("kernel records were lost in the last minute (see lost events)");
+	if (access("/proc/self/stat", R_OK))
+		REASON("/proc is not readable: processes cannot be attributed");
+	resolver__stats(a->resolver, &resolved, &cg_fail);
+	d_res = resolved - a->health_resolved;
+	d_fail = cg_fail - a->health_cg_fail;
+	a->health_resolved = resolved;
+	a->health_cg_fail = cg_fail;
+	if (d_res >= 10 && d_fail * 2 > d_res)
+		REASON("%llu of %llu workloads resolved in the last second had no known cgroup",
+		       (unsigned long long)d_fail, (unsigned long long)d_res);
+#undef REASON
+	if (strcmp(reasons, a->health) == 0)
+		return;
+	output__emit(a->out, "alert", json_pack("{s:s,s:s,s:s,s:s}", "verdict", "degraded",
+		"action", "alerted", "health", reasons[0] ? "degraded" : "ok",
+		"reason", reasons[0] ? reasons : "The agent is healthy again."));
+	snprintf(a->health, sizeof(a->health), "%s", reasons);
+}
+
 static void tick(struct agent *a)
 {
 	uint64_t now = now_ns();
@@ -939,6 +982,7 @@ static void tick(struct agent *a)
 	a->ticks++;
 	if (a->ticks % 10 == 0) {
 		report_losses(a);
+		check_health(a, now);
 		check_conns(a);
 		stdio__sweep(&a->stdio);
 	}
@@ -1212,7 +1256,8 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "verdicts", v);
 	json_object_set_new(st, "events", json_pack("{s:I,s:I}", "written", (json_int_t)os.events,
 						    "dropped", (json_int_t)os.dropped));
-	json_object_set_new(st, "health", json_string("ok"));
+	json_object_set_new(st, "health", json_pack("{s:s,s:s}", "status",
+		a->health[0] ? "degraded" : "ok", "reasons", a->health));
 	return st;
 }
 

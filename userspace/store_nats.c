@@ -339,7 +339,7 @@ static int key_dec(const char *src, size_t len, char *dst, size_t size)
 		} else if (src[i] == '=') {
 			int hi, lo;
 
-			if (i + 2 >= len + 0 && i + 2 > len - 1 + 1)
+			if (i + 2 >= len)
 				return -EINVAL;
 			hi = hexval(src[i + 1]);
 			lo = hexval(src[i + 2]);
@@ -1122,7 +1122,9 @@ static void tick(struct nats_store *ns)
 	while (hmap__iter_next(&it, NULL, &key, &val)) {
 		struct mine *m = val;
 
-		if (m->until && now > m->until && !m->withdrawn) {
+		if (m->withdrawn) {
+			queue_mine(ns, B_CONNS, key, m);	/* a failed delete */
+		} else if (m->until && now > m->until) {
 			if (m->written) {
 				m->withdrawn = true;
 				queue_mine(ns, B_CONNS, key, m);
@@ -1664,6 +1666,7 @@ static int nats_sighting_put(struct store *s, const char *client, uint64_t insta
 		m = calloc(1, sizeof(*m));
 		if (!m || hmap__sput(ns->mine[B_SIGHTINGS], kvkey, m)) {
 			free(m);
+			m = NULL;
 			err = -ENOMEM;
 			goto out;
 		}
@@ -2013,6 +2016,11 @@ static void nats_close(struct store *s)
 		natsConnection_Close(nc);
 	if (ns->worker_started)
 		pthread_join(ns->worker, NULL);
+	/* The worker is gone: nobody else stops or replaces a watcher now. */
+	for (b = 0; b < B_WATCHED; b++) {
+		if (ns->watches[b].w)
+			kvWatcher_Stop(ns->watches[b].w);
+	}
 	for (b = 0; b < B_WATCHED; b++) {
 		if (ns->watches[b].started)
 			pthread_join(ns->watches[b].thread, NULL);

@@ -36,6 +36,7 @@ struct resolver {
 	struct hmap *cg_paths;	/* cgroup id -> char * path */
 	uint64_t last_walk_ns;
 	struct podmeta *pods;
+	uint64_t resolved, cgroup_failures;
 };
 
 static uint64_t now_ns(void)
@@ -248,7 +249,9 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 	if (w->meta.pod_uid[0] && r->pods)
 		w->pod = podmeta__lookup(r->pods, w->meta.pod_uid);
 
+	r->resolved++;
 	if (!w->cgroup) {
+		r->cgroup_failures++;
 		w->why_unattributed = "the sender's cgroup is not known";
 		return;
 	}
@@ -328,6 +331,12 @@ int resolver__find_socket_owner(struct resolver *r, uint64_t ino, struct mcpw_ta
 	}
 	closedir(d);
 	return -ENOENT;
+}
+
+void resolver__stats(const struct resolver *r, uint64_t *resolved, uint64_t *cgroup_failures)
+{
+	*resolved = r->resolved;
+	*cgroup_failures = r->cgroup_failures;
 }
 
 void workload__release(struct workload *w)

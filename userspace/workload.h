@@ -86,6 +86,9 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 /* The process owning socket inode `ino` (pre-existing connections). */
 int resolver__find_socket_owner(struct resolver *r, uint64_t ino, struct mcpw_task *task);
 
+/* Resolutions so far, and how many could not find the cgroup (health). */
+void resolver__stats(const struct resolver *r, uint64_t *resolved, uint64_t *cgroup_failures);
+
 /* The cgroup path of a cgroup id (cached). NULL when unknown. */
 const char *resolver__cgroup_path(struct resolver *r, uint64_t id, uint32_t pid_hint);
 
