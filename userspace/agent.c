@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -44,6 +45,7 @@
 #include "hmap.h"
 #include "http.h"
 #include "jwt.h"
+#include "k8s.h"
 #include "kernel.h"
 #include "log.h"
 #include "output.h"
@@ -71,6 +73,8 @@ struct agent {
 	struct proctab *procs;
 	struct resolver *resolver;
 	struct podmeta *pods;
+	struct k8s *k8s;
+	bool policy_uses_pods;		/* some selector needs pod facts */
 	struct decider *decider;
 	struct output *out;
 	struct ctl *ctl;
@@ -307,6 +311,29 @@ static int release(struct agent *a, struct conn *c, uint64_t end)
 	return 0;
 }
 
+static bool selectors_use_pods(const struct policy_workload *w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (w[i].has_pod)
+			return true;
+	return false;
+}
+
+static bool uses_pods(const struct policy *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_clients; i++)
+		if (selectors_use_pods(p->clients[i].workloads, p->clients[i].n_workloads))
+			return true;
+	for (i = 0; i < p->n_servers; i++)
+		if (selectors_use_pods(p->servers[i].launchers, p->servers[i].n_launchers))
+			return true;
+	return false;
+}
+
 static bool uses_client_info(const struct policy *p)
 {
 	size_t i;
@@ -455,10 +482,44 @@ static void stream_failure(struct agent *a, struct conn *c, const char *code, co
 		c->blind = true;
 }
 
+#define POD_WAIT_NS (2000ull * 1000000)
+
+/*
+ * A workload in a pod whose metadata has not arrived cannot be matched
+ * against pod selectors yet: its requests wait (held in enforce mode), at
+ * most POD_WAIT_NS from the connection's start, for the pod watch. After
+ * that they are judged with the pod still pending, which pod selectors do
+ * not match: never silently allowed.
+ */
+static bool waiting_for_pod(struct agent *a, struct conn *c)
+{
+	if (!a->policy_uses_pods || !c->client.pod || !c->client.pod->pending)
+		return false;
+	if (now_ns() - c->opened_ns > POD_WAIT_NS)
+		return false;
+	if (a->pods) {
+		struct pod_info *p = podmeta__lookup(a->pods, c->client.pod->uid);
+
+		if (p && !p->pending) {
+			podmeta__put(c->client.pod);
+			c->client.pod = p;
+			return false;
+		}
+		podmeta__put(p);
+	}
+	return true;
+}
+
 static void process_requests(struct agent *a, struct conn *c)
 {
 	struct http_message *m;
 	const char *err;
+
+	if (waiting_for_pod(a, c)) {
+		c->pod_wait = true;
+		return;
+	}
+	c->pod_wait = false;
 
 	while (!c->denied && (m = http_parser__next(c->parser))) {
 		handle_request(a, c, m);
@@ -599,6 +660,10 @@ static int on_data(void *ctx, void *data, size_t size)
 	if (size < offsetof(struct mcpw_data_event, data) || e->len > size -
 	    offsetof(struct mcpw_data_event, data))
 		return 0;
+	if (e->flags & MCPW_DATA_STDIN) {
+		stdio__on_stdin(&a->stdio, e);
+		return 0;
+	}
 	c = conn_get(a, e->cookie, true);
 	if (!c)
 		return 0;
@@ -912,6 +977,8 @@ static void check_conns(struct agent *a)
 			open_conn(a, c, &e);
 			continue;
 		}
+		if (c->pod_wait)
+			process_requests(a, c);
 		if (c->denied || kernel__get_state(a->kernel, cookie, &st))
 			continue;
 		if (st.flags & MCPW_ST_OVERLIMIT)
@@ -1105,6 +1172,7 @@ static void reload(struct agent *a)
 	/* Templates were judged by the old policy. */
 	kernel__clear_fast(a->kernel);
 	a->policy_uses_client_info = uses_client_info(np);
+	a->policy_uses_pods = uses_pods(np);
 	a->stdio.policy = np;
 	a->stdio.enforce = cfg.enforce;
 	err = stdio__sync(&a->stdio);
@@ -1308,6 +1376,67 @@ static void on_signal(struct agent *a)
 	}
 }
 
+/* Pod metadata arrived: requests waiting for it can be judged now. */
+static void retry_pod_waits(struct agent *a)
+{
+	struct hmap_iter it;
+	void *val;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		struct conn *c = val;
+
+		if (c->pod_wait)
+			process_requests(a, c);
+	}
+}
+
+static int start_k8s(struct agent *a, char *msg, size_t len)
+{
+	const struct agent_opts *o = a->opts;
+	struct k8s_opts ko = {
+		.api_server = o->kube_api,
+		.token_file = o->kube_token,
+		.ca_file = o->kube_ca,
+		.node_name = a->node,
+	};
+	struct epoll_event ev = { .events = EPOLLIN };
+	int err;
+
+	if (o->no_kube || o->pods_file || (!o->kube_api && !getenv("KUBERNETES_SERVICE_HOST")))
+		return 0;
+	err = k8s__start(&ko, &a->k8s, msg, len);
+	if (err)
+		return err;
+	ev.data.fd = k8s__fd(a->k8s);
+	epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	return 0;
+}
+
+/*
+ * In a container with its own cgroup namespace, /proc/PID/cgroup would
+ * show other workloads' paths relative to ours ("/../.."): join the host's
+ * (hostPID shows it as PID 1's) so paths are the ones policies name.
+ */
+static void join_host_cgroupns(void)
+{
+	struct stat self, init;
+	int fd;
+
+	if (stat("/proc/self/ns/cgroup", &self) || stat("/proc/1/ns/cgroup", &init) ||
+	    self.st_ino == init.st_ino)
+		return;
+	fd = open("/proc/1/ns/cgroup", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWCGROUP))
+		pr_warn("running in a private cgroup namespace and cannot join the host's (%s): "
+			"cgroup paths in events and policies will be relative to it",
+			strerror(errno));
+	else
+		pr_info("joined the host's cgroup namespace");
+	if (fd >= 0)
+		close(fd);
+}
+
 static void run_loop(struct agent *a)
 {
 	struct epoll_event evs[8];
@@ -1330,6 +1459,9 @@ static void run_loop(struct agent *a)
 				on_signal(a);
 			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
 				ctl__accept(a->ctl);
+			} else if (a->k8s && evs[i].data.fd == k8s__fd(a->k8s)) {
+				if (k8s__drain(a->k8s, a->pods) > 0)
+					retry_pod_waits(a);
 			}
 		}
 	}
@@ -1389,10 +1521,12 @@ static void teardown(struct agent *a)
 		hmap__free(a->netns_fds);
 	}
 	ring_buffer__free(a->rings);
+	stdio__free(&a->stdio);
 	kernel__close(a->kernel);
 	ctl__close(a->ctl);
 	decider__free(a->decider);
 	resolver__free(a->resolver);
+	k8s__stop(a->k8s);
 	podmeta__free(a->pods);
 	proctab__free(a->procs);
 	jwt_keyset__free(a->keys);
@@ -1470,6 +1604,7 @@ int agent__run(const struct agent_opts *o)
 		status = kerr.missing_feature ? 3 : 1;
 		goto out;
 	}
+	join_host_cgroupns();
 	if (find_scope(&a, msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);
 		status = 3;
@@ -1507,6 +1642,7 @@ int agent__run(const struct agent_opts *o)
 	}
 	decider__set_policy(a.decider, a.policy);
 	a.policy_uses_client_info = uses_client_info(a.policy);
+	a.policy_uses_pods = uses_pods(a.policy);
 
 	ropts.cgroup_mount = a.cgroup_mount;
 	ropts.cgroup_root = a.cgroup_root;
@@ -1558,6 +1694,12 @@ int agent__run(const struct agent_opts *o)
 	a.rings = kernel__rings(a.kernel, on_event, on_data, &a);
 	if (!a.rings || setup_fds(&a)) {
 		fprintf(stderr, "mcpwarden: cannot set up the event loop: %s\n", strerror(errno));
+		goto out;
+	}
+	err = start_k8s(&a, msg, sizeof(msg));
+	if (err) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		status = 2;
 		goto out;
 	}
 	/* The process table after attaching, so nothing falls in between. */

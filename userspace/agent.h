@@ -18,6 +18,10 @@ struct agent_opts {
 	const char *state_dir;
 	const char *node_name;		/* NULL: hostname */
 	const char *pods_file;		/* pod metadata fixture (tests) */
+	const char *kube_api;		/* API server URL (default: in-cluster) */
+	const char *kube_token;
+	const char *kube_ca;
+	bool no_kube;
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
 	bool cleanup;			/* remove pinned state and exit */

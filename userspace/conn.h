@@ -29,6 +29,7 @@ struct conn {
 	bool preexisting;
 	bool denied;			/* verdict DROP written, being ended */
 	bool blind;			/* stopped parsing (monitor mode) */
+	bool pod_wait;			/* requests wait for pod metadata */
 
 	struct workload client;
 	struct workload server;

@@ -58,6 +58,7 @@ struct kernel {
 	size_t n_links;
 	struct bpf_link *seed_link;
 	struct bpf_link *destroy_link;
+	struct bpf_link *stdin_links[2];
 	int cgroup_fd;
 	int own_netns_fd;
 	int inj_fd[N_INJ];
@@ -291,6 +292,42 @@ int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, s
 		key = next;
 	}
 	return 0;
+}
+
+int kernel__stdin_attach(struct kernel *k, bool on)
+{
+	int i;
+
+	if (!on) {
+		for (i = 0; i < 2; i++) {
+			bpf_link__destroy(k->stdin_links[i]);
+			k->stdin_links[i] = NULL;
+		}
+		return 0;
+	}
+	if (k->stdin_links[0])
+		return 0;
+	k->stdin_links[0] = bpf_program__attach(k->skel->progs.stdin_enter);
+	k->stdin_links[1] = k->stdin_links[0] ? bpf_program__attach(k->skel->progs.stdin_exit) : NULL;
+	if (!k->stdin_links[1]) {
+		int err = -errno;
+
+		kernel__stdin_attach(k, false);
+		return err ? err : -EINVAL;
+	}
+	return 0;
+}
+
+int kernel__stdin_watch(struct kernel *k, uint32_t tgid, uint32_t budget)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.stdio_watch), &tgid, &budget, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+void kernel__stdin_unwatch(struct kernel *k, uint32_t tgid)
+{
+	bpf_map_delete_elem(bpf_map__fd(k->skel->maps.stdio_watch), &tgid);
 }
 
 size_t kernel__stdio_stopped(struct kernel *k, uint32_t *tgids, uint64_t *starts, size_t max)
@@ -922,6 +959,8 @@ void kernel__close(struct kernel *k)
 		if (k->inj_peer_fd[i] >= 0)
 			close(k->inj_peer_fd[i]);
 	}
+	bpf_link__destroy(k->stdin_links[0]);
+	bpf_link__destroy(k->stdin_links[1]);
 	bpf_link__destroy(k->destroy_link);
 	bpf_link__destroy(k->seed_link);
 	while (k->n_links) {

@@ -94,6 +94,12 @@ int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, s
 size_t kernel__stdio_stopped(struct kernel *k, uint32_t *tgids, uint64_t *starts, size_t max);
 void kernel__stdio_done(struct kernel *k, uint32_t tgid);
 
+/* Reading stdio servers' stdin: attach or detach the read(2) tracepoints
+ * (only while the policy has stdio servers), and watch one server. */
+int kernel__stdin_attach(struct kernel *k, bool on);
+int kernel__stdin_watch(struct kernel *k, uint32_t tgid, uint32_t budget);
+void kernel__stdin_unwatch(struct kernel *k, uint32_t tgid);
+
 /* Sums the per-CPU counters into out[MCPW_CNT__MAX]. */
 int kernel__counters(struct kernel *k, uint64_t *out);
 

@@ -18,7 +18,9 @@
 #include <sys/sysmacros.h>
 #include <jansson.h>
 
+#include "hmap.h"
 #include "kernel.h"
+#include "mcp.h"
 #include "output.h"
 #include "policy.h"
 #include "proctab.h"
@@ -26,6 +28,28 @@
 #include "workload.h"
 
 #define MAX_STDIO_FILES 1024
+#define STDIN_BUDGET	(16u << 10)	/* bytes read from a server's stdin */
+#define MAX_WATCHED	1024
+
+struct stdio_watch {
+	const struct policy_server *srv;	/* valid until the next sync */
+	char *server_name;
+	struct workload server;
+	struct workload launcher;
+	uint64_t start_ns;
+	char line[STDIN_BUDGET + 1];
+	size_t len;
+};
+
+static void watch_free(struct stdio_watch *w)
+{
+	if (!w)
+		return;
+	free(w->server_name);
+	workload__release(&w->server);
+	workload__release(&w->launcher);
+	free(w);
+}
 
 static int add_file(struct mcpw_file_key *keys, size_t *n, const char *path)
 {
@@ -65,6 +89,10 @@ int stdio__sync(struct stdio_ctx *s)
 	}
 	err = kernel__set_stdio_exes(s->kernel, keys, n);
 	free(keys);
+	if (!s->watched)
+		s->watched = hmap__new(false);
+	/* Read stdin only while there are stdio servers to protect. */
+	s->stdin_ok = kernel__stdin_attach(s->kernel, n > 0) == 0 && n > 0;
 	return err ? err : (int)n;
 }
 
@@ -200,6 +228,163 @@ static void emit(struct stdio_ctx *s, const struct policy_server *srv, struct wo
 	output__emit(s->out, allowed ? "connection" : "alert", ev);
 }
 
+/* Watch what the server reads, before it may run (so nothing is missed). */
+static void start_watch(struct stdio_ctx *s, const struct policy_server *srv,
+			const struct mcpw_task *task, const struct workload *server,
+			const struct workload *launcher)
+{
+	struct stdio_watch *w;
+
+	if (!s->stdin_ok || !s->watched || hmap__size(s->watched) >= MAX_WATCHED)
+		return;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	w->srv = srv;
+	w->server_name = strdup(srv->name);
+	w->start_ns = task->start_ns;
+	workload__copy(&w->server, server);
+	workload__copy(&w->launcher, launcher);
+	if (kernel__stdin_watch(s->kernel, task->tgid, STDIN_BUDGET) ||
+	    hmap__put(s->watched, task->tgid, w)) {
+		kernel__stdin_unwatch(s->kernel, task->tgid);
+		watch_free(w);
+		return;
+	}
+}
+
+static void stop_watch(struct stdio_ctx *s, uint32_t tgid)
+{
+	kernel__stdin_unwatch(s->kernel, tgid);
+	watch_free(hmap__del(s->watched, tgid));
+}
+
+/* The clientInfo a launcher sent: does it name a client whose workloads
+ * include the launcher? */
+static void judge_client_info(struct stdio_ctx *s, uint32_t tgid, struct stdio_watch *w,
+			      const char *name, const char *version)
+{
+	const struct policy *p = s->policy;
+	const struct policy_client *claimed = NULL, *client = NULL;
+	const char *anc[WORKLOAD_MAX_ANCESTORS];
+	struct claim_view cv = { .client_info_name = name };
+	struct workload_view v;
+	struct pod_view pv;
+	enum policy_action action = POLICY_DENY;
+	const char *verdict = NULL;
+	char reason[512];
+	json_t *ev;
+	size_t i;
+
+	workload__view(&w->launcher, &v, &pv, anc);
+	for (i = 0; i < p->n_clients; i++) {
+		if (!policy_claims__match(&p->clients[i].claims, &cv))
+			continue;
+		if (!claimed)
+			claimed = &p->clients[i];
+		if (policy_workloads__match(p->clients[i].workloads, p->clients[i].n_workloads, &v)) {
+			client = &p->clients[i];
+			break;
+		}
+	}
+	if (!claimed) {
+		action = p->unknown_client;
+		if (action != POLICY_ALLOW) {
+			verdict = "unknown_client";
+			snprintf(reason, sizeof(reason), "The launcher of stdio server \"%s\" (pid %u, "
+				 "%s) claims clientInfo \"%s\", which no policy client has.",
+				 w->server_name, w->launcher.pid, w->launcher.exe ? w->launcher.exe : "?",
+				 name);
+		}
+	} else if (!client) {
+		verdict = "mismatch";
+		snprintf(reason, sizeof(reason), "The launcher of stdio server \"%s\" claims to be "
+			 "client \"%s\" (clientInfo \"%s\"), but it is pid %u (%s) in cgroup %s, "
+			 "which none of that client's workloads allows.", w->server_name,
+			 claimed->name, name, w->launcher.pid, w->launcher.exe ? w->launcher.exe : "?",
+			 w->launcher.cgroup ? w->launcher.cgroup : "?");
+	}
+	ev = json_object();
+	json_object_set_new(ev, "server", json_string(w->server_name));
+	json_object_set_new(ev, "transport", json_string("stdio"));
+	if (verdict) {
+		bool blocked = s->enforce && action == POLICY_DENY;
+
+		json_object_set_new(ev, "verdict", json_string(verdict));
+		json_object_set_new(ev, "action", json_string(blocked ? "blocked" : "alerted"));
+		json_object_set_new(ev, "reason", json_string(reason));
+		if (claimed)
+			json_object_set_new(ev, "client", json_string(claimed->name));
+		if (blocked) {
+			signal_process(tgid, w->start_ns, SIGKILL);
+			s->killed++;
+		}
+	} else {
+		json_object_set_new(ev, "verdict", json_string("allow"));
+		if (client)
+			json_object_set_new(ev, "client", json_string(client->name));
+	}
+	json_object_set_new(ev, "mode", json_string(s->enforce ? "enforce" : "monitor"));
+	json_object_set_new(ev, "claim", json_pack("{s:{s:s,s:s?}}", "client_info", "name", name,
+						   "version", version));
+	json_object_set_new(ev, "workload", workload__json(&w->launcher));
+	json_object_set_new(ev, "server_workload", workload__json(&w->server));
+	json_object_set_new(ev, "request", json_pack("{s:s}", "method", "initialize"));
+	output__emit(s->out, verdict ? "alert" : "request", ev);
+}
+
+void stdio__on_stdin(struct stdio_ctx *s, const struct mcpw_data_event *e)
+{
+	uint32_t tgid = (uint32_t)e->cookie;
+	struct stdio_watch *w = s->watched ? hmap__get(s->watched, tgid) : NULL;
+	char *nl;
+
+	if (!w)
+		return;
+	if (w->len + e->len > STDIN_BUDGET) {
+		stop_watch(s, tgid);	/* no clientInfo within the budget */
+		return;
+	}
+	memcpy(w->line + w->len, e->data, e->len);
+	w->len += e->len;
+	w->line[w->len] = '\0';
+	/* stdio transport: one JSON-RPC message per line. */
+	while ((nl = memchr(w->line, '\n', w->len))) {
+		struct mcp_body body;
+		size_t i, llen = (size_t)(nl - w->line);
+
+		if (mcp__parse(w->line, llen, NULL, &body) == 0) {
+			for (i = 0; i < body.n_msgs; i++) {
+				if (!body.msgs[i].client_name)
+					continue;
+				judge_client_info(s, tgid, w, body.msgs[i].client_name,
+						  body.msgs[i].client_version);
+				mcp_body__release(&body);
+				stop_watch(s, tgid);
+				return;
+			}
+			mcp_body__release(&body);
+		}
+		memmove(w->line, nl + 1, w->len - llen - 1);
+		w->len -= llen + 1;
+		w->line[w->len] = '\0';
+	}
+}
+
+void stdio__free(struct stdio_ctx *s)
+{
+	struct hmap_iter it;
+	void *val;
+
+	if (!s->watched)
+		return;
+	hmap__iter_init(s->watched, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val))
+		watch_free(val);
+	hmap__free(s->watched);
+	s->watched = NULL;
+}
+
 static void judge(struct stdio_ctx *s, const struct mcpw_task *task, const char *args)
 {
 	const struct policy_server *srv;
@@ -221,6 +406,8 @@ static void judge(struct stdio_ctx *s, const struct mcpw_task *task, const char 
 
 		resolver__resolve(s->resolver, &pt, &launcher);
 	}
+	if (allowed || !s->enforce)
+		start_watch(s, srv, task, &server, &launcher);
 	if (allowed) {
 		signal_process(task->tgid, task->start_ns, SIGCONT);
 		s->allowed++;
@@ -265,6 +452,16 @@ void stdio__sweep(struct stdio_ctx *s)
 
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (s->watched) {
+		struct hmap_iter it;
+		uint64_t tgid;
+
+		hmap__iter_init(s->watched, &it);
+		while (hmap__iter_next(&it, &tgid, NULL, NULL))
+			if (!proctab__lookup(s->procs, (uint32_t)tgid, 0) ||
+			    proctab__lookup(s->procs, (uint32_t)tgid, 0)->exited)
+				stop_watch(s, (uint32_t)tgid);
+	}
 	n = kernel__stdio_stopped(s->kernel, tgids, starts, 64);
 	for (i = 0; i < n; i++) {
 		struct proc *p = proctab__get(s->procs, tgids[i], starts[i]);

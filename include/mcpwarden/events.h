@@ -150,6 +150,7 @@ struct mcpw_close_event {
 #define MCPW_DATA_HELD		(1u << 0)	/* dropped in the kernel, daemon must release */
 #define MCPW_DATA_EGRESS	(1u << 1)	/* server -> client */
 #define MCPW_DATA_FAILOPEN	(1u << 2)	/* passed while the daemon was away */
+#define MCPW_DATA_STDIN		(1u << 3)	/* a stdio server's stdin; cookie = its tgid */
 
 struct mcpw_data_event {
 	struct mcpw_event_hdr hdr;
