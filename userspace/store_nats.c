@@ -1583,7 +1583,7 @@ static int nats_conn_withdraw(struct store *s, const char *key)
 		return err;
 	pthread_mutex_lock(&ns->lock);
 	m = hmap__sget(ns->mine[B_CONNS], kvkey);
-	if (!m) {
+	if (!m || m->withdrawn) {
 		err = -ENOENT;
 	} else if (m->written && ns->up) {
 		m->withdrawn = true;
