@@ -71,7 +71,8 @@ int stdin_exit(struct trace_event_raw_sys_exit *ctx)
 	n = ret < MCPW_CHUNK_LEN ? ret : MCPW_CHUNK_LEN;
 	if (n > *budget)
 		n = *budget;
-	n &= 2 * MCPW_CHUNK_LEN - 1;
+	/* Keep the bound visible to the verifier after the min() above. */
+	barrier_var(n);
 	if (n == 0 || n > MCPW_CHUNK_LEN)
 		return 0;
 	if (bpf_probe_read_user(e->data, n, (void *)*buf))
