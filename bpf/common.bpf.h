@@ -137,6 +137,15 @@ struct {
 	__type(value, __u32);
 } to_destroy SEC(".maps") __weak;
 
+/* The --cgroup-root directory, for tracepoints (which see every task on
+ * the node) to act only on tasks inside the agent's scope. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} scope_cgroup SEC(".maps") __weak;
+
 /* Executables of stdio MCP servers (file identity -> 1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -65,6 +65,9 @@ static __always_inline bool stop_stdio_candidate(struct task_struct *task, struc
 	key.ino = BPF_CORE_READ(inode, i_ino);
 	if (!bpf_map_lookup_elem(&stdio_exes, &key))
 		return false;
+	/* Only inside the agent's scope (this tracepoint sees the node). */
+	if (bpf_current_task_under_cgroup(&scope_cgroup, 0) != 1)
+		return false;
 	if (!daemon_alive(cfg) && cfg->fail_open)
 		return false;
 	tgid = BPF_CORE_READ(task, tgid);

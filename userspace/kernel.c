@@ -917,6 +917,12 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 	ret = kernel__set_config(k, &opts->config);
 	if (!ret)
 		ret = kernel__set_ports(k, opts->ports, opts->n_ports);
+	if (!ret) {
+		__u32 key = 0, fd = (__u32)k->cgroup_fd;
+
+		if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.scope_cgroup), &key, &fd, BPF_ANY))
+			ret = -errno;
+	}
 	if (!ret)
 		ret = kernel__heartbeat(k);
 	if (ret) {
