@@ -651,6 +651,7 @@ cleanup:
 void test_store_nats_outage(void)
 {
 	const char *k1 = "10.1.0.1:1000>10.2.0.1:8080", *k2 = "10.1.0.1:1001>10.2.0.1:8080";
+	const char *k3 = "10.1.0.1:1002>10.2.0.1:8080";
 	const char *value = NULL;
 	struct store_health h;
 	char *owner = NULL;
@@ -659,8 +660,9 @@ void test_store_nats_outage(void)
 
 	ASSERT_OK(store__sighting_put(a, "ci-bot", 1, "{\"i\":1}"), "sighting 1");
 	ASSERT_OK(store__conn_publish(a, k1, "{\"pid\":1}", 0), "attribution 1");
-	ASSERT_TRUE(WAIT_FOR(has_sighting(b, "ci-bot", "node-a", 1) && lookup_is(b, k1, "\"pid\":1"),
-			     SEEN_MS), "B sees A before the outage");
+	ASSERT_OK(store__conn_publish(a, k3, "{\"pid\":3}", 0), "attribution 3");
+	ASSERT_TRUE(WAIT_FOR(has_sighting(b, "ci-bot", "node-a", 1) && lookup_is(b, k1, "\"pid\":1") &&
+			     lookup_is(b, k3, "\"pid\":3"), SEEN_MS), "B sees A before the outage");
 
 	/* The store dies. Nothing the agent calls may wait for it. */
 	server_kill(&srv);
@@ -670,9 +672,16 @@ void test_store_nats_outage(void)
 		  "conn_publish while down");
 	ASSERT_EQ(FAST(store__alert_publish(a, "{\"kind\":\"alert\",\"n\":1}"), "alert_publish"),
 		  0, "alert buffered");
+	ASSERT_EQ(FAST(store__conn_withdraw(a, k3), "conn_withdraw"), 0, "closed while down");
 	FAST(store__conn_lookup(a, "10.9.9.9:1>10.2.0.1:8080", &value), "conn_lookup");
 	FAST(store__sightings(b, "ci-bot", NULL, 0), "sightings");
-	FAST(store__token_claim(a, "sha256:down", 1, "{}", 0, &owner), "token_claim");
+	{
+		/* Sent before the client noticed: bounded by the claim timeout. */
+		int64_t t0 = now_ms();
+
+		store__token_claim(a, "sha256:down", 1, "{}", 0, &owner);
+		ASSERT_TRUE(now_ms() - t0 < 250, "token_claim in the first instants");
+	}
 	free(owner);
 	owner = NULL;
 	ASSERT_TRUE(WAIT_FOR(!sa.connected && !sb.connected, 5000), "health_changed: down");
@@ -696,6 +705,8 @@ void test_store_nats_outage(void)
 		    "both ready again");
 	ASSERT_TRUE(WAIT_FOR(has_sighting(b, "ci-bot", "node-a", 2) && lookup_is(b, k2, "\"pid\":2"),
 			     SEEN_MS), "what A did while down reaches B");
+	ASSERT_TRUE(WAIT_FOR(store__conn_lookup(b, k3, &value) == -EINPROGRESS, SEEN_MS),
+		    "and what it closed is gone");
 	ASSERT_TRUE(WAIT_FOR(({ store__health(a, &h); h.alerts_published == 1; }), SEEN_MS),
 		    "the buffered alert lands");
 	store__health(a, &h);

@@ -1526,6 +1526,24 @@ static int nats_drain(struct store *s, const struct store_callbacks *cb, void *c
 	return n;
 }
 
+/* Under the lock, the table full: a closed connection's pending delete
+ * gives way to an open one (the bucket's TTL ends the closed one). */
+static bool drop_withdrawn(struct nats_store *ns)
+{
+	struct hmap_iter it;
+	const char *key;
+	void *val;
+
+	hmap__iter_init(ns->mine[B_CONNS], &it);
+	while (hmap__iter_next(&it, NULL, &key, &val)) {
+		if (((struct mine *)val)->withdrawn) {
+			mine_free(hmap__sdel(ns->mine[B_CONNS], key));
+			return true;
+		}
+	}
+	return false;
+}
+
 static int nats_conn_publish(struct store *s, const char *key, const char *workload_json,
 			     unsigned int ttl_sec)
 {
@@ -1548,7 +1566,7 @@ static int nats_conn_publish(struct store *s, const char *key, const char *workl
 	pthread_mutex_lock(&ns->lock);
 	m = hmap__sget(ns->mine[B_CONNS], kvkey);
 	if (!m) {
-		if (hmap__size(ns->mine[B_CONNS]) >= STORE_MAX_CONNS) {
+		if (hmap__size(ns->mine[B_CONNS]) >= STORE_MAX_CONNS && !drop_withdrawn(ns)) {
 			err = -ENOSPC;
 			goto out;
 		}
@@ -1585,11 +1603,12 @@ static int nats_conn_withdraw(struct store *s, const char *key)
 	m = hmap__sget(ns->mine[B_CONNS], kvkey);
 	if (!m || m->withdrawn) {
 		err = -ENOENT;
-	} else if (m->written && ns->up) {
+	} else if (m->written) {
+		/* Deleted now, or by the catch-up once the store is back. */
 		m->withdrawn = true;
 		queue_mine(ns, B_CONNS, kvkey, m);
 	} else {
-		/* Never sent, or unreachable: the bucket's TTL ends it there. */
+		/* Never sent (an in-flight first write takes itself back). */
 		mine_free(hmap__sdel(ns->mine[B_CONNS], kvkey));
 	}
 	pthread_mutex_unlock(&ns->lock);
