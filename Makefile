@@ -51,6 +51,10 @@ USER_SRCS := $(filter-out userspace/main.c,$(wildcard userspace/*.c))
 USER_OBJS := $(patsubst userspace/%.c,$(BUILD)/obj/%.o,$(USER_SRCS))
 USER_HDRS := $(wildcard userspace/*.h) $(wildcard include/mcpwarden/*.h)
 
+# Client library for the attestation API (no dependency beyond libc).
+ATTEST_SRCS := $(wildcard lib/attest/*.c)
+ATTEST_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(ATTEST_SRCS))
+
 TEST_SRCS := $(wildcard tests/test_*.c) $(wildcard tests/e2e/test_*.c)
 TEST_LIB  := $(wildcard tests/lib/*.c)
 TEST_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SRCS) $(TEST_LIB) tests/runner.c)
@@ -63,7 +67,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
 .PHONY: all clean install run test check fuzz bench demo setup unit e2e
 
-all: $(BUILD)/mcpwarden
+all: $(BUILD)/mcpwarden $(BUILD)/libmcpwarden-attest.a $(BUILD)/libmcpwarden-attest.so
 
 # ---- kernel side -----------------------------------------------------------
 
@@ -116,14 +120,28 @@ $(BUILD)/tests.h: $(TEST_SRCS) scripts/gen-tests-h | $(BUILD)
 $(BUILD)/obj/tests/%.o: tests/%.c $(USER_HDRS) $(wildcard tests/lib/*.h) tests/harness.h $(BUILD)/tests.h $(BUILD)/mcpwarden.skel.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests -Itests/lib -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests -Itests/lib -Ilib/attest -c $< -o $@
 
-$(BUILD)/tests/%: tests/helpers/%.c
+# Helpers may use the agent's modules (the archive only adds what they call).
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libmcpwarden.a
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libmcpwarden.a $(LIBS) -o $@
 
-$(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libmcpwarden.a
+$(BUILD)/obj/lib/%.o: lib/%.c $(wildcard lib/attest/*.h)
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -fPIC -Ilib/attest -c $< -o $@
+
+$(BUILD)/libmcpwarden-attest.a: $(ATTEST_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libmcpwarden-attest.so: $(ATTEST_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) -shared $^ -o $@
+
+$(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 
@@ -163,7 +181,7 @@ run: setup
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(BUILD)/mcpwarden run --mode monitor
 
-install: $(BUILD)/mcpwarden
+install: $(BUILD)/mcpwarden $(BUILD)/libmcpwarden-attest.a $(BUILD)/libmcpwarden-attest.so
 	install -D -m 0755 $(BUILD)/mcpwarden $(DESTDIR)$(PREFIX)/bin/mcpwarden
 
 bench: setup
