@@ -5,10 +5,11 @@
  * for it (A's worker -> JetStream KV -> B's watch -> B's drain), as an
  * agent on B would see it.
  *
- *   sighting_rtt [-n ITERATIONS] [-u nats://HOST:PORT]
+ *   sighting_rtt [-n ITERATIONS] [nats://HOST:PORT]
  *
- * Without -u it starts its own nats-server -js on a free loopback port (and
- * kills it, by pid, at the end). Prints one JSON line:
+ * The server is the argument, else $NATS_URL; without either it starts its
+ * own nats-server -js on a free loopback port (and kills it, by pid, at the
+ * end). Prints one JSON line:
  *   {"n":1000,"p50_us":..,"p99_us":..,"max_us":..,"lost":0}
  * Exit status 0, 1 on failure (no server, not ready, a sighting lost).
  *
@@ -150,21 +151,23 @@ int main(int argc, char **argv)
 	char url[256] = "", dir[] = "/tmp/mcpw-rtt-XXXXXX", client[64];
 	struct store *a = NULL, *b = NULL;
 	struct store_sighting one;
-	int64_t *rtt = NULL, deadline;
+	int64_t *rtt = NULL, deadline, run;
 	int n = 1000, i, opt, lost = 0, ret = 1;
 	pid_t pid = -1;
 	bool own_dir = false;
 
-	while ((opt = getopt(argc, argv, "n:u:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:")) != -1) {
 		if (opt == 'n')
 			n = atoi(optarg);
-		else if (opt == 'u')
-			snprintf(url, sizeof(url), "%s", optarg);
 		else
 			goto usage;
 	}
-	if (n <= 0 || n > 1000000)
+	if (n <= 0 || n > 1000000 || argc - optind > 1)
 		goto usage;
+	if (optind < argc)
+		snprintf(url, sizeof(url), "%s", argv[optind]);
+	else if (getenv("NATS_URL") && *getenv("NATS_URL"))
+		snprintf(url, sizeof(url), "%s", getenv("NATS_URL"));
 	signal(SIGPIPE, SIG_IGN);
 	if (!url[0]) {
 		int port = free_port();
@@ -196,10 +199,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sighting_rtt: the store is not ready\n");
 		goto out;
 	}
+	run = now_us() ^ ((int64_t)getpid() << 40);
 	for (i = -WARMUP; i < n; i++) {
 		int64_t t0;
 
-		snprintf(client, sizeof(client), "rtt-%d", i + WARMUP);
+		/* New to the bucket even when the server is reused. */
+		snprintf(client, sizeof(client), "rtt-%lld-%d", (long long)run, i + WARMUP);
 		t0 = now_us();
 		store__sighting_put(a, client, 1, "{\"bench\":true}");
 		deadline = t0 + ONE_MS * 1000ll;
@@ -227,6 +232,6 @@ out:
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return ret;
 usage:
-	fprintf(stderr, "usage: sighting_rtt [-n ITERATIONS] [-u nats://HOST:PORT]\n");
+	fprintf(stderr, "usage: sighting_rtt [-n ITERATIONS] [nats://HOST:PORT]\n");
 	return 2;
 }
