@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Restart without a gap: an enforcing agent pins its kernel side; kill -9
+ * leaves it enforcing per the policy's `fail` (closed here: requests are
+ * held, none leaks), and a restarted agent adopts the pinned state, judges
+ * what was held and releases the legitimate requests. `run --cleanup`
+ * removes everything.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "env.h"
+#include "harness.h"
+#include "agent.h"
+
+#define REQ_FMT "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+		"Authorization: Bearer %s\r\nContent-Length: %zu\r\n\r\n%s"
+#define BODY "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{}}"
+
+static void write_req(const char *path, const char *token)
+{
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), REQ_FMT, token, strlen(BODY), BODY);
+
+	env__write(path, buf, (size_t)n);
+}
+
+static pid_t client(struct env *e, const char *cg, int port, const char *req, const char *out)
+{
+	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	return env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+					      "127.0.0.1", portstr, (char *)req, NULL });
+}
+
+static size_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : (size_t)st.st_size;
+}
+
+/* Total bytes the tcp_peer server recorded over all connections. */
+static size_t server_bytes(const char *dir)
+{
+	char path[600];
+	size_t total = 0;
+	int i;
+
+	for (i = 1; i < 64; i++) {
+		snprintf(path, sizeof(path), "%s/conn-%d.bin", dir, i);
+		total += file_size(path);
+	}
+	return total;
+}
+
+void test_restart_kill9(void)
+{
+	char policy[2048], cg_ok[256], cg_bad[256], cg_srv[256], dir[512], portstr[16];
+	char req_ok[512], req_bad[512], out_a[512], out_b[512], out_c[512], pin_dir[512];
+	char cgdir[600], cmd[1024];
+	const char *pin[] = { "--pin", NULL };
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv, a, b, c;
+	size_t before;
+	int port;
+
+	test__set_timeout(240);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_ok, sizeof(cg_ok)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "bad", cg_bad, sizeof(cg_bad)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"fail\":\"closed\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":[{\"name\":\"ok\","
+		 "\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", cg_ok);
+	/* sha256("hello") is the allowed client's opaque token. */
+	snprintf(req_ok, sizeof(req_ok), "%s/ok.req", e.tmp);
+	snprintf(req_bad, sizeof(req_bad), "%s/bad.req", e.tmp);
+	write_req(req_ok, "hello");
+	write_req(req_bad, "stolen-or-unknown");
+
+	snprintf(dir, sizeof(dir), "%s/srv", e.tmp);
+	mkdir(dir, 0755);
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(out_a, sizeof(out_a), "%s/srv.out", e.tmp);
+	so.cgroup = cg_srv;
+	so.stdout_path = out_a;
+	srv = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+					      "127.0.0.1", portstr, dir, NULL });
+	if (!ASSERT_TRUE(env__wait_file(out_a, "listening", 5000), "server"))
+		goto cleanup;
+	(void)srv;
+
+	if (!ASSERT_OK(env__agent_start(&e, policy, pin), "agent start (pinned)"))
+		goto cleanup;
+	ev = env__find_event(&e, 1000, "kind=ready", NULL);
+	ASSERT_OK_PTR(env__get(ev, "pinned"), "ready names its pin directory");
+	snprintf(pin_dir, sizeof(pin_dir), "%s", env__str(ev, "pinned") ?: "");
+	json_decref(ev);
+	ev = NULL;
+
+	/* Traffic flows: an allowed request is served. */
+	snprintf(out_a, sizeof(out_a), "%s/a.out", e.tmp);
+	a = client(&e, cg_ok, port, req_ok, out_a);
+	if (!ASSERT_EQ(env__wait(&e, a, 10000), 0, "allowed request before the crash"))
+		goto cleanup;
+
+	/* kill -9: no clean stop, nothing detaches. */
+	kill(e.agent.pid, SIGKILL);
+	env__wait(&e, e.agent.pid, 5000);
+	e.agent_running = false;
+	before = server_bytes(dir);
+
+	snprintf(out_b, sizeof(out_b), "%s/b.out", e.tmp);
+	snprintf(out_c, sizeof(out_c), "%s/c.out", e.tmp);
+	b = client(&e, cg_ok, port, req_ok, out_b);
+	c = client(&e, cg_bad, port, req_bad, out_c);
+	env__sleep_ms(2500);
+	ASSERT_EQ(server_bytes(dir), before, "fail closed: nothing reached the server while "
+		  "the agent was dead");
+	snprintf(cgdir, sizeof(cgdir), "%s%s", e.cg_mount, e.cg_root);
+	snprintf(cmd, sizeof(cmd), "bpftool cgroup show %s | grep -q connect4", cgdir);
+	ASSERT_EQ(env__sh("%s", cmd), 0, "programs still attached after kill -9");
+
+	/* The restarted agent adopts the pinned state and judges the backlog. */
+	e.agent.events_read = 0;
+	if (!ASSERT_OK(env__agent_start(&e, policy, pin), "agent restart"))
+		goto cleanup;
+	ev = env__find_event(&e, 1000, "kind=ready", NULL);
+	ASSERT_TRUE(json_is_true(env__get(ev, "adopted")), "restart adopted the pinned state");
+	json_decref(ev);
+	ev = NULL;
+	ASSERT_EQ(env__wait(&e, b, 15000), 0, "the held legitimate request was released");
+	ASSERT_EQ(env__wait(&e, c, 15000), 3, "the held bad request was refused and reset");
+	ev = env__wait_event(&e, 10000, "kind=alert", "verdict=unknown_client", NULL);
+	if (ASSERT_OK_PTR(ev, "alert for the request held during the outage")) {
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "action");
+		ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg_bad, "sender");
+	}
+	{
+		char *srv_bytes = NULL, path[600];
+		int i;
+		bool leaked = false;
+
+		for (i = 1; i < 64; i++) {
+			snprintf(path, sizeof(path), "%s/conn-%d.bin", dir, i);
+			srv_bytes = env__slurp(path, NULL);
+			if (srv_bytes && strstr(srv_bytes, "stolen-or-unknown"))
+				leaked = true;
+			free(srv_bytes);
+		}
+		ASSERT_FALSE(leaked, "the bad request never reached the server");
+	}
+
+	/* Clean stop keeps the pins (enforcing); --cleanup removes them. */
+	ASSERT_EQ(env__agent_stop(&e), 0, "clean stop");
+	ASSERT_EQ(access(pin_dir, F_OK), 0, "still pinned after a clean stop");
+	ASSERT_EQ(env__sh("%s run --cleanup --state-dir %s >/dev/null", env__bin(),
+			  e.agent.state_dir), 0, "cleanup");
+	ASSERT_NEQ(access(pin_dir, F_OK), 0, "pin directory removed");
+	ASSERT_NEQ(env__sh("%s", cmd), 0, "nothing attached after cleanup");
+cleanup:
+	json_decref(ev);
+	if (e.agent.state_dir[0])
+		env__sh("%s run --cleanup --state-dir %s >/dev/null 2>&1", env__bin(),
+			e.agent.state_dir);
+	env__cleanup(&e);
+}
