@@ -164,11 +164,13 @@ static int index_grow(struct prom_buf *b)
 	return 0;
 }
 
+#define PROM_MAX_NAME 200
+
 static bool valid_metric_name(const char *s)
 {
 	size_t i;
 
-	if (!s || !*s)
+	if (!s || !*s || strlen(s) > PROM_MAX_NAME)
 		return false;
 	for (i = 0; s[i]; i++) {
 		char c = s[i];
@@ -184,7 +186,7 @@ static bool valid_label_name(const char *s)
 {
 	size_t i;
 
-	if (!s || !*s || (s[0] == '_' && s[1] == '_'))
+	if (!s || !*s || (s[0] == '_' && s[1] == '_') || strlen(s) > PROM_MAX_NAME)
 		return false;
 	for (i = 0; s[i]; i++) {
 		char c = s[i];

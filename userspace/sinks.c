@@ -995,7 +995,7 @@ static void header_field(char *dst, size_t len, const char *src)
 		snprintf(dst, len, "-");
 		return;
 	}
-	for (i = 0; src[i] && i < len - 1; i++)
+	for (i = 0; i < len - 1 && src[i]; i++)
 		dst[i] = src[i] > 32 && src[i] < 127 ? src[i] : '_';
 	dst[i] = '\0';
 }
@@ -1141,16 +1141,20 @@ static bool aborting(struct sink *s)
 /* Sleeps ms, or less once past the shutdown deadline. */
 static void backoff_wait(struct sink *s, unsigned int ms)
 {
-	uint64_t until = mono_ns() + (uint64_t)ms * 1000000ull;
-	struct timespec ts = {
-		.tv_sec = (time_t)(until / 1000000000ull),
-		.tv_nsec = (long)(until % 1000000000ull),
-	};
+	uint64_t until = mono_ns() + (uint64_t)ms * 1000000ull, target;
+	struct timespec ts;
 
 	pthread_mutex_lock(&s->lock);
-	while (mono_ns() < until && !(s->stopping && mono_ns() >= s->stop_deadline_ns))
-		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+	for (;;) {
+		/* Stopping (signalled on the same cond) moves the wake-up
+		 * to the shutdown deadline if that comes first. */
+		target = s->stopping && s->stop_deadline_ns < until ? s->stop_deadline_ns : until;
+		if (mono_ns() >= target)
 			break;
+		ts.tv_sec = (time_t)(target / 1000000000ull);
+		ts.tv_nsec = (long)(target % 1000000000ull);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
