@@ -1786,22 +1786,90 @@ static int64_t claim_end(const struct nats_store *ns, int64_t claimed_ms, int64_
 	return end;
 }
 
+/* The value of a claim: who claims, when, until when, and the evidence. */
+static int claim_value(const struct nats_store *ns, uint64_t instance, const char *evidence_json,
+		       int64_t now, int64_t expires_unix, char **out)
+{
+	json_t *ev, *val;
+
+	ev = json_loads(evidence_json ? evidence_json : "{}", JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(ev)) {
+		json_decref(ev);
+		return -EINVAL;
+	}
+	val = json_pack("{s:s, s:I, s:I, s:I, s:o}", "node", ns->node, "instance",
+			(json_int_t)instance, "claimed_ms", (json_int_t)now, "exp",
+			(json_int_t)expires_unix, "evidence", ev);
+	*out = val ? json_dumps(val, JSON_COMPACT) : NULL;
+	json_decref(val);
+	if (!*out)
+		return -ENOMEM;
+	if (strlen(*out) > STORE_MAX_VALUE) {
+		free(*out);
+		*out = NULL;
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+/*
+ * The key exists: read its owner and cache it. A claim whose token has
+ * expired (or that is not a claim at all) is taken over by compare-and-set.
+ * Returns 0 with *taken when we took it, or a NATS status.
+ */
+static natsStatus claim_existing(struct nats_store *ns, kvStore *kv, const char *token_key,
+				 const char *kvkey, const char *value, uint64_t instance,
+				 int64_t now, int64_t expires_unix, bool *taken)
+{
+	kvEntry *e = NULL;
+	json_t *owner;
+	const char *onode;
+	int64_t oexp;
+	uint64_t rev;
+	natsStatus st;
+
+	*taken = false;
+	st = kvStore_Get(&e, kv, kvkey);
+	if (st != NATS_OK)
+		return st;
+	owner = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+	onode = json_string_value(json_object_get(owner, "node"));
+	oexp = json_integer_value(json_object_get(owner, "exp"));
+	if (!onode) {
+		ns->hm.bad_values++;
+		oexp = 1;
+	}
+	if (oexp > 0 && oexp * 1000 <= now) {
+		st = kvStore_UpdateString(&rev, kv, kvkey, value, kvEntry_Revision(e));
+		if (st == NATS_OK) {
+			*taken = true;
+			cache_owner(ns, token_key, ns->node, instance, value,
+				    claim_end(ns, now, expires_unix));
+		}
+	} else if (cache_owner(ns, token_key, onode,
+			       (uint64_t)json_integer_value(json_object_get(owner, "instance")),
+			       kvEntry_ValueString(e),
+			       claim_end(ns, json_integer_value(json_object_get(owner, "claimed_ms")),
+					 oexp))) {
+		st = NATS_NO_MEMORY;
+	}
+	json_decref(owner);
+	kvEntry_Destroy(e);
+	return st;
+}
+
 static int nats_token_claim(struct store *s, const char *token_key, uint64_t instance,
 			    const char *evidence_json, int64_t expires_unix, char **owner_json)
 {
 	struct nats_store *ns = to_ns(s);
-	char kvkey[KEY_BUF];
+	char kvkey[KEY_BUF], *value = NULL;
 	struct token_owner *t;
-	kvEntry *e = NULL;
-	kvStore *kv;
+	int64_t now = wall_ms();
 	natsConnection *nc;
-	json_t *ev, *val, *owner;
-	char *value = NULL;
-	const char *onode;
-	uint64_t rev;
-	int64_t now = wall_ms(), oexp;
 	natsStatus st;
-	bool ready;
+	bool ready, taken;
+	uint64_t rev;
+	kvStore *kv;
 	int err;
 
 	if (owner_json)
@@ -1814,6 +1882,9 @@ static int nats_token_claim(struct store *s, const char *token_key, uint64_t ins
 	t = hmap__sget(ns->tokens, token_key);
 	if (t && t->expires_ms > now)
 		return owner_answer(ns, t, instance, owner_json);
+	err = claim_value(ns, instance, evidence_json, now, expires_unix, &value);
+	if (err)
+		return err;
 	ns->hm.token_claims++;
 
 	pthread_mutex_lock(&ns->lock);
@@ -1822,25 +1893,9 @@ static int nats_token_claim(struct store *s, const char *token_key, uint64_t ins
 	nc = ns->nc;
 	pthread_mutex_unlock(&ns->lock);
 	if (!ready || !kv || natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) {
+		free(value);
 		ns->hm.token_unavailable++;
 		return -EAGAIN;
-	}
-
-	ev = json_loads(evidence_json ? evidence_json : "{}", JSON_REJECT_DUPLICATES, NULL);
-	if (!json_is_object(ev)) {
-		json_decref(ev);
-		return -EINVAL;
-	}
-	val = json_pack("{s:s, s:I, s:I, s:I, s:o}", "node", ns->node, "instance",
-			(json_int_t)instance, "claimed_ms", (json_int_t)now, "exp",
-			(json_int_t)expires_unix, "evidence", ev);
-	value = val ? json_dumps(val, JSON_COMPACT) : NULL;
-	json_decref(val);
-	if (!value)
-		return -ENOMEM;
-	if (strlen(value) > STORE_MAX_VALUE) {
-		free(value);
-		return -EMSGSIZE;
 	}
 
 	st = kvStore_CreateString(&rev, kv, kvkey, value);
@@ -1850,51 +1905,23 @@ static int nats_token_claim(struct store *s, const char *token_key, uint64_t ins
 		free(value);
 		return err;
 	}
-	if (!conflict(st))
-		goto unavailable;
-	/* Someone has it: who? */
-	st = kvStore_Get(&e, kv, kvkey);
-	if (st != NATS_OK)
-		goto unavailable;
-	owner = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
-	onode = json_string_value(json_object_get(owner, "node"));
-	oexp = json_integer_value(json_object_get(owner, "exp"));
-	if (!onode) {
-		/* Not ours to judge by: someone wrote junk; take it over. */
-		ns->hm.bad_values++;
-		oexp = 1;
-	}
-	if (oexp > 0 && oexp * 1000 <= now) {
-		/* The owner's token expired: a new claim may take the key. */
-		st = kvStore_UpdateString(&rev, kv, kvkey, value, kvEntry_Revision(e));
-		json_decref(owner);
-		kvEntry_Destroy(e);
-		if (st != NATS_OK)
-			goto unavailable;
-		err = cache_owner(ns, token_key, ns->node, instance, value,
-				  claim_end(ns, now, expires_unix));
-		free(value);
-		return err;
-	}
-	err = cache_owner(ns, token_key, onode,
-			  (uint64_t)json_integer_value(json_object_get(owner, "instance")),
-			  kvEntry_ValueString(e),
-			  claim_end(ns, json_integer_value(json_object_get(owner, "claimed_ms")),
-				    oexp));
-	json_decref(owner);
-	kvEntry_Destroy(e);
+	if (conflict(st))
+		st = claim_existing(ns, kv, token_key, kvkey, value, instance, now, expires_unix,
+				    &taken);
 	free(value);
-	if (err)
-		return err;
-	return owner_answer(ns, hmap__sget(ns->tokens, token_key), instance, owner_json);
-
-unavailable:
-	free(value);
-	ns->hm.token_unavailable++;
-	pthread_mutex_lock(&ns->lock);
-	set_error(ns, "claiming a token", st);
-	pthread_mutex_unlock(&ns->lock);
-	return -EAGAIN;
+	if (st == NATS_NO_MEMORY)
+		return -ENOMEM;
+	if (st != NATS_OK) {
+		ns->hm.token_unavailable++;
+		pthread_mutex_lock(&ns->lock);
+		set_error(ns, "claiming a token", st);
+		pthread_mutex_unlock(&ns->lock);
+		return -EAGAIN;
+	}
+	t = hmap__sget(ns->tokens, token_key);
+	if (!t)
+		return -ENOMEM;
+	return taken ? 0 : owner_answer(ns, t, instance, owner_json);
 }
 
 static int nats_alert_publish(struct store *s, const char *json_line)
