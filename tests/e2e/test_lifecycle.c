@@ -1,0 +1,1245 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Lifecycle end to end: the real agent in enforce mode passes allowed
+ * traffic byte for byte and promptly, keeps its fail mode while the daemon
+ * is stopped, reloads its policy on SIGHUP, judges old and split
+ * connections like new ones, leaves nothing attached when it stops, and
+ * keeps the command-line contract of PRODUCT.md.
+ *
+ * The allowed client is the one whose User-Agent claim ("lc-ok") is sent
+ * from the cgroup the policy names; the bytes a server read are what
+ * tcp_peer recorded in DIR/conn-N.bin.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "env.h"
+#include "harness.h"
+
+#define ALLOWED_UA "lc-ok"
+#define UNKNOWN_UA "lc-stranger"
+
+struct peer {
+	char dir[512];		/* tcp_peer server directory */
+	int port;
+	pid_t pid;
+	int conns;		/* connections made to it so far, in order */
+};
+
+/*
+ * env__free_port() draws from rand(), unseeded: every test process (and
+ * every other runner on the machine) would try the same ports first.
+ */
+static int lc_init(struct env *e)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	srand((unsigned int)(getpid() ^ ts.tv_nsec));
+	return env__init(e);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Enforce-mode policy: one protected port, one client known by its
+ * User-Agent from cgroup `cg`; `tools` is a JSON list or NULL (all). */
+static const char *policy_text(char *buf, size_t len, int port, const char *cg,
+			       const char *fail, const char *tools)
+{
+	char tools_key[256] = "";
+
+	if (tools)
+		snprintf(tools_key, sizeof(tools_key), ",\"tools\":%s", tools);
+	snprintf(buf, len,
+		 "{\n  \"mode\": \"enforce\",\n  \"fail\": \"%s\",\n"
+		 "  \"servers\": [{\"name\": \"tickets\", \"port\": %d}],\n"
+		 "  \"unknown_client\": \"deny\",\n  \"unattributed\": \"deny\",\n"
+		 "  \"clients\": [{\"name\": \"lc-bot\", \"claims\": {\"user_agent\": \"" ALLOWED_UA "\"},\n"
+		 "    \"workloads\": [{\"cgroup\": \"%s\"}]%s}]\n}\n",
+		 fail, port, cg, tools_key);
+	return buf;
+}
+
+/* One HTTP/1.1 tools/call; `pad` bytes of 'x' in the text argument. */
+static char *make_req(const char *ua, int id, const char *tool, size_t pad, size_t *len)
+{
+	size_t body_len = 128 + pad, cap = body_len + 512;
+	char *body = malloc(body_len), *req = malloc(cap);
+	int n;
+
+	if (!body || !req) {
+		free(body);
+		free(req);
+		return NULL;
+	}
+	n = snprintf(body, body_len, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\","
+		     "\"params\":{\"name\":\"%s\",\"arguments\":{\"text\":\"", id, tool);
+	memset(body + n, 'x', pad);
+	n += (int)pad;
+	n += snprintf(body + n, body_len - (size_t)n, "\"}}}");
+	*len = (size_t)snprintf(req, cap, "POST /mcp HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\n"
+				"Content-Type: application/json\r\n"
+				"Accept: application/json, text/event-stream\r\n"
+				"Content-Length: %d\r\n\r\n%s", ua, n, body);
+	free(body);
+	return req;
+}
+
+/* Writes a request file e->tmp/NAME; returns its length or 0. */
+static size_t write_req(struct env *e, const char *name, const char *ua, int id,
+			const char *tool, size_t pad, char *path, size_t plen)
+{
+	size_t len = 0;
+	char *req = make_req(ua, id, tool, pad, &len);
+	int err;
+
+	if (!req)
+		return 0;
+	snprintf(path, plen, "%s/%s", e->tmp, name);
+	err = env__write(path, req, len);
+	free(req);
+	return err ? 0 : len;
+}
+
+static int start_peer(struct env *e, const char *cg, struct peer *p, const char *tag)
+{
+	char ports[16], out[600];
+	struct spawn_opts so = { .cgroup = cg };
+
+	snprintf(p->dir, sizeof(p->dir), "%s/srv-%s", e->tmp, tag);
+	mkdir(p->dir, 0755);
+	snprintf(out, sizeof(out), "%s/server.out", p->dir);
+	snprintf(ports, sizeof(ports), "%d", p->port);
+	so.stdout_path = out;
+	p->conns = 0;
+	p->pid = env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+						"127.0.0.1", ports, p->dir, NULL });
+	if (p->pid <= 0 || !env__wait_file(out, "listening", 5000))
+		return -1;
+	return 0;
+}
+
+/* tcp_peer client: FILE in SPLIT-byte writes DELAY ms apart, REPLIES. */
+static pid_t start_client(struct env *e, const char *cg, struct peer *p, const char *file,
+			  int split, int delay_ms, int replies, const char *out)
+{
+	char ports[16], splits[16], delays[16], reps[16];
+	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+
+	snprintf(ports, sizeof(ports), "%d", p->port);
+	snprintf(splits, sizeof(splits), "%d", split);
+	snprintf(delays, sizeof(delays), "%d", delay_ms);
+	snprintf(reps, sizeof(reps), "%d", replies);
+	p->conns++;
+	return env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+					      "127.0.0.1", ports, (char *)file, splits, delays,
+					      reps, NULL });
+}
+
+static char *conn_bytes(const struct peer *p, int n, size_t *len)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/conn-%d.bin", p->dir, n);
+	*len = 0;
+	return env__slurp(path, len);
+}
+
+/* Total bytes the server read on all connections, and whether any of
+ * them holds `needle`. */
+static size_t peer_total(const struct peer *p, const char *needle, bool *found)
+{
+	struct dirent *de;
+	size_t total = 0;
+	DIR *d = opendir(p->dir);
+
+	if (found)
+		*found = false;
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char path[900];
+		size_t len = 0;
+		char *s;
+
+		if (strncmp(de->d_name, "conn-", 5))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", p->dir, de->d_name);
+		s = env__slurp(path, &len);
+		if (s && needle && found && memmem(s, len, needle, strlen(needle)))
+			*found = true;
+		total += len;
+		free(s);
+	}
+	closedir(d);
+	return total;
+}
+
+/* The server's bytes on connection n are exactly the file sent. */
+static bool check_conn_equals(const struct peer *p, int n, const char *file)
+{
+	size_t want_len = 0, got_len = 0;
+	char *want = env__slurp(file, &want_len), *got = conn_bytes(p, n, &got_len);
+	bool ok = ASSERT_OK_PTR(want, "request file") && ASSERT_OK_PTR(got, "server conn file") &&
+		  ASSERT_EQ(got_len, want_len, "bytes the server read") &&
+		  ASSERT_MEMEQ(got, want, want_len, "server bytes equal the sent bytes");
+
+	free(want);
+	free(got);
+	return ok;
+}
+
+/* The process state letter in /proc/PID/stat is T (stopped). */
+static bool is_stopped(pid_t pid)
+{
+	char path[64], *buf, *p;
+	bool stopped;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	buf = env__slurp(path, NULL);
+	p = buf ? strrchr(buf, ')') : NULL;
+	stopped = p && p[1] == ' ' && p[2] == 'T';
+	free(buf);
+	return stopped;
+}
+
+/* Stops the agent process and waits until the kernel says it is stopped. */
+static bool agent_sigstop(struct env *e)
+{
+	long long deadline = now_ms() + 5000;
+
+	kill(e->agent.pid, SIGSTOP);
+	while (now_ms() < deadline) {
+		if (is_stopped(e->agent.pid))
+			return true;
+		env__sleep_ms(10);
+	}
+	return false;
+}
+
+/* bash holds a TCP connection opened now; it sends FILE once GO exists,
+ * writes the first reply bytes to REPLY, then keeps the connection open
+ * LINGER seconds. */
+static pid_t start_holder(struct env *e, const char *cg, int port, const char *file,
+			  const char *go, const char *reply, int linger, const char *out)
+{
+	char script[2048];
+	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+
+	snprintf(script, sizeof(script),
+		 "exec 3<>/dev/tcp/127.0.0.1/%d || exit 1\n"
+		 "echo connected\n"
+		 "while [ ! -e '%s' ]; do sleep 0.05; done\n"
+		 "cat '%s' >&3 || exit 3\n"
+		 "timeout 30 head -c 12 <&3 > '%s' || exit 3\n"
+		 "echo replied\n"
+		 "sleep %d\n",
+		 port, go, file, reply, linger);
+	return env__spawn(e, &so, (char *[]){ "bash", "-c", script, NULL });
+}
+
+/*
+ * env__agent_start waits 20 s for `ready`; on a loaded machine loading the
+ * programs can take longer, so keep waiting for a running agent, and say
+ * so when it died instead.
+ */
+static int agent_start(struct env *e, const char *policy, const char *const *extra)
+{
+	json_t *ready;
+	int err = env__agent_start(e, policy, extra), st;
+
+	if (err != -ETIMEDOUT || !e->agent_running)
+		return err;
+	st = env__wait(e, e->agent.pid, 0);
+	if (st != -ETIMEDOUT) {
+		test__log("agent exited with status %d before it was ready", st);
+		e->agent_running = false;
+		return -ECHILD;
+	}
+	ready = env__find_event(e, 40000, "kind=ready", NULL);
+	if (!ready)
+		return -ETIMEDOUT;
+	test__log("agent was ready only after more than 20 s");
+	json_decref(ready);
+	return 0;
+}
+
+/* On a failure, what the agent says about itself helps the diagnosis. */
+static void log_agent_status(struct env *e)
+{
+	char out[600], *s;
+	json_t *alert;
+
+	if (!e->agent_running)
+		return;
+	alert = env__find_event(e, 0, "kind=alert", NULL);
+	if (alert)
+		test__log("first alert instead: verdict %s: %s", env__str(alert, "verdict"),
+			  env__str(alert, "reason"));
+	json_decref(alert);
+	snprintf(out, sizeof(out), "%s/status-diag.json", e->tmp);
+	env__sh("'%s' status --state-dir '%s' > '%s' 2>&1", env__bin(), e->agent.state_dir, out);
+	s = env__slurp(out, NULL);
+	test__log("agent status:\n%s", s ?: "(none)");
+	free(s);
+}
+
+/* ---- 1. allowed traffic is byte-identical ------------------------------ */
+
+void test_lifecycle_allowed_bytes(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], file[600], out[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t cli;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+
+	if (test__start_subtest("large_body")) {
+		size_t len = write_req(&e, "large.bin", ALLOWED_UA, 7, "echo", 512 * 1024,
+				       file, sizeof(file));
+
+		snprintf(out, sizeof(out), "%s/large.out", e.tmp);
+		cli = start_client(&e, cg_a, &srv, file, 0, 0, 1, out);
+		if (ASSERT_GE(len, 512 * 1024, "request size") &&
+		    ASSERT_EQ(env__wait(&e, cli, 30000), 0, "client got its reply")) {
+			check_conn_equals(&srv, srv.conns, file);
+			ev = env__wait_event(&e, 5000, "kind=request", "request.id=7", NULL);
+			if (ASSERT_OK_PTR(ev, "request event")) {
+				ASSERT_STREQ(env__str(ev, "verdict"), "allow", "verdict");
+				ASSERT_STREQ(env__str(ev, "client"), "lc-bot", "client");
+			}
+			json_decref(ev);
+			ev = NULL;
+		}
+	}
+
+	if (test__start_subtest("pipelined")) {
+		char *reqs[3], *all = NULL;
+		size_t lens[3], total = 0, off = 0;
+		int i;
+
+		for (i = 0; i < 3; i++) {
+			reqs[i] = make_req(ALLOWED_UA, 101 + i, "echo", 100 * (size_t)(i + 1), &lens[i]);
+			total += lens[i];
+		}
+		all = malloc(total);
+		for (i = 0; i < 3; i++) {
+			if (all && reqs[i])
+				memcpy(all + off, reqs[i], lens[i]);
+			off += lens[i];
+			free(reqs[i]);
+		}
+		snprintf(file, sizeof(file), "%s/pipelined.bin", e.tmp);
+		snprintf(out, sizeof(out), "%s/pipelined.out", e.tmp);
+		if (ASSERT_OK_PTR(all, "requests") &&
+		    ASSERT_OK(env__write(file, all, total), "write requests")) {
+			cli = start_client(&e, cg_a, &srv, file, 0, 0, 3, out);
+			if (ASSERT_EQ(env__wait(&e, cli, 30000), 0, "client got 3 replies")) {
+				char log[600], want[256];
+
+				check_conn_equals(&srv, srv.conns, file);
+				/* Three complete requests, in order, at their offsets. */
+				snprintf(log, sizeof(log), "%s/requests.log", srv.dir);
+				snprintf(want, sizeof(want), "%d 0 %zu\n%d %zu %zu\n%d %zu %zu\n",
+					 srv.conns, lens[0], srv.conns, lens[0], lens[1], srv.conns,
+					 lens[0] + lens[1], lens[2]);
+				ASSERT_TRUE(env__wait_file(log, want, 2000), "requests.log in order");
+				for (i = 0; i < 3; i++) {
+					char id[32];
+
+					snprintf(id, sizeof(id), "request.id=%d", 101 + i);
+					ev = env__wait_event(&e, 5000, "kind=request", id, NULL);
+					ASSERT_OK_PTR(ev, "request event, in order");
+					json_decref(ev);
+					ev = NULL;
+				}
+			}
+		}
+		free(all);
+	}
+
+	if (test__start_subtest("one_byte_writes")) {
+		write_req(&e, "split.bin", ALLOWED_UA, 9, "echo", 64, file, sizeof(file));
+		snprintf(out, sizeof(out), "%s/split.out", e.tmp);
+		cli = start_client(&e, cg_a, &srv, file, 1, 2, 1, out);
+		if (ASSERT_EQ(env__wait(&e, cli, 30000), 0, "client got its reply")) {
+			check_conn_equals(&srv, srv.conns, file);
+			ev = env__wait_event(&e, 5000, "kind=request", "request.id=9", NULL);
+			ASSERT_OK_PTR(ev, "request event");
+			json_decref(ev);
+			ev = NULL;
+		}
+	}
+	ASSERT_EQ(env__count_events(&e, "kind=alert", NULL), 0, "no alert for allowed traffic");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 2. a held first request is released promptly ---------------------- */
+
+void test_lifecycle_release_latency(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], file[600], out[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL, *lat;
+	long long t0, took;
+	pid_t cli;
+
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	write_req(&e, "req.bin", ALLOWED_UA, 1, "echo", 32, file, sizeof(file));
+	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
+	t0 = now_ms();
+	cli = start_client(&e, cg_a, &srv, file, 0, 0, 1, out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "client got its reply"))
+		goto cleanup;
+	took = now_ms() - t0;
+	test__log("client round trip %lld ms", took);
+	ASSERT_TRUE(took < 10000, "reply well within the test timeout");
+	check_conn_equals(&srv, 1, file);
+	ev = env__wait_event(&e, 5000, "kind=request", "request.id=1", NULL);
+	if (!ASSERT_OK_PTR(ev, "request event"))
+		goto cleanup;
+	lat = env__get(ev, "verdict_latency_us");
+	if (ASSERT_TRUE(json_is_integer(lat), "verdict_latency_us is a number")) {
+		test__log("verdict_latency_us %lld", (long long)json_integer_value(lat));
+		ASSERT_GE(json_integer_value(lat), 0, "latency");
+		ASSERT_TRUE(json_integer_value(lat) < 2000000, "latency below 2 s");
+	}
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 3./4. fail modes with the daemon stopped -------------------------- */
+
+void test_lifecycle_fail_closed(void)
+{
+	char policy[2048], cg_a[256], cg_b[256], cg_s[256];
+	char f_first[600], f_ok[600], f_bad[600], out[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	size_t first_len, ok_len, total;
+	bool stopped = false, found;
+	pid_t cli, ok_cli, bad_cli;
+	long long deadline;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
+	ok_len = write_req(&e, "ok.bin", ALLOWED_UA, 2, "echo", 32, f_ok, sizeof(f_ok));
+	write_req(&e, "bad.bin", UNKNOWN_UA, 3, "echo", 48, f_bad, sizeof(f_bad));
+	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
+		goto cleanup;
+
+	stopped = agent_sigstop(&e);
+	if (!ASSERT_TRUE(stopped, "agent stopped"))
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/ok.out", e.tmp);
+	ok_cli = start_client(&e, cg_a, &srv, f_ok, 0, 0, 1, out);
+	snprintf(out, sizeof(out), "%s/bad.out", e.tmp);
+	bad_cli = start_client(&e, cg_b, &srv, f_bad, 0, 0, 1, out);
+	/* Past the heartbeat timeout (1.5 s): nothing may reach the server. */
+	deadline = now_ms() + 3000;
+	while (now_ms() < deadline) {
+		total = peer_total(&srv, NULL, NULL);
+		if (!ASSERT_EQ(total, first_len, "server read nothing while the agent is stopped"))
+			break;
+		env__sleep_ms(100);
+	}
+	ASSERT_EQ(env__wait(&e, ok_cli, 0), -ETIMEDOUT, "allowed client still waiting");
+	kill(e.agent.pid, SIGCONT);
+	stopped = false;
+
+	ASSERT_EQ(env__wait(&e, ok_cli, 20000), 0, "held legitimate request released after CONT");
+	ASSERT_EQ(env__wait(&e, bad_cli, 20000), 3, "unknown client reset after CONT");
+	ev = env__wait_event(&e, 10000, "kind=alert", "verdict=unknown_client",
+			     "request.id=3", NULL);
+	if (ASSERT_OK_PTR(ev, "unknown client alert"))
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "action");
+	else
+		log_agent_status(&e);
+	env__sleep_ms(500);
+	total = peer_total(&srv, UNKNOWN_UA, &found);
+	ASSERT_EQ(total, first_len + ok_len, "server read the two allowed requests only");
+	ASSERT_FALSE(found, "the unknown client's bytes never reached the server");
+cleanup:
+	if (stopped)
+		kill(e.agent.pid, SIGCONT);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/*
+ * fail: open. Once the heartbeat is stale, requests pass unjudged; when the
+ * daemon is back it reports the bytes that passed, both on a connection
+ * still open and on one that closed meanwhile.
+ */
+void test_lifecycle_fail_open(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], f_first[600], f_open[600], f_kept[600];
+	char out[600], go[600], reply[600], h_out[600], cnt[64];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	size_t first_len, open_len, kept_len;
+	bool stopped = false;
+	pid_t cli, holder;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"open", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
+	open_len = write_req(&e, "open.bin", ALLOWED_UA, 2, "echo", 40, f_open, sizeof(f_open));
+	kept_len = write_req(&e, "kept.bin", ALLOWED_UA, 3, "echo", 77, f_kept, sizeof(f_kept));
+	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
+		goto cleanup;
+
+	stopped = agent_sigstop(&e);
+	if (!ASSERT_TRUE(stopped, "agent stopped"))
+		goto cleanup;
+	/* Let the heartbeat (1.5 s timeout) go stale. */
+	env__sleep_ms(2500);
+	snprintf(out, sizeof(out), "%s/open.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, f_open, 0, 0, 1, out);
+	ASSERT_EQ(env__wait(&e, cli, 15000), 0, "request passed while the agent is stopped");
+	/* A second one on a connection that stays open after its reply. */
+	snprintf(go, sizeof(go), "%s/go", e.tmp);
+	snprintf(reply, sizeof(reply), "%s/kept.reply", e.tmp);
+	snprintf(h_out, sizeof(h_out), "%s/kept.out", e.tmp);
+	env__write(go, "", 0);
+	holder = start_holder(&e, cg_a, srv.port, f_kept, go, reply, 60, h_out);
+	srv.conns++;
+	ASSERT_TRUE(env__wait_file(h_out, "replied", 15000),
+		    "request on a kept connection passed while the agent is stopped");
+	ASSERT_EQ(peer_total(&srv, NULL, NULL), first_len + open_len + kept_len,
+		  "server read both while the agent is stopped");
+	check_conn_equals(&srv, 2, f_open);
+	check_conn_equals(&srv, 3, f_kept);
+	ASSERT_TRUE(is_stopped(e.agent.pid), "agent was stopped all along");
+	kill(e.agent.pid, SIGCONT);
+	stopped = false;
+
+	snprintf(cnt, sizeof(cnt), "count=%zu", kept_len);
+	ev = env__find_event(&e, 5000, "kind=lost", "source=fail_open", cnt, NULL);
+	ASSERT_OK_PTR(ev, "lost event for the unjudged bytes on the kept connection");
+	json_decref(ev);
+	snprintf(cnt, sizeof(cnt), "count=%zu", open_len);
+	ev = env__find_event(&e, 5000, "kind=lost", "source=fail_open", cnt, NULL);
+	ASSERT_OK_PTR(ev, "lost event for the unjudged bytes on the closed connection");
+	if (test__failed()) {
+		json_t *any = env__find_event(&e, 0, "kind=lost", NULL);
+
+		test__log("first lost event: count %lld source %s",
+			  any ? env__int(any, "count") : -1, any ? env__str(any, "source") : "-");
+		json_decref(any);
+	}
+	env__kill(&e, holder);
+cleanup:
+	if (stopped)
+		kill(e.agent.pid, SIGCONT);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 5. SIGHUP reload --------------------------------------------------- */
+
+static char *policy_digest(struct env *e, const char *path)
+{
+	char out[600], cmd[1200], *s, *d, *end;
+
+	snprintf(out, sizeof(out), "%s/check.out", e->tmp);
+	snprintf(cmd, sizeof(cmd), "'%s' check-policy '%s' > '%s' 2>&1", env__bin(), path, out);
+	if (env__sh("%s", cmd))
+		return NULL;
+	s = env__slurp(out, NULL);
+	d = s ? strstr(s, "sha256 ") : NULL;
+	if (!d) {
+		free(s);
+		return NULL;
+	}
+	d += 7;
+	end = d + strcspn(d, ")\n ");
+	*end = '\0';
+	d = strdup(d);
+	free(s);
+	return d;
+}
+
+/* Sends `file` from cgroup cg; returns the client's exit status. */
+static int one_request(struct env *e, const char *cg, struct peer *p, const char *file,
+		       const char *tag)
+{
+	char out[600];
+
+	snprintf(out, sizeof(out), "%s/%s.out", e->tmp, tag);
+	return env__wait(e, start_client(e, cg, p, file, 0, 0, 1, out), 20000);
+}
+
+void test_lifecycle_sighup(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], f_del[600], f_del2[600], f_del3[600], f_bad[600];
+	char *digest = NULL;
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	const char *old_digest;
+	bool found;
+	static const char garbage[] = "{\n  \"mode\": \"enforce\",\n  \"servers\": 5\n}\n";
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", "[\"echo\"]"), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	write_req(&e, "del1.bin", ALLOWED_UA, 1, "delete_all", 8, f_del, sizeof(f_del));
+	write_req(&e, "del2.bin", ALLOWED_UA, 2, "delete_all", 8, f_del2, sizeof(f_del2));
+	write_req(&e, "del3.bin", ALLOWED_UA, 3, "delete_all", 8, f_del3, sizeof(f_del3));
+	write_req(&e, "bad.bin", UNKNOWN_UA, 4, "echo", 8, f_bad, sizeof(f_bad));
+
+	/* Before: delete_all is not in the client's tools. */
+	ASSERT_EQ(one_request(&e, cg_a, &srv, f_del, "del1"), 3, "delete_all denied (reset)");
+	ev = env__wait_event(&e, 10000, "kind=alert", "verdict=tool_denied", "request.id=1", NULL);
+	ASSERT_OK_PTR(ev, "tool_denied alert");
+	json_decref(ev);
+	ev = env__find_event(&e, 0, "kind=ready", NULL);
+	old_digest = ev ? env__str(ev, "policy.digest") : NULL;
+	if (!ASSERT_OK_PTR(old_digest, "ready event digest"))
+		goto cleanup;
+	old_digest = strdup(old_digest);
+	json_decref(ev);
+	ev = NULL;
+
+	if (test__start_subtest("valid")) {
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed",
+			    "[\"echo\", \"delete_all\"]");
+		if (ASSERT_OK(env__write(e.agent.policy_path, policy, strlen(policy)), "new policy")) {
+			digest = policy_digest(&e, e.agent.policy_path);
+			ASSERT_OK_PTR(digest, "new policy digest (check-policy)");
+			kill(e.agent.pid, SIGHUP);
+			ev = env__wait_event(&e, 10000, "kind=policy", NULL);
+			if (ASSERT_OK_PTR(ev, "policy event")) {
+				ASSERT_STREQ(env__str(ev, "status"), "loaded", "status");
+				ASSERT_STREQ(env__str(ev, "digest"), digest, "new digest");
+				ASSERT_TRUE(strcmp(env__str(ev, "digest") ?: "", old_digest),
+					    "digest changed");
+			}
+			json_decref(ev);
+			ev = NULL;
+			ASSERT_EQ(one_request(&e, cg_a, &srv, f_del2, "del2"), 0,
+				  "delete_all allowed by the new policy");
+			ev = env__wait_event(&e, 5000, "kind=request", "request.id=2", NULL);
+			ASSERT_OK_PTR(ev, "request event under the new policy");
+			json_decref(ev);
+			ev = NULL;
+		}
+	}
+
+	if (test__start_subtest("invalid")) {
+		const char *in_force;
+		char want[300];
+
+		ev = env__find_event(&e, 0, "kind=policy", "status=loaded", NULL);
+		in_force = ev ? "new" : "old";
+		json_decref(ev);
+		ev = NULL;
+		if (ASSERT_OK(env__write(e.agent.policy_path, garbage, strlen(garbage)), "garbage")) {
+			kill(e.agent.pid, SIGHUP);
+			ev = env__wait_event(&e, 10000, "kind=policy", NULL);
+			if (ASSERT_OK_PTR(ev, "policy event")) {
+				ASSERT_STREQ(env__str(ev, "status"), "rejected", "status");
+				snprintf(want, sizeof(want), "%s:3:14:", e.agent.policy_path);
+				ASSERT_STRSTR(env__str(ev, "error"), want, "error names FILE:LINE:COL");
+				ASSERT_STRSTR(env__str(ev, "error"), "policy.json:3:14:", "LINE:COL");
+			}
+			json_decref(ev);
+			ev = NULL;
+			/* The policy in force before the reload still decides. */
+			if (strcmp(in_force, "new") == 0)
+				ASSERT_EQ(one_request(&e, cg_a, &srv, f_del3, "del3"), 0,
+					  "delete_all still allowed (policy kept)");
+			else
+				ASSERT_EQ(one_request(&e, cg_a, &srv, f_del3, "del3"), 3,
+					  "delete_all still denied (policy kept)");
+			ASSERT_EQ(one_request(&e, cg_a, &srv, f_bad, "bad"), 3,
+				  "unknown client still blocked");
+			ev = env__wait_event(&e, 10000, "kind=alert", "verdict=unknown_client",
+					     "request.id=4", NULL);
+			ASSERT_OK_PTR(ev, "unknown client alert after the rejected reload");
+			json_decref(ev);
+			ev = NULL;
+			peer_total(&srv, UNKNOWN_UA, &found);
+			ASSERT_FALSE(found, "unknown client never reached the server");
+		}
+	}
+	free((char *)old_digest);
+cleanup:
+	free(digest);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 6. stopping leaves nothing attached -------------------------------- */
+
+/* Output of a shell command (stdout and stderr). */
+static char *run_capture(struct env *e, const char *tag, const char *cmd)
+{
+	char out[600];
+
+	snprintf(out, sizeof(out), "%s/%s.out", e->tmp, tag);
+	env__sh("%s > '%s' 2>&1", cmd, out);
+	return env__slurp(out, NULL);
+}
+
+/* IDs of the BPF programs a process holds (fds and links), from
+ * /proc/PID/fdinfo, as bpftool's "pids" column finds them. */
+static int held_prog_ids(pid_t pid, unsigned int *ids, int max)
+{
+	char dir[64], path[600];
+	struct dirent *de;
+	int n = 0, i;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", pid);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) && n < max) {
+		char *s, *p;
+		unsigned int id;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		s = env__slurp(path, NULL);
+		p = s ? strstr(s, "prog_id:") : NULL;
+		if (p && sscanf(p + 8, "%u", &id) == 1 && id) {
+			for (i = 0; i < n && ids[i] != id; i++)
+				;
+			if (i == n)
+				ids[n++] = id;
+		}
+		free(s);
+	}
+	closedir(d);
+	return n;
+}
+
+/* bpftool cgroup show lists only its header line (or nothing). */
+static bool cgroup_bare(const char *out)
+{
+	const char *nl = out ? strchr(out, '\n') : NULL;
+
+	return out && !strstr(out, "cgroup_") && (!nl || strspn(nl, " \n") == strlen(nl));
+}
+
+/* Programs are freed by the kernel after their last reference goes, not
+ * synchronously: wait until every id is gone. Returns how many are gone. */
+static int wait_progs_gone(const unsigned int *ids, int n, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	int i, gone;
+
+	do {
+		for (i = 0, gone = 0; i < n; i++)
+			gone += env__sh("bpftool prog show id %u >/dev/null 2>&1", ids[i]) != 0;
+		if (gone == n)
+			break;
+		env__sleep_ms(200);
+	} while (now_ms() < deadline);
+	return gone;
+}
+
+/*
+ * An agent that does not pin (env adds --no-pin) leaves nothing attached
+ * when it stops; one started with --pin leaves its programs deliberately,
+ * and `run --cleanup` removes them.
+ */
+void test_lifecycle_stop_detaches(void)
+{
+	char policy[2048], cg_a[256], cgdir[600], sock[600], pidtag[64], cmd[700];
+	char *before = NULL, *after = NULL, *progs = NULL;
+	unsigned int ids[128];
+	int n_ids;
+	struct stat st;
+	struct env e;
+	json_t *ev = NULL;
+	pid_t pid;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	snprintf(cgdir, sizeof(cgdir), "%s%s", e.cg_mount, e.cg_root);
+	snprintf(cmd, sizeof(cmd), "bpftool cgroup show '%s'", cgdir);
+
+	if (test__start_subtest("not_pinned")) {
+		if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+			goto cleanup;
+		pid = e.agent.pid;
+		snprintf(sock, sizeof(sock), "%s/mcpwarden.sock", e.agent.state_dir);
+		snprintf(pidtag, sizeof(pidtag), "mcpwarden(%d)", pid);
+
+		/* While running: programs on the subtree, held by the agent. */
+		before = run_capture(&e, "cg-before", cmd);
+		test__log("bpftool cgroup show while running:\n%s", before ?: "");
+		ASSERT_TRUE(before && strstr(before, "cgroup_sock_ops"),
+			    "sock_ops program attached to the subtree");
+		progs = run_capture(&e, "prog-before", "bpftool prog show");
+		if (progs && strstr(progs, "pids "))
+			ASSERT_STRSTR(progs, pidtag, "bpftool prog show names the agent");
+		else
+			test__log("this bpftool shows no pids; using /proc/%d/fdinfo", pid);
+		n_ids = held_prog_ids(pid, ids, 128);
+		ASSERT_GE(n_ids, 5, "programs held by the agent");
+		ASSERT_OK(stat(sock, &st), "control socket exists while running");
+
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent exit status");
+		ev = env__find_event(&e, 2000, "kind=shutdown", NULL);
+		ASSERT_OK_PTR(ev, "shutdown event");
+		json_decref(ev);
+		ev = NULL;
+
+		after = run_capture(&e, "cg-after", cmd);
+		test__log("bpftool cgroup show after stop:\n%s", after ?: "");
+		ASSERT_TRUE(cgroup_bare(after), "bpftool cgroup show lists no program on the subtree");
+		free(progs);
+		progs = run_capture(&e, "prog-after", "bpftool prog show");
+		ASSERT_TRUE(progs && !strstr(progs, pidtag), "no program held by the agent's pid");
+		ASSERT_EQ(wait_progs_gone(ids, n_ids, 5000), n_ids,
+			  "every program the agent held is unloaded");
+		ASSERT_ERR(stat(sock, &st) ? -errno : 0, "control socket removed");
+		free(before);
+		free(after);
+		free(progs);
+		before = after = progs = NULL;
+	}
+
+	if (test__start_subtest("pinned_then_cleanup")) {
+		char *argv[8];
+		pid_t cl;
+
+		if (!ASSERT_OK(agent_start(&e, policy, (const char *const[]){ "--pin", NULL }),
+			       "agent start --pin"))
+			goto cleanup;
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent exit status");
+		after = run_capture(&e, "cg-pinned", cmd);
+		test__log("bpftool cgroup show after a pinned stop:\n%s", after ?: "");
+		ASSERT_TRUE(after && strstr(after, "cgroup_sock_ops"),
+			    "pinned programs stay attached (deliberately)");
+		free(after);
+		argv[0] = (char *)env__bin();
+		argv[1] = "run";
+		argv[2] = "--cleanup";
+		argv[3] = "--state-dir";
+		argv[4] = e.agent.state_dir;
+		argv[5] = NULL;
+		cl = env__spawn(&e, &(struct spawn_opts){ 0 }, argv);
+		ASSERT_EQ(env__wait(&e, cl, 20000), 0, "run --cleanup");
+		after = run_capture(&e, "cg-cleaned", cmd);
+		ASSERT_TRUE(cgroup_bare(after), "nothing attached after run --cleanup");
+	}
+cleanup:
+	if (e.agent.state_dir[0])
+		env__sh("'%s' run --cleanup --state-dir '%s' >/dev/null 2>&1", env__bin(),
+			e.agent.state_dir);
+	free(before);
+	free(after);
+	free(progs);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 7. connections older than the agent are judged --------------------- */
+
+void test_lifecycle_preexisting_enforced(void)
+{
+	char policy[2048], cg_a[256], cg_b[256], cg_s[256], f_ok[600], f_bad[600];
+	char go[600], r_ok[600], r_bad[600], o_ok[600], o_bad[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	size_t ok_len, got_len = 0;
+	char *got = NULL, *reply = NULL;
+	pid_t ok_pid, bad_pid;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "other", cg_b, sizeof(cg_b)), "cgroup other") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	ok_len = write_req(&e, "ok.bin", ALLOWED_UA, 1, "echo", 16, f_ok, sizeof(f_ok));
+	/* The right claim from a workload the policy does not name. */
+	write_req(&e, "bad.bin", ALLOWED_UA, 2, "echo", 24, f_bad, sizeof(f_bad));
+	snprintf(go, sizeof(go), "%s/go", e.tmp);
+	snprintf(r_ok, sizeof(r_ok), "%s/ok.reply", e.tmp);
+	snprintf(r_bad, sizeof(r_bad), "%s/bad.reply", e.tmp);
+	snprintf(o_ok, sizeof(o_ok), "%s/ok.out", e.tmp);
+	snprintf(o_bad, sizeof(o_bad), "%s/bad.out", e.tmp);
+
+	/* Accepted in this order: conn-1 is the denied one, conn-2 the allowed. */
+	bad_pid = start_holder(&e, cg_b, srv.port, f_bad, go, r_bad, 0, o_bad);
+	if (!ASSERT_TRUE(env__wait_file(o_bad, "connected", 10000), "denied holder connected"))
+		goto cleanup;
+	{
+		char c1[600];
+
+		snprintf(c1, sizeof(c1), "%s/conn-1.bin", srv.dir);
+		if (!ASSERT_TRUE(env__wait_file(c1, "", 5000), "server accepted the first"))
+			goto cleanup;
+	}
+	ok_pid = start_holder(&e, cg_a, srv.port, f_ok, go, r_ok, 0, o_ok);
+	if (!ASSERT_TRUE(env__wait_file(o_ok, "connected", 10000), "allowed holder connected"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start"))
+		goto cleanup;
+	if (!ASSERT_OK(env__write(go, "", 0), "go"))
+		goto cleanup;
+
+	ASSERT_EQ(env__wait(&e, ok_pid, 30000), 0, "allowed old connection got its reply");
+	reply = env__slurp(r_ok, NULL);
+	ASSERT_STRSTR(reply, "HTTP/1.1 200", "reply");
+	ASSERT_NEQ(env__wait(&e, bad_pid, 30000), 0, "denied old connection got no reply");
+	ev = env__wait_event(&e, 10000, "kind=alert", "request.id=2", NULL);
+	if (ASSERT_OK_PTR(ev, "alert for the denied old connection")) {
+		ASSERT_STREQ(env__str(ev, "verdict"), "mismatch", "verdict");
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "action");
+		ASSERT_TRUE(json_is_true(env__get(ev, "connection.preexisting")), "preexisting");
+	}
+	got = conn_bytes(&srv, 1, &got_len);
+	ASSERT_EQ(got_len, 0, "denied request never reached the server");
+	free(got);
+	got = NULL;
+	json_decref(ev);
+	ev = env__find_event(&e, 5000, "kind=request", "request.id=1", NULL);
+	ASSERT_OK_PTR(ev, "request event for the allowed old connection");
+	check_conn_equals(&srv, 2, f_ok);
+	ASSERT_EQ(peer_total(&srv, NULL, NULL), ok_len, "the server read the allowed request only");
+cleanup:
+	free(got);
+	free(reply);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 8. a request split into 1-byte segments is judged ------------------ */
+
+void test_lifecycle_split_denied(void)
+{
+	char policy[2048], cg_a[256], cg_b[256], cg_s[256], file[600], out[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	int st;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	write_req(&e, "bad.bin", UNKNOWN_UA, 5, "echo", 64, file, sizeof(file));
+	snprintf(out, sizeof(out), "%s/bad.out", e.tmp);
+	st = env__wait(&e, start_client(&e, cg_b, &srv, file, 1, 2, 1, out), 30000);
+	ASSERT_EQ(st, 3, "client reset");
+	ev = env__wait_event(&e, 10000, "kind=alert", "verdict=unknown_client", "request.id=5",
+			     NULL);
+	if (ASSERT_OK_PTR(ev, "unknown client alert"))
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "action");
+	else
+		log_agent_status(&e);
+	env__sleep_ms(300);
+	ASSERT_EQ(peer_total(&srv, NULL, NULL), 0, "not one byte reached the server");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* ---- 9. command line ---------------------------------------------------- */
+
+struct cli_run {
+	int status;
+	char *out;
+	char *err;
+};
+
+/* Runs mcpwarden with argv (after the binary), stdout/stderr captured. */
+static void run_cli(struct env *e, struct cli_run *r, uid_t uid, char *const *args)
+{
+	static int seq;
+	char out[600], err[600];
+	char *argv[32];
+	struct spawn_opts so = { .uid = uid };
+	int n = 0;
+	pid_t pid;
+
+	snprintf(out, sizeof(out), "%s/cli-%d.out", e->tmp, seq);
+	snprintf(err, sizeof(err), "%s/cli-%d.err", e->tmp, seq++);
+	so.stdout_path = out;
+	so.stderr_path = err;
+	argv[n++] = (char *)env__bin();
+	while (*args && n < 31)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	pid = env__spawn(e, &so, argv);
+	r->status = pid > 0 ? env__wait(e, pid, 20000) : pid;
+	if (r->status == -ETIMEDOUT)
+		env__kill(e, pid);
+	r->out = env__slurp(out, NULL);
+	r->err = env__slurp(err, NULL);
+	if (!r->out)
+		r->out = strdup("");
+	if (!r->err)
+		r->err = strdup("");
+}
+
+static void cli_free(struct cli_run *r)
+{
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+}
+
+struct bad_policy {
+	const char *name;
+	const char *text;
+	int line, col;
+	const char *says;
+};
+
+/* Positions are 1-based line and byte column of the token docs/policy.md
+ * blames: an unknown key, a value of the wrong type or value, the
+ * offending byte of a syntax error. */
+static const struct bad_policy bad_policies[] = {
+	{ "unknown_key",
+	  "{\n  \"mode\": \"enforce\",\n  \"servers\": [{\"name\": \"a\", \"prot\": 80}]\n}\n",
+	  3, 29, "unknown key \"prot\"" },
+	{ "wrong_type", "{\n  \"mode\": \"enforce\",\n  \"servers\": 5\n}\n", 3, 14, "servers" },
+	{ "syntax", "{\n  \"mode\": \"enforce\",\n  \"servers\": [}\n}\n", 3, 15, "" },
+	{ "bad_value",
+	  "{\n  \"servers\": [{\"name\": \"a\", \"port\": 80}],\n  \"mode\": \"enforcing\"\n}\n",
+	  3, 11, "enforcing" },
+};
+
+void test_lifecycle_cli(void)
+{
+	char policy[2048], cg_a[256], path[600], want[700], cgdir[600], sdir[600], evf[600];
+	struct cli_run r = {};
+	struct env e;
+	size_t i;
+
+	test__set_timeout(150);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	/* Every `run` below is scoped to our subtree and state, even one that
+	 * wrongly got going. */
+	snprintf(cgdir, sizeof(cgdir), "%s%s", e.cg_mount, e.cg_root);
+	snprintf(sdir, sizeof(sdir), "%s/cli-state", e.tmp);
+	snprintf(evf, sizeof(evf), "%s/cli-events.jsonl", e.tmp);
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	snprintf(path, sizeof(path), "%s/good.json", e.tmp);
+	env__write(path, policy, strlen(policy));
+
+	if (test__start_subtest("version")) {
+		run_cli(&e, &r, 0, (char *[]){ "version", NULL });
+		ASSERT_EQ(r.status, 0, "exit");
+		ASSERT_TRUE(strncmp(r.out, "mcpwarden ", 10) == 0, "prints \"mcpwarden \"");
+		cli_free(&r);
+	}
+
+	if (test__start_subtest("check_policy_good")) {
+		run_cli(&e, &r, 0, (char *[]){ "check-policy", path, NULL });
+		ASSERT_EQ(r.status, 0, "exit");
+		cli_free(&r);
+	}
+
+	if (test__start_subtest("check_policy_bad")) {
+		for (i = 0; i < sizeof(bad_policies) / sizeof(bad_policies[0]); i++) {
+			const struct bad_policy *b = &bad_policies[i];
+			char bad[600];
+
+			snprintf(bad, sizeof(bad), "%s/%s.json", e.tmp, b->name);
+			env__write(bad, b->text, strlen(b->text));
+			snprintf(want, sizeof(want), "%s:%d:%d: ", bad, b->line, b->col);
+
+			run_cli(&e, &r, 0, (char *[]){ "check-policy", bad, NULL });
+			test__log("check-policy %s: %s", b->name, r.err);
+			ASSERT_EQ(r.status, 2, b->name);
+			ASSERT_TRUE(strncmp(r.err, want, strlen(want)) == 0, b->name);
+			ASSERT_STRSTR(r.err, want, b->name);
+			ASSERT_STRSTR(r.err, b->says, b->name);
+			cli_free(&r);
+
+			run_cli(&e, &r, 0, (char *[]){ "run", "--policy", bad, "--cgroup-root", cgdir,
+					       "--state-dir", sdir, "--events", evf, NULL });
+			ASSERT_EQ(r.status, 2, "run with a bad policy");
+			ASSERT_STRSTR(r.err, want, "run names FILE:LINE:COL");
+			cli_free(&r);
+		}
+	}
+
+	if (test__start_subtest("bad_usage")) {
+		run_cli(&e, &r, 0, (char *[]){ "run", "--policy", path, "--mode", "bogus",
+				       "--cgroup-root", cgdir, "--state-dir", sdir, "--events", evf,
+				       NULL });
+		ASSERT_EQ(r.status, 2, "run --mode bogus");
+		ASSERT_STRSTR(r.err, "bogus", "names the bad mode");
+		cli_free(&r);
+		run_cli(&e, &r, 0, (char *[]){ "frobnicate", NULL });
+		ASSERT_EQ(r.status, 2, "unknown command");
+		cli_free(&r);
+		run_cli(&e, &r, 0, (char *[]){ "check-policy", NULL });
+		ASSERT_EQ(r.status, 2, "check-policy without a file");
+		cli_free(&r);
+		run_cli(&e, &r, 0, (char *[]){ "run", "--frob", NULL });
+		ASSERT_EQ(r.status, 2, "unknown option");
+		cli_free(&r);
+	}
+
+	if (test__start_subtest("not_root")) {
+		/* nobody must be able to read the policy to get as far as the
+		 * privilege check. */
+		chmod(e.tmp, 0711);
+		chmod(path, 0644);
+		run_cli(&e, &r, 65534, (char *[]){ "run", "--policy", path, "--cgroup-root", cgdir,
+					   "--state-dir", sdir, "--events", "-", NULL });
+		test__log("as nobody: %s%s", r.out, r.err);
+		ASSERT_EQ(r.status, 3, "exit status without privileges");
+		ASSERT_TRUE(strstr(r.err, "CAP_") || strstr(r.err, "root"),
+			    "message names the missing privilege");
+		cli_free(&r);
+		chmod(e.tmp, 0700);
+	}
+
+	if (test__start_subtest("status_events")) {
+		char fout[600], *s;
+		json_t *st = NULL, *ev;
+		struct spawn_opts so = {};
+		pid_t fpid;
+
+		if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+			goto cleanup;
+		run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+		ASSERT_EQ(r.status, 0, "status exit");
+		st = json_loads(r.out, 0, NULL);
+		if (ASSERT_OK_PTR(st, "status is JSON")) {
+			ASSERT_STREQ(env__str(st, "mode"), "enforce", "status mode");
+			ASSERT_OK_PTR(env__get(st, "policy"), "status policy");
+			ev = env__find_event(&e, 0, "kind=ready", NULL);
+			if (ev)
+				ASSERT_STREQ(env__str(st, "policy.digest"),
+					     env__str(ev, "policy.digest"), "status policy digest");
+			json_decref(ev);
+		}
+		json_decref(st);
+		cli_free(&r);
+
+		run_cli(&e, &r, 0, (char *[]){ "events", "--state-dir", e.agent.state_dir, NULL });
+		ASSERT_EQ(r.status, 0, "events exit");
+		ASSERT_STRSTR(r.out, "\"kind\":\"ready\"", "past events include ready");
+		cli_free(&r);
+
+		snprintf(fout, sizeof(fout), "%s/follow.out", e.tmp);
+		so.stdout_path = fout;
+		fpid = env__spawn(&e, &so, (char *[]){ (char *)env__bin(), "events", "--state-dir",
+						       e.agent.state_dir, "--follow", NULL });
+		if (ASSERT_GE(fpid, 1, "events --follow") &&
+		    ASSERT_TRUE(env__wait_file(fout, "\"kind\":\"ready\"", 10000),
+				"follow prints the history")) {
+			s = env__slurp(fout, NULL);
+			ASSERT_TRUE(s && !strstr(s, "\"kind\":\"policy\""), "no policy event yet");
+			free(s);
+			kill(e.agent.pid, SIGHUP);
+			ASSERT_TRUE(env__wait_file(fout, "\"kind\":\"policy\"", 10000),
+				    "follow streams the new event");
+			ASSERT_EQ(env__wait(&e, fpid, 0), -ETIMEDOUT, "follow keeps running");
+		}
+		env__kill(&e, fpid);
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent stop");
+		run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+		ASSERT_NEQ(r.status, 0, "status with no agent running fails");
+		cli_free(&r);
+	}
+cleanup:
+	cli_free(&r);
+	env__cleanup(&e);
+}
