@@ -63,6 +63,9 @@
 #define PROC_GRACE_NS		(60ull * 1000000000)
 #define PENDING_OPEN_NS		(300ull * 1000000)
 #define MAX_CONNS		MCPW_MAX_CONNS
+/* Unjudged bytes the daemon keeps across all connections (held copies and
+ * partial requests in parsers). A peer pushing past it is denied. */
+#define MAX_PENDING_TOTAL	(256ull << 20)
 
 struct agent {
 	const struct agent_opts *opts;
@@ -92,6 +95,7 @@ struct agent {
 	char pin_dir[PATH_MAX];
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
+	uint64_t pending_total;		/* sum of conn->pending */
 	uint32_t fast_gen;		/* fast-path template generations */
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
 	/* Health: never look healthy while blind. */
@@ -113,8 +117,15 @@ static uint64_t now_ns(void)
 
 /* ---- connections ------------------------------------------------------- */
 
+static void forget_pending(struct agent *a, struct conn *c)
+{
+	a->pending_total -= c->pending;
+	c->pending = 0;
+}
+
 static void conn_free(struct agent *a, struct conn *c)
 {
+	forget_pending(a, c);
 	decider__conn_release(c);
 	workload__release(&c->client);
 	workload__release(&c->server);
@@ -270,6 +281,7 @@ static void deny_conn(struct agent *a, struct conn *c)
 	int err;
 
 	c->denied = true;
+	forget_pending(a, c);
 	write_verdict(a, c, MCPW_ACT_DROP);
 	free(c->held);
 	c->held = NULL;
@@ -412,7 +424,8 @@ static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw
 	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
 	if (!c->parser)
 		return false;
-	c->released_end = c->held_base = c->next_off = e->offset;
+	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
+	forget_pending(a, c);
 	return true;
 }
 
@@ -476,10 +489,12 @@ static void stream_failure(struct agent *a, struct conn *c, const char *code, co
 
 	snprintf(d.reason, sizeof(d.reason), "Malformed request (%s): %s", code, why);
 	emit_decision(a, c, NULL, &d, a->enforce);
-	if (a->enforce)
+	if (a->enforce) {
 		deny_conn(a, c);
-	else
+	} else {
 		c->blind = true;
+		forget_pending(a, c);
+	}
 }
 
 #define POD_WAIT_NS (2000ull * 1000000)
@@ -522,6 +537,12 @@ static void process_requests(struct agent *a, struct conn *c)
 	c->pod_wait = false;
 
 	while (!c->denied && (m = http_parser__next(c->parser))) {
+		uint64_t done = m->end > c->parsed_end ? m->end - c->parsed_end : 0;
+
+		done = done < c->pending ? done : c->pending;
+		c->pending -= done;
+		a->pending_total -= done;
+		c->parsed_end = m->end;
 		handle_request(a, c, m);
 		/* Bytes after this request were already fed: the next one
 		 * started no later than the newest record. */
@@ -648,6 +669,8 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 	c->released_end = e->offset;
 	c->held_base = e->offset;
 	c->next_off = e->offset;
+	c->parsed_end = e->offset;
+	forget_pending(a, c);
 	return true;
 }
 
@@ -686,6 +709,13 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	c->next_off = e->offset + e->len;
+	if (a->pending_total + e->len > MAX_PENDING_TOTAL) {
+		stream_failure(a, c, "over_limit", "the agent already holds its limit of unjudged "
+			       "bytes across connections");
+		return 0;
+	}
+	c->pending += e->len;
+	a->pending_total += e->len;
 	if (e->flags & MCPW_DATA_HELD) {
 		if (!c->held_len)
 			c->held_base = e->offset;
@@ -834,7 +864,7 @@ static void adopt_verdict(struct agent *a, struct conn *c)
 
 	if (kernel__get_verdict(a->kernel, c->cookie, &v))
 		return;
-	c->released_end = c->next_off = c->held_base = v.released_end;
+	c->released_end = c->next_off = c->held_base = c->parsed_end = v.released_end;
 	c->copy_until = v.copy_until;
 	c->egress_closed = v.egress_copy_until == 0;
 	if (v.action == MCPW_ACT_DROP)

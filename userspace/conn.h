@@ -41,6 +41,8 @@ struct conn {
 	uint64_t held_base;
 	uint64_t next_off;		/* next ingress offset expected */
 	uint64_t released_end;
+	uint64_t parsed_end;		/* end of the last complete request */
+	uint64_t pending;		/* bytes fed and not yet part of a request */
 	uint64_t copy_until;		/* mirror window granted */
 
 	/* Identity first presented on this connection (decision.c). */
