@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +366,7 @@ static void *closer_main(void *p)
 static int closer_start(struct attest *a)
 {
 	struct closer_arg *arg;
+	sigset_t all, old;
 	int fds[2], err;
 
 	a->pending_closes = calloc(1, sizeof(*a->pending_closes));
@@ -383,7 +385,12 @@ static int closer_start(struct attest *a)
 	fcntl(fds[1], F_SETFL, O_NONBLOCK);
 	arg->rd = fds[0];
 	arg->pending = a->pending_closes;
+	/* The agent takes SIGTERM/SIGHUP through a signalfd, which works only
+	 * while no thread leaves them unblocked: this one blocks everything. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = -pthread_create(&a->closer, NULL, closer_main, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		close(fds[0]);
 		close(fds[1]);
@@ -779,6 +786,7 @@ static void client_read(struct attest *a, struct attest_client *c)
 		.msg_controllen = sizeof(cbuf),
 	};
 	const char *nl;
+	char *resp;
 	size_t resp_len = 0;
 	ssize_t n;
 
@@ -786,7 +794,8 @@ static void client_read(struct attest *a, struct attest_client *c)
 	 * open files must not pile up without bound. */
 	if (closer_stuck(a)) {
 		a->stats.dropped++;
-		client_respond(a, c, error_response(ERR_BUSY, &resp_len), resp_len);
+		resp = error_response(ERR_BUSY, &resp_len);
+		client_respond(a, c, resp, resp_len);
 		return;
 	}
 	n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -805,20 +814,22 @@ static void client_read(struct attest *a, struct attest_client *c)
 			client_free(a, c);
 			return;
 		}
-		client_respond(a, c, answer(a, c, c->in, c->in_len, &resp_len), resp_len);
+		resp = answer(a, c, c->in, c->in_len, &resp_len);
+		client_respond(a, c, resp, resp_len);
 		return;
 	}
 	nl = memchr(c->in + c->in_len, '\n', (size_t)n);
 	c->in_len += (size_t)n;
 	if (nl) {
-		client_respond(a, c, answer(a, c, c->in, (size_t)(nl - c->in), &resp_len),
-			       resp_len);
+		resp = answer(a, c, c->in, (size_t)(nl - c->in), &resp_len);
+		client_respond(a, c, resp, resp_len);
 		return;
 	}
 	if (c->in_len == sizeof(c->in)) {
 		a->stats.requests++;
 		a->stats.malformed++;
-		client_respond(a, c, error_response(ERR_TOO_LARGE, &resp_len), resp_len);
+		resp = error_response(ERR_TOO_LARGE, &resp_len);
+		client_respond(a, c, resp, resp_len);
 		return;
 	}
 	if (c->fd_error) {
@@ -826,8 +837,8 @@ static void client_read(struct attest *a, struct attest_client *c)
 		 * further chance to hand us more. */
 		a->stats.requests++;
 		a->stats.malformed++;
-		client_respond(a, c, error_response("one descriptor expected", &resp_len),
-			       resp_len);
+		resp = error_response("one descriptor expected", &resp_len);
+		client_respond(a, c, resp, resp_len);
 	}
 }
 
