@@ -47,6 +47,9 @@
 #include "jwt.h"
 #include "k8s.h"
 #include "kernel.h"
+#include "metrics.h"
+#include "sinks.h"
+#include "bpfstats.h"
 #include "log.h"
 #include "output.h"
 #include "podmeta.h"
@@ -81,6 +84,11 @@ struct agent {
 	struct decider *decider;
 	struct output *out;
 	struct ctl *ctl;
+	struct sink *sinks;
+	struct metrics *metrics;
+	struct latency_hist verdict_latency;
+	uint64_t actions[VERDICT__MAX][3];	/* allowed, alerted, blocked */
+	uint64_t sink_dropped[16];
 	struct stdio_ctx stdio;
 	uint64_t started_ns;
 	struct jwt_keyset *keys;
@@ -234,9 +242,14 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	if (d->alert)
 		json_object_set_new(ev, "reason", json_string(d->reason));
 	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
-	if (c->req_start_ktime)
-		json_object_set_new(ev, "verdict_latency_us",
-				    json_integer((json_int_t)((now_ns() - c->req_start_ktime) / 1000)));
+	if (c->req_start_ktime) {
+		uint64_t us = (now_ns() - c->req_start_ktime) / 1000;
+
+		json_object_set_new(ev, "verdict_latency_us", json_integer((json_int_t)us));
+		latency_hist__add(&a->verdict_latency, us);
+	}
+	if (d->verdict < VERDICT__MAX)
+		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
 	json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
 	json_object_set_new(ev, "workload", workload__json(&c->client));
 	json_object_set_new(ev, "connection", conn__json(c));
@@ -1071,14 +1084,34 @@ static void check_health(struct agent *a, uint64_t now)
 	snprintf(a->health, sizeof(a->health), "%s", reasons);
 }
 
+/* Sinks that drop events say so, as `lost` events. */
+static void report_sink_drops(struct agent *a)
+{
+	struct sink_stats st[16];
+	size_t n = sinks__stats(a->sinks, st, 16), i;
+
+	for (i = 0; i < n; i++) {
+		if (st[i].dropped > a->sink_dropped[i]) {
+			output__emit(a->out, "lost", json_pack("{s:s,s:s,s:I,s:s}", "source",
+				     "output", "sink", st[i].name, "count",
+				     (json_int_t)(st[i].dropped - a->sink_dropped[i]), "detail",
+				     "events this sink could not keep up with or write"));
+			a->sink_dropped[i] = st[i].dropped;
+		}
+	}
+}
+
 static void tick(struct agent *a)
 {
 	uint64_t now = now_ns();
 
 	kernel__heartbeat(a->kernel);
 	a->ticks++;
+	if (a->metrics)
+		metrics__tick(a->metrics, now);
 	if (a->ticks % 10 == 0) {
 		report_losses(a);
+		report_sink_drops(a);
 		check_health(a, now);
 		check_conns(a);
 		stdio__sweep(&a->stdio);
@@ -1359,6 +1392,90 @@ static json_t *status_json(void *ctx)
 	return st;
 }
 
+static void collect_metrics(void *ctx, struct prom_buf *b)
+{
+	static const char *const action_names[3] = { "allowed", "alerted", "blocked" };
+	static const char *const kind_names[8] = { "ready", "connection", "request", "alert",
+						   "policy", "lost", "shutdown", "health" };
+	struct agent *a = ctx;
+	struct output_stats os;
+	struct decider_stats ds;
+	struct proctab_stats ps;
+	uint64_t cnt[MCPW_CNT__MAX];
+	char buf[32];
+	size_t i, j;
+
+	output__stats(a->out, &os);
+	for (i = 0; i < 8; i++)
+		prom__counter(b, "mcpwarden_events_total", "Events written, by kind.",
+			      PROM_LABELS("kind", kind_names[i]), (double)os.by_kind[i]);
+	prom__counter(b, "mcpwarden_events_dropped_total", "Events that could not be written.",
+		      NULL, (double)os.dropped);
+	for (i = 0; i < VERDICT__MAX; i++)
+		for (j = 0; j < 3; j++)
+			prom__counter(b, "mcpwarden_verdicts_total", "Judged requests, by verdict "
+				      "and action.", PROM_LABELS("verdict", verdict__name((enum verdict)i),
+				      "action", action_names[j]), (double)a->actions[i][j]);
+	latency_hist__prom(&a->verdict_latency, b, "mcpwarden_verdict_latency_seconds",
+			   "From a request's first byte held in the kernel to its verdict.", NULL);
+	if (kernel__counters(a->kernel, cnt) == 0) {
+		prom__counter(b, "mcpwarden_ring_lost_total", "Kernel records lost: ring full.",
+			      PROM_LABELS("ring", "events"), (double)cnt[MCPW_CNT_EVENTS_LOST]);
+		prom__counter(b, "mcpwarden_ring_lost_total", "Kernel records lost: ring full.",
+			      PROM_LABELS("ring", "data"), (double)cnt[MCPW_CNT_DATA_LOST]);
+		for (i = 0; i < MCPW_CNT__MAX; i++)
+			if (counter_names[i])
+				prom__counter(b, "mcpwarden_kernel_total", "Kernel-side counters.",
+					      PROM_LABELS("counter", counter_names[i]), (double)cnt[i]);
+	}
+	prom__gauge(b, "mcpwarden_bpf_stats_enabled", "kernel.bpf_stats_enabled.", NULL,
+		    bpfstats__enabled());
+	if (bpfstats__enabled()) {
+		int fds[64];
+		struct bpf_prog_stat st[64];
+		size_t n = kernel__prog_fds(a->kernel, fds, 64);
+
+		if (bpfstats__read(fds, n, st) == 0) {
+			for (i = 0; i < n; i++) {
+				prom__counter(b, "mcpwarden_bpf_prog_runs_total", "BPF program runs.",
+					      PROM_LABELS("prog", st[i].name), (double)st[i].run_cnt);
+				prom__counter(b, "mcpwarden_bpf_prog_run_seconds_total",
+					      "BPF program run time.", PROM_LABELS("prog", st[i].name),
+					      (double)st[i].run_time_ns / 1e9);
+			}
+		}
+	}
+	decider__stats(a->decider, &ds);
+	proctab__stats(a->procs, &ps);
+#define TABLE(name, size, limit)							\
+	do {										\
+		prom__gauge(b, "mcpwarden_table_entries", "Entries in a bounded table.",	\
+			    PROM_LABELS("table", name), (double)(size));			\
+		prom__gauge(b, "mcpwarden_table_limit", "Limit of a bounded table.",	\
+			    PROM_LABELS("table", name), (double)(limit));			\
+	} while (0)
+	TABLE("processes", ps.size, ps.max);
+	TABLE("connections", hmap__size(a->conns), MAX_CONNS);
+	TABLE("sessions", ds.sessions, DECISION_MAX_SESSIONS);
+	TABLE("tokens", ds.tokens, DECISION_MAX_TOKENS);
+	TABLE("pending_bytes", a->pending_total, MAX_PENDING_TOTAL);
+#undef TABLE
+	snprintf(buf, sizeof(buf), "%s", a->health[0] ? "degraded" : "ok");
+	prom__gauge(b, "mcpwarden_healthy", "1 when the agent sees everything it should.",
+		    NULL, a->health[0] ? 0 : 1);
+	sinks__collect(a->sinks, b);
+}
+
+static int health_cb(void *ctx, char *reason, size_t len)
+{
+	struct agent *a = ctx;
+
+	if (!a->health[0])
+		return 0;
+	snprintf(reason, len, "%s", a->health);
+	return 1;
+}
+
 static int setup_fds(struct agent *a)
 {
 	struct itimerspec its = {
@@ -1389,6 +1506,10 @@ static int setup_fds(struct agent *a)
 	epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	if (a->ctl) {
 		ev.data.fd = ctl__fd(a->ctl);
+		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	}
+	if (a->metrics) {
+		ev.data.fd = metrics__fd(a->metrics);
 		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	}
 	return 0;
@@ -1489,6 +1610,8 @@ static void run_loop(struct agent *a)
 				on_signal(a);
 			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
 				ctl__accept(a->ctl);
+			} else if (a->metrics && evs[i].data.fd == metrics__fd(a->metrics)) {
+				metrics__on_readable(a->metrics);
 			} else if (a->k8s && evs[i].data.fd == k8s__fd(a->k8s)) {
 				if (k8s__drain(a->k8s, a->pods) > 0)
 					retry_pod_waits(a);
@@ -1561,7 +1684,9 @@ static void teardown(struct agent *a)
 	proctab__free(a->procs);
 	jwt_keyset__free(a->keys);
 	policy__free(a->policy);
+	sinks__free_all(a->sinks, 2000);
 	output__free(a->out);
+	metrics__close(a->metrics);
 	if (a->epfd > 0)
 		close(a->epfd);
 	if (a->sigfd > 0)
@@ -1660,10 +1785,30 @@ int agent__run(const struct agent_opts *o)
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		goto out;
 	}
-	if (output__add_jsonl(a.out, o->events ? o->events : "-", msg, sizeof(msg))) {
+	/* --events (or stdout) unless only --output sinks were asked for. */
+	if ((o->events || !o->n_outputs) &&
+	    output__add_jsonl(a.out, o->events ? o->events : "-", msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);
 		status = 2;
 		goto out;
+	}
+	for (size_t i = 0; i < o->n_outputs; i++) {
+		err = sinks__add(a.out, o->outputs[i], &a.sinks, msg, sizeof(msg));
+		if (err) {
+			fprintf(stderr, "mcpwarden: %s\n", msg);
+			status = err == -EINVAL ? 2 : 1;
+			goto out;
+		}
+	}
+	if (o->metrics) {
+		err = metrics__open(o->metrics, &a.metrics, msg, sizeof(msg));
+		if (err) {
+			fprintf(stderr, "mcpwarden: %s\n", msg);
+			status = err == -EINVAL ? 2 : 1;
+			goto out;
+		}
+		metrics__set_collect(a.metrics, collect_metrics, &a);
+		metrics__set_health(a.metrics, health_cb, &a);
 	}
 	if (o->pods_file && podmeta__load_file(a.pods, o->pods_file, msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);

@@ -22,6 +22,9 @@ struct agent_opts {
 	const char *kube_token;
 	const char *kube_ca;
 	bool no_kube;
+	const char *outputs[8];		/* --output SPEC, repeatable */
+	size_t n_outputs;
+	const char *metrics;		/* --metrics ADDR:PORT */
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
 	bool cleanup;			/* remove pinned state and exit */

@@ -351,6 +351,20 @@ void kernel__stdio_done(struct kernel *k, uint32_t tgid)
 	bpf_map_delete_elem(bpf_map__fd(k->skel->maps.stdio_stopped), &tgid);
 }
 
+size_t kernel__prog_fds(struct kernel *k, int *fds, size_t max)
+{
+	struct bpf_program *prog;
+	size_t n = 0;
+
+	bpf_object__for_each_program(prog, k->skel->obj) {
+		int fd = bpf_program__fd(prog);
+
+		if (fd >= 0 && n < max)
+			fds[n++] = fd;
+	}
+	return n;
+}
+
 int kernel__counters(struct kernel *k, uint64_t *out)
 {
 	int fd = bpf_map__fd(k->skel->maps.counters);

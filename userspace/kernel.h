@@ -100,6 +100,9 @@ int kernel__stdin_attach(struct kernel *k, bool on);
 int kernel__stdin_watch(struct kernel *k, uint32_t tgid, uint32_t budget);
 void kernel__stdin_unwatch(struct kernel *k, uint32_t tgid);
 
+/* File descriptors of the loaded programs (for bpf_stats). Returns how many. */
+size_t kernel__prog_fds(struct kernel *k, int *fds, size_t max);
+
 /* Sums the per-CPU counters into out[MCPW_CNT__MAX]. */
 int kernel__counters(struct kernel *k, uint64_t *out);
 

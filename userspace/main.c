@@ -31,6 +31,7 @@
 enum opt_type {
 	OPT_STRING,
 	OPT_FLAG,
+	OPT_OUTPUT,		/* repeatable --output */
 };
 
 struct opt_def {
@@ -55,6 +56,8 @@ static const struct opt_def run_opts[] = {
 	{ "policy", OPT_STRING, O(run.policy_path), "FILE", "policy file (default: embedded default policy)" },
 	{ "mode", OPT_STRING, O(run.mode), "MODE", "monitor or enforce (overrides the policy)" },
 	{ "events", OPT_STRING, O(run.events), "FILE", "append events to FILE, or - for stdout (default)" },
+	{ "output", OPT_OUTPUT, 0, "SPEC", "an event sink: jsonl|falco|ocsf:FILE|-, syslog:tcp://H:P (repeatable)" },
+	{ "metrics", OPT_STRING, O(run.metrics), "ADDR:PORT", "serve Prometheus /metrics and /healthz" },
 	{ "cgroup-root", OPT_STRING, O(run.cgroup_root), "PATH", "cgroup v2 subtree to attach to and judge" },
 	{ "state-dir", OPT_STRING, O(run.state_dir), "DIR", "control socket directory (default " DEFAULT_STATE_DIR ")" },
 	{ "node-name", OPT_STRING, O(run.node_name), "NAME", "node name in events (default: hostname)" },
@@ -145,6 +148,15 @@ static int parse_opts(int argc, char **argv, const struct opt_def *defs, struct 
 		if (!val || !*val) {
 			fprintf(stderr, "mcpwarden: --%s needs a value (%s)\n", d->name, d->arg);
 			return -EINVAL;
+		}
+		if (d->type == OPT_OUTPUT) {
+			if (cli->run.n_outputs == sizeof(cli->run.outputs) / sizeof(cli->run.outputs[0])) {
+				fprintf(stderr, "mcpwarden: at most %zu --output sinks\n",
+					cli->run.n_outputs);
+				return -EINVAL;
+			}
+			cli->run.outputs[cli->run.n_outputs++] = val;
+			continue;
 		}
 		*(const char **)((char *)cli + d->offset) = val;
 	}

@@ -100,6 +100,8 @@ int env__init(struct env *e)
 	char dir[768];
 
 	memset(e, 0, sizeof(*e));
+	/* Every test process would otherwise try the same "free" ports. */
+	srand((unsigned int)(getpid() ^ time(NULL) ^ (seq << 16)));
 	snprintf(e->name, sizeof(e->name), "mcpw-t%d-%d", getpid(), seq++);
 	snprintf(e->tmp, sizeof(e->tmp), "/tmp/%s", e->name);
 	if (mkdir(e->tmp, 0700) && errno != EEXIST)
@@ -483,7 +485,19 @@ int env__agent_start(struct env *e, const char *policy_json, const char *const *
 	if (a->pid < 0)
 		return a->pid;
 	e->agent_running = true;
-	ready = env__find_event(e, 20000, "kind=ready", NULL);
+	/* Wait for ready, but stop waiting when the agent has died. */
+	for (i = 0; i < 300; i++) {
+		ready = env__find_event(e, 200, "kind=ready", NULL);
+		if (ready)
+			break;
+		if (waitpid(a->pid, &a->exit_status, WNOHANG) == a->pid) {
+			forget(e, a->pid);
+			e->agent_running = false;
+			fprintf(stdout, "    the agent exited before it was ready (status 0x%x)\n",
+				a->exit_status);
+			break;
+		}
+	}
 	if (!ready) {
 		char *log = env__slurp(a->log_path, NULL);
 
