@@ -705,8 +705,16 @@ void test_store_nats_outage(void)
 		    "both ready again");
 	ASSERT_TRUE(WAIT_FOR(has_sighting(b, "ci-bot", "node-a", 2) && lookup_is(b, k2, "\"pid\":2"),
 			     SEEN_MS), "what A did while down reaches B");
-	ASSERT_TRUE(WAIT_FOR(store__conn_lookup(b, k3, &value) == -EINPROGRESS, SEEN_MS),
-		    "and what it closed is gone");
+	if (!ASSERT_TRUE(WAIT_FOR(store__conn_lookup(b, k3, &value) == -EINPROGRESS, SEEN_MS),
+			 "and what it closed is gone")) {
+		store__health(a, &h);
+		test__log("A: my_conns %zu conn_writes %llu errors %llu last %s", h.my_conns,
+			  (unsigned long long)h.conn_writes, (unsigned long long)h.write_errors,
+			  h.last_error);
+		store__health(b, &h);
+		test__log("B: resyncs %llu conn_cache %zu last %s", (unsigned long long)h.resyncs,
+			  h.conn_cache, h.last_error);
+	}
 	ASSERT_TRUE(WAIT_FOR(({ store__health(a, &h); h.alerts_published == 1; }), SEEN_MS),
 		    "the buffered alert lands");
 	store__health(a, &h);

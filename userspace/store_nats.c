@@ -83,6 +83,8 @@ struct mine {
 	int64_t seen;		/* sightings: mono ms of the last put */
 	int64_t until;		/* conns: mono ms the publisher's ttl ends, 0 none */
 	bool queued;
+	bool sent;		/* a write went out: it may be in the bucket,
+				 * even when its answer was lost */
 	bool withdrawn;
 };
 
@@ -978,6 +980,7 @@ static void do_todo(struct nats_store *ns, struct todo *t)
 	if (!m)
 		return;
 	m->queued = false;
+	m->sent = true;
 	value = strdup(m->value);
 	rev = m->rev;
 	withdrawn = m->withdrawn;
@@ -1125,7 +1128,7 @@ static void tick(struct nats_store *ns)
 		if (m->withdrawn) {
 			queue_mine(ns, B_CONNS, key, m);	/* a failed delete */
 		} else if (m->until && now > m->until) {
-			if (m->written) {
+			if (m->sent) {
 				m->withdrawn = true;
 				queue_mine(ns, B_CONNS, key, m);
 			} else if (!m->queued) {
@@ -1544,6 +1547,27 @@ static bool drop_withdrawn(struct nats_store *ns)
 	return false;
 }
 
+/* Under the lock: this node's entry for kvkey in bucket b, added if new. */
+static struct mine *mine_get(struct nats_store *ns, enum bucket b, const char *kvkey, size_t max,
+			     int *err)
+{
+	struct mine *m = hmap__sget(ns->mine[b], kvkey);
+
+	if (m)
+		return m;
+	if (hmap__size(ns->mine[b]) >= max && !(b == B_CONNS && drop_withdrawn(ns))) {
+		*err = -ENOSPC;
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m || hmap__sput(ns->mine[b], kvkey, m)) {
+		free(m);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	return m;
+}
+
 static int nats_conn_publish(struct store *s, const char *key, const char *workload_json,
 			     unsigned int ttl_sec)
 {
@@ -1564,26 +1588,15 @@ static int nats_conn_publish(struct store *s, const char *key, const char *workl
 	if (!value)
 		return -ENOMEM;
 	pthread_mutex_lock(&ns->lock);
-	m = hmap__sget(ns->mine[B_CONNS], kvkey);
-	if (!m) {
-		if (hmap__size(ns->mine[B_CONNS]) >= STORE_MAX_CONNS && !drop_withdrawn(ns)) {
-			err = -ENOSPC;
-			goto out;
-		}
-		m = calloc(1, sizeof(*m));
-		if (!m || hmap__sput(ns->mine[B_CONNS], kvkey, m)) {
-			free(m);
-			err = -ENOMEM;
-			goto out;
-		}
+	m = mine_get(ns, B_CONNS, kvkey, STORE_MAX_CONNS, &err);
+	if (m) {
+		free(m->value);
+		m->value = value;
+		value = NULL;
+		m->withdrawn = false;
+		m->until = ttl_sec ? mono_ms() + (int64_t)ttl_sec * 1000 : 0;
+		queue_mine(ns, B_CONNS, kvkey, m);
 	}
-	free(m->value);
-	m->value = value;
-	value = NULL;
-	m->withdrawn = false;
-	m->until = ttl_sec ? mono_ms() + (int64_t)ttl_sec * 1000 : 0;
-	queue_mine(ns, B_CONNS, kvkey, m);
-out:
 	pthread_mutex_unlock(&ns->lock);
 	free(value);
 	return err;
@@ -1603,12 +1616,12 @@ static int nats_conn_withdraw(struct store *s, const char *key)
 	m = hmap__sget(ns->mine[B_CONNS], kvkey);
 	if (!m || m->withdrawn) {
 		err = -ENOENT;
-	} else if (m->written) {
+	} else if (m->sent) {
 		/* Deleted now, or by the catch-up once the store is back. */
 		m->withdrawn = true;
 		queue_mine(ns, B_CONNS, kvkey, m);
 	} else {
-		/* Never sent (an in-flight first write takes itself back). */
+		/* Never sent: nothing to take back. */
 		mine_free(hmap__sdel(ns->mine[B_CONNS], kvkey));
 	}
 	pthread_mutex_unlock(&ns->lock);
@@ -1676,38 +1689,27 @@ static int nats_sighting_put(struct store *s, const char *client, uint64_t insta
 		return -EMSGSIZE;
 	now = mono_ms();
 	pthread_mutex_lock(&ns->lock);
-	m = hmap__sget(ns->mine[B_SIGHTINGS], kvkey);
-	if (!m) {
-		if (hmap__size(ns->mine[B_SIGHTINGS]) >= STORE_MAX_MY_SIGHTINGS) {
-			err = -ENOSPC;
-			goto out;
-		}
-		m = calloc(1, sizeof(*m));
-		if (!m || hmap__sput(ns->mine[B_SIGHTINGS], kvkey, m)) {
-			free(m);
-			m = NULL;
-			err = -ENOMEM;
-			goto out;
-		}
-	}
+	m = mine_get(ns, B_SIGHTINGS, kvkey, STORE_MAX_MY_SIGHTINGS, &err);
+	if (!m)
+		goto out;
 	m->seen = now;
-	/* Writes are rate-limited: the bucket needs one per TTL at most. */
+	/* Writes are rate-limited: the bucket needs one per third of its TTL. */
 	if (!m->queued && (!m->written || now - m->written >= ns->sighting_ttl_ms / 3)) {
 		char *value = strdup(evidence_json);
 
 		if (!value) {
 			err = -ENOMEM;
-			goto out;
+		} else {
+			free(m->value);
+			m->value = value;
+			queue_mine(ns, B_SIGHTINGS, kvkey, m);
 		}
-		free(m->value);
-		m->value = value;
-		queue_mine(ns, B_SIGHTINGS, kvkey, m);
 	}
-out:
-	if (m && !m->value) {
+	if (!m->value) {
 		/* A new entry we could not fill. */
 		mine_free(hmap__sdel(ns->mine[B_SIGHTINGS], kvkey));
 	}
+out:
 	pthread_mutex_unlock(&ns->lock);
 	return err;
 }

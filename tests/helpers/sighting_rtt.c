@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 	struct store_sighting one;
 	int64_t *rtt = NULL, deadline, run;
 	int n = 1000, i, opt, lost = 0, ret = 1;
+	const char *env = getenv("NATS_URL");
 	pid_t pid = -1;
 	bool own_dir = false;
 
@@ -166,8 +167,8 @@ int main(int argc, char **argv)
 		goto usage;
 	if (optind < argc)
 		snprintf(url, sizeof(url), "%s", argv[optind]);
-	else if (getenv("NATS_URL") && *getenv("NATS_URL"))
-		snprintf(url, sizeof(url), "%s", getenv("NATS_URL"));
+	else if (env && *env)
+		snprintf(url, sizeof(url), "%s", env);
 	signal(SIGPIPE, SIG_IGN);
 	if (!url[0]) {
 		int port = free_port();
