@@ -5,10 +5,11 @@
  * directory of its own, opens two store handles as two nodes ("node-a",
  * "node-b") and checks what one node writes against what the other sees:
  * attributions (also when the lookup comes first), sightings and their TTL,
- * token claims, the alert stream read by a durable pull consumer, and an
- * outage (the server killed, then back on the same port and directory, then
- * back with nothing) with every call timed while it is down. The server is
- * killed by its pid and its directory removed, pass or fail.
+ * token claims, the alert stream read by a durable pull consumer, a server
+ * without JetStream, and an outage (the server killed, then back on the
+ * same port and directory, then back with nothing) with every call timed
+ * while it is down. The server is killed by its pid and its directory
+ * removed, pass or fail.
  *
  * Needs nats-server and libnats (Debian: nats-server, libnats-dev).
  */
@@ -41,6 +42,7 @@
 struct nats_server {
 	pid_t pid;
 	int port;
+	bool no_js;		/* a server without JetStream (misconfigured) */
 	char dir[PATH_MAX];	/* ours; removed at the end */
 	char store_dir[PATH_MAX + 8];
 };
@@ -112,11 +114,13 @@ static int server_start(struct nats_server *srv)
 	if (srv->pid < 0)
 		return -errno;
 	if (srv->pid == 0) {
+		const char *js = srv->no_js ? "-D" : "-js";
+
 		/* Dies with the test, even when the runner kills it. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execlp("nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd",
+		execlp("nats-server", "nats-server", js, "-a", "127.0.0.1", "-p", port, "-sd",
 		       srv->store_dir, "-l", log, (char *)NULL);
-		execl("/usr/sbin/nats-server", "nats-server", "-js", "-a", "127.0.0.1", "-p", port,
+		execl("/usr/sbin/nats-server", "nats-server", js, "-a", "127.0.0.1", "-p", port,
 		      "-sd", srv->store_dir, "-l", log, (char *)NULL);
 		_exit(127);
 	}
@@ -807,4 +811,30 @@ void test_store_nats_config(void)
 	ASSERT_STREQ(json_string_value(json_object_get(j, "state")), "degraded", "state");
 	json_decref(j);
 	store__close(s);
+}
+
+void test_store_nats_no_jetstream(void)
+{
+	struct nats_server srv = { .no_js = true };
+	struct seen sa = { 0 }, sb = { 0 };
+	struct store *a = NULL, *b = NULL;
+	struct store_health h;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(server_start(&srv), "start nats-server without JetStream"))
+		goto cleanup;
+	a = open_node(&srv, "node-a", 60);
+	if (!ASSERT_OK_PTR(a, "open"))
+		goto cleanup;
+	ASSERT_TRUE(WAIT_FOR(({ store__health(a, &h); h.connected && h.last_error[0]; }), 5000),
+		    "connected, with a complaint");
+	pump(a, &sa, NULL, NULL, 500);
+	store__health(a, &h);
+	ASSERT_FALSE(h.ready, "never ready without JetStream");
+	ASSERT_STRSTR(h.last_error, "JetStream is not enabled", "says why");
+	ASSERT_EQ(store__token_claim(a, "sha256:x", 1, "{}", 0, NULL), -EAGAIN, "judged locally");
+	ASSERT_OK(store__alert_publish(a, "{\"kind\":\"alert\"}"), "alerts still buffered");
+cleanup:
+	store__close(a);
+	server_cleanup(&srv);
 }

@@ -271,7 +271,9 @@ static void set_error(struct nats_store *ns, const char *what, natsStatus s)
 {
 	const char *detail = nats_GetLastError(NULL);
 
-	if (!detail || !*detail)
+	if (s == NATS_NO_RESPONDERS)
+		detail = "JetStream is not enabled for this server or account (nats-server -js)";
+	else if (!detail || !*detail)
 		detail = natsStatus_GetText(s);
 	snprintf(ns->h.last_error, sizeof(ns->h.last_error), "%s: %s", what, detail);
 }
