@@ -276,6 +276,8 @@ static __always_inline int on_state(const struct sock *sk, int newstate)
 		e->cookie = cookie;
 		e->bytes_in = st->bytes_in;
 		e->bytes_out = st->bytes_out;
+		e->failopen_bytes = st->failopen_bytes;
+		e->fast_requests = st->fast_requests;
 		bpf_ringbuf_submit(e, 0);
 	} else {
 		count(MCPW_CNT_EVENTS_LOST, 1);

@@ -93,6 +93,9 @@ struct agent {
 	uint64_t started_ns;
 	struct jwt_keyset *keys;
 	struct hmap *conns;		/* cookie -> struct conn */
+	/* Recently closed cookies (-> close time): records still in the data
+	 * ring for them must not resurrect the connection. */
+	struct hmap *closed;
 	struct hmap *listeners;		/* (netns << 16 | port) -> struct mcpw_task */
 	struct hmap *netns_fds;		/* netns inode -> fd + 1 */
 	struct http_limits limits;
@@ -700,6 +703,8 @@ static int on_data(void *ctx, void *data, size_t size)
 		stdio__on_stdin(&a->stdio, e);
 		return 0;
 	}
+	if (hmap__get(a->closed, e->cookie))
+		return 0;
 	c = conn_get(a, e->cookie, true);
 	if (!c)
 		return 0;
@@ -786,14 +791,20 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	process_requests(a, c);
 }
 
-static void close_conn(struct agent *a, uint64_t cookie)
+static void close_conn(struct agent *a, const struct mcpw_close_event *e)
 {
-	struct conn *c = hmap__del(a->conns, cookie);
+	struct conn *c = hmap__del(a->conns, e->cookie);
 
-	kernel__del_verdict(a->kernel, cookie);
-	kernel__del_fast(a->kernel, cookie);
+	kernel__del_verdict(a->kernel, e->cookie);
+	kernel__del_fast(a->kernel, e->cookie);
+	if (hmap__size(a->closed) < MAX_CONNS)
+		hmap__put(a->closed, e->cookie, (void *)(uintptr_t)(now_ns() / 1000000 + 1));
 	if (!c)
 		return;
+	/* Bytes that passed unjudged on a connection that is now gone are
+	 * reported here: its kernel state went with it. */
+	if (e->failopen_bytes > c->failopen_reported)
+		report_failopen(a, c, e->failopen_bytes - c->failopen_reported);
 	decider__conn_closed(a->decider, c, now_ns());
 	conn_free(a, c);
 }
@@ -831,7 +842,7 @@ static int on_event(void *ctx, void *data, size_t size)
 		break;
 	case MCPW_EV_CONN_CLOSE:
 		if (size >= sizeof(struct mcpw_close_event))
-			close_conn(a, ((const struct mcpw_close_event *)data)->cookie);
+			close_conn(a, data);
 		break;
 	default:
 		break;
@@ -1117,6 +1128,15 @@ static void tick(struct agent *a)
 		stdio__sweep(&a->stdio);
 	}
 	if (a->ticks % 50 == 0) {
+		struct hmap_iter it;
+		uint64_t cookie;
+		void *when;
+
+		/* Forget closed cookies after 5 s: the ring is long drained. */
+		hmap__iter_init(a->closed, &it);
+		while (hmap__iter_next(&it, &cookie, NULL, &when))
+			if (now / 1000000 - ((uintptr_t)when - 1) > 5000)
+				hmap__del(a->closed, cookie);
 		proctab__reap(a->procs, now, PROC_GRACE_NS);
 		decider__expire(a->decider, now);
 		save_state(a);
@@ -1661,6 +1681,7 @@ static void teardown(struct agent *a)
 			conn_free(a, val);
 		hmap__free(a->conns);
 	}
+	hmap__free(a->closed);
 	if (a->listeners) {
 		hmap__iter_init(a->listeners, &it);
 		while (hmap__iter_next(&it, NULL, NULL, &val))
@@ -1775,12 +1796,13 @@ int agent__run(const struct agent_opts *o)
 
 	a.out = output__new(a.node);
 	a.conns = hmap__new(false);
+	a.closed = hmap__new(false);
 	a.listeners = hmap__new(false);
 	a.netns_fds = hmap__new(false);
 	a.procs = proctab__new(131072, "/proc");
 	a.decider = decider__new();
 	a.pods = podmeta__new();
-	if (!a.out || !a.conns || !a.listeners || !a.netns_fds || !a.procs || !a.decider ||
+	if (!a.out || !a.conns || !a.closed || !a.listeners || !a.netns_fds || !a.procs || !a.decider ||
 	    !a.pods) {
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		goto out;

@@ -144,6 +144,8 @@ struct mcpw_close_event {
 	__u64 cookie;
 	__u64 bytes_in;
 	__u64 bytes_out;
+	__u64 failopen_bytes;	/* passed unjudged while the daemon was away */
+	__u64 fast_requests;	/* passed by the kernel fast path */
 };
 
 /* Data record flags. */

@@ -100,6 +100,13 @@ static void serve(int fd, const char *dir, int n)
 		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
 			break;
 		r = read(fd, buf, sizeof(buf));
+		/* A socket whose bytes the agent holds can be woken with nothing
+		 * to read yet: EAGAIN even on a blocking socket. Event-loop
+		 * servers shrug it off; so does this one. */
+		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			fprintf(stderr, "spurious wakeup (%s)\n", strerror(errno));
+			continue;
+		}
 		if (r <= 0)
 			break;
 
