@@ -5,8 +5,8 @@
  * directory of its own, opens two store handles as two nodes ("node-a",
  * "node-b") and checks what one node writes against what the other sees:
  * attributions (also when the lookup comes first), sightings and their TTL,
- * token claims, the alert stream read by a durable pull consumer, a server
- * without JetStream, and an outage (the server killed, then back on the
+ * token claims, the alert stream read by a durable pull consumer, TLS, a
+ * server without JetStream, and an outage (the server killed, then back on the
  * same port and directory, then back with nothing) with every call timed
  * while it is down. The server is killed by its pid and its directory
  * removed, pass or fail.
@@ -34,15 +34,18 @@
 #define READY_MS	15000
 #define SEEN_MS		3000
 #ifdef __SANITIZE_THREAD__
-#define FAST_MS		250	/* ThreadSanitizer alone makes a pthread_create ~20 ms */
+#define SLOW		5	/* ThreadSanitizer alone makes a pthread_create ~20 ms */
 #else
-#define FAST_MS		50
+#define SLOW		1
 #endif
+#define FAST_MS		(50 * SLOW)
+#define CLAIM_MS	(250 * SLOW)	/* twice the claim timeout, and some */
 
 struct nats_server {
 	pid_t pid;
 	int port;
 	bool no_js;		/* a server without JetStream (misconfigured) */
+	bool tls;		/* TLS with dir/server.{pem,key} */
 	char dir[PATH_MAX];	/* ours; removed at the end */
 	char store_dir[PATH_MAX + 8];
 };
@@ -114,14 +117,19 @@ static int server_start(struct nats_server *srv)
 	if (srv->pid < 0)
 		return -errno;
 	if (srv->pid == 0) {
-		const char *js = srv->no_js ? "-D" : "-js";
+		char cert[PATH_MAX + 16], key[PATH_MAX + 16];
+		const char *argv[] = { "nats-server", srv->no_js ? "-D" : "-js", "-a", "127.0.0.1",
+				       "-p", port, "-sd", srv->store_dir, "-l", log,
+				       "--tls", "--tlscert", cert, "--tlskey", key, NULL };
 
+		if (!srv->tls)
+			argv[10] = NULL;
+		snprintf(cert, sizeof(cert), "%s/server.pem", srv->dir);
+		snprintf(key, sizeof(key), "%s/server.key", srv->dir);
 		/* Dies with the test, even when the runner kills it. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execlp("nats-server", "nats-server", js, "-a", "127.0.0.1", "-p", port, "-sd",
-		       srv->store_dir, "-l", log, (char *)NULL);
-		execl("/usr/sbin/nats-server", "nats-server", js, "-a", "127.0.0.1", "-p", port,
-		      "-sd", srv->store_dir, "-l", log, (char *)NULL);
+		execvp("nats-server", (char **)argv);
+		execv("/usr/sbin/nats-server", (char **)argv);
 		_exit(127);
 	}
 	deadline = now_ms() + 10000;
@@ -491,7 +499,7 @@ void test_store_nats_token_claim(void)
 	t0 = now_ms();
 	ASSERT_EQ(store__token_claim(b, "sha256:aa11", 2, "{\"cgroup\":\"/b/2\"}", 0, &owner),
 		  -EEXIST, "replay from B");
-	ASSERT_TRUE(now_ms() - t0 < 250, "bounded by twice the claim timeout");
+	ASSERT_TRUE(now_ms() - t0 < CLAIM_MS, "bounded by twice the claim timeout");
 	ASSERT_STRSTR(owner, "\"node\":\"node-a\"", "first owner's node");
 	ASSERT_STRSTR(owner, "\"instance\":1", "first owner's instance");
 	ASSERT_STRSTR(owner, "\"cgroup\":\"/a/1\"", "first owner's evidence");
@@ -684,7 +692,7 @@ void test_store_nats_outage(void)
 		int64_t t0 = now_ms();
 
 		store__token_claim(a, "sha256:down", 1, "{}", 0, &owner);
-		ASSERT_TRUE(now_ms() - t0 < 250, "token_claim in the first instants");
+		ASSERT_TRUE(now_ms() - t0 < CLAIM_MS, "token_claim in the first instants");
 	}
 	free(owner);
 	owner = NULL;
@@ -836,5 +844,65 @@ void test_store_nats_no_jetstream(void)
 	ASSERT_OK(store__alert_publish(a, "{\"kind\":\"alert\"}"), "alerts still buffered");
 cleanup:
 	store__close(a);
+	server_cleanup(&srv);
+}
+
+/* A CA and a server certificate for 127.0.0.1, made with the openssl tool. */
+static int make_certs(const char *dir)
+{
+	char cmd[4 * PATH_MAX];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && ( "
+		 "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca "
+		 "-keyout ca.key -out ca.pem && "
+		 "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+		 "-keyout server.key -out server.csr && "
+		 "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
+		 "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+		 "-days 1 -extfile san.ext -out server.pem ) >/dev/null 2>&1",
+		 dir);
+	return system(cmd) == 0 ? 0 : -EIO;
+}
+
+void test_store_nats_tls(void)
+{
+	struct nats_server srv = { .tls = true };
+	struct seen sa = { 0 }, sb = { 0 };
+	struct store *a = NULL, *b = NULL;
+	char url[64], ca[PATH_MAX + 8];
+	struct store_config cfg = { .url = url, .node = "node-a", .ca_file = ca };
+	struct store_health h;
+
+	test__set_timeout(60);
+	snprintf(srv.dir, sizeof(srv.dir), "/tmp/mcpw-nats-XXXXXX");
+	if (!ASSERT_OK_PTR(mkdtemp(srv.dir), "temporary directory")) {
+		srv.dir[0] = '\0';
+		goto cleanup;
+	}
+	snprintf(srv.store_dir, sizeof(srv.store_dir), "%s/js", srv.dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", srv.dir);
+	if (!ASSERT_OK(make_certs(srv.dir), "certificates (openssl)") ||
+	    !ASSERT_OK(server_start(&srv), "start nats-server with TLS"))
+		goto cleanup;
+	snprintf(url, sizeof(url), "tls://127.0.0.1:%d", srv.port);
+
+	/* Verified against our CA: works end to end. */
+	if (!ASSERT_OK(store__open(&cfg, &a), "open over TLS"))
+		goto cleanup;
+	ASSERT_TRUE(WAIT_FOR(is_ready(a), READY_MS), "ready over TLS");
+	ASSERT_OK(store__token_claim(a, "sha256:tls", 1, "{}", 0, NULL), "a claim over TLS");
+
+	/* Without the CA the server is not trusted: never connected. */
+	cfg.ca_file = NULL;
+	cfg.node = "node-b";
+	if (!ASSERT_OK(store__open(&cfg, &b), "open without the CA"))
+		goto cleanup;
+	pump(a, &sa, b, &sb, 1500);
+	store__health(b, &h);
+	ASSERT_FALSE(h.connected, "an untrusted server is refused");
+cleanup:
+	store__close(a);
+	store__close(b);
 	server_cleanup(&srv);
 }
