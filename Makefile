@@ -106,7 +106,7 @@ $(BUILD)/libmcpwarden.a: $(USER_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/mcpwarden: $(BUILD)/obj/main.o $(BUILD)/libmcpwarden.a
+$(BUILD)/mcpwarden: $(BUILD)/obj/main.o $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 
@@ -123,10 +123,10 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(USER_HDRS) $(wildcard tests/lib/*.h) tests/h
 	$(Q)$(CC) $(CFLAGS) -Itests -Itests/lib -Ilib/attest -c $< -o $@
 
 # Helpers may use the agent's modules (the archive only adds what they call).
-$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libmcpwarden.a
+$(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libmcpwarden.a $(LIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a $(LIBS) -o $@
 
 $(BUILD)/obj/lib/%.o: lib/%.c $(wildcard lib/attest/*.h)
 	@mkdir -p $(dir $@)
