@@ -126,7 +126,7 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(USER_HDRS) $(wildcard tests/lib/*.h) tests/h
 $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $< $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a $(LIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) -Ilib/attest $< $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a $(LIBS) -o $@
 
 $(BUILD)/obj/lib/%.o: lib/%.c $(wildcard lib/attest/*.h)
 	@mkdir -p $(dir $@)

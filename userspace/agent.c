@@ -46,6 +46,7 @@
 #include "http.h"
 #include "jwt.h"
 #include "k8s.h"
+#include "attest.h"
 #include "kernel.h"
 #include "metrics.h"
 #include "sinks.h"
@@ -84,6 +85,7 @@ struct agent {
 	struct decider *decider;
 	struct output *out;
 	struct ctl *ctl;
+	struct attest *attest;
 	struct sink *sinks;
 	struct metrics *metrics;
 	struct latency_hist verdict_latency;
@@ -1120,6 +1122,8 @@ static void tick(struct agent *a)
 	a->ticks++;
 	if (a->metrics)
 		metrics__tick(a->metrics, now);
+	if (a->attest)
+		attest__tick(a->attest, now);
 	if (a->ticks % 10 == 0) {
 		report_losses(a);
 		report_sink_drops(a);
@@ -1496,6 +1500,61 @@ static int health_cb(void *ctx, char *reason, size_t len)
 	return 1;
 }
 
+static bool addr_is_loopback(const uint8_t *a)
+{
+	static const uint8_t v6_lo[16] = { [15] = 1 };
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	return memcmp(a, v6_lo, 16) == 0 || (memcmp(a, mapped, 12) == 0 && a[12] == 127);
+}
+
+/*
+ * The attestation API's question: who is on the client end of this
+ * connection? Answered from kernel state only: the protected connection's
+ * attribution, else what the connect hook recorded for the 4-tuple.
+ */
+static int attest_lookup(void *ctx, const struct attest_query *q, json_t **out)
+{
+	struct agent *a = ctx;
+	struct mcpw_tuple_key key = {};
+	struct mcpw_sock_attr attr;
+	struct conn *c = q->sock_cookie ? hmap__get(a->conns, q->sock_cookie) : NULL;
+	struct hmap_iter it;
+	struct workload w;
+	void *val;
+
+	if (!c) {
+		hmap__iter_init(a->conns, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val)) {
+			struct conn *x = val;
+
+			if (x->open_seen && x->tuple.sport == q->server.port &&
+			    x->tuple.dport == q->client.port &&
+			    memcmp(x->tuple.saddr, q->server.addr, 16) == 0 &&
+			    memcmp(x->tuple.daddr, q->client.addr, 16) == 0 &&
+			    (!addr_is_loopback(q->client.addr) || !q->netns || x->netns == q->netns)) {
+				c = x;
+				break;
+			}
+		}
+	}
+	if (c && c->open_seen) {
+		*out = workload__json(&c->client);
+		return c->preexisting ? ATTEST_SOURCE_PROC : ATTEST_SOURCE_KERNEL;
+	}
+	memcpy(key.caddr, q->client.addr, 16);
+	memcpy(key.saddr, q->server.addr, 16);
+	key.cport = q->client.port;
+	key.sport = q->server.port;
+	key.netns = addr_is_loopback(q->client.addr) ? q->netns : 0;
+	if (kernel__lookup_tuple(a->kernel, &key, &attr))
+		return -ENOENT;
+	resolver__resolve(a->resolver, &attr.task, &w);
+	*out = workload__json(&w);
+	workload__release(&w);
+	return ATTEST_SOURCE_KERNEL;
+}
+
 static int setup_fds(struct agent *a)
 {
 	struct itimerspec its = {
@@ -1530,6 +1589,10 @@ static int setup_fds(struct agent *a)
 	}
 	if (a->metrics) {
 		ev.data.fd = metrics__fd(a->metrics);
+		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	}
+	if (a->attest) {
+		ev.data.fd = attest__fd(a->attest);
 		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	}
 	return 0;
@@ -1630,6 +1693,8 @@ static void run_loop(struct agent *a)
 				on_signal(a);
 			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
 				ctl__accept(a->ctl);
+			} else if (a->attest && evs[i].data.fd == attest__fd(a->attest)) {
+				attest__on_readable(a->attest);
 			} else if (a->metrics && evs[i].data.fd == metrics__fd(a->metrics)) {
 				metrics__on_readable(a->metrics);
 			} else if (a->k8s && evs[i].data.fd == k8s__fd(a->k8s)) {
@@ -1696,6 +1761,7 @@ static void teardown(struct agent *a)
 	}
 	ring_buffer__free(a->rings);
 	stdio__free(&a->stdio);
+	attest__close(a->attest);
 	kernel__close(a->kernel);
 	ctl__close(a->ctl);
 	decider__free(a->decider);
@@ -1875,6 +1941,18 @@ int agent__run(const struct agent_opts *o)
 		goto out;
 	}
 	output__add_sink(a.out, ctl__on_event, a.ctl);
+	{
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", o->state_dir, ATTEST_SOCKET_NAME);
+		err = attest__open(o->attest_socket ? o->attest_socket : path,
+				   o->attest_gid < 0 ? ATTEST_NO_GROUP : (gid_t)o->attest_gid,
+				   attest_lookup, &a, &a.attest, msg, sizeof(msg));
+		if (err) {
+			fprintf(stderr, "mcpwarden: %s\n", msg);
+			goto out;
+		}
+	}
 	{
 		char path[PATH_MAX];
 

@@ -25,6 +25,8 @@ struct agent_opts {
 	const char *outputs[8];		/* --output SPEC, repeatable */
 	size_t n_outputs;
 	const char *metrics;		/* --metrics ADDR:PORT */
+	const char *attest_socket;	/* NULL: STATE_DIR/attest.sock */
+	long attest_gid;		/* -1: root only */
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
 	bool cleanup;			/* remove pinned state and exit */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include "decision.h"
 #include "hmap.h"
@@ -1011,7 +1012,9 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 			 "saved_ns", (json_int_t)now, "sessions", sessions, "tokens", tokens,
 			 "clients", clients);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (!root || json_dump_file(root, tmp, JSON_COMPACT) || rename(tmp, path))
+	/* Session ids and token bindings: root's eyes only. */
+	if (!root || json_dump_file(root, tmp, JSON_COMPACT) || chmod(tmp, 0600) ||
+	    rename(tmp, path))
 		err = -EIO;
 	json_decref(root);
 	return err;

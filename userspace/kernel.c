@@ -351,6 +351,14 @@ void kernel__stdio_done(struct kernel *k, uint32_t tgid)
 	bpf_map_delete_elem(bpf_map__fd(k->skel->maps.stdio_stopped), &tgid);
 }
 
+int kernel__lookup_tuple(struct kernel *k, const struct mcpw_tuple_key *key,
+			 struct mcpw_sock_attr *out)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.tuple_attr), key, out))
+		return -errno;
+	return 0;
+}
+
 size_t kernel__prog_fds(struct kernel *k, int *fds, size_t max)
 {
 	struct bpf_program *prog;

@@ -100,6 +100,10 @@ int kernel__stdin_attach(struct kernel *k, bool on);
 int kernel__stdin_watch(struct kernel *k, uint32_t tgid, uint32_t budget);
 void kernel__stdin_unwatch(struct kernel *k, uint32_t tgid);
 
+/* The client attribution the kernel recorded at connect time for a tuple. */
+int kernel__lookup_tuple(struct kernel *k, const struct mcpw_tuple_key *key,
+			 struct mcpw_sock_attr *out);
+
 /* File descriptors of the loaded programs (for bpf_stats). Returns how many. */
 size_t kernel__prog_fds(struct kernel *k, int *fds, size_t max);
 

@@ -21,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grp.h>
+
 #include "agent.h"
+#include "attest.h"
 #include "ctl.h"
 #include "log.h"
 #include "policy.h"
@@ -48,6 +51,8 @@ struct cli {
 	bool follow;
 	bool help;
 	bool pin, no_pin;
+	const char *attest_group;
+	const char *socket;
 };
 
 #define O(field) offsetof(struct cli, field)
@@ -58,6 +63,8 @@ static const struct opt_def run_opts[] = {
 	{ "events", OPT_STRING, O(run.events), "FILE", "append events to FILE, or - for stdout (default)" },
 	{ "output", OPT_OUTPUT, 0, "SPEC", "an event sink: jsonl|falco|ocsf:FILE|-, syslog:tcp://H:P (repeatable)" },
 	{ "metrics", OPT_STRING, O(run.metrics), "ADDR:PORT", "serve Prometheus /metrics and /healthz" },
+	{ "attest-socket", OPT_STRING, O(run.attest_socket), "PATH", "attestation API socket (default STATE_DIR/attest.sock)" },
+	{ "attest-group", OPT_STRING, O(attest_group), "GROUP", "group allowed to ask the attestation API (default: root only)" },
 	{ "cgroup-root", OPT_STRING, O(run.cgroup_root), "PATH", "cgroup v2 subtree to attach to and judge" },
 	{ "state-dir", OPT_STRING, O(run.state_dir), "DIR", "control socket directory (default " DEFAULT_STATE_DIR ")" },
 	{ "node-name", OPT_STRING, O(run.node_name), "NAME", "node name in events (default: hostname)" },
@@ -81,6 +88,13 @@ static const struct opt_def state_opts[] = {
 	{ NULL, 0, 0, NULL, NULL },
 };
 
+static const struct opt_def who_opts[] = {
+	{ "socket", OPT_STRING, O(socket), "PATH", "attestation socket (default STATE_DIR/attest.sock)" },
+	{ "state-dir", OPT_STRING, O(state_dir), "DIR", "the agent's state directory (default " DEFAULT_STATE_DIR ")" },
+	{ "help", OPT_FLAG, O(help), NULL, "show this help" },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
 static const struct opt_def no_opts[] = {
 	{ "help", OPT_FLAG, O(help), NULL, "show this help" },
 	{ NULL, 0, 0, NULL, NULL },
@@ -94,6 +108,7 @@ static void usage(FILE *f)
 		"       mcpwarden check-policy FILE\n"
 		"       mcpwarden status [--state-dir DIR]\n"
 		"       mcpwarden events [--state-dir DIR] [--follow]\n"
+		"       mcpwarden who SRC_IP:PORT DST_IP:PORT [--socket PATH]\n"
 		"       mcpwarden version\n");
 }
 
@@ -231,6 +246,17 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		cli.run.pin = cli.pin ? 1 : cli.no_pin ? 0 : -1;
+		cli.run.attest_gid = -1;
+		if (cli.attest_group) {
+			struct group *g = getgrnam(cli.attest_group);
+
+			if (!g) {
+				fprintf(stderr, "mcpwarden: --attest-group: no group named %s\n",
+					cli.attest_group);
+				return 2;
+			}
+			cli.run.attest_gid = g->gr_gid;
+		}
 		return agent__run(&cli.run);
 	}
 	if (strcmp(cmd, "check-policy") == 0) {
@@ -241,6 +267,21 @@ int main(int argc, char **argv)
 			return cli.help ? 0 : 2;
 		}
 		return cmd_check_policy(pos[0]);
+	}
+	if (strcmp(cmd, "who") == 0) {
+		char path[256];
+
+		if (parse_opts(argc - 2, argv + 2, who_opts, &cli, pos, &n_pos))
+			return 2;
+		if (cli.help || n_pos != 2) {
+			fprintf(cli.help ? stdout : stderr,
+				"usage: mcpwarden who SRC_IP:PORT DST_IP:PORT [--socket PATH] [--state-dir DIR]\n"
+				"  SRC is the client end, DST the server end of a TCP connection.\n");
+			return cli.help ? 0 : 2;
+		}
+		snprintf(path, sizeof(path), "%s/%s", cli.state_dir ? cli.state_dir : DEFAULT_STATE_DIR,
+			 ATTEST_SOCKET_NAME);
+		return attest__cli_who(cli.socket ? cli.socket : path, pos[0], pos[1]);
 	}
 	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "events") == 0) {
 		if (parse_opts(argc - 2, argv + 2, state_opts, &cli, pos, &n_pos))
