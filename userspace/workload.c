@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -410,6 +411,72 @@ static void set_str(json_t *o, const char *key, const char *val)
 		json_object_set_new(o, key, json_string(val));
 }
 
+static bool secret_flag(const char *w, size_t n)
+{
+	static const char *const flags[] = {
+		"--token", "--password", "--passwd", "--secret", "--api-key", "--apikey",
+		"--access-token", "--bearer", "--auth", "--client-secret", "Bearer",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (strlen(flags[i]) == n && strncasecmp(w, flags[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* A JWT anywhere in a word: eyJ... . ... . ... */
+static bool looks_like_jwt(const char *w, size_t n)
+{
+	const char *p = memmem(w, n, "eyJ", 3);
+	size_t dots = 0;
+
+	for (; p && p < w + n; p++)
+		dots += *p == '.';
+	return p && dots >= 2;
+}
+
+/*
+ * Command lines are evidence, but tokens and passwords in them are not for
+ * the event stream: the value after a secret-looking flag (or inside
+ * --flag=value), and anything shaped like a JWT, become "[redacted]".
+ */
+char *workload__redact_cmdline(const char *in)
+{
+	size_t len = strlen(in), o = 0;
+	char *out = malloc(len * 2 + 16);
+	const char *p = in;
+	bool next_secret = false;
+
+	if (!out)
+		return NULL;
+	while (*p) {
+		const char *w = p, *eq;
+		size_t n;
+
+		while (*p && *p != ' ')
+			p++;
+		n = (size_t)(p - w);
+		eq = memchr(w, '=', n);
+		if (next_secret || looks_like_jwt(w, n)) {
+			o += (size_t)sprintf(out + o, "[redacted]");
+			next_secret = false;
+		} else if (eq && secret_flag(w, (size_t)(eq - w))) {
+			memcpy(out + o, w, (size_t)(eq - w) + 1);
+			o += (size_t)(eq - w) + 1;
+			o += (size_t)sprintf(out + o, "[redacted]");
+		} else {
+			memcpy(out + o, w, n);
+			o += n;
+			next_secret = secret_flag(w, n);
+		}
+		while (*p == ' ')
+			out[o++] = *p++;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 json_t *workload__json(const struct workload *w)
 {
 	json_t *o = json_object(), *anc;
@@ -428,7 +495,12 @@ json_t *workload__json(const struct workload *w)
 		set_str(o, "comm", w->comm);
 		set_str(o, "exe", w->exe);
 		set_str(o, "exe_sha256", w->exe_sha256);
-		set_str(o, "cmdline", w->cmdline);
+		if (w->cmdline) {
+			char *red = workload__redact_cmdline(w->cmdline);
+
+			set_str(o, "cmdline", red ? red : "[redacted]");
+			free(red);
+		}
 		json_object_set_new(o, "uid", json_integer(w->uid));
 		json_object_set_new(o, "gid", json_integer(w->gid));
 		set_str(o, "cgroup", w->cgroup);

@@ -97,6 +97,9 @@ int workload__copy(struct workload *dst, const struct workload *src);
 /* The selector view of w; strings point into w, the pod view into pv. */
 void workload__view(const struct workload *w, struct workload_view *v, struct pod_view *pv,
 		    const char **anc_exes);
+/* A command line fit for events: secrets after --token and friends, and
+ * anything shaped like a JWT, replaced by "[redacted]". Caller frees. */
+char *workload__redact_cmdline(const char *cmdline);
 /* The JSON evidence object of an event. */
 json_t *workload__json(const struct workload *w);
 
