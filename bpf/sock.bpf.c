@@ -169,6 +169,27 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 	key.sport = skops_remote_port(skops);
 	key.netns = is_loopback(key.saddr) ? sock_netns(sk) : 0;
 	bpf_map_update_elem(&tuple_attr, &key, a, BPF_ANY);
+
+	/* Fleet mode: the server may be on another node, whose agent can
+	 * only learn who this is from ours. */
+	if (bpf_map_lookup_elem(&ports, &key.sport)) {
+		struct mcpw_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+		if (!e) {
+			count(MCPW_CNT_EVENTS_LOST, 1);
+			return;
+		}
+		fill_hdr(&e->hdr, MCPW_EV_CLIENT_CONNECT, sizeof(*e));
+		__builtin_memcpy(e->tuple.saddr, key.caddr, 16);
+		__builtin_memcpy(e->tuple.daddr, key.saddr, 16);
+		e->tuple.sport = key.cport;
+		e->tuple.dport = key.sport;
+		e->tuple.family = skops->family;
+		e->tuple.pad = 0;
+		e->cookie = a->sock_cookie;
+		e->task = a->task;
+		bpf_ringbuf_submit(e, 0);
+	}
 }
 
 static __always_inline void init_conn(__u64 cookie, __u16 port)

@@ -283,7 +283,7 @@ static void write_verdict(struct agent *a, struct conn *c, __u32 action)
 		.released_end = c->released_end,
 		.pass_until = c->released_end,
 		.copy_until = c->copy_until,
-		.egress_copy_until = c->egress_closed ? 0 : UINT64_MAX,
+		.egress_copy_until = c->pending_initialize ? UINT64_MAX : 0,
 	};
 	int err = kernel__set_verdict(a->kernel, c->cookie, &v);
 
@@ -490,7 +490,6 @@ static void handle_request(struct agent *a, struct conn *c, const struct http_me
 		c->init_client_name = r.client_name ? strdup(r.client_name) : NULL;
 		c->init_client_version = r.client_version ? strdup(r.client_version) : NULL;
 		c->pending_initialize++;
-		c->egress_closed = false;
 	}
 	if (r.session_id && strcmp(m->method, "DELETE") == 0 && !(a->enforce && d.deny))
 		decider__session_ended(a->decider, r.session_id);
@@ -607,20 +606,23 @@ static void extend_mirror(struct agent *a, struct conn *c)
 	write_verdict(a, c, MCPW_ACT_MIRROR);
 }
 
-/* A response head on the way to the client: a new Mcp-Session-Id is a
- * session the server issued on this connection. */
+/*
+ * A response head on the way to the client. Heads are copied only while an
+ * initialize on this connection awaits its response; a new Mcp-Session-Id
+ * there is a session the server issued on this connection. Once no
+ * initialize is pending the copying stops (responses of judged
+ * connections never come to the daemon).
+ */
 static void handle_egress(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
 {
 	const char *p = e->data, *end = e->data + e->len, *line, *eol;
 	char sid[256];
 
-	if (e->len < 12 || memcmp(p, "HTTP/1.", 7) != 0)
+	if (e->len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !c->pending_initialize)
 		return;
-	if (e->sender_tgid && !c->server.pid) {
-		struct mcpw_task t = { .tgid = e->sender_tgid, .pid = e->sender_tgid };
-
-		resolver__resolve(a->resolver, &t, &c->server);
-	}
+	/* Interim responses (100 Continue) are not the answer. */
+	if (e->len > 9 && p[9] == '1')
+		return;
 	line = memchr(p, '\n', (size_t)(end - p));
 	while (line && ++line < end) {
 		eol = memchr(line, '\n', (size_t)(end - line));
@@ -635,21 +637,18 @@ static void handle_egress(struct agent *a, struct conn *c, const struct mcpw_dat
 			n = (size_t)(eol - v);
 			while (n && (v[n - 1] == '\r' || v[n - 1] == ' ' || v[n - 1] == '\t'))
 				n--;
-			if (n && n < sizeof(sid) && c->pending_initialize) {
+			if (n && n < sizeof(sid)) {
 				memcpy(sid, v, n);
 				sid[n] = '\0';
 				decider__session_issued(a->decider, sid, c, now_ns());
-				c->pending_initialize = 0;
-				c->egress_closed = true;
-				if (a->enforce)
-					write_verdict(a, c, c->denied ? MCPW_ACT_DROP : MCPW_ACT_HOLD);
-				else
-					write_verdict(a, c, MCPW_ACT_MIRROR);
 			}
 			break;
 		}
 		line = eol;
 	}
+	/* This head answers the oldest pending initialize. */
+	if (--c->pending_initialize == 0 && !c->denied)
+		write_verdict(a, c, a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
 }
 
 static void report_failopen(struct agent *a, struct conn *c, uint64_t bytes)
@@ -892,7 +891,7 @@ static void adopt_verdict(struct agent *a, struct conn *c)
 		return;
 	c->released_end = c->next_off = c->held_base = c->parsed_end = v.released_end;
 	c->copy_until = v.copy_until;
-	c->egress_closed = v.egress_copy_until == 0;
+	c->pending_initialize = v.egress_copy_until != 0;
 	if (v.action == MCPW_ACT_DROP)
 		deny_conn(a, c);
 }

@@ -55,7 +55,6 @@ struct conn {
 
 	/* Response heads wanted (Mcp-Session-Id issuance). */
 	unsigned int pending_initialize;
-	bool egress_closed;
 
 	uint64_t failopen_reported;	/* bytes already reported */
 	uint64_t requests;

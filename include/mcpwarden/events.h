@@ -29,7 +29,9 @@ enum mcpw_event_type {
 	MCPW_EV_DATA,		/* bytes on a protected connection */
 	MCPW_EV_CONN_PREEXISTING,	/* found by the socket iterator */
 	MCPW_EV_STDIO_KILL,	/* a stdio server killed at exec */
+	MCPW_EV_CLIENT_CONNECT,	/* a workload in scope connected to a protected port */
 };
+
 
 /* Who did something: the task, in the kernel's own words. */
 struct mcpw_task {
@@ -119,6 +121,15 @@ struct mcpw_tuple_key {
 	__u32 netns;
 };
 _Static_assert(sizeof(struct mcpw_tuple_key) == 40, "tuple_key layout");
+
+/* Fleet mode: the client end of a connection to a protected port, for the
+ * server's node to attribute it (see userspace/store.h). */
+struct mcpw_client_event {
+	struct mcpw_event_hdr hdr;
+	struct mcpw_tuple tuple;	/* client view: s = client, d = server */
+	__u64 cookie;			/* client socket */
+	struct mcpw_task task;
+};
 
 #define MCPW_CONN_CLIENT_KNOWN	(1u << 0)	/* client attribution found */
 #define MCPW_CONN_SERVER_KNOWN	(1u << 1)	/* listener owner known */
