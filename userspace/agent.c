@@ -58,6 +58,7 @@
 #include "proctab.h"
 #include "request.h"
 #include "stdio_guard.h"
+#include "store.h"
 #include "workload.h"
 
 #define TICK_MS			100
@@ -86,6 +87,9 @@ struct agent {
 	struct output *out;
 	struct ctl *ctl;
 	struct attest *attest;
+	struct store *store;		/* fleet mode */
+	struct hmap *sighted;		/* client+instance -> last sighting put (ms) */
+	char store_problem[256];	/* "" when the store is ready */
 	struct sink *sinks;
 	struct metrics *metrics;
 	struct latency_hist verdict_latency;
@@ -515,6 +519,8 @@ static void stream_failure(struct agent *a, struct conn *c, const char *code, co
 }
 
 #define POD_WAIT_NS (2000ull * 1000000)
+/* How long a remote client's first requests wait for its node's attestation. */
+#define REMOTE_WAIT_NS (1500ull * 1000000)
 
 /*
  * A workload in a pod whose metadata has not arrived cannot be matched
@@ -552,6 +558,14 @@ static void process_requests(struct agent *a, struct conn *c)
 		return;
 	}
 	c->pod_wait = false;
+	if (c->remote_wait) {
+		if (now_ns() - c->opened_ns < REMOTE_WAIT_NS)
+			return;
+		/* The client's node never said: judged as unattributed. */
+		c->remote_wait = false;
+		c->client.why_unattributed = "no agent in the fleet attested this connection's "
+			"client in time";
+	}
 
 	while (!c->denied && (m = http_parser__next(c->parser))) {
 		uint64_t done = m->end > c->parsed_end ? m->end - c->parsed_end : 0;
@@ -755,6 +769,238 @@ static int on_data(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/* ---- fleet mode -------------------------------------------------------- */
+
+/* "CIP:CPORT>SIP:SPORT", the key both nodes compute for a connection. */
+static void fleet_key(const struct mcpw_tuple *client_view, char *buf, size_t len)
+{
+	char c[64], s[64];
+
+	conn__addr(client_view, true, c, sizeof(c));
+	conn__addr(client_view, false, s, sizeof(s));
+	snprintf(buf, len, "%s>%s", c, s);
+}
+
+static void fleet_adopt(struct agent *a, struct conn *c, const char *json)
+{
+	json_t *o = json_loads(json, 0, NULL);
+	struct workload w;
+
+	if (o && workload__from_json(o, &w) == 0) {
+		workload__release(&c->client);
+		c->client = w;
+	}
+	json_decref(o);
+}
+
+static void fleet_lookup(struct agent *a, struct conn *c)
+{
+	struct mcpw_tuple cv = {};
+	const char *json = NULL;
+	int err;
+
+	/* Client view of the server-view tuple. */
+	memcpy(cv.saddr, c->tuple.daddr, 16);
+	memcpy(cv.daddr, c->tuple.saddr, 16);
+	cv.sport = c->tuple.dport;
+	cv.dport = c->tuple.sport;
+	fleet_key(&cv, c->remote_key, sizeof(c->remote_key));
+	err = store__conn_lookup(a->store, c->remote_key, &json);
+	if (err == 0 && json)
+		fleet_adopt(a, c, json);
+	else if (err == -EINPROGRESS)
+		c->remote_wait = true;	/* held until conn_found or the bound */
+}
+
+static void fleet_on_conn_found(void *ctx, const char *key, const char *json)
+{
+	struct agent *a = ctx;
+	struct hmap_iter it;
+	void *val;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		struct conn *c = val;
+
+		if (!c->remote_wait || strcmp(c->remote_key, key))
+			continue;
+		c->remote_wait = false;
+		fleet_adopt(a, c, json);
+		process_requests(a, c);
+	}
+}
+
+static void fleet_on_health(void *ctx, const struct store_health *h)
+{
+	struct agent *a = ctx;
+
+	if (h->ready)
+		a->store_problem[0] = '\0';
+	else
+		snprintf(a->store_problem, sizeof(a->store_problem), "the fleet store is %s%s%s",
+			 h->connected ? "not ready" : "unreachable", h->last_error[0] ? ": " : "",
+			 h->last_error);
+}
+
+static void fleet_drain(struct agent *a)
+{
+	static const struct store_callbacks cb = {
+		.conn_found = fleet_on_conn_found,
+		.health_changed = fleet_on_health,
+	};
+
+	store__drain(a->store, &cb, a);
+}
+
+/* Our client's connection to a protected port: tell the fleet who it is. */
+static void fleet_publish_client(struct agent *a, const struct mcpw_client_event *e)
+{
+	struct workload w;
+	char key[112], *json;
+	json_t *o;
+
+	resolver__resolve(a->resolver, &e->task, &w);
+	if (!w.attributed) {
+		workload__release(&w);
+		return;
+	}
+	fleet_key(&e->tuple, key, sizeof(key));
+	o = workload__json(&w);
+	json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (json)
+		store__conn_publish(a->store, key, json, 0);
+	free(json);
+	json_decref(o);
+	workload__release(&w);
+}
+
+static size_t fleet_remote_instances(void *ctx, const char *client, json_t **out, size_t max)
+{
+	struct agent *a = ctx;
+	struct store_sighting s[64];
+	ssize_t n = store__sightings(a->store, client, s, 64), i;
+	size_t k = 0;
+
+	for (i = 0; i < n && k < max; i++) {
+		json_t *ev;
+
+		if (s[i].local)
+			continue;
+		ev = json_loads(s[i].evidence, 0, NULL);
+		if (!ev)
+			ev = json_object();
+		json_object_set_new(ev, "node", json_string(s[i].node));
+		out[k++] = ev;
+	}
+	return k;
+}
+
+static int fleet_token_claim(void *ctx, const char *key, const struct workload *w,
+			     int64_t exp, json_t **owner)
+{
+	struct agent *a = ctx;
+	char *evidence, *owner_json = NULL;
+	json_t *o = workload__json(w), *ow;
+	int err;
+
+	evidence = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	err = store__token_claim(a->store, key, w->instance, evidence ? evidence : "{}", exp,
+				 &owner_json);
+	free(evidence);
+	if (err != -EEXIST) {
+		free(owner_json);
+		return err == 0 ? 0 : -1;
+	}
+	ow = owner_json ? json_loads(owner_json, 0, NULL) : NULL;
+	free(owner_json);
+	*owner = json_incref(json_object_get(ow, "evidence"));
+	if (!*owner)
+		*owner = json_object();
+	if (!json_object_get(*owner, "node") && json_object_get(ow, "node"))
+		json_object_set(*owner, "node", json_object_get(ow, "node"));
+	json_decref(ow);
+	return 1;
+}
+
+static void fleet_sighting(void *ctx, const char *client, const struct workload *w)
+{
+	struct agent *a = ctx;
+	uint64_t h = 1469598103934665603ull, now_ms = now_ns() / 1000000;
+	uintptr_t last;
+	const char *p;
+	char *json;
+	json_t *o;
+
+	/* Evidence JSON only when the store may write (it writes at most
+	 * every third of the TTL); a cheap per-instance rate limit here. */
+	for (p = client; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ull;
+	}
+	h ^= w->instance;
+	last = (uintptr_t)hmap__get(a->sighted, h);
+	if (last && now_ms - last < 5000)
+		return;
+	if (hmap__size(a->sighted) > 65536)
+		return;
+	hmap__put(a->sighted, h, (void *)(uintptr_t)now_ms);
+	o = workload__json(w);
+	json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (json)
+		store__sighting_put(a->store, client, w->instance, json);
+	free(json);
+	json_decref(o);
+}
+
+static void fleet_alert_sink(void *ctx, const char *kind, json_t *ev)
+{
+	struct agent *a = ctx;
+	char *line;
+
+	if (strcmp(kind, "alert"))
+		return;
+	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (line)
+		store__alert_publish(a->store, line);
+	free(line);
+}
+
+static int open_fleet(struct agent *a, char *msg, size_t len)
+{
+	const struct agent_opts *o = a->opts;
+	struct store_config cfg = {
+		.url = o->cluster,
+		.node = a->node,
+		.creds_file = o->cluster_creds,
+		.ca_file = o->cluster_ca,
+		.cert_file = o->cluster_cert,
+		.key_file = o->cluster_key,
+		.sighting_ttl_sec = a->policy->instance_window_sec,
+	};
+	struct decider_fleet hooks = {
+		.ctx = a,
+		.remote_instances = fleet_remote_instances,
+		.token_claim = fleet_token_claim,
+		.sighting = fleet_sighting,
+	};
+	int err;
+
+	if (!o->cluster)
+		return 0;
+	err = store__open(&cfg, &a->store);
+	if (err) {
+		snprintf(msg, len, "--cluster %s: %s", o->cluster,
+			 err == -EPROTONOSUPPORT ? "use nats:// or tls://" : strerror(-err));
+		return err;
+	}
+	a->sighted = hmap__new(false);
+	decider__set_fleet(a->decider, &hooks);
+	output__add_sink(a->out, fleet_alert_sink, a);
+	snprintf(a->store_problem, sizeof(a->store_problem), "the fleet store is not ready yet");
+	return 0;
+}
+
 /* ---- connection records ---------------------------------------------- */
 
 static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_event *e)
@@ -779,6 +1025,8 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 		resolver__resolve(a->resolver, NULL, &c->client);
 		c->client.why_unattributed = "no connect() from a process inside --cgroup-root "
 			"was seen for this connection (a remote client, or one outside the scope)";
+		if (a->store)
+			fleet_lookup(a, c);
 	}
 	workload__release(&c->server);
 	listener = hmap__get(a->listeners, key);
@@ -840,6 +1088,10 @@ static int on_event(void *ctx, void *data, size_t size)
 			if (c)
 				open_conn(a, c, e);
 		}
+		break;
+	case MCPW_EV_CLIENT_CONNECT:
+		if (a->store && size >= sizeof(struct mcpw_client_event))
+			fleet_publish_client(a, data);
 		break;
 	case MCPW_EV_CONN_CLOSE:
 		if (size >= sizeof(struct mcpw_close_event))
@@ -1032,8 +1284,11 @@ static void check_conns(struct agent *a)
 			open_conn(a, c, &e);
 			continue;
 		}
-		if (c->pod_wait)
+		if (c->pod_wait || c->remote_wait)
 			process_requests(a, c);
+		/* Fleet: instances with open connections stay live everywhere. */
+		if (a->store && decider__conn_client(c))
+			fleet_sighting(a, decider__conn_client(c), &c->client);
 		if (c->denied || kernel__get_state(a->kernel, cookie, &st))
 			continue;
 		if (st.flags & MCPW_ST_OVERLIMIT)
@@ -1077,6 +1332,8 @@ static void check_health(struct agent *a, uint64_t now)
 					   __VA_ARGS__))
 	if (a->last_loss_ns && now - a->last_loss_ns < 60ull * 1000000000ull)
 		REASON("kernel records were lost in the last minute (see lost events)");
+	if (a->store_problem[0])
+		REASON("%s", a->store_problem);
 	if (access("/proc/self/stat", R_OK))
 		REASON("/proc is not readable: processes cannot be attributed");
 	resolver__stats(a->resolver, &resolved, &cg_fail);
@@ -1410,6 +1667,12 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "verdicts", v);
 	json_object_set_new(st, "events", json_pack("{s:I,s:I}", "written", (json_int_t)os.events,
 						    "dropped", (json_int_t)os.dropped));
+	if (a->store) {
+		struct store_health sh;
+
+		store__health(a->store, &sh);
+		json_object_set_new(st, "cluster", store_health__json(&sh));
+	}
 	json_object_set_new(st, "health", json_pack("{s:s,s:s}", "status",
 		a->health[0] ? "degraded" : "ok", "reasons", a->health));
 	return st;
@@ -1594,6 +1857,10 @@ static int setup_fds(struct agent *a)
 		ev.data.fd = attest__fd(a->attest);
 		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	}
+	if (a->store) {
+		ev.data.fd = store__fd(a->store);
+		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	}
 	return 0;
 }
 
@@ -1619,8 +1886,11 @@ static void retry_pod_waits(struct agent *a)
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct conn *c = val;
 
-		if (c->pod_wait)
+		if (c->pod_wait || c->remote_wait)
 			process_requests(a, c);
+		/* Fleet: instances with open connections stay live everywhere. */
+		if (a->store && decider__conn_client(c))
+			fleet_sighting(a, decider__conn_client(c), &c->client);
 	}
 }
 
@@ -1692,6 +1962,8 @@ static void run_loop(struct agent *a)
 				on_signal(a);
 			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
 				ctl__accept(a->ctl);
+			} else if (a->store && evs[i].data.fd == store__fd(a->store)) {
+				fleet_drain(a);
 			} else if (a->attest && evs[i].data.fd == attest__fd(a->attest)) {
 				attest__on_readable(a->attest);
 			} else if (a->metrics && evs[i].data.fd == metrics__fd(a->metrics)) {
@@ -1772,6 +2044,8 @@ static void teardown(struct agent *a)
 	policy__free(a->policy);
 	sinks__free_all(a->sinks, 2000);
 	output__free(a->out);
+	store__close(a->store);
+	hmap__free(a->sighted);
 	metrics__close(a->metrics);
 	if (a->epfd > 0)
 		close(a->epfd);
@@ -1896,6 +2170,12 @@ int agent__run(const struct agent_opts *o)
 		}
 		metrics__set_collect(a.metrics, collect_metrics, &a);
 		metrics__set_health(a.metrics, health_cb, &a);
+	}
+	err = open_fleet(&a, msg, sizeof(msg));
+	if (err) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		status = err == -EINVAL || err == -EPROTONOSUPPORT || err == -ENOENT ? 2 : 1;
+		goto out;
 	}
 	if (o->pods_file && podmeta__load_file(a.pods, o->pods_file, msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);

@@ -26,6 +26,11 @@ struct agent_opts {
 	size_t n_outputs;
 	const char *metrics;		/* --metrics ADDR:PORT */
 	const char *attest_socket;	/* NULL: STATE_DIR/attest.sock */
+	const char *cluster;		/* nats://HOST:PORT: fleet mode */
+	const char *cluster_creds;
+	const char *cluster_ca;
+	const char *cluster_cert;
+	const char *cluster_key;
 	long attest_gid;		/* -1: root only */
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */

@@ -55,10 +55,12 @@ const char *verdict__name(enum verdict v)
 
 /* Who, in evidence form (a small copy: the workload itself may go). */
 struct who {
-	uint64_t instance;
+	uint64_t instance;	/* node-wide unique (see struct workload) */
+	uint64_t cgroup_id;
 	uint32_t pid;
 	char *exe;
 	char *cgroup;
+	char *node;
 };
 
 /* Stable claims of an identity. */
@@ -95,6 +97,8 @@ struct client_live {
 
 struct decider {
 	const struct policy *policy;
+	struct decider_fleet fleet;
+	bool has_fleet;
 	struct hmap *sessions;	/* sid -> struct session */
 	struct hmap *tokens;	/* token key -> struct token */
 	struct hmap *clients;	/* client name -> struct client_live */
@@ -109,7 +113,9 @@ static char *dup0(const char *s)
 
 static void who_set(struct who *w, const struct workload *wl)
 {
-	w->instance = wl->cgroup_id;
+	w->instance = wl->instance;
+	w->cgroup_id = wl->cgroup_id;
+	w->node = dup0(wl->node);
 	w->pid = wl->pid;
 	w->exe = dup0(wl->exe);
 	w->cgroup = dup0(wl->cgroup);
@@ -119,6 +125,7 @@ static void who_free(struct who *w)
 {
 	free(w->exe);
 	free(w->cgroup);
+	free(w->node);
 }
 
 static json_t *who_json(const struct who *w)
@@ -130,7 +137,9 @@ static json_t *who_json(const struct who *w)
 		json_object_set_new(o, "exe", json_string(w->exe));
 	if (w->cgroup)
 		json_object_set_new(o, "cgroup", json_string(w->cgroup));
-	json_object_set_new(o, "cgroup_id", json_integer((json_int_t)w->instance));
+	json_object_set_new(o, "cgroup_id", json_integer((json_int_t)w->cgroup_id));
+	if (w->node)
+		json_object_set_new(o, "node", json_string(w->node));
 	return o;
 }
 
@@ -222,6 +231,13 @@ void decider__free(struct decider *d)
 void decider__set_policy(struct decider *d, const struct policy *p)
 {
 	d->policy = p;
+}
+
+void decider__set_fleet(struct decider *d, const struct decider_fleet *f)
+{
+	d->has_fleet = f != NULL;
+	if (f)
+		d->fleet = *f;
 }
 
 static uint64_t window_ns(const struct decider *d)
@@ -488,7 +504,7 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 	s = hmap__sget(d->sessions, r->session_id);
 	if (!s)
 		return true;
-	if (s->who.instance != c->client.cgroup_id) {
+	if (s->who.instance != c->client.instance) {
 		describe_who(&s->who, owner, sizeof(owner));
 		describe(&c->client, sender, sizeof(sender));
 		finding(d, out, VERDICT_SESSION_HIJACK, POLICY_DENY);
@@ -563,7 +579,27 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 	}
 	token_key(t, key, sizeof(key));
 	tok = hmap__sget(d->tokens, key);
-	if (tok && tok->who.instance != c->client.cgroup_id) {
+	if (!tok && d->has_fleet && d->fleet.token_claim) {
+		json_t *owner = NULL;
+
+		/* First seen here: was it first used on another node? */
+		if (d->fleet.token_claim(d->fleet.ctx, key, &c->client, t->has_exp ? t->exp : 0,
+					 &owner) == 1) {
+			describe(&c->client, sender, sizeof(sender));
+			finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
+			set_reason(out, "Token %s%s was first used on node %s by pid %lld (%s) and is "
+				   "now replayed by %s on node %s.", t->jti ? "jti " : "sha256 ",
+				   t->jti ? t->jti : t->sha256,
+				   json_string_value(json_object_get(owner, "node")) ?: "?",
+				   (long long)json_integer_value(json_object_get(owner, "pid")),
+				   json_string_value(json_object_get(owner, "exe")) ?: "?", sender,
+				   c->client.node ? c->client.node : "?");
+			out->related = json_pack("{s:o}", "first_use", owner);
+			return false;
+		}
+		json_decref(owner);
+	}
+	if (tok && tok->who.instance != c->client.instance) {
 		describe_who(&tok->who, first, sizeof(first));
 		describe(&c->client, sender, sizeof(sender));
 		finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
@@ -585,18 +621,35 @@ static bool check_clone(struct decider *d, struct conn *c, const struct policy_c
 	char sender[300], first[300] = "";
 	size_t n;
 
+	json_t *remote[64];
+	size_t n_remote = 0, i;
+
 	if (!client->max_instances)
 		return true;
 	cl = client_live(d, client->name);
 	if (!cl)
 		return true;
-	if (hmap__get(cl->instances, c->client.cgroup_id))
+	if (hmap__get(cl->instances, c->client.instance))
 		return true;
 	prune_instances(d, cl, now);
-	n = hmap__size(cl->instances);
-	if (n < client->max_instances)
+	if (d->has_fleet && d->fleet.remote_instances)
+		n_remote = d->fleet.remote_instances(d->fleet.ctx, client->name, remote, 64);
+	n = hmap__size(cl->instances) + n_remote;
+	if (n < client->max_instances) {
+		for (i = 0; i < n_remote; i++)
+			json_decref(remote[i]);
 		return true;
+	}
 	live = json_array();
+	for (i = 0; i < n_remote; i++) {
+		if (!first[0])
+			snprintf(first, sizeof(first), "pid %lld (%s) in cgroup %s on node %s",
+				 (long long)json_integer_value(json_object_get(remote[i], "pid")),
+				 json_string_value(json_object_get(remote[i], "exe")) ?: "?",
+				 json_string_value(json_object_get(remote[i], "cgroup")) ?: "?",
+				 json_string_value(json_object_get(remote[i], "node")) ?: "?");
+		json_array_append_new(live, remote[i]);
+	}
 	hmap__iter_init(cl->instances, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct instance *in = val;
@@ -640,13 +693,13 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 
 	conn_set_ident(c, now_ident);
 	if (client && (cl = client_live(d, client->name))) {
-		struct instance *in = hmap__get(cl->instances, c->client.cgroup_id);
+		struct instance *in = hmap__get(cl->instances, c->client.instance);
 
 		if (!in && hmap__size(cl->instances) < DECISION_MAX_INSTANCES) {
 			in = calloc(1, sizeof(*in));
 			if (in) {
 				who_set(&in->who, &c->client);
-				if (hmap__put(cl->instances, c->client.cgroup_id, in)) {
+				if (hmap__put(cl->instances, c->client.instance, in)) {
 					who_free(&in->who);
 					free(in);
 					in = NULL;
@@ -657,10 +710,12 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		}
 		if (in) {
 			in->last_ns = now;
+			if (d->has_fleet && d->fleet.sighting)
+				d->fleet.sighting(d->fleet.ctx, client->name, &c->client);
 			if (!c->instance_registered) {
 				in->open_conns++;
 				c->instance_registered = true;
-				c->instance = c->client.cgroup_id;
+				c->instance = c->client.instance;
 			}
 		}
 	}
@@ -860,6 +915,11 @@ void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now)
 	c->instance_registered = false;
 }
 
+const char *decider__conn_client(const struct conn *c)
+{
+	return c->instance_registered && c->ident ? c->ident->client : NULL;
+}
+
 void decider__conn_release(struct conn *c)
 {
 	if (c->ident) {
@@ -930,13 +990,16 @@ static void boot_id(char *buf, size_t len)
 
 static json_t *who_save(const struct who *w)
 {
-	return json_pack("{s:I,s:i,s:s?,s:s?}", "instance", (json_int_t)w->instance, "pid",
-			 (int)w->pid, "exe", w->exe, "cgroup", w->cgroup);
+	return json_pack("{s:I,s:I,s:i,s:s?,s:s?,s:s?}", "instance", (json_int_t)w->instance,
+			 "cgroup_id", (json_int_t)w->cgroup_id, "pid", (int)w->pid, "exe", w->exe,
+			 "cgroup", w->cgroup, "node", w->node);
 }
 
 static void who_load(struct who *w, json_t *o)
 {
 	w->instance = (uint64_t)json_integer_value(json_object_get(o, "instance"));
+	w->cgroup_id = (uint64_t)json_integer_value(json_object_get(o, "cgroup_id"));
+	w->node = dup0(json_string_value(json_object_get(o, "node")));
 	w->pid = (uint32_t)json_integer_value(json_object_get(o, "pid"));
 	w->exe = dup0(json_string_value(json_object_get(o, "exe")));
 	w->cgroup = dup0(json_string_value(json_object_get(o, "cgroup")));

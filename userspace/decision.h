@@ -55,6 +55,25 @@ struct decision {
 
 struct decider;
 
+/*
+ * Fleet mode (see store.h): other nodes' view of the same identities. Every
+ * hook answers from a local cache or within a short bound, so a judgment
+ * never waits on the network for long; NULL hooks mean a single node.
+ */
+struct decider_fleet {
+	void *ctx;
+	/* Other nodes' live instances of this client: evidence objects
+	 * (new references) into out, returns how many. */
+	size_t (*remote_instances)(void *ctx, const char *client, json_t **out, size_t max);
+	/* The first use of a token, fleet-wide: 0 (new, or ours), 1 with
+	 * the first user's evidence in *owner (a new reference), <0 when
+	 * the fleet cannot say (judge locally). */
+	int (*token_claim)(void *ctx, const char *token_key, const struct workload *w,
+			   int64_t exp_unix, json_t **owner);
+	/* An allowed request kept this instance of client live. */
+	void (*sighting)(void *ctx, const char *client, const struct workload *w);
+};
+
 struct decider_stats {
 	size_t sessions, tokens, instances;
 	uint64_t evicted;
@@ -65,6 +84,7 @@ struct decider *decider__new(void);
 void decider__free(struct decider *d);
 /* The policy in force (kept by the caller; live state survives reloads). */
 void decider__set_policy(struct decider *d, const struct policy *p);
+void decider__set_fleet(struct decider *d, const struct decider_fleet *f);
 
 void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64_t now_ns,
 		    struct decision *out);
@@ -75,6 +95,8 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 			     uint64_t now_ns);
 void decider__session_ended(struct decider *d, const char *sid);
 void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now_ns);
+/* The policy client c's identity belongs to, when it registered an instance. */
+const char *decider__conn_client(const struct conn *c);
 /* Frees what the decider keeps on c (its identity). */
 void decider__conn_release(struct conn *c);
 void decider__expire(struct decider *d, uint64_t now_ns);

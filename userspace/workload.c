@@ -246,6 +246,7 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 		w->cgroup = strdup(path);
 		cgroup__parse_path(path, &w->meta);
 	}
+	w->instance = w->cgroup_id;
 	fill_ancestors(r, w, w->ppid);
 	if (w->meta.pod_uid[0] && r->pods)
 		w->pod = podmeta__lookup(r->pods, w->meta.pod_uid);
@@ -353,6 +354,7 @@ void workload__release(struct workload *w)
 	for (i = 0; i < w->n_ancestors; i++)
 		free(w->ancestors[i].exe);
 	podmeta__put(w->pod);
+	free(w->node_buf);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -373,6 +375,67 @@ int workload__copy(struct workload *dst, const struct workload *src)
 	for (i = 0; i < src->n_ancestors; i++)
 		dst->ancestors[i].exe = dup_or_null(src->ancestors[i].exe);
 	dst->pod = podmeta__get(src->pod);
+	if (src->node_buf) {
+		dst->node_buf = strdup(src->node_buf);
+		dst->node = dst->node_buf;
+	}
+	return 0;
+}
+
+static char *jdup(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v ? strdup(v) : NULL;
+}
+
+int workload__from_json(json_t *o, struct workload *w)
+{
+	const char *node = json_string_value(json_object_get(o, "node"));
+	json_t *anc, *a;
+	uint64_t h = 1469598103934665603ull;
+	const char *p;
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	if (!json_is_object(o) || !node || !json_is_true(json_object_get(o, "attributed")))
+		return -EINVAL;
+	w->attributed = true;
+	w->remote = true;
+	w->node_buf = strdup(node);
+	w->node = w->node_buf;
+	w->pid = (uint32_t)json_integer_value(json_object_get(o, "pid"));
+	w->tid = (uint32_t)json_integer_value(json_object_get(o, "tid"));
+	w->ppid = (uint32_t)json_integer_value(json_object_get(o, "ppid"));
+	w->uid = (uint32_t)json_integer_value(json_object_get(o, "uid"));
+	w->gid = (uint32_t)json_integer_value(json_object_get(o, "gid"));
+	w->start_ns = (uint64_t)json_integer_value(json_object_get(o, "start_time_ns"));
+	w->cgroup_id = (uint64_t)json_integer_value(json_object_get(o, "cgroup_id"));
+	w->netns = (uint32_t)json_integer_value(json_object_get(o, "netns"));
+	snprintf(w->comm, sizeof(w->comm), "%s", json_string_value(json_object_get(o, "comm")) ?: "");
+	w->exe = jdup(o, "exe");
+	w->exe_sha256 = jdup(o, "exe_sha256");
+	/* Already redacted by the agent that attested it. */
+	w->cmdline = jdup(o, "cmdline");
+	w->cgroup = jdup(o, "cgroup");
+	snprintf(w->meta.container_id, sizeof(w->meta.container_id), "%s",
+		 json_string_value(json_object_get(o, "container_id")) ?: "");
+	snprintf(w->meta.pod_uid, sizeof(w->meta.pod_uid), "%s",
+		 json_string_value(json_object_get(json_object_get(o, "pod"), "uid")) ?: "");
+	anc = json_object_get(o, "ancestors");
+	json_array_foreach(anc, i, a) {
+		if (w->n_ancestors == WORKLOAD_MAX_ANCESTORS)
+			break;
+		w->ancestors[w->n_ancestors].pid = (uint32_t)json_integer_value(json_object_get(a, "pid"));
+		w->ancestors[w->n_ancestors].exe = jdup(a, "exe");
+		w->n_ancestors++;
+	}
+	/* Instances are cgroups; another node's ids are its own. */
+	for (p = node; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ull;
+	}
+	w->instance = (h ^ w->cgroup_id) | (1ull << 63);
 	return 0;
 }
 

@@ -56,7 +56,12 @@ struct workload {
 	struct workload_ancestor ancestors[WORKLOAD_MAX_ANCESTORS];
 	size_t n_ancestors;
 	struct pod_info *pod;	/* NULL: not in a pod */
+	/* A workload instance, unique in the fleet: the cgroup id here, and
+	 * mixed with the node's name for a workload another node attested. */
+	uint64_t instance;
+	bool remote;		/* attested by another node's agent */
 	const char *node;
+	char *node_buf;		/* owns node when remote */
 	const char *why_unattributed;	/* static reason when !attributed */
 };
 
@@ -97,6 +102,10 @@ int workload__copy(struct workload *dst, const struct workload *src);
 /* The selector view of w; strings point into w, the pod view into pv. */
 void workload__view(const struct workload *w, struct workload_view *v, struct pod_view *pv,
 		    const char **anc_exes);
+/* A workload another node's agent attested (its workload__json plus
+ * "node"). Returns 0 or -EINVAL. */
+int workload__from_json(json_t *o, struct workload *w);
+
 /* A command line fit for events: secrets after --token and friends, and
  * anything shaped like a JWT, replaced by "[redacted]". Caller frees. */
 char *workload__redact_cmdline(const char *cmdline);
