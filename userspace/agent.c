@@ -169,9 +169,7 @@ static struct conn *conn_get(struct agent *a, uint64_t cookie, bool create)
 		return NULL;
 	c->cookie = cookie;
 	c->opened_ns = now_ns();
-	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
-	if (!c->parser || hmap__put(a->conns, cookie, c)) {
-		http_parser__free(c->parser);
+	if (hmap__put(a->conns, cookie, c)) {
 		free(c);
 		return NULL;
 	}
@@ -340,6 +338,11 @@ static int release(struct agent *a, struct conn *c, uint64_t end)
 	memmove(c->held, c->held + off + len, c->held_len - off - len);
 	c->held_len -= off + len;
 	c->held_base = end;
+	if (!c->held_len) {
+		free(c->held);	/* most connections are idle most of the time */
+		c->held = NULL;
+		c->held_cap = 0;
+	}
 	c->first_hold_ns = c->held_len ? now_ns() : 0;
 	write_verdict(a, c, MCPW_ACT_HOLD);
 	return 0;
@@ -442,10 +445,9 @@ static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw
 	if (e->offset < c->next_off || c->held_len ||
 	    kernel__get_state(a->kernel, c->cookie, &st) || e->offset != st.fast_next)
 		return false;
+	/* A fresh parser starts at the held request (see on_data). */
 	http_parser__free(c->parser);
-	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
-	if (!c->parser)
-		return false;
+	c->parser = NULL;
 	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
 	forget_pending(a, c);
 	return true;
@@ -567,8 +569,16 @@ static void process_requests(struct agent *a, struct conn *c)
 			"client in time";
 	}
 
+	if (!c->parser)
+		return;
 	while (!c->denied && (m = http_parser__next(c->parser))) {
-		uint64_t done = m->end > c->parsed_end ? m->end - c->parsed_end : 0;
+		uint64_t done;
+
+		/* Stream offsets: the parser counts from where it started. */
+		m->start += c->parser_base;
+		m->head_end += c->parser_base;
+		m->end += c->parser_base;
+		done = m->end > c->parsed_end ? m->end - c->parsed_end : 0;
 
 		done = done < c->pending ? done : c->pending;
 		c->pending -= done;
@@ -577,7 +587,8 @@ static void process_requests(struct agent *a, struct conn *c)
 		handle_request(a, c, m);
 		/* Bytes after this request were already fed: the next one
 		 * started no later than the newest record. */
-		c->req_start_ktime = http_parser__offset(c->parser) > m->end ? c->last_rec_ktime : 0;
+		c->req_start_ktime = c->parser_base + http_parser__offset(c->parser) > m->end ?
+				     c->last_rec_ktime : 0;
 		http_message__free(m);
 	}
 	if (c->denied || c->blind)
@@ -588,6 +599,12 @@ static void process_requests(struct agent *a, struct conn *c)
 
 		snprintf(why, sizeof(why), "the HTTP stream is not valid HTTP/1.1 (%s)", err);
 		stream_failure(a, c, err, why);
+		return;
+	}
+	/* Idle between requests: the parser's buffers go until needed. */
+	if (c->parser_base + http_parser__offset(c->parser) == c->parsed_end) {
+		http_parser__free(c->parser);
+		c->parser = NULL;
 	}
 }
 
@@ -694,9 +711,7 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 	    !(st.flags & MCPW_ST_FAILOPEN) || c->held_len)
 		return false;
 	http_parser__free(c->parser);
-	c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
-	if (!c->parser)
-		return false;
+	c->parser = NULL;
 	c->released_end = e->offset;
 	c->held_base = e->offset;
 	c->next_off = e->offset;
@@ -762,6 +777,15 @@ static int on_data(void *ctx, void *data, size_t size)
 	c->last_rec_ktime = e->hdr.ktime_ns;
 	if (!c->req_start_ktime)
 		c->req_start_ktime = e->hdr.ktime_ns;
+	if (!c->parser) {
+		c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
+		if (!c->parser) {
+			stream_failure(a, c, "out_of_memory", "the agent ran out of memory");
+			return 0;
+		}
+		c->parser_base = e->offset;
+		c->parsed_end = e->offset;
+	}
 	http_parser__feed(c->parser, e->data, e->len);
 	extend_mirror(a, c);
 	if (c->open_seen)

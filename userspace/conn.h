@@ -36,7 +36,8 @@ struct conn {
 	struct workload client;
 	struct workload server;
 
-	struct http_parser *parser;
+	struct http_parser *parser;	/* NULL while idle (memory) */
+	uint64_t parser_base;		/* stream offset of the parser's byte 0 */
 	/* Held bytes [held_base, held_base + held_len) not yet released. */
 	char *held;
 	size_t held_len, held_cap;

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The kernel fast path of a judged connection: a later request whose header
+ * block is the judged one's (but for Content-Length) passes without the
+ * daemon; the first request that differs is held and judged as usual, and
+ * the daemon picks the stream up again exactly there; a request carrying
+ * another identity is still an identity_switch.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env.h"
+#include "harness.h"
+
+#define TOKEN_A "fast-token-a"
+
+static int run_raw(struct env *e, const char *cg, const char *spec, const char *out)
+{
+	char script[PATH_MAX], specpath[600];
+	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+	pid_t pid;
+
+	snprintf(script, sizeof(script), "%s/raw.mjs", env__node_dir());
+	snprintf(specpath, sizeof(specpath), "%s/spec-%d.json", e->tmp, rand());
+	env__write(specpath, spec, strlen(spec));
+	pid = env__spawn(e, &so, (char *[]){ "node", script, specpath, NULL });
+	return env__wait(e, pid, 30000);
+}
+
+static long long status_counter(struct env *e, const char *name)
+{
+	char path[600];
+	json_t *st;
+	long long v;
+
+	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
+	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
+	st = json_load_file(path, 0, NULL);
+	v = json_integer_value(json_object_get(json_object_get(st, "kernel_counters"), name));
+	json_decref(st);
+	return v;
+}
+
+static void sha256_hex(const char *s, char *out)
+{
+	char cmd[256];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | sha256sum", s);
+	p = popen(cmd, "r");
+	if (!p || !fgets(out, 65, p))
+		out[0] = '\0';
+	out[64] = '\0';
+	if (p)
+		pclose(p);
+}
+
+void test_fastpath_resync(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600], srvout[600];
+	char script[PATH_MAX], port_s[16], sha_a[65], sha_b[65];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	long long fast0;
+	int port;
+
+	test__set_timeout(180);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	sha256_hex(TOKEN_A, sha_a);
+	sha256_hex("fast-token-b", sha_b);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	/* No tool limits, no clientInfo claims: the fast path applies. */
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
+		 "{\"name\":\"b\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c, sha_b, cg_c);
+	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
+		goto cleanup;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
+	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
+					port_s, "--record", rec, NULL });
+	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server"))
+		goto cleanup;
+	fast0 = status_counter(&e, "fast_path_requests");
+
+	if (test__start_subtest("miss_then_resync")) {
+		/* 1 judged; 2 fast; 3 differs (User-Agent): held, judged,
+		 * released; 4 fast again on 3's template. */
+#define CALL(id, ua, text) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\"," \
+	"\"User-Agent\":\"" ua "\",\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\"," \
+	"\"id\":" #id ",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"" text "\"}}}}"
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s,%s]}",
+			 port, CALL(1, "ua-1", "one"), CALL(2, "ua-1", "second-longer"),
+			 CALL(3, "ua-2", "three"), CALL(4, "ua-2", "fourth-longer-still"));
+		snprintf(out, sizeof(out), "%s/raw1.out", e.tmp);
+		ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "all four answered on one connection");
+		ASSERT_TRUE(env__wait_file(rec, "fourth-longer-still", 3000), "the server got all four");
+		ASSERT_GE(status_counter(&e, "fast_path_requests") - fast0, 2, "two passed in the kernel");
+		ev = env__find_event(&e, 3000, "kind=request", "request.id=3", NULL);
+		ASSERT_OK_PTR(ev, "the request that differed was judged by the daemon");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_EQ(env__count_events(&e, "kind=request", "request.id=2", NULL), 0,
+			  "the fast-path request never woke the daemon");
+	}
+	if (test__start_subtest("identity_switch_on_fast_connection")) {
+		char body[2048];
+
+		snprintf(body, sizeof(body), "{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{"
+			 "\"Authorization\":\"Bearer fast-token-b\",\"User-Agent\":\"ua-1\","
+			 "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":9,"
+			 "\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
+			 "\"switched\"}}}}");
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s]}",
+			 port, CALL(7, "ua-1", "first"), CALL(8, "ua-1", "second"), body);
+		snprintf(out, sizeof(out), "%s/raw2.out", e.tmp);
+		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the switched request got no answer");
+		ev = env__find_event(&e, 5000, "kind=alert", "verdict=identity_switch", NULL);
+		if (ASSERT_OK_PTR(ev, "identity_switch"))
+			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_FALSE(env__wait_file(rec, "switched", 1000), "never reached the server");
+	}
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
