@@ -129,6 +129,16 @@ struct {
 	__type(value, struct mcpw_fast_tmpl);
 } fast_tmpl SEC(".maps") __weak;
 
+/* Fast-path templates of judged workload instances, for their new
+ * connections (see struct mcpw_inst_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct mcpw_inst_key);
+	__type(value, struct mcpw_fast_tmpl);
+} inst_tmpl SEC(".maps") __weak;
+
 /* Sockets the daemon wants ended (cookie -> 1); see sock.bpf.c destroyer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -160,10 +160,22 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_conn_st
 	__u32 key = 0, n, cl, i, d, tail_off, tail, head_len;
 	struct fast_buf *fb;
 	__u64 body = 0;
+	bool adopt = false;
 
+	if (!t && off == 0 && st->client_cgid) {
+		/* A new connection of a judged workload instance. */
+		struct mcpw_inst_key ik = { .cgid = st->client_cgid, .port = st->server_port };
+
+		t = bpf_map_lookup_elem(&inst_tmpl, &ik);
+		if (!t)
+			return false;
+		st->fast_gen = t->gen;
+		st->fast_next = 0;
+		adopt = true;
+	}
 	if (!t)
 		return false;
-	if (t->gen != st->fast_gen) {
+	if (!adopt && t->gen != st->fast_gen) {
 		st->fast_gen = t->gen;
 		st->fast_next = t->start;
 	}
@@ -209,6 +221,9 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_conn_st
 	st->fast_next = off + i + tail + body;
 	st->fast_pass_until = st->fast_next;
 	st->fast_requests++;
+	/* Its later requests use the same template as its own. */
+	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
+		st->flags |= MCPW_ST_INST_FAST;
 	count(MCPW_CNT_FAST_REQUESTS, 1);
 	return true;
 }
@@ -302,8 +317,8 @@ int srv_verdict(struct __sk_buff *skb)
 	}
 	default:
 		/* Only once every held byte is released, to keep the order. */
-		if (v && st->held_end <= v->released_end &&
-		    (off + len <= v->pass_until || off + len <= st->fast_pass_until ||
+		if (st->held_end <= (v ? v->released_end : 0) &&
+		    ((v && off + len <= v->pass_until) || off + len <= st->fast_pass_until ||
 		     fast_path(skb, st, cookie, off, len))) {
 			count(MCPW_CNT_PASS_SEGS, 1);
 			return SK_PASS;
@@ -361,7 +376,10 @@ int srv_egress(struct __sk_buff *skb)
 	off = st->bytes_out;
 	st->bytes_out = off + plen;
 	v = bpf_map_lookup_elem(&conn_verdict, &cookie);
-	window = v ? v->egress_copy_until : cfg->egress_window;
+	/* A connection admitted on its instance's template never sent an
+	 * initialize: nothing to learn from its responses. */
+	window = v ? v->egress_copy_until :
+		 (st->flags & MCPW_ST_INST_FAST) ? 0 : cfg->egress_window;
 	if (off >= window)
 		return 1;
 	e = bpf_map_lookup_elem(&scratch, &key);

@@ -192,11 +192,12 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 	}
 }
 
-static __always_inline void init_conn(__u64 cookie, __u16 port)
+static __always_inline void init_conn(__u64 cookie, __u16 port, __u64 client_cgid)
 {
 	struct mcpw_conn_state st = {};
 
 	st.server_port = port;
+	st.client_cgid = client_cgid;
 	bpf_map_update_elem(&conn_state, &cookie, &st, BPF_NOEXIST);
 }
 
@@ -214,7 +215,6 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	cookie = bpf_get_socket_cookie(skops);
 	if (bpf_sock_hash_update(skops, &srv, &cookie, BPF_NOEXIST))
 		count(MCPW_CNT_SOCKHASH_FAIL, 1);
-	init_conn(cookie, port);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -243,6 +243,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	} else {
 		count(MCPW_CNT_TUPLE_MISS, 1);
 	}
+	init_conn(cookie, port, a ? a->task.cgroup_id : 0);
 	/* Cloned from the listener: who bound it. The cookie is left here for
 	 * srv_egress, which cannot ask for it. */
 	a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -387,7 +388,7 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 		/* -EEXIST: adopted from a previous daemon, already held. */
 		if (err && err != -17)
 			count(MCPW_CNT_SOCKHASH_FAIL, 1);
-		init_conn(e.cookie, lport);
+		init_conn(e.cookie, lport, 0);
 		a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (a)
 			a->sock_cookie = e.cookie;

@@ -114,6 +114,7 @@ struct agent {
 	uint64_t conns_dropped;
 	uint64_t pending_total;		/* sum of conn->pending */
 	uint32_t fast_gen;		/* fast-path template generations */
+	struct hmap *inst;		/* instance templates: key hash -> struct inst_entry */
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
 	/* Health: never look healthy while blind. */
 	char health[512];		/* "" when healthy, else the reasons */
@@ -212,6 +213,78 @@ static int netns_fd(struct agent *a, uint32_t inum, uint32_t pid_hint)
 	return fd;
 }
 
+/* ---- instance templates ------------------------------------------------- */
+
+struct inst_entry {
+	struct mcpw_inst_key key;
+	char *client;
+};
+
+static uint64_t inst_hash(const struct mcpw_inst_key *k)
+{
+	return k->cgid * 0x9e3779b97f4a7c15ull ^ k->port;
+}
+
+static void inst_drop(struct agent *a, uint64_t h)
+{
+	struct inst_entry *e = hmap__del(a->inst, h);
+
+	if (!e)
+		return;
+	kernel__del_inst(a->kernel, &e->key);
+	free(e->client);
+	free(e);
+}
+
+/* A finding about an instance: its new connections are judged again. */
+static void inst_forget_instance(struct agent *a, uint64_t cgid)
+{
+	struct hmap_iter it;
+	uint64_t h;
+	void *val;
+
+	hmap__iter_init(a->inst, &it);
+	while (hmap__iter_next(&it, &h, NULL, &val))
+		if (((struct inst_entry *)val)->key.cgid == cgid)
+			inst_drop(a, h);
+}
+
+static void inst_clear(struct agent *a)
+{
+	struct hmap_iter it;
+	uint64_t h;
+
+	hmap__iter_init(a->inst, &it);
+	while (hmap__iter_next(&it, &h, NULL, NULL))
+		inst_drop(a, h);
+	kernel__clear_inst(a->kernel);
+}
+
+static void inst_install(struct agent *a, struct conn *c, const char *client,
+			 struct mcpw_fast_tmpl *t)
+{
+	struct mcpw_inst_key key = { .cgid = c->client.cgroup_id, .port = c->port };
+	uint64_t h = inst_hash(&key);
+	struct inst_entry *e = hmap__get(a->inst, h);
+
+	if (c->client.remote || !key.cgid || (!e && hmap__size(a->inst) >= 16384))
+		return;
+	t->start = 0;
+	if (kernel__set_inst(a->kernel, &key, t))
+		return;
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e || hmap__put(a->inst, h, e)) {
+			free(e);
+			kernel__del_inst(a->kernel, &key);
+			return;
+		}
+		e->key = key;
+	}
+	free(e->client);
+	e->client = strdup(client);
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 static json_t *base_event(const struct conn *c)
@@ -257,6 +330,8 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	}
 	if (d->verdict < VERDICT__MAX)
 		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
+	if (d->alert && !c->client.remote && c->client.cgroup_id)
+		inst_forget_instance(a, c->client.cgroup_id);
 	json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
 	json_object_set_new(ev, "workload", workload__json(&c->client));
 	json_object_set_new(ev, "connection", conn__json(c));
@@ -431,8 +506,8 @@ static void maybe_fast_path(struct agent *a, struct conn *c, const struct reques
 	t->start = m->end;
 	t->max_body = a->limits.max_body_bytes;
 	memcpy(t->head, head, head_len);
-	if (t->cl_len && t->cl_len <= 10)
-		kernel__set_fast(a->kernel, c->cookie, t);
+	if (t->cl_len && t->cl_len <= 10 && kernel__set_fast(a->kernel, c->cookie, t) == 0)
+		inst_install(a, c, d->client->name, t);
 	free(t);
 }
 
@@ -1044,7 +1119,15 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 
 	workload__release(&c->client);
 	if (e->flags & MCPW_CONN_CLIENT_KNOWN) {
+		struct mcpw_inst_key ik = { .cgid = e->client.cgroup_id, .port = e->tuple.sport };
+		struct inst_entry *ie;
+
 		resolver__resolve(a->resolver, &e->client, &c->client);
+		/* The kernel may pass its requests on the instance's template:
+		 * count it as one of that instance's connections now. */
+		ie = hmap__get(a->inst, inst_hash(&ik));
+		if (ie && c->client.attributed)
+			decider__admit(a->decider, c, ie->client, now_ns());
 	} else {
 		resolver__resolve(a->resolver, NULL, &c->client);
 		c->client.why_unattributed = "no connect() from a process inside --cgroup-root "
@@ -1068,8 +1151,7 @@ static void close_conn(struct agent *a, const struct mcpw_close_event *e)
 {
 	struct conn *c = hmap__del(a->conns, e->cookie);
 
-	kernel__del_verdict(a->kernel, e->cookie);
-	kernel__del_fast(a->kernel, e->cookie);
+	/* The kernel dropped the connection's verdict and template itself. */
 	if (hmap__size(a->closed) < MAX_CONNS)
 		hmap__put(a->closed, e->cookie, (void *)(uintptr_t)(now_ns() / 1000000 + 1));
 	if (!c)
@@ -1538,6 +1620,7 @@ static void reload(struct agent *a)
 	decider__set_policy(a->decider, np);
 	/* Templates were judged by the old policy. */
 	kernel__clear_fast(a->kernel);
+	inst_clear(a);
 	a->policy_uses_client_info = uses_client_info(np);
 	a->policy_uses_pods = uses_pods(np);
 	a->stdio.policy = np;
@@ -2042,6 +2125,14 @@ static void teardown(struct agent *a)
 		hmap__free(a->conns);
 	}
 	hmap__free(a->closed);
+	if (a->inst) {
+		hmap__iter_init(a->inst, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val)) {
+			free(((struct inst_entry *)val)->client);
+			free(val);
+		}
+		hmap__free(a->inst);
+	}
 	if (a->listeners) {
 		hmap__iter_init(a->listeners, &it);
 		while (hmap__iter_next(&it, NULL, NULL, &val))
@@ -2160,12 +2251,13 @@ int agent__run(const struct agent_opts *o)
 	a.out = output__new(a.node);
 	a.conns = hmap__new(false);
 	a.closed = hmap__new(false);
+	a.inst = hmap__new(false);
 	a.listeners = hmap__new(false);
 	a.netns_fds = hmap__new(false);
 	a.procs = proctab__new(131072, "/proc");
 	a.decider = decider__new();
 	a.pods = podmeta__new();
-	if (!a.out || !a.conns || !a.closed || !a.listeners || !a.netns_fds || !a.procs || !a.decider ||
+	if (!a.out || !a.conns || !a.closed || !a.inst || !a.listeners || !a.netns_fds || !a.procs || !a.decider ||
 	    !a.pods) {
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		goto out;

@@ -52,6 +52,7 @@ struct conn {
 	struct ident *ident;
 	uint64_t instance;		/* registered with ident->client */
 	bool instance_registered;
+	char *instance_client;		/* whose instance it registered */
 	/* clientInfo of the last initialize, for the session it opens. */
 	char *init_client_name;
 	char *init_client_version;

@@ -668,6 +668,47 @@ static bool check_clone(struct decider *d, struct conn *c, const struct policy_c
 	return false;
 }
 
+/* c's workload instance holds client's identity (live while c is open). */
+static void register_instance(struct decider *d, struct conn *c, const char *client, uint64_t now)
+{
+	struct client_live *cl = client_live(d, client);
+	struct instance *in;
+
+	if (!cl)
+		return;
+	in = hmap__get(cl->instances, c->client.instance);
+	if (!in && hmap__size(cl->instances) < DECISION_MAX_INSTANCES) {
+		in = calloc(1, sizeof(*in));
+		if (in) {
+			who_set(&in->who, &c->client);
+			if (hmap__put(cl->instances, c->client.instance, in)) {
+				who_free(&in->who);
+				free(in);
+				in = NULL;
+			}
+		}
+	} else if (!in) {
+		d->evicted++;
+	}
+	if (!in)
+		return;
+	in->last_ns = now;
+	if (d->has_fleet && d->fleet.sighting)
+		d->fleet.sighting(d->fleet.ctx, client, &c->client);
+	if (!c->instance_registered) {
+		in->open_conns++;
+		c->instance_registered = true;
+		c->instance = c->client.instance;
+		free(c->instance_client);
+		c->instance_client = strdup(client);
+	}
+}
+
+void decider__admit(struct decider *d, struct conn *c, const char *client, uint64_t now)
+{
+	register_instance(d, c, client, now);
+}
+
 /* How long a token stays bound to its first instance: until it expires,
  * at most DECISION_TOKEN_TTL_NS. */
 static uint64_t token_ttl(const struct jwt_facts *t)
@@ -689,36 +730,10 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		   const struct policy_client *client, const struct ident *now_ident, uint64_t now)
 {
 	const struct jwt_facts *t = &r->token;
-	struct client_live *cl;
 
 	conn_set_ident(c, now_ident);
-	if (client && (cl = client_live(d, client->name))) {
-		struct instance *in = hmap__get(cl->instances, c->client.instance);
-
-		if (!in && hmap__size(cl->instances) < DECISION_MAX_INSTANCES) {
-			in = calloc(1, sizeof(*in));
-			if (in) {
-				who_set(&in->who, &c->client);
-				if (hmap__put(cl->instances, c->client.instance, in)) {
-					who_free(&in->who);
-					free(in);
-					in = NULL;
-				}
-			}
-		} else if (!in) {
-			d->evicted++;
-		}
-		if (in) {
-			in->last_ns = now;
-			if (d->has_fleet && d->fleet.sighting)
-				d->fleet.sighting(d->fleet.ctx, client->name, &c->client);
-			if (!c->instance_registered) {
-				in->open_conns++;
-				c->instance_registered = true;
-				c->instance = c->client.instance;
-			}
-		}
-	}
+	if (client)
+		register_instance(d, c, client->name, now);
 	if (t->present) {
 		char key[600];
 		struct token *tok;
@@ -902,9 +917,9 @@ void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now)
 	struct client_live *cl;
 	struct instance *in;
 
-	if (!c->instance_registered || !c->ident || !c->ident->client)
+	if (!c->instance_registered || !c->instance_client)
 		return;
-	cl = hmap__sget(d->clients, c->ident->client);
+	cl = hmap__sget(d->clients, c->instance_client);
 	if (!cl)
 		return;
 	in = hmap__get(cl->instances, c->instance);
@@ -917,11 +932,13 @@ void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now)
 
 const char *decider__conn_client(const struct conn *c)
 {
-	return c->instance_registered && c->ident ? c->ident->client : NULL;
+	return c->instance_registered ? c->instance_client : NULL;
 }
 
 void decider__conn_release(struct conn *c)
 {
+	free(c->instance_client);
+	c->instance_client = NULL;
 	if (c->ident) {
 		ident_free(c->ident);
 		free(c->ident);

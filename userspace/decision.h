@@ -95,6 +95,9 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 			     uint64_t now_ns);
 void decider__session_ended(struct decider *d, const char *sid);
 void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now_ns);
+/* A connection the kernel admitted on its instance's fast-path template:
+ * it counts as an open connection of that instance of client. */
+void decider__admit(struct decider *d, struct conn *c, const char *client, uint64_t now_ns);
 /* The policy client c's identity belongs to, when it registered an instance. */
 const char *decider__conn_client(const struct conn *c);
 /* Frees what the decider keeps on c (its identity). */

@@ -269,6 +269,29 @@ void kernel__clear_fast(struct kernel *k)
 			break;
 }
 
+int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
+		     const struct mcpw_fast_tmpl *t)
+{
+	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.inst_tmpl), key, t, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+void kernel__del_inst(struct kernel *k, const struct mcpw_inst_key *key)
+{
+	bpf_map_delete_elem(bpf_map__fd(k->skel->maps.inst_tmpl), key);
+}
+
+void kernel__clear_inst(struct kernel *k)
+{
+	int fd = bpf_map__fd(k->skel->maps.inst_tmpl);
+	struct mcpw_inst_key key;
+
+	while (bpf_map_get_next_key(fd, NULL, &key) == 0)
+		if (bpf_map_delete_elem(fd, &key))
+			break;
+}
+
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n)
 {
 	int fd = bpf_map__fd(k->skel->maps.stdio_exes);

@@ -87,6 +87,12 @@ int kernel__set_fast(struct kernel *k, uint64_t cookie, const struct mcpw_fast_t
 int kernel__del_fast(struct kernel *k, uint64_t cookie);
 void kernel__clear_fast(struct kernel *k);
 
+/* Instance templates: a judged workload instance's new connections. */
+int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
+		     const struct mcpw_fast_tmpl *t);
+void kernel__del_inst(struct kernel *k, const struct mcpw_inst_key *key);
+void kernel__clear_inst(struct kernel *k);
+
 /* Replaces the set of stdio server executables (file identities). */
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n);
 /* Processes stopped at exec still waiting for a decision. Returns how many

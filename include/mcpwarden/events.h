@@ -194,13 +194,24 @@ struct mcpw_conn_state {
 	__u64 fast_requests;	/* requests passed without the daemon */
 	__u32 fast_gen;		/* template generation fast_next belongs to */
 	__u32 pad;
+	__u64 client_cgid;	/* local client's cgroup (instance), 0 if unknown */
 };
-_Static_assert(sizeof(struct mcpw_conn_state) == 88, "conn_state layout");
+_Static_assert(sizeof(struct mcpw_conn_state) == 96, "conn_state layout");
+
+/* Key of a workload instance's template: a new connection from the same
+ * instance to the same port with the same header block needs no new
+ * judgment either (connection churn). */
+struct mcpw_inst_key {
+	__u64 cgid;
+	__u32 port;
+	__u32 pad;
+};
 
 #define MCPW_ST_LOST		(1u << 0)	/* held bytes were lost: end it */
 #define MCPW_ST_OVERLIMIT	(1u << 1)	/* too many bytes held */
 #define MCPW_ST_FAILOPEN	(1u << 2)	/* bytes passed while daemon away */
 #define MCPW_ST_FAILCLOSED	(1u << 3)	/* bytes dropped while daemon away */
+#define MCPW_ST_INST_FAST	(1u << 4)	/* admitted by its instance's template */
 
 enum mcpw_action {
 	MCPW_ACT_HOLD = 0,	/* judge in userspace (default) */
