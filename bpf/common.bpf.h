@@ -129,7 +129,7 @@ struct {
 	__type(value, struct mcpw_fast_tmpl);
 } fast_tmpl SEC(".maps") __weak;
 
-/* Fast-path templates of judged workload instances, for their new
+/* Fast-path templates of judged client processes, for their new
  * connections (see struct mcpw_inst_key). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -162,12 +162,12 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_conn_st
 	__u64 body = 0;
 	bool adopt = false;
 
-	if (!t && off == 0 && st->client_cgid) {
-		/* A new connection of a judged workload instance. */
-		struct mcpw_inst_key ik = { .cgid = st->client_cgid, .port = st->server_port };
+	if (!t && off == 0 && st->client_tgid) {
+		/* A new connection of a judged client process. */
+		struct mcpw_inst_key ik = { .tgid = st->client_tgid, .start_ns = st->client_start };
 
 		t = bpf_map_lookup_elem(&inst_tmpl, &ik);
-		if (!t)
+		if (!t || t->port != st->server_port || t->uid != st->client_uid)
 			return false;
 		st->fast_gen = t->gen;
 		st->fast_next = 0;
@@ -376,7 +376,7 @@ int srv_egress(struct __sk_buff *skb)
 	off = st->bytes_out;
 	st->bytes_out = off + plen;
 	v = bpf_map_lookup_elem(&conn_verdict, &cookie);
-	/* A connection admitted on its instance's template never sent an
+	/* A connection admitted on its process's template never sent an
 	 * initialize: nothing to learn from its responses. */
 	window = v ? v->egress_copy_until :
 		 (st->flags & MCPW_ST_INST_FAST) ? 0 : cfg->egress_window;

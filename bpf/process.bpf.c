@@ -85,6 +85,16 @@ static __always_inline int emit_exec(struct task_struct *task, const char *filen
 	long n;
 
 	stopped = stop_stdio_candidate(task, file);
+	{
+		/* A new image is a new workload: its connections are judged
+		 * afresh, before it can open one. */
+		struct mcpw_inst_key ik = {
+			.tgid = BPF_CORE_READ(task, tgid),
+			.start_ns = BPF_CORE_READ(task, group_leader, start_boottime),
+		};
+
+		bpf_map_delete_elem(&inst_tmpl, &ik);
+	}
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

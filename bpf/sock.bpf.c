@@ -192,12 +192,16 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 	}
 }
 
-static __always_inline void init_conn(__u64 cookie, __u16 port, __u64 client_cgid)
+static __always_inline void init_conn(__u64 cookie, __u16 port, const struct mcpw_task *client)
 {
 	struct mcpw_conn_state st = {};
 
 	st.server_port = port;
-	st.client_cgid = client_cgid;
+	if (client) {
+		st.client_tgid = client->tgid;
+		st.client_uid = client->uid;
+		st.client_start = client->start_ns;
+	}
 	bpf_map_update_elem(&conn_state, &cookie, &st, BPF_NOEXIST);
 }
 
@@ -243,7 +247,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	} else {
 		count(MCPW_CNT_TUPLE_MISS, 1);
 	}
-	init_conn(cookie, port, a ? a->task.cgroup_id : 0);
+	init_conn(cookie, port, a ? &a->task : NULL);
 	/* Cloned from the listener: who bound it. The cookie is left here for
 	 * srv_egress, which cannot ask for it. */
 	a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -388,7 +392,7 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 		/* -EEXIST: adopted from a previous daemon, already held. */
 		if (err && err != -17)
 			count(MCPW_CNT_SOCKHASH_FAIL, 1);
-		init_conn(e.cookie, lport, 0);
+		init_conn(e.cookie, lport, NULL);
 		a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (a)
 			a->sock_cookie = e.cookie;

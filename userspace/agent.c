@@ -217,12 +217,13 @@ static int netns_fd(struct agent *a, uint32_t inum, uint32_t pid_hint)
 
 struct inst_entry {
 	struct mcpw_inst_key key;
+	uint64_t cgid;
 	char *client;
 };
 
 static uint64_t inst_hash(const struct mcpw_inst_key *k)
 {
-	return k->cgid * 0x9e3779b97f4a7c15ull ^ k->port;
+	return k->start_ns * 0x9e3779b97f4a7c15ull ^ k->tgid;
 }
 
 static void inst_drop(struct agent *a, uint64_t h)
@@ -236,7 +237,8 @@ static void inst_drop(struct agent *a, uint64_t h)
 	free(e);
 }
 
-/* A finding about an instance: its new connections are judged again. */
+/* A finding about a workload instance: new connections of every process
+ * in it are judged again. */
 static void inst_forget_instance(struct agent *a, uint64_t cgid)
 {
 	struct hmap_iter it;
@@ -245,7 +247,7 @@ static void inst_forget_instance(struct agent *a, uint64_t cgid)
 
 	hmap__iter_init(a->inst, &it);
 	while (hmap__iter_next(&it, &h, NULL, &val))
-		if (((struct inst_entry *)val)->key.cgid == cgid)
+		if (((struct inst_entry *)val)->cgid == cgid)
 			inst_drop(a, h);
 }
 
@@ -263,13 +265,16 @@ static void inst_clear(struct agent *a)
 static void inst_install(struct agent *a, struct conn *c, const char *client,
 			 struct mcpw_fast_tmpl *t)
 {
-	struct mcpw_inst_key key = { .cgid = c->client.cgroup_id, .port = c->port };
+	struct mcpw_inst_key key = { .tgid = c->client.pid, .start_ns = c->client.start_ns };
 	uint64_t h = inst_hash(&key);
 	struct inst_entry *e = hmap__get(a->inst, h);
 
-	if (c->client.remote || !key.cgid || (!e && hmap__size(a->inst) >= 16384))
+	if (c->client.remote || !key.tgid || !key.start_ns || c->preexisting ||
+	    (!e && hmap__size(a->inst) >= 16384))
 		return;
 	t->start = 0;
+	t->port = c->port;
+	t->uid = c->client.uid;
 	if (kernel__set_inst(a->kernel, &key, t))
 		return;
 	if (!e) {
@@ -281,6 +286,7 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 		}
 		e->key = key;
 	}
+	e->cgid = c->client.cgroup_id;
 	free(e->client);
 	e->client = strdup(client);
 }
@@ -1119,11 +1125,11 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 
 	workload__release(&c->client);
 	if (e->flags & MCPW_CONN_CLIENT_KNOWN) {
-		struct mcpw_inst_key ik = { .cgid = e->client.cgroup_id, .port = e->tuple.sport };
+		struct mcpw_inst_key ik = { .tgid = e->client.tgid, .start_ns = e->client.start_ns };
 		struct inst_entry *ie;
 
 		resolver__resolve(a->resolver, &e->client, &c->client);
-		/* The kernel may pass its requests on the instance's template:
+		/* The kernel may pass its requests on its process's template:
 		 * count it as one of that instance's connections now. */
 		ie = hmap__get(a->inst, inst_hash(&ik));
 		if (ie && c->client.attributed)
@@ -1174,6 +1180,11 @@ static int on_event(void *ctx, void *data, size_t size)
 	switch (h->type) {
 	case MCPW_EV_EXEC:
 		if (size >= sizeof(struct mcpw_exec_event)) {
+			const struct mcpw_exec_event *x = data;
+			struct mcpw_inst_key ik = { .tgid = x->task.tgid, .start_ns = x->task.start_ns };
+
+			/* The kernel dropped its template at exec; so do we. */
+			inst_drop(a, inst_hash(&ik));
 			proctab__on_exec(a->procs, data);
 			stdio__on_exec(&a->stdio, data);
 		}
@@ -1183,8 +1194,13 @@ static int on_event(void *ctx, void *data, size_t size)
 			proctab__on_fork(a->procs, data);
 		break;
 	case MCPW_EV_EXIT:
-		if (size >= sizeof(struct mcpw_exit_event))
+		if (size >= sizeof(struct mcpw_exit_event)) {
+			const struct mcpw_exit_event *x = data;
+			struct mcpw_inst_key ik = { .tgid = x->tgid, .start_ns = x->start_ns };
+
+			inst_drop(a, inst_hash(&ik));
 			proctab__on_exit(a->procs, data, now_ns());
+		}
 		break;
 	case MCPW_EV_CONN_OPEN:
 		if (size >= sizeof(struct mcpw_conn_event)) {

@@ -194,17 +194,20 @@ struct mcpw_conn_state {
 	__u64 fast_requests;	/* requests passed without the daemon */
 	__u32 fast_gen;		/* template generation fast_next belongs to */
 	__u32 pad;
-	__u64 client_cgid;	/* local client's cgroup (instance), 0 if unknown */
+	/* The local client process, when the connect hook saw it. */
+	__u32 client_tgid;
+	__u32 client_uid;
+	__u64 client_start;
 };
-_Static_assert(sizeof(struct mcpw_conn_state) == 96, "conn_state layout");
+_Static_assert(sizeof(struct mcpw_conn_state) == 104, "conn_state layout");
 
-/* Key of a workload instance's template: a new connection from the same
- * instance to the same port with the same header block needs no new
- * judgment either (connection churn). */
+/* Key of a client process's template: a new connection from the same
+ * process (same image: exec drops it) to the same port with the same
+ * header block needs no new judgment either (connection churn). */
 struct mcpw_inst_key {
-	__u64 cgid;
-	__u32 port;
+	__u32 tgid;
 	__u32 pad;
+	__u64 start_ns;
 };
 
 #define MCPW_ST_LOST		(1u << 0)	/* held bytes were lost: end it */
@@ -249,6 +252,8 @@ struct mcpw_fast_tmpl {
 	__u32 cl_len;		/* its digits in the template */
 	__u64 start;		/* stream offset where the next request starts */
 	__u64 max_body;		/* larger bodies are held */
+	__u32 port;		/* process templates: the server port ... */
+	__u32 uid;		/* ... and the uid they were judged for */
 	char head[MCPW_FAST_HEAD_MAX + 8];	/* + 8: word compares may overrun */
 };
 

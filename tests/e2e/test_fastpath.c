@@ -141,3 +141,70 @@ cleanup:
 	json_decref(ev);
 	env__cleanup(&e);
 }
+
+/*
+ * Templates belong to the process that was judged: another executable in
+ * the same cgroup sending byte-identical requests on new connections is
+ * judged (and here refused: the policy binds the client to one exe).
+ */
+void test_fastpath_other_process(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], sha[65], copy[600], port_s[16], out_a[600];
+	char out_b[600], srvout[600];
+	struct spawn_opts so = {};
+	char *env_tok[] = { "RR_TOKEN=fast-token-a", "PATH=/usr/bin:/bin", NULL };
+	struct env e;
+	json_t *ev = NULL;
+	pid_t a, b;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	sha256_hex(TOKEN_A, sha);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(copy, sizeof(copy), "%s/rr_bench_copy", e.tmp);
+	if (!ASSERT_EQ(env__sh("cp %s %s", env__helper("rr_bench"), copy), 0, "copy"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\",\"exe\":\"%s\"}]}]}",
+		 port, sha, cg_c, env__helper("rr_bench"));
+	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
+		goto cleanup;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(&e, &so, (char *[]){ (char *)env__helper("mini_server"), "127.0.0.1", port_s, NULL });
+	if (!ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server"))
+		goto cleanup;
+	/* The allowed process churns connections for 4 s (its template in
+	 * use); meanwhile a copy of it, another exe, sends the same bytes. */
+	so.cgroup = cg_c;
+	so.envp = env_tok;
+	snprintf(out_a, sizeof(out_a), "%s/a.out", e.tmp);
+	so.stdout_path = out_a;
+	a = env__spawn(&e, &so, (char *[]){ (char *)env__helper("rr_bench"), "127.0.0.1", port_s,
+					    "1", "4", "0", "1", NULL });
+	env__sleep_ms(1500);
+	snprintf(out_b, sizeof(out_b), "%s/b.out", e.tmp);
+	so.stdout_path = out_b;
+	b = env__spawn(&e, &so, (char *[]){ copy, "127.0.0.1", port_s, "1", "1", "0", "1", NULL });
+	ASSERT_EQ(env__wait(&e, a, 20000), 0, "allowed process ran");
+	ASSERT_EQ(env__wait(&e, b, 20000), 0, "copy ran");
+	ASSERT_TRUE(env__wait_file(out_a, "\"errors\":0", 1000), "the allowed process was never refused");
+	ASSERT_FALSE(env__wait_file(out_b, "\"errors\":0", 500), "the copy was refused");
+	ev = env__find_event(&e, 5000, "kind=alert", "verdict=mismatch", NULL);
+	if (ASSERT_OK_PTR(ev, "mismatch for the other executable")) {
+		ASSERT_EQ(env__int(ev, "workload.pid"), b, "the copy's pid");
+		ASSERT_STREQ(env__str(ev, "workload.exe"), copy, "the copy's exe");
+	}
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
