@@ -148,6 +148,30 @@ __noinline int same_bytes(const struct fast_buf *a, __u32 a_off, const struct mc
 	return 1;
 }
 
+/* One record with up to a chunk of the segment, for the record only. */
+static __always_inline void mirror_first(struct __sk_buff *skb, __u64 cookie, __u64 off,
+					 __u32 len, __u64 req_len)
+{
+	struct mcpw_data_event *e;
+	__u32 key = 0, n = len < MCPW_CHUNK_LEN ? len : MCPW_CHUNK_LEN;
+
+	e = bpf_map_lookup_elem(&scratch, &key);
+	if (!e)
+		return;
+	barrier_var(n);
+	if (n == 0 || n > MCPW_CHUNK_LEN || bpf_skb_load_bytes(skb, 0, e->data, n))
+		return;
+	fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
+	e->cookie = cookie;
+	e->offset = off;
+	e->len = n;
+	e->flags = MCPW_DATA_FAST;
+	e->seg_len = (__u32)req_len;
+	e->sender_tgid = 0;
+	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, 0))
+		count(MCPW_CNT_DATA_LOST, 1);
+}
+
 /*
  * A request on a judged connection that needs no new judgment: its header
  * block is the judged template with other Content-Length digits. Passes it
@@ -221,6 +245,10 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_conn_st
 	st->fast_next = off + i + tail + body;
 	st->fast_pass_until = st->fast_next;
 	st->fast_requests++;
+	/* Not waited on, still recorded: the request's first segment goes to
+	 * the daemon for its `request` event (a full ring only loses the
+	 * record, counted; the request was already judged). */
+	mirror_first(skb, cookie, off, len, i + tail + body);
 	/* Its later requests use the same template as its own. */
 	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
 		st->flags |= MCPW_ST_INST_FAST;

@@ -116,6 +116,7 @@ struct agent {
 	uint32_t fast_gen;		/* fast-path template generations */
 	struct hmap *inst;		/* instance templates: key hash -> struct inst_entry */
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
+	bool emitting_fast;		/* the event is about a fast-path request */
 	/* Health: never look healthy while blind. */
 	char health[512];		/* "" when healthy, else the reasons */
 	uint64_t last_loss_ns;
@@ -328,7 +329,9 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	if (d->alert)
 		json_object_set_new(ev, "reason", json_string(d->reason));
 	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
-	if (c->req_start_ktime) {
+	if (a->emitting_fast)
+		json_object_set_new(ev, "fast_path", json_true());
+	else if (c->req_start_ktime) {
 		uint64_t us = (now_ns() - c->req_start_ktime) / 1000;
 
 		json_object_set_new(ev, "verdict_latency_us", json_integer((json_int_t)us));
@@ -801,6 +804,57 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 	return true;
 }
 
+/*
+ * A request the kernel passed on the fast path: judged already (its header
+ * block is a judged one's), so it only needs its `request` event, and a
+ * judgment to keep live state (instances, sessions) current. Should that
+ * judgment find something now, the request was already delivered: the
+ * alert says so (alerted) and the connection's templates are dropped, so
+ * its next request waits for a verdict again.
+ */
+static void handle_fast_record(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	struct http_parser *p = http_parser__new(HTTP_REQUEST, &a->limits);
+	struct http_message *m = NULL, head;
+	const struct http_message *pm;
+	struct decision d = {};
+	struct request r;
+	bool have = false;
+
+	if (!p)
+		return;
+	http_parser__feed(p, e->data, e->len);
+	m = http_parser__next(p);
+	if (m && request__read(&r, m, a->keys) == 0) {
+		have = true;
+	} else if (!m && (pm = http_parser__partial(p))) {
+		head = *pm;
+		head.body_len = e->seg_len > head.head_end ? e->seg_len - head.head_end : 0;
+		have = request__read_head(&r, &head, a->keys) == 0;
+		if (have) {
+			decider__session_client_info(a->decider, &r);
+			d.verdict = VERDICT_ALLOW;
+		}
+	}
+	if (have) {
+		c->requests++;
+		if (m)
+			decider__judge(a->decider, c, &r, now_ns(), &d);
+		a->emitting_fast = true;
+		emit_decision(a, c, &r, &d, false);
+		a->emitting_fast = false;
+		if (d.alert) {
+			kernel__del_fast(a->kernel, c->cookie);
+			if (!c->client.remote && c->client.cgroup_id)
+				inst_forget_instance(a, c->client.cgroup_id);
+		}
+		json_decref(d.related);
+		request__release(&r);
+	}
+	http_message__free(m);
+	http_parser__free(p);
+}
+
 static int on_data(void *ctx, void *data, size_t size)
 {
 	struct agent *a = ctx;
@@ -825,6 +879,11 @@ static int on_data(void *ctx, void *data, size_t size)
 	}
 	if (c->denied)
 		return 0;
+	if (e->flags & MCPW_DATA_FAST) {
+		if (c->open_seen && !c->blind)
+			handle_fast_record(a, c, e);
+		return 0;
+	}
 	if (e->offset != c->next_off && !resync_after_fast(a, c, e) &&
 	    !resync_after_failopen(a, c, e)) {
 		char why[160];

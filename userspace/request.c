@@ -128,6 +128,20 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 	return 0;
 }
 
+int request__read_head(struct request *r, const struct http_message *m,
+		       const struct jwt_keyset *keys)
+{
+	memset(r, 0, sizeof(*r));
+	r->http = m;
+	r->session_id = http_message__header(m, "mcp-session-id");
+	r->protocol_version = http_message__header(m, "mcp-protocol-version");
+	r->user_agent = http_message__header(m, "user-agent");
+	r->era = mcp__era(r->protocol_version);
+	r->body_unread = true;
+	read_token(r, keys);
+	return 0;
+}
+
 void request__release(struct request *r)
 {
 	jwt_facts__release(&r->token);
@@ -224,5 +238,7 @@ json_t *request__request_json(const struct request *r)
 	json_object_set_new(o, "era", json_string(r->era == MCP_ERA_STATELESS ? "2026-07-28+" :
 						  r->era == MCP_ERA_SESSION ? "session" : "unknown"));
 	json_object_set_new(o, "body_bytes", json_integer((json_int_t)r->http->body_len));
+	if (r->body_unread)
+		json_object_set_new(o, "body_unread", json_true());
 	return o;
 }

@@ -34,6 +34,7 @@ struct request {
 	const char *client_version;
 	bool client_info_from_session;
 	bool is_initialize;
+	bool body_unread;		/* head only: the body was not seen */
 	/* NULL, or a reason code ("bad_http", "header_mismatch", ...). */
 	const char *malformed;
 	char malformed_detail[256];
@@ -41,6 +42,10 @@ struct request {
 
 /* Reads m (which must outlive r). keys may be NULL. Returns 0 or -ENOMEM. */
 int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys);
+/* The head only (a fast-path record whose body was not copied): token,
+ * headers, no JSON-RPC. */
+int request__read_head(struct request *r, const struct http_message *m,
+		       const struct jwt_keyset *keys);
 void request__release(struct request *r);
 
 /* Marks a request malformed with a reason code and a sentence. */

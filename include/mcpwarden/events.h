@@ -164,6 +164,10 @@ struct mcpw_close_event {
 #define MCPW_DATA_EGRESS	(1u << 1)	/* server -> client */
 #define MCPW_DATA_FAILOPEN	(1u << 2)	/* passed while the daemon was away */
 #define MCPW_DATA_STDIN		(1u << 3)	/* a stdio server's stdin; cookie = its tgid */
+#define MCPW_DATA_FAST		(1u << 4)	/* passed on the fast path: a copy of the
+						 * request's first segment for the
+						 * record (seg_len = the request's
+						 * length); nothing to release */
 
 struct mcpw_data_event {
 	struct mcpw_event_hdr hdr;
