@@ -18,8 +18,8 @@
 #define MCPW_MAX_TUPLES		65536	/* client attributions awaiting accept */
 #define MCPW_MAX_PORTS		256	/* protected ports */
 
-#define MCPW_EVENTS_RING_BYTES	(4u << 20)
-#define MCPW_DATA_RING_BYTES	(32u << 20)
+#define MCPW_EVENTS_RING_BYTES	(2u << 20)
+#define MCPW_DATA_RING_BYTES	(8u << 20)
 
 /* Held-but-unreleased bytes per connection (header block + body limit +
  * pipelining slack); more is judged "malformed: over limit". */
