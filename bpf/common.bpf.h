@@ -175,6 +175,16 @@ struct {
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/*
+ * Ring wakeups: only what someone waits for wakes the daemon at once (held
+ * request bytes, a stopped stdio server, its stdin); everything else is
+ * batched (the daemon drains the rings on every wakeup and every 100 ms
+ * tick), which saves a context switch per connection and per fast-path
+ * request.
+ */
+#define RB_NOW   BPF_RB_FORCE_WAKEUP
+#define RB_BATCH BPF_RB_NO_WAKEUP
+
 static __always_inline void count(enum mcpw_counter c, __u64 n)
 {
 	__u32 key = c;

@@ -95,7 +95,8 @@ static __always_inline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 o
 		fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
 		e->offset = off + pos;
 		e->len = n;
-		if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, 0))
+		if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n,
+				       (flags & MCPW_DATA_HELD) ? RB_NOW : RB_BATCH))
 			return -1;
 	}
 	return 0;
@@ -168,7 +169,7 @@ static __always_inline void mirror_first(struct __sk_buff *skb, __u64 cookie, __
 	e->flags = MCPW_DATA_FAST;
 	e->seg_len = (__u32)req_len;
 	e->sender_tgid = 0;
-	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, 0))
+	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_BATCH))
 		count(MCPW_CNT_DATA_LOST, 1);
 }
 
@@ -426,7 +427,9 @@ int srv_egress(struct __sk_buff *skb)
 	e->seg_len = plen;
 	e->flags = MCPW_DATA_EGRESS;
 	e->sender_tgid = 0;
-	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, 0))
+	/* Read before any request that uses the session: those are held,
+	 * and their wakeup drains the ring in order. */
+	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_BATCH))
 		count(MCPW_CNT_DATA_LOST, 1);
 	else
 		count(MCPW_CNT_EGRESS_COPIED, 1);

@@ -188,7 +188,7 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 		e->tuple.pad = 0;
 		e->cookie = a->sock_cookie;
 		e->task = a->task;
-		bpf_ringbuf_submit(e, 0);
+		bpf_ringbuf_submit(e, RB_BATCH);
 	}
 }
 
@@ -260,7 +260,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	} else {
 		count(MCPW_CNT_STORAGE_FAIL, 1);
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, RB_BATCH);
 }
 
 SEC("sockops")
@@ -304,7 +304,7 @@ static __always_inline int on_state(const struct sock *sk, int newstate)
 		e->bytes_out = st->bytes_out;
 		e->failopen_bytes = st->failopen_bytes;
 		e->fast_requests = st->fast_requests;
-		bpf_ringbuf_submit(e, 0);
+		bpf_ringbuf_submit(e, RB_BATCH);
 	} else {
 		count(MCPW_CNT_EVENTS_LOST, 1);
 	}

@@ -85,7 +85,7 @@ int stdin_exit(struct trace_event_raw_sys_exit *ctx)
 	e->seg_len = ret;
 	e->flags = MCPW_DATA_STDIN;
 	e->sender_tgid = tgid;
-	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, 0))
+	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_NOW))
 		count(MCPW_CNT_DATA_LOST, 1);
 	return 0;
 }

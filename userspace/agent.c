@@ -1212,21 +1212,46 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	process_requests(a, c);
 }
 
+/*
+ * The close record comes through the events ring, which is read before the
+ * data ring: the connection's last bytes may still be waiting there. So a
+ * closed connection is only marked here, judged to the end, and freed by
+ * reap_closed() once the rings have been drained after its close.
+ */
 static void close_conn(struct agent *a, const struct mcpw_close_event *e)
 {
-	struct conn *c = hmap__del(a->conns, e->cookie);
+	struct conn *c = hmap__get(a->conns, e->cookie);
 
-	/* The kernel dropped the connection's verdict and template itself. */
-	if (hmap__size(a->closed) < MAX_CONNS)
-		hmap__put(a->closed, e->cookie, (void *)(uintptr_t)(now_ns() / 1000000 + 1));
-	if (!c)
+	if (!c || c->closing)
 		return;
+	c->closing = true;
+	c->closed_tick = a->ticks;
 	/* Bytes that passed unjudged on a connection that is now gone are
 	 * reported here: its kernel state went with it. */
 	if (e->failopen_bytes > c->failopen_reported)
 		report_failopen(a, c, e->failopen_bytes - c->failopen_reported);
-	decider__conn_closed(a->decider, c, now_ns());
-	conn_free(a, c);
+}
+
+/* After a full drain of the rings: free the connections closed before it. */
+static void reap_closed(struct agent *a)
+{
+	struct hmap_iter it;
+	uint64_t cookie;
+	void *val;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, &cookie, NULL, &val)) {
+		struct conn *c = val;
+
+		if (!c->closing || c->closed_tick == a->ticks)
+			continue;
+		hmap__del(a->conns, cookie);
+		/* Records still in flight for it must not resurrect it. */
+		if (hmap__size(a->closed) < MAX_CONNS)
+			hmap__put(a->closed, cookie, (void *)(uintptr_t)(now_ns() / 1000000 + 1));
+		decider__conn_closed(a->decider, c, now_ns());
+		conn_free(a, c);
+	}
 }
 
 static int on_event(void *ctx, void *data, size_t size)
@@ -1556,6 +1581,10 @@ static void tick(struct agent *a)
 	uint64_t now = now_ns();
 
 	kernel__heartbeat(a->kernel);
+	/* Records the kernel batched (no wakeup) are read at least this often;
+	 * connections closed before this drain are done. */
+	ring_buffer__consume(a->rings);
+	reap_closed(a);
 	a->ticks++;
 	if (a->metrics)
 		metrics__tick(a->metrics, now);

@@ -30,6 +30,8 @@ struct conn {
 	bool denied;			/* verdict DROP written, being ended */
 	bool blind;			/* stopped parsing (monitor mode) */
 	bool pod_wait;			/* requests wait for pod metadata */
+	bool closing;			/* closed; freed after the next drain */
+	uint64_t closed_tick;
 	bool remote_wait;		/* requests wait for the client's node */
 	char remote_key[112];		/* its fleet attribution key */
 
