@@ -178,8 +178,8 @@ static __always_inline void mirror_first(struct __sk_buff *skb, __u64 cookie, __
  * block is the judged template with other Content-Length digits. Passes it
  * (and its body, through fast_pass_until) without the daemon.
  */
-static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_conn_state *st,
-				      __u64 cookie, __u64 off, __u32 len)
+static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config *cfg,
+				      struct mcpw_conn_state *st, __u64 cookie, __u64 off, __u32 len)
 {
 	struct mcpw_fast_tmpl *t = bpf_map_lookup_elem(&fast_tmpl, &cookie);
 	__u32 key = 0, n, cl, i, d, tail_off, tail, head_len;
@@ -249,7 +249,8 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_conn_st
 	/* Not waited on, still recorded: the request's first segment goes to
 	 * the daemon for its `request` event (a full ring only loses the
 	 * record, counted; the request was already judged). */
-	mirror_first(skb, cookie, off, len, i + tail + body);
+	if (cfg->mirror_fast)
+		mirror_first(skb, cookie, off, len, i + tail + body);
 	/* Its later requests use the same template as its own. */
 	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
 		st->flags |= MCPW_ST_INST_FAST;
@@ -348,7 +349,7 @@ int srv_verdict(struct __sk_buff *skb)
 		/* Only once every held byte is released, to keep the order. */
 		if (st->held_end <= (v ? v->released_end : 0) &&
 		    ((v && off + len <= v->pass_until) || off + len <= st->fast_pass_until ||
-		     fast_path(skb, st, cookie, off, len))) {
+		     fast_path(skb, cfg, st, cookie, off, len))) {
 			count(MCPW_CNT_PASS_SEGS, 1);
 			return SK_PASS;
 		}

@@ -1681,6 +1681,7 @@ static struct mcpw_config kernel_config(const struct agent *a, const struct poli
 		.mirror_window = MIRROR_WINDOW,
 		.egress_window = EGRESS_WINDOW,
 		.self_tgid = (__u32)getpid(),
+		.mirror_fast = !a->opts->request_events || strcmp(a->opts->request_events, "judged"),
 	};
 
 	return cfg;
@@ -2321,6 +2322,13 @@ int agent__run(const struct agent_opts *o)
 	if (err) {
 		fprintf(stderr, "%s\n", msg);
 		return 2;
+	}
+	if (o->request_events && strcmp(o->request_events, "all") &&
+	    strcmp(o->request_events, "judged")) {
+		fprintf(stderr, "mcpwarden: --request-events must be all or judged, not %s\n",
+			o->request_events);
+		status = 2;
+		goto out;
 	}
 	if (o->mode && strcmp(o->mode, "enforce") && strcmp(o->mode, "monitor")) {
 		fprintf(stderr, "mcpwarden: --mode must be monitor or enforce, not %s\n", o->mode);

@@ -32,6 +32,7 @@
 
 #include "decision.h"
 #include "hmap.h"
+#include "intern.h"
 
 static const char *const verdict_names[VERDICT__MAX] = {
 	[VERDICT_ALLOW] = "allow",
@@ -58,9 +59,9 @@ struct who {
 	uint64_t instance;	/* node-wide unique (see struct workload) */
 	uint64_t cgroup_id;
 	uint32_t pid;
-	char *exe;
-	char *cgroup;
-	char *node;
+	const char *exe;	/* interned */
+	const char *cgroup;
+	const char *node;
 };
 
 /* Stable claims of an identity. */
@@ -115,17 +116,17 @@ static void who_set(struct who *w, const struct workload *wl)
 {
 	w->instance = wl->instance;
 	w->cgroup_id = wl->cgroup_id;
-	w->node = dup0(wl->node);
+	w->node = intern__get(wl->node);
 	w->pid = wl->pid;
-	w->exe = dup0(wl->exe);
-	w->cgroup = dup0(wl->cgroup);
+	w->exe = intern__ref(wl->exe);
+	w->cgroup = intern__ref(wl->cgroup);
 }
 
 static void who_free(struct who *w)
 {
-	free(w->exe);
-	free(w->cgroup);
-	free(w->node);
+	intern__put(w->exe);
+	intern__put(w->cgroup);
+	intern__put(w->node);
 }
 
 static json_t *who_json(const struct who *w)
@@ -1016,10 +1017,10 @@ static void who_load(struct who *w, json_t *o)
 {
 	w->instance = (uint64_t)json_integer_value(json_object_get(o, "instance"));
 	w->cgroup_id = (uint64_t)json_integer_value(json_object_get(o, "cgroup_id"));
-	w->node = dup0(json_string_value(json_object_get(o, "node")));
+	w->node = intern__get(json_string_value(json_object_get(o, "node")));
 	w->pid = (uint32_t)json_integer_value(json_object_get(o, "pid"));
-	w->exe = dup0(json_string_value(json_object_get(o, "exe")));
-	w->cgroup = dup0(json_string_value(json_object_get(o, "cgroup")));
+	w->exe = intern__get(json_string_value(json_object_get(o, "exe")));
+	w->cgroup = intern__get(json_string_value(json_object_get(o, "cgroup")));
 }
 
 static json_t *ident_save(const struct ident *i)

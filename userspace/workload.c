@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hmap.h"
+#include "intern.h"
 #include "proctab.h"
 #include "workload.h"
 #include "podmeta.h"
@@ -184,7 +185,7 @@ static void fill_ancestors(struct resolver *r, struct workload *w, uint32_t ppid
 		struct workload_ancestor *a = &w->ancestors[w->n_ancestors];
 
 		a->pid = pid;
-		a->exe = p && p->exe ? strdup(p->exe) : NULL;
+		a->exe = p ? intern__get(p->exe) : NULL;
 		w->n_ancestors++;
 		if (!p || p->ppid == pid)
 			break;
@@ -216,14 +217,14 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 
 	p = proctab__get(r->procs, task->tgid, task->start_ns);
 	if (p) {
-		w->exe = p->exe ? strdup(p->exe) : NULL;
-		w->cmdline = p->cmdline ? strdup(p->cmdline) : NULL;
+		w->exe = intern__get(p->exe);
+		w->cmdline = intern__get(p->cmdline);
 		if (!w->ppid)
 			w->ppid = p->ppid;
 		if (r->want_sha) {
 			const char *sha = proctab__exe_sha256(r->procs, p);
 
-			w->exe_sha256 = sha ? strdup(sha) : NULL;
+			w->exe_sha256 = intern__get(sha);
 		}
 	}
 	if (!w->cgroup_id) {
@@ -243,7 +244,7 @@ void resolver__resolve(struct resolver *r, const struct mcpw_task *task, struct 
 	}
 	path = resolver__cgroup_path(r, w->cgroup_id, task->tgid);
 	if (path) {
-		w->cgroup = strdup(path);
+		w->cgroup = intern__get(path);
 		cgroup__parse_path(path, &w->meta);
 	}
 	w->instance = w->cgroup_id;
@@ -347,20 +348,15 @@ void workload__release(struct workload *w)
 
 	if (!w)
 		return;
-	free(w->exe);
-	free(w->exe_sha256);
-	free(w->cmdline);
-	free(w->cgroup);
+	intern__put(w->exe);
+	intern__put(w->exe_sha256);
+	intern__put(w->cmdline);
+	intern__put(w->cgroup);
 	for (i = 0; i < w->n_ancestors; i++)
-		free(w->ancestors[i].exe);
+		intern__put(w->ancestors[i].exe);
 	podmeta__put(w->pod);
-	free(w->node_buf);
+	intern__put(w->node_buf);
 	memset(w, 0, sizeof(*w));
-}
-
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
 }
 
 int workload__copy(struct workload *dst, const struct workload *src)
@@ -368,25 +364,23 @@ int workload__copy(struct workload *dst, const struct workload *src)
 	size_t i;
 
 	*dst = *src;
-	dst->exe = dup_or_null(src->exe);
-	dst->exe_sha256 = dup_or_null(src->exe_sha256);
-	dst->cmdline = dup_or_null(src->cmdline);
-	dst->cgroup = dup_or_null(src->cgroup);
+	dst->exe = intern__ref(src->exe);
+	dst->exe_sha256 = intern__ref(src->exe_sha256);
+	dst->cmdline = intern__ref(src->cmdline);
+	dst->cgroup = intern__ref(src->cgroup);
 	for (i = 0; i < src->n_ancestors; i++)
-		dst->ancestors[i].exe = dup_or_null(src->ancestors[i].exe);
+		dst->ancestors[i].exe = intern__ref(src->ancestors[i].exe);
 	dst->pod = podmeta__get(src->pod);
 	if (src->node_buf) {
-		dst->node_buf = strdup(src->node_buf);
+		dst->node_buf = intern__ref(src->node_buf);
 		dst->node = dst->node_buf;
 	}
 	return 0;
 }
 
-static char *jdup(json_t *o, const char *key)
+static const char *jdup(json_t *o, const char *key)
 {
-	const char *v = json_string_value(json_object_get(o, key));
-
-	return v ? strdup(v) : NULL;
+	return intern__get(json_string_value(json_object_get(o, key)));
 }
 
 int workload__from_json(json_t *o, struct workload *w)
@@ -402,7 +396,7 @@ int workload__from_json(json_t *o, struct workload *w)
 		return -EINVAL;
 	w->attributed = true;
 	w->remote = true;
-	w->node_buf = strdup(node);
+	w->node_buf = intern__get(node);
 	w->node = w->node_buf;
 	w->pid = (uint32_t)json_integer_value(json_object_get(o, "pid"));
 	w->tid = (uint32_t)json_integer_value(json_object_get(o, "tid"));

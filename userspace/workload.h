@@ -22,9 +22,11 @@
 struct proctab;
 struct podmeta;
 
+/* String fields of workloads are interned (intern.h): shared, never
+ * written through, released with workload__release(). */
 struct workload_ancestor {
 	uint32_t pid;
-	char *exe;
+	const char *exe;
 };
 
 struct pod_info {
@@ -48,10 +50,10 @@ struct workload {
 	uint64_t cgroup_id;
 	uint32_t netns;
 	char comm[MCPW_COMM_LEN];
-	char *exe;
-	char *exe_sha256;
-	char *cmdline;
-	char *cgroup;		/* cgroup v2 path, NULL when unknown */
+	const char *exe;
+	const char *exe_sha256;
+	const char *cmdline;
+	const char *cgroup;	/* cgroup v2 path, NULL when unknown */
 	struct cgroup_meta meta;
 	struct workload_ancestor ancestors[WORKLOAD_MAX_ANCESTORS];
 	size_t n_ancestors;
@@ -61,7 +63,7 @@ struct workload {
 	uint64_t instance;
 	bool remote;		/* attested by another node's agent */
 	const char *node;
-	char *node_buf;		/* owns node when remote */
+	const char *node_buf;	/* interned node name when remote */
 	const char *why_unattributed;	/* static reason when !attributed */
 };
 

@@ -271,7 +271,7 @@ struct mcpw_config {
 	__u64 mirror_window;	/* MIRROR default copy window for new conns */
 	__u64 egress_window;	/* server -> client bytes copied by default */
 	__u32 self_tgid;	/* the daemon: its own sockets are ignored */
-	__u32 pad;
+	__u32 mirror_fast;	/* copy fast-path requests for their events */
 };
 _Static_assert(sizeof(struct mcpw_config) == 48, "config layout");
 
