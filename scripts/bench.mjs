@@ -16,6 +16,7 @@
 // said plainly. The table goes to stdout, the same data to build/bench.json.
 //
 // Environment: BENCH_QUICK=1 (shorter runs, about 3 minutes),
+// BENCH_AGENT_ARGS="--request-events judged" (extra agent options),
 // BENCH_PAIRS=N, BENCH_SECONDS=S, BENCH_ONLY=P1,P5,... (ids to run),
 // BENCH_STRICT=1 (exit 3 when a target is missed), BENCH_KEEP=1 (keep
 // the work directory with every event file and log), BENCH_NICE=N (run
@@ -321,7 +322,9 @@ async function agentStart() {
   const n = ++agentSeq;
   const a = { events: path.join(tmp, `agent-${n}.jsonl`), state: path.join(tmp, `state-${n}`) };
   a.h = start(bin('mcpwarden'), ['run', '--policy', policyFile, '--mode', 'enforce', '--cgroup-root', cg.w,
-    '--state-dir', a.state, '--events', a.events, '--no-pin'], { cg: cg.agent, log: path.join(tmp, `agent-${n}.log`) });
+    '--state-dir', a.state, '--events', a.events, '--no-pin',
+    ...(process.env.BENCH_AGENT_ARGS || '').split(/\s+/).filter(Boolean)],
+    { cg: cg.agent, log: path.join(tmp, `agent-${n}.log`) });
   a.pid = a.h.child.pid;
   try {
     await waitFor(() => {

@@ -2185,6 +2185,7 @@ static void run_loop(struct agent *a)
 					retry_pod_waits(a);
 			}
 		}
+		output__flush(a->out);
 	}
 }
 
