@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "env.h"
 #include "harness.h"
@@ -55,6 +56,20 @@ void test_attest_real_agent(void)
 	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
 		goto cleanup;
 	snprintf(sock, sizeof(sock), "%s/attest.sock", e.agent.state_dir);
+	{
+		/* Root-only sockets: the control socket and (without a group)
+		 * the attestation socket, in a root-only state directory. */
+		char ctl[600];
+		struct stat st;
+
+		snprintf(ctl, sizeof(ctl), "%s/mcpwarden.sock", e.agent.state_dir);
+		if (ASSERT_OK(stat(ctl, &st), "control socket"))
+			ASSERT_EQ(st.st_mode & 0777, 0600, "control socket mode");
+		if (ASSERT_OK(stat(sock, &st), "attestation socket"))
+			ASSERT_EQ(st.st_mode & 0777, 0600, "attestation socket mode");
+		if (ASSERT_OK(stat(e.agent.state_dir, &st), "state dir"))
+			ASSERT_EQ(st.st_mode & 0077, 0, "state dir closed to others");
+	}
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	snprintf(out, sizeof(out), "%s/attest-server.out", e.tmp);
 	so.cgroup = cg_s;
