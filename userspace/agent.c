@@ -2029,13 +2029,20 @@ static int attest_lookup(void *ctx, const struct attest_query *q, json_t **out)
 	return ATTEST_SOURCE_KERNEL;
 }
 
+/* Adds fd to the loop's epoll set (readable). 0 or -1 with errno. */
+static int watch_fd(struct agent *a, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	return epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
 static int setup_fds(struct agent *a)
 {
 	struct itimerspec its = {
 		.it_interval = { 0, TICK_MS * 1000000L },
 		.it_value = { 0, TICK_MS * 1000000L },
 	};
-	struct epoll_event ev = { .events = EPOLLIN };
 	sigset_t mask;
 
 	sigemptyset(&mask);
@@ -2051,28 +2058,13 @@ static int setup_fds(struct agent *a)
 		return -errno;
 	if (timerfd_settime(a->timerfd, 0, &its, NULL))
 		return -errno;
-	ev.data.fd = a->sigfd;
-	epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->sigfd, &ev);
-	ev.data.fd = a->timerfd;
-	epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->timerfd, &ev);
-	ev.data.fd = ring_buffer__epoll_fd(a->rings);
-	epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-	if (a->ctl) {
-		ev.data.fd = ctl__fd(a->ctl);
-		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-	}
-	if (a->metrics) {
-		ev.data.fd = metrics__fd(a->metrics);
-		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-	}
-	if (a->attest) {
-		ev.data.fd = attest__fd(a->attest);
-		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-	}
-	if (a->store) {
-		ev.data.fd = store__fd(a->store);
-		epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-	}
+	if (watch_fd(a, a->sigfd) || watch_fd(a, a->timerfd) ||
+	    watch_fd(a, ring_buffer__epoll_fd(a->rings)) ||
+	    (a->ctl && watch_fd(a, ctl__fd(a->ctl))) ||
+	    (a->metrics && watch_fd(a, metrics__fd(a->metrics))) ||
+	    (a->attest && watch_fd(a, attest__fd(a->attest))) ||
+	    (a->store && watch_fd(a, store__fd(a->store))))
+		return -errno;
 	return 0;
 }
 
@@ -2115,7 +2107,6 @@ static int start_k8s(struct agent *a, char *msg, size_t len)
 		.ca_file = o->kube_ca,
 		.node_name = a->node,
 	};
-	struct epoll_event ev = { .events = EPOLLIN };
 	int err;
 
 	if (o->no_kube || o->pods_file || (!o->kube_api && !getenv("KUBERNETES_SERVICE_HOST")))
@@ -2123,8 +2114,10 @@ static int start_k8s(struct agent *a, char *msg, size_t len)
 	err = k8s__start(&ko, &a->k8s, msg, len);
 	if (err)
 		return err;
-	ev.data.fd = k8s__fd(a->k8s);
-	epoll_ctl(a->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	if (watch_fd(a, k8s__fd(a->k8s))) {
+		snprintf(msg, len, "cannot watch the pod watcher: %s", strerror(errno));
+		return -errno;
+	}
 	return 0;
 }
 

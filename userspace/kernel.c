@@ -175,33 +175,50 @@ int kernel__set_config(struct kernel *k, const struct mcpw_config *cfg)
 	return 0;
 }
 
-int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n)
+/*
+ * Makes a set-like map (key -> 1) hold exactly keys: the new keys are added
+ * first, then the others removed, so a key that stays is never briefly
+ * absent (a protected port never unprotected during a reload).
+ */
+static int sync_set(int fd, const void *keys, size_t n, size_t key_size)
 {
-	int fd = bpf_map__fd(k->skel->maps.ports);
-	__u16 key, next;
+	unsigned char key[32], next[32];
 	__u32 one = 1;
 	size_t i;
 	bool more;
 
-	/* Add the new set first, then remove what is no longer wanted, so a
-	 * port that stays protected is never briefly unprotected. */
-	for (i = 0; i < n; i++) {
-		key = ports[i];
-		if (bpf_map_update_elem(fd, &key, &one, BPF_ANY))
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, (const char *)keys + i * key_size, &one, BPF_ANY))
 			return -errno;
-	}
-	more = bpf_map_get_next_key(fd, NULL, &key) == 0;
+	more = bpf_map_get_next_key(fd, NULL, key) == 0;
 	while (more) {
 		bool keep = false;
 
-		more = bpf_map_get_next_key(fd, &key, &next) == 0;
-		for (i = 0; i < n; i++)
-			keep |= ports[i] == key;
+		more = bpf_map_get_next_key(fd, key, next) == 0;
+		for (i = 0; i < n && !keep; i++)
+			keep = memcmp((const char *)keys + i * key_size, key, key_size) == 0;
 		if (!keep)
-			bpf_map_delete_elem(fd, &key);
-		key = next;
+			bpf_map_delete_elem(fd, key);
+		memcpy(key, next, key_size);
 	}
 	return 0;
+}
+
+/* Empties a map (keys of at most 32 bytes). */
+static void clear_map(int fd)
+{
+	unsigned char key[32];
+
+	while (bpf_map_get_next_key(fd, NULL, key) == 0)
+		if (bpf_map_delete_elem(fd, key))
+			break;
+}
+
+int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n)
+{
+	return sync_set(bpf_map__fd(k->skel->maps.ports), ports, n, sizeof(*ports));
 }
 
 int kernel__heartbeat(struct kernel *k)
@@ -261,12 +278,7 @@ int kernel__del_fast(struct kernel *k, uint64_t cookie)
 
 void kernel__clear_fast(struct kernel *k)
 {
-	int fd = bpf_map__fd(k->skel->maps.fast_tmpl);
-	__u64 key;
-
-	while (bpf_map_get_next_key(fd, NULL, &key) == 0)
-		if (bpf_map_delete_elem(fd, &key))
-			break;
+	clear_map(bpf_map__fd(k->skel->maps.fast_tmpl));
 }
 
 int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
@@ -284,37 +296,12 @@ void kernel__del_inst(struct kernel *k, const struct mcpw_inst_key *key)
 
 void kernel__clear_inst(struct kernel *k)
 {
-	int fd = bpf_map__fd(k->skel->maps.inst_tmpl);
-	struct mcpw_inst_key key;
-
-	while (bpf_map_get_next_key(fd, NULL, &key) == 0)
-		if (bpf_map_delete_elem(fd, &key))
-			break;
+	clear_map(bpf_map__fd(k->skel->maps.inst_tmpl));
 }
 
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n)
 {
-	int fd = bpf_map__fd(k->skel->maps.stdio_exes);
-	struct mcpw_file_key key, next;
-	__u32 one = 1;
-	size_t i;
-	bool more;
-
-	for (i = 0; i < n; i++)
-		if (bpf_map_update_elem(fd, &keys[i], &one, BPF_ANY))
-			return -errno;
-	more = bpf_map_get_next_key(fd, NULL, &key) == 0;
-	while (more) {
-		bool keep = false;
-
-		more = bpf_map_get_next_key(fd, &key, &next) == 0;
-		for (i = 0; i < n; i++)
-			keep |= keys[i].dev == key.dev && keys[i].ino == key.ino;
-		if (!keep)
-			bpf_map_delete_elem(fd, &key);
-		key = next;
-	}
-	return 0;
+	return sync_set(bpf_map__fd(k->skel->maps.stdio_exes), keys, n, sizeof(*keys));
 }
 
 int kernel__stdin_attach(struct kernel *k, bool on)
