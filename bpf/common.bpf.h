@@ -180,10 +180,16 @@ struct {
  * request bytes, a stopped stdio server, its stdin); everything else is
  * batched (the daemon drains the rings on every wakeup and every 100 ms
  * tick), which saves a context switch per connection and per fast-path
- * request.
+ * request. A batched record that finds its ring a quarter full wakes the
+ * daemon anyway: a burst (connection churn) must not fill the ring while
+ * the daemon sleeps until its tick.
  */
 #define RB_NOW   BPF_RB_FORCE_WAKEUP
-#define RB_BATCH BPF_RB_NO_WAKEUP
+#define RB_BATCH_OF(rb, size) \
+	(bpf_ringbuf_query(&(rb), BPF_RB_AVAIL_DATA) > (size) / 4 ? \
+	 BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)
+#define RB_EVENTS_BATCH RB_BATCH_OF(events, MCPW_EVENTS_RING_BYTES)
+#define RB_DATA_BATCH   RB_BATCH_OF(data, MCPW_DATA_RING_BYTES)
 
 static __always_inline void count(enum mcpw_counter c, __u64 n)
 {

@@ -96,7 +96,7 @@ static __always_inline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 o
 		e->offset = off + pos;
 		e->len = n;
 		if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n,
-				       (flags & MCPW_DATA_HELD) ? RB_NOW : RB_BATCH))
+				       (flags & MCPW_DATA_HELD) ? RB_NOW : RB_DATA_BATCH))
 			return -1;
 	}
 	return 0;
@@ -169,7 +169,7 @@ static __always_inline void mirror_first(struct __sk_buff *skb, __u64 cookie, __
 	e->flags = MCPW_DATA_FAST;
 	e->seg_len = (__u32)req_len;
 	e->sender_tgid = 0;
-	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_BATCH))
+	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_DATA_BATCH))
 		count(MCPW_CNT_DATA_LOST, 1);
 }
 
@@ -430,7 +430,7 @@ int srv_egress(struct __sk_buff *skb)
 	e->sender_tgid = 0;
 	/* Read before any request that uses the session: those are held,
 	 * and their wakeup drains the ring in order. */
-	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_BATCH))
+	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_DATA_BATCH))
 		count(MCPW_CNT_DATA_LOST, 1);
 	else
 		count(MCPW_CNT_EGRESS_COPIED, 1);

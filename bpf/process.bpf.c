@@ -109,7 +109,7 @@ static __always_inline int emit_exec(struct task_struct *task, const char *filen
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
 	e->filename_len = n > 0 ? n - 1 : 0;
 	read_args(e, task);
-	bpf_ringbuf_submit(e, stopped ? RB_NOW : RB_BATCH);
+	bpf_ringbuf_submit(e, stopped ? RB_NOW : RB_EVENTS_BATCH);
 	return 0;
 }
 
@@ -145,7 +145,7 @@ static __always_inline int emit_fork(struct task_struct *child)
 	fill_task(&e->child, child);
 	/* clone3(CLONE_INTO_CGROUP) may place the child elsewhere. */
 	e->child.cgroup_id = task_cgroup_id(child);
-	bpf_ringbuf_submit(e, RB_BATCH);
+	bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
 	return 0;
 }
 
@@ -174,7 +174,7 @@ int fork_tp(struct trace_event_raw_sched_process_fork *ctx)
 	e->child.tgid = ctx->child_pid;
 	e->child.pid = ctx->child_pid;
 	e->child.start_ns = 0;
-	bpf_ringbuf_submit(e, RB_BATCH);
+	bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
 	return 0;
 }
 
@@ -194,7 +194,7 @@ static __always_inline int emit_exit(struct task_struct *task)
 	e->tgid = BPF_CORE_READ(task, tgid);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	bpf_ringbuf_submit(e, RB_BATCH);
+	bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
 	return 0;
 }
 

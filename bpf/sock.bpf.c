@@ -188,7 +188,7 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 		e->tuple.pad = 0;
 		e->cookie = a->sock_cookie;
 		e->task = a->task;
-		bpf_ringbuf_submit(e, RB_BATCH);
+		bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
 	}
 }
 
@@ -205,13 +205,20 @@ static __always_inline void init_conn(__u64 cookie, __u16 port, const struct mcp
 	bpf_map_update_elem(&conn_state, &cookie, &st, BPF_NOEXIST);
 }
 
+/*
+ * A protected server socket is established: the kernel state it needs
+ * (payload hook, connection state, the cookie srv_egress reads) is set up
+ * first, so that a full events ring loses only the record, never the
+ * connection's attribution or fast path.
+ */
 static __always_inline void on_passive(struct bpf_sock_ops *skops)
 {
 	struct mcpw_tuple_key key = {};
+	struct mcpw_sock_attr *a, *srv_attr;
 	struct mcpw_conn_event *e;
-	struct mcpw_sock_attr *a;
 	struct bpf_sock *sk = skops->sk;
 	__u16 port = skops->local_port;
+	__u32 netns;
 	__u64 cookie;
 
 	if (!sk || !bpf_map_lookup_elem(&ports, &port))
@@ -219,6 +226,23 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	cookie = bpf_get_socket_cookie(skops);
 	if (bpf_sock_hash_update(skops, &srv, &cookie, BPF_NOEXIST))
 		count(MCPW_CNT_SOCKHASH_FAIL, 1);
+
+	netns = sock_netns(sk);
+	skops_addrs(skops, key.saddr, key.caddr);
+	key.cport = skops_remote_port(skops);
+	key.sport = port;
+	key.netns = is_loopback(key.saddr) ? netns : 0;
+	a = bpf_map_lookup_elem(&tuple_attr, &key);
+	if (!a)
+		count(MCPW_CNT_TUPLE_MISS, 1);
+	init_conn(cookie, port, a ? &a->task : NULL);
+	/* Cloned from the listener: who bound it. The cookie is left here for
+	 * srv_egress, which cannot ask for it. */
+	srv_attr = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (srv_attr)
+		srv_attr->sock_cookie = cookie;
+	else
+		count(MCPW_CNT_STORAGE_FAIL, 1);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -228,39 +252,22 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_hdr(&e->hdr, MCPW_EV_CONN_OPEN, sizeof(*e));
 	e->cookie = cookie;
-	skops_addrs(skops, e->tuple.saddr, e->tuple.daddr);
+	__builtin_memcpy(e->tuple.saddr, key.saddr, 16);
+	__builtin_memcpy(e->tuple.daddr, key.caddr, 16);
 	e->tuple.sport = port;
-	e->tuple.dport = skops_remote_port(skops);
+	e->tuple.dport = key.cport;
 	e->tuple.family = skops->family;
-	e->netns = sock_netns(sk);
-
-	__builtin_memcpy(key.caddr, e->tuple.daddr, 16);
-	__builtin_memcpy(key.saddr, e->tuple.saddr, 16);
-	key.cport = e->tuple.dport;
-	key.sport = port;
-	key.netns = is_loopback(key.saddr) ? e->netns : 0;
-	a = bpf_map_lookup_elem(&tuple_attr, &key);
+	e->netns = netns;
 	if (a) {
 		e->client = a->task;
 		e->client_cookie = a->sock_cookie;
 		e->flags |= MCPW_CONN_CLIENT_KNOWN;
-	} else {
-		count(MCPW_CNT_TUPLE_MISS, 1);
 	}
-	init_conn(cookie, port, a ? &a->task : NULL);
-	/* Cloned from the listener: who bound it. The cookie is left here for
-	 * srv_egress, which cannot ask for it. */
-	a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (a) {
-		if (a->flags & MCPW_ATTR_BIND) {
-			e->server = a->task;
-			e->flags |= MCPW_CONN_SERVER_KNOWN;
-		}
-		a->sock_cookie = cookie;
-	} else {
-		count(MCPW_CNT_STORAGE_FAIL, 1);
+	if (srv_attr && (srv_attr->flags & MCPW_ATTR_BIND)) {
+		e->server = srv_attr->task;
+		e->flags |= MCPW_CONN_SERVER_KNOWN;
 	}
-	bpf_ringbuf_submit(e, RB_BATCH);
+	bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
 }
 
 SEC("sockops")
@@ -304,7 +311,7 @@ static __always_inline int on_state(const struct sock *sk, int newstate)
 		e->bytes_out = st->bytes_out;
 		e->failopen_bytes = st->failopen_bytes;
 		e->fast_requests = st->fast_requests;
-		bpf_ringbuf_submit(e, RB_BATCH);
+		bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
 	} else {
 		count(MCPW_CNT_EVENTS_LOST, 1);
 	}
