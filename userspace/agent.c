@@ -112,6 +112,7 @@ struct agent {
 	char pin_dir[PATH_MAX];
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
+	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
 	uint64_t pending_total;		/* sum of conn->pending */
 	uint32_t fast_gen;		/* fast-path template generations */
 	struct hmap *inst;		/* instance templates: key hash -> struct inst_entry */
@@ -142,8 +143,31 @@ static void forget_pending(struct agent *a, struct conn *c)
 	c->pending = 0;
 }
 
+/* A copy of a fast-path record that arrived before its CONN_OPEN. */
+struct early_rec {
+	struct early_rec *next;
+	size_t size;
+	unsigned char ev[];
+};
+
+/* Per connection, copies kept while its open record is late. */
+#define EARLY_MAX_BYTES (64u << 10)
+
+static void early_free(struct conn *c)
+{
+	while (c->early) {
+		struct early_rec *r = c->early;
+
+		c->early = r->next;
+		free(r);
+	}
+	c->early_tail = NULL;
+	c->early_bytes = 0;
+}
+
 static void conn_free(struct agent *a, struct conn *c)
 {
+	early_free(c);
 	forget_pending(a, c);
 	decider__conn_release(c);
 	workload__release(&c->client);
@@ -855,6 +879,37 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	http_parser__free(p);
 }
 
+/*
+ * The events ring is read before the data ring, but a record reserved and
+ * not yet committed there stops that read: a fast-path copy can then be
+ * read before its connection's open record. Keep it until then.
+ */
+static void keep_early(struct agent *a, struct conn *c, const struct mcpw_data_event *e,
+		       size_t size)
+{
+	struct early_rec *r;
+
+	if (c->early_bytes + size > EARLY_MAX_BYTES || !(r = malloc(sizeof(*r) + size))) {
+		a->early_dropped++;
+		return;
+	}
+	r->next = NULL;
+	r->size = size;
+	memcpy(r->ev, e, size);
+	*(c->early ? c->early_tail : &c->early) = r;
+	c->early_tail = &r->next;
+	c->early_bytes += size;
+}
+
+static void replay_early(struct agent *a, struct conn *c)
+{
+	struct early_rec *r;
+
+	for (r = c->early; r && !c->blind && !c->denied; r = r->next)
+		handle_fast_record(a, c, (const struct mcpw_data_event *)r->ev);
+	early_free(c);
+}
+
 static int on_data(void *ctx, void *data, size_t size)
 {
 	struct agent *a = ctx;
@@ -882,6 +937,8 @@ static int on_data(void *ctx, void *data, size_t size)
 	if (e->flags & MCPW_DATA_FAST) {
 		if (c->open_seen && !c->blind)
 			handle_fast_record(a, c, e);
+		else if (!c->open_seen)
+			keep_early(a, c, e, size);
 		return 0;
 	}
 	if (e->offset != c->next_off && !resync_after_fast(a, c, e) &&
@@ -1209,6 +1266,7 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	c->open_seen = true;
 	emit_connection(a, c);
 	/* Bytes that arrived before this record was read. */
+	replay_early(a, c);
 	process_requests(a, c);
 }
 
@@ -1463,12 +1521,44 @@ static void report_losses(struct agent *a)
 		emit_lost(a, "sockhash", cur[MCPW_CNT_SOCKHASH_FAIL] - a->counters[MCPW_CNT_SOCKHASH_FAIL],
 			  "protected connections could not be put under the payload hook "
 			  "(table full)");
+	if (a->early_dropped) {
+		emit_lost(a, "requests", a->early_dropped,
+			  "copies of kernel-passed requests not reported: their connection's open "
+			  "record was late and the copies waiting for it hit their limit");
+		a->early_dropped = 0;
+	}
 	if (a->conns_dropped) {
 		emit_lost(a, "connections", a->conns_dropped,
 			  "connections the daemon could not track (table full)");
 		a->conns_dropped = 0;
 	}
 	memcpy(a->counters, cur, sizeof(cur));
+}
+
+/*
+ * A connection whose open record was lost (events ring full): the kernel's
+ * state for it still names the client process the connect hook saw, and
+ * the process table knows that process. The 4-tuple stays unknown.
+ */
+static void recover_open(struct agent *a, struct mcpw_conn_event *e)
+{
+	struct mcpw_conn_state st;
+	struct proc *p;
+
+	if (kernel__get_state(a->kernel, e->cookie, &st))
+		return;
+	e->tuple.sport = (uint16_t)st.server_port;
+	if (!st.client_tgid || !(p = proctab__get(a->procs, st.client_tgid, st.client_start)))
+		return;
+	e->client.tgid = p->tgid;
+	e->client.pid = p->tgid;
+	e->client.ppid = p->ppid;
+	e->client.uid = p->uid;
+	e->client.gid = p->gid;
+	e->client.start_ns = p->start_ns;
+	e->client.cgroup_id = p->cgroup_id;
+	memcpy(e->client.comm, p->comm, sizeof(e->client.comm));
+	e->flags |= MCPW_CONN_CLIENT_KNOWN;
 }
 
 /* Kernel-flagged trouble on connections with held bytes. */
@@ -1482,11 +1572,13 @@ static void check_conns(struct agent *a)
 	while (hmap__iter_next(&it, &cookie, NULL, &val)) {
 		struct conn *c = val;
 		struct mcpw_conn_state st;
+		int err;
 
 		if (!c->open_seen && now - c->opened_ns > PENDING_OPEN_NS) {
 			/* Its CONN_OPEN record was lost: judge what we know. */
 			struct mcpw_conn_event e = { .cookie = cookie };
 
+			recover_open(a, &e);
 			open_conn(a, c, &e);
 			continue;
 		}
@@ -1495,7 +1587,17 @@ static void check_conns(struct agent *a)
 		/* Fleet: instances with open connections stay live everywhere. */
 		if (a->store && decider__conn_client(c))
 			fleet_sighting(a, decider__conn_client(c), &c->client);
-		if (c->denied || kernel__get_state(a->kernel, cookie, &st))
+		err = kernel__get_state(a->kernel, cookie, &st);
+		if (err) {
+			/* Gone from the kernel and its close record lost with a
+			 * full ring: close it here, or it would stay forever. */
+			if (!c->closing && c->open_seen && err == -ENOENT) {
+				c->closing = true;
+				c->closed_tick = a->ticks;
+			}
+			continue;
+		}
+		if (c->denied)
 			continue;
 		if (st.flags & MCPW_ST_OVERLIMIT)
 			stream_failure(a, c, "over_limit", "the client sent more unjudged bytes "

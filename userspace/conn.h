@@ -69,6 +69,10 @@ struct conn {
 	uint64_t opened_ns;
 	uint64_t first_hold_ns;		/* oldest unreleased held byte arrived */
 	struct conn *next_pending;	/* waiting for CONN_OPEN */
+	/* Kernel-passed request copies read before CONN_OPEN (the rings are
+	 * read one after the other): replayed by open_conn(). */
+	struct early_rec *early, **early_tail;
+	size_t early_bytes;
 };
 
 /* "ip:port" of each end (server view: s = server, d = client). */

@@ -220,3 +220,82 @@ cleanup:
 	json_decref(ev);
 	env__cleanup(&e);
 }
+
+/* Lines of the agent's events with both needles (cheap: no JSON parse). */
+static int count_lines(struct env *e, const char *a, const char *b)
+{
+	char *buf = env__slurp(e->agent.events_path, NULL), *line, *save = NULL;
+	int n = 0;
+
+	for (line = buf ? strtok_r(buf, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
+		n += strstr(line, a) && strstr(line, b);
+	free(buf);
+	return n;
+}
+
+/*
+ * Connection churn on a process template: each new connection's requests
+ * pass in the kernel, and every one of them is still reported, even when
+ * the copy of a request is read before its connection's open record (the
+ * two rings are read one after the other).
+ */
+void test_fastpath_churn_every_request_reported(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], sha[65], port_s[16], out[600], srvout[600];
+	char filter[64], *res = NULL, *p;
+	struct spawn_opts so = {};
+	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "PATH=/usr/bin:/bin", NULL };
+	long long requests = -1;
+	int port, n = 0, i;
+	struct env e;
+	pid_t c;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	sha256_hex(TOKEN_A, sha);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}", port, sha, cg_c);
+	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
+		goto cleanup;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(&e, &so, (char *[]){ (char *)env__helper("mini_server"), "127.0.0.1", port_s, NULL });
+	if (!ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server"))
+		goto cleanup;
+	so.cgroup = cg_c;
+	so.envp = env_tok;
+	snprintf(out, sizeof(out), "%s/churn.out", e.tmp);
+	so.stdout_path = out;
+	c = env__spawn(&e, &so, (char *[]){ (char *)env__helper("rr_bench"), "127.0.0.1", port_s,
+					    "4", "3", "0", "1", NULL });
+	if (!ASSERT_EQ(env__wait(&e, c, 30000), 0, "churn ran"))
+		goto cleanup;
+	ASSERT_TRUE(env__wait_file(out, "\"errors\":0", 1000), "no request failed");
+	res = env__slurp(out, NULL);
+	if (res && (p = strstr(res, "\"requests\":")))
+		requests = atoll(p + 11);
+	if (!ASSERT_GE(requests, 500, "enough churn to race the rings"))
+		goto cleanup;
+	/* Every request has its event (the agent may still be catching up). */
+	snprintf(filter, sizeof(filter), "\"pid\":%d,", c);
+	for (i = 0; i < 20 && n < requests; i++) {
+		n = count_lines(&e, "\"kind\":\"request\"", filter);
+		if (n < requests)
+			env__sleep_ms(500);
+	}
+	ASSERT_EQ(n, requests, "a request event for every request");
+	ASSERT_EQ(count_lines(&e, "\"kind\":\"lost\"", ""), 0, "nothing lost");
+	ASSERT_EQ(count_lines(&e, "\"kind\":\"alert\"", ""), 0, "nothing refused");
+cleanup:
+	free(res);
+	env__cleanup(&e);
+}
