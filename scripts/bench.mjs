@@ -427,6 +427,7 @@ async function wrk(port, conns, secs) {
 async function rrBench(conns, secs, body = 0, churn = 0) {
   const h = await run(bin('tests/rr_bench'), ['127.0.0.1', String(srvPort), String(conns), String(secs), String(body), String(churn)],
     { cg: cg.cli, env: { RR_TOKEN: token }, timeoutMs: (secs + 30) * 1000 });
+  if (h.err) fs.appendFileSync(path.join(tmp, 'rr_bench.log'), h.err);
   let j;
   try { j = JSON.parse(h.out.trim().split('\n').pop()); } catch {
     throw new Error(`rr_bench gave no result (exit ${h.code}): ${h.err.trim().slice(-200)}`);
@@ -785,6 +786,7 @@ async function main() {
 
   const lowLat = (row) => {
     row.note = `client latency p50 ${row.baseline_p50_us}→${row.agent_p50_us} µs, p99 ${row.baseline_p99_us}→${row.agent_p99_us} µs`;
+    if (row.errors && (row.errors.a || row.errors.b)) row.note += `; client errors ${row.errors.b}→${row.errors.a}`;
     if (row.agent_requests) {
       const per = (x) => (x / row.agent_requests).toFixed(2);
       row.note += `; per request: ${per(row.fast_path_requests)} kernel fast path, ${per(row.verdicts_written)} daemon verdicts, ` +

@@ -7,7 +7,8 @@
  *
  *   rr_bench ADDR PORT CONNS SECONDS [BODY_BYTES [NEW_CONN_EACH]]
  * BODY_BYTES pads the tools/call arguments (bulk bodies); NEW_CONN_EACH=1
- * opens a new connection per request (connection churn).
+ * opens a new connection per request (connection churn). A connect, write
+ * or read that stalls for STALL_SECONDS counts as an error.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,8 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #define MAX_SAMPLES (1u << 20)
+#define STALL_SECONDS 5
 
 static const char *addr;
 static int port, seconds, body_bytes, churn;
@@ -47,9 +50,16 @@ static uint64_t now_ns(void)
 static int dial(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tmo = { .tv_sec = STALL_SECONDS };
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 
 	inet_pton(AF_INET, addr, &a.sin_addr);
+	/* A stalled connect, write or read ends as an error instead of
+	 * hanging the whole run (SO_SNDTIMEO also bounds connect). */
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
 		if (fd >= 0)
 			close(fd);
@@ -100,6 +110,7 @@ static void *run(void *arg)
 			continue;
 		}
 		t0 = now_ns();
+		errno = 0;
 		while (off < request_len) {
 			ssize_t n = write(fd, request + off, request_len - off);
 
@@ -108,6 +119,14 @@ static void *run(void *arg)
 			off += (size_t)n;
 		}
 		if (off < request_len || read_response(fd, buf, 1 << 16)) {
+			struct sockaddr_in me;
+			socklen_t ml = sizeof(me);
+
+			if (getsockname(fd, (struct sockaddr *)&me, &ml))
+				me.sin_port = 0;
+			fprintf(stderr, "rr_bench: request failed (%s, %s) from port %u after %llu us\n",
+				off < request_len ? "write" : "read", errno ? strerror(errno) : "closed",
+				ntohs(me.sin_port), (unsigned long long)((now_ns() - t0) / 1000));
 			w->errors++;
 			close(fd);
 			fd = -1;
