@@ -155,45 +155,57 @@ cleanup:
 }
 
 /*
+ * Churn tests: client cgroup cg_c (allowed with TOKEN_A, and only from exe
+ * when it is given), mini_server in its own cgroup on port port_s, agent
+ * in enforce mode.
+ */
+static int churn_setup(struct env *e, const char *exe, char cg_c[256], char port_s[16])
+{
+	char policy[1024], cg_s[256], sha[65], exe_json[600] = "", srvout[600];
+	struct spawn_opts so = {};
+	int port = env__free_port();
+
+	sha256_hex(TOKEN_A, sha);
+	if (!ASSERT_OK(env__cgroup(e, "c", cg_c, 256), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		return -1;
+	if (exe)
+		snprintf(exe_json, sizeof(exe_json), ",\"exe\":\"%s\"", exe);
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"%s}]}]}",
+		 port, sha, cg_c, exe_json);
+	if (!ASSERT_OK(env__agent_start(e, policy, NULL), "agent"))
+		return -1;
+	snprintf(port_s, 16, "%d", port);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e->tmp);
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(e, &so, (char *[]){ (char *)env__helper("mini_server"), "127.0.0.1", port_s, NULL });
+	return ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server") ? 0 : -1;
+}
+
+/*
  * Templates belong to the process that was judged: another executable in
  * the same cgroup sending byte-identical requests on new connections is
  * judged (and here refused: the policy binds the client to one exe).
  */
 void test_fastpath_other_process(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], sha[65], copy[600], port_s[16], out_a[600];
-	char out_b[600], srvout[600];
+	char cg_c[256], copy[600], port_s[16], out_a[600], out_b[600];
 	struct spawn_opts so = {};
 	char *env_tok[] = { "RR_TOKEN=fast-token-a", "PATH=/usr/bin:/bin", NULL };
 	struct env e;
 	json_t *ev = NULL;
 	pid_t a, b;
-	int port;
 
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	sha256_hex(TOKEN_A, sha);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
 	snprintf(copy, sizeof(copy), "%s/rr_bench_copy", e.tmp);
-	if (!ASSERT_EQ(env__sh("cp %s %s", env__helper("rr_bench"), copy), 0, "copy"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
-		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\",\"exe\":\"%s\"}]}]}",
-		 port, sha, cg_c, env__helper("rr_bench"));
-	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
-		goto cleanup;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
-	so.cgroup = cg_s;
-	so.stdout_path = srvout;
-	env__spawn(&e, &so, (char *[]){ (char *)env__helper("mini_server"), "127.0.0.1", port_s, NULL });
-	if (!ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server"))
+	if (!ASSERT_EQ(env__sh("cp %s %s", env__helper("rr_bench"), copy), 0, "copy") ||
+	    churn_setup(&e, env__helper("rr_bench"), cg_c, port_s))
 		goto cleanup;
 	/* The allowed process churns connections for 4 s (its template in
 	 * use); meanwhile a copy of it, another exe, sends the same bytes. */
@@ -241,35 +253,18 @@ static int count_lines(struct env *e, const char *a, const char *b)
  */
 void test_fastpath_churn_every_request_reported(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], sha[65], port_s[16], out[600], srvout[600];
-	char filter[64], *res = NULL, *p;
+	char cg_c[256], port_s[16], out[600], filter[64], *res = NULL, *p;
 	struct spawn_opts so = {};
 	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "PATH=/usr/bin:/bin", NULL };
 	long long requests = -1;
-	int port, n = 0, i;
+	int n = 0, i;
 	struct env e;
 	pid_t c;
 
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	sha256_hex(TOKEN_A, sha);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
-		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}", port, sha, cg_c);
-	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
-		goto cleanup;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
-	so.cgroup = cg_s;
-	so.stdout_path = srvout;
-	env__spawn(&e, &so, (char *[]){ (char *)env__helper("mini_server"), "127.0.0.1", port_s, NULL });
-	if (!ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server"))
+	if (churn_setup(&e, NULL, cg_c, port_s))
 		goto cleanup;
 	so.cgroup = cg_c;
 	so.envp = env_tok;
