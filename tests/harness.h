@@ -23,6 +23,10 @@ void test__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool test__start_subtest(const char *name);
 /* Override the default per-test time limit (seconds). */
 void test__set_timeout(unsigned int seconds);
+/* What to undo when the test is cut short (time limit, SIGINT, SIGTERM):
+ * fn(arg) runs before the test process exits. Up to 4; a NULL fn drops
+ * the registration of arg. */
+void test__on_abort(void (*fn)(void *), void *arg);
 /* True when the test has already failed an assertion. */
 bool test__failed(void);
 

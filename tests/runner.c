@@ -183,15 +183,67 @@ bool test__start_subtest(const char *name)
 	return true;
 }
 
-static void on_alarm(int sig)
-{
-	(void)sig;
-	static const char msg[] = "    test timed out\n";
+/*
+ * A test cut short (its time limit, or SIGINT/SIGTERM) still undoes what
+ * it set up: the signal handler runs the registered clean-ups (agents,
+ * servers, cgroups, namespaces) and exits. It runs them itself, on top of
+ * the interrupted test's stack, whose env they need. Tests spend their
+ * time waiting (poll, sleep, waitpid), so the signal does not in practice
+ * land inside a half-done allocation.
+ */
+#define MAX_ABORT_FNS 4
+static struct {
+	void (*fn)(void *);
+	void *arg;
+} abort_fns[MAX_ABORT_FNS];
+static volatile sig_atomic_t abort_sig;
 
-	if (write(STDOUT_FILENO, msg, sizeof(msg) - 1) < 0) {
-		/* nothing more can be said */
+void test__on_abort(void (*fn)(void *), void *arg)
+{
+	int i;
+
+	for (i = 0; i < MAX_ABORT_FNS; i++) {
+		if (abort_fns[i].fn && abort_fns[i].arg == arg)
+			abort_fns[i].fn = NULL;
 	}
-	_exit(124);
+	for (i = 0; fn && i < MAX_ABORT_FNS; i++) {
+		if (!abort_fns[i].fn) {
+			abort_fns[i].fn = fn;
+			abort_fns[i].arg = arg;
+			return;
+		}
+	}
+}
+
+static void on_abort_signal(int sig)
+{
+	int i;
+
+	sigset_t set;
+
+	abort_sig = sig;
+	signal(SIGALRM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	/* The clean-ups get their own, last time limit (unblocked: this
+	 * handler may be SIGALRM's own). */
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	alarm(60);
+	printf("    test %s\n", abort_sig == SIGALRM ? "timed out" : "interrupted");
+	for (i = MAX_ABORT_FNS - 1; i >= 0; i--) {
+		if (abort_fns[i].fn) {
+			void (*fn)(void *) = abort_fns[i].fn;
+
+			abort_fns[i].fn = NULL;
+			fn(abort_fns[i].arg);
+		}
+	}
+	fflush(stdout);
+	_exit(abort_sig == SIGALRM ? 124 : 128 + abort_sig);
 }
 
 /* Runs one test in a child process and adds its results to the counts. */
@@ -219,7 +271,9 @@ static int run_one(const struct test_def *t, int *passed, int *failed)
 		dup2(logfd, STDERR_FILENO);
 		setvbuf(stdout, NULL, _IOLBF, 0);
 		cur_test = t->name;
-		signal(SIGALRM, on_alarm);
+		signal(SIGALRM, on_abort_signal);
+		signal(SIGINT, on_abort_signal);
+		signal(SIGTERM, on_abort_signal);
 		alarm(state->timeout);
 		t->fn();
 		end_subtest();

@@ -21,6 +21,7 @@
 
 #include "cgroup.h"
 #include "env.h"
+#include "harness.h"
 
 static char root_dir[PATH_MAX];
 
@@ -94,6 +95,11 @@ int env__sh(const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+static void env_abort(void *e)
+{
+	env__cleanup(e);
+}
+
 int env__init(struct env *e)
 {
 	static int seq;
@@ -113,6 +119,7 @@ int env__init(struct env *e)
 	if (mkdir(dir, 0755) && errno != EEXIST)
 		return -errno;
 	snprintf(e->cg_dirs[e->n_cg++], sizeof(e->cg_dirs[0]), "%s", dir);
+	test__on_abort(env_abort, e);
 	return 0;
 }
 
@@ -326,6 +333,7 @@ void env__cleanup(struct env *e)
 {
 	int i;
 
+	test__on_abort(NULL, e);
 	if (e->agent_running)
 		env__agent_stop(e);
 	while (e->n_procs)
