@@ -682,3 +682,111 @@ cleanup:
 	keys_free(&k);
 	remove_dir();
 }
+
+/* Facts through jwt_cache: parsed once per distinct token bytes and keyset. */
+void test_jwt_cache(void)
+{
+	char cdir[] = "/tmp/mcpw-test-jwtc-XXXXXX", key[64] = "", err[256] = "";
+	char *a = NULL, *b = NULL, *big = NULL, *tampered = NULL;
+	struct jwt_keyset *ks = NULL;
+	struct jwt_cache *c = jwt_cache__new();
+	unsigned long long hits, misses;
+	struct jwt_facts f = {};
+	bool shared = false;
+	FILE *fp;
+
+	if (!ASSERT_OK_PTR(c, "cache") || !ASSERT_OK_PTR(mkdtemp(cdir), "mkdtemp"))
+		goto cleanup;
+	snprintf(key, sizeof(key), "%s/hmac.key", cdir);
+	fp = fopen(key, "w");
+	if (!ASSERT_OK_PTR(fp, "key file"))
+		goto cleanup;
+	fputs(secret, fp);
+	fclose(fp);
+	ks = jwt_keyset__new();
+	if (!ASSERT_OK_PTR(ks, "keyset") ||
+	    !ASSERT_OK(jwt_keyset__add_file(ks, key, NULL, true, err, sizeof(err)), err))
+		goto cleanup;
+	a = sign_token("HS256", NULL, secret, "{\"alg\":\"HS256\"}",
+		       "{\"iss\":\"https://idp.example/\",\"client_id\":\"ci-a\",\"jti\":\"a\"}");
+	b = sign_token("HS256", NULL, secret, "{\"alg\":\"HS256\"}",
+		       "{\"iss\":\"https://idp.example/\",\"client_id\":\"ci-b\",\"jti\":\"b\"}");
+	if (!ASSERT_OK_PTR(a, "token a") || !ASSERT_OK_PTR(b, "token b"))
+		goto cleanup;
+
+	if (test__start_subtest("hit")) {
+		ASSERT_OK(jwt_cache__get(c, ks, a, strlen(a), &f, &shared), "first");
+		ASSERT_TRUE(shared, "kept by the cache");
+		ASSERT_EQ(f.sig, JWT_SIG_VALID, "verified on the miss");
+		ASSERT_OK(jwt_cache__get(c, ks, a, strlen(a), &f, &shared), "again");
+		ASSERT_TRUE(shared, "shared");
+		ASSERT_STREQ(f.client_id, "ci-a", "same facts");
+		ASSERT_EQ(f.sig, JWT_SIG_VALID, "same signature verdict");
+		jwt_cache__stats(c, &hits, &misses);
+		ASSERT_EQ(hits, 1, "one hit");
+		ASSERT_EQ(misses, 1, "one miss");
+	}
+	if (test__start_subtest("different_bytes_miss")) {
+		ASSERT_OK(jwt_cache__get(c, ks, b, strlen(b), &f, &shared), "b");
+		ASSERT_STREQ(f.client_id, "ci-b", "b's facts, not a's");
+		/* Same header and claims, another signature: never a's verdict. */
+		tampered = strdup(a);
+		if (ASSERT_OK_PTR(tampered, "copy")) {
+			char *last = strrchr(tampered, '.') + 3;
+
+			*last = *last == 'A' ? 'B' : 'A';
+			ASSERT_OK(jwt_cache__get(c, ks, tampered, strlen(tampered), &f, &shared),
+				  "tampered");
+			ASSERT_STREQ(f.client_id, "ci-a", "its claims");
+			ASSERT_EQ(f.sig, JWT_SIG_INVALID, "its own signature verdict");
+			ASSERT_OK(jwt_cache__get(c, ks, tampered, strlen(tampered), &f, &shared),
+				  "tampered again");
+			ASSERT_EQ(f.sig, JWT_SIG_INVALID, "still invalid from the cache");
+		}
+	}
+	if (test__start_subtest("keys_matter")) {
+		jwt_cache__stats(c, &hits, &misses);
+		ASSERT_OK(jwt_cache__get(c, NULL, b, strlen(b), &f, &shared), "b, no keys");
+		ASSERT_EQ(f.sig, JWT_SIG_UNCHECKED, "not the verdict made with keys");
+		ASSERT_OK(jwt_cache__get(c, ks, b, strlen(b), &f, &shared), "b, keys");
+		ASSERT_EQ(f.sig, JWT_SIG_VALID, "checked again with keys");
+		jwt_cache__clear(c);
+		ASSERT_OK(jwt_cache__get(c, ks, b, strlen(b), &f, &shared), "b after clear");
+		ASSERT_EQ(f.sig, JWT_SIG_VALID, "parsed again");
+		{
+			unsigned long long h2, m2;
+
+			jwt_cache__stats(c, &h2, &m2);
+			ASSERT_EQ(h2 - hits, 0, "no hits across keysets or a clear");
+			ASSERT_EQ(m2 - misses, 3, "three misses");
+		}
+	}
+	if (test__start_subtest("large_not_kept")) {
+		big = malloc(JWT_CACHE_MAX_TOKEN + 2);
+		if (ASSERT_OK_PTR(big, "big")) {
+			memset(big, 'A', JWT_CACHE_MAX_TOKEN + 1);
+			big[JWT_CACHE_MAX_TOKEN + 1] = '\0';
+			ASSERT_OK(jwt_cache__get(c, ks, big, strlen(big), &f, &shared), "big");
+			ASSERT_FALSE(shared, "the caller's to release");
+			ASSERT_STREQ(f.error, "not_jwt", "facts still read");
+			jwt_facts__release(&f);
+		}
+	}
+	if (test__start_subtest("no_cache")) {
+		ASSERT_OK(jwt_cache__get(NULL, ks, a, strlen(a), &f, &shared), "uncached");
+		ASSERT_FALSE(shared, "caller owns");
+		ASSERT_EQ(f.sig, JWT_SIG_VALID, "verified");
+		jwt_facts__release(&f);
+	}
+cleanup:
+	jwt_cache__free(c);
+	jwt_keyset__free(ks);
+	free(a);
+	free(b);
+	free(big);
+	free(tampered);
+	if (key[0]) {
+		unlink(key);
+		rmdir(cdir);
+	}
+}

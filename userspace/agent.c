@@ -98,6 +98,8 @@ struct agent {
 	struct stdio_ctx stdio;
 	uint64_t started_ns;
 	struct jwt_keyset *keys;
+	struct jwt_cache *tokens;	/* facts of recent tokens (checked with keys) */
+	struct render_slot *render;	/* RENDER_SLOTS, by cookie */
 	struct hmap *conns;		/* cookie -> struct conn */
 	/* Recently closed cookies (-> close time): records still in the data
 	 * ring for them must not resurrect the connection. */
@@ -165,8 +167,11 @@ static void early_free(struct conn *c)
 	c->early_bytes = 0;
 }
 
+static void render_forget(struct agent *a, const struct conn *c);
+
 static void conn_free(struct agent *a, struct conn *c)
 {
+	render_forget(a, c);
 	early_free(c);
 	forget_pending(a, c);
 	decider__conn_release(c);
@@ -318,6 +323,68 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 
 /* ---- events ------------------------------------------------------------ */
 
+/*
+ * A connection's workload and connection members are the same in every
+ * event about it: rendered once and spliced into each event's line, for
+ * the last few hundred connections (bounded memory however many are open).
+ */
+#define RENDER_SLOTS 256
+
+struct render_slot {
+	uint64_t cookie;	/* 0: empty */
+	uint32_t gen;		/* the conn's render_gen it was made from */
+	char *text;		/* workload JSON, then connection JSON */
+	size_t workload_len, conn_len;
+};
+
+static void render_clear(struct render_slot *s)
+{
+	free(s->text);
+	memset(s, 0, sizeof(*s));
+}
+
+static void render_forget(struct agent *a, const struct conn *c)
+{
+	struct render_slot *s = a->render ? &a->render[c->cookie % RENDER_SLOTS] : NULL;
+
+	if (s && s->cookie == c->cookie)
+		render_clear(s);
+}
+
+static bool rendered(struct agent *a, const struct conn *c, struct output_raw raw[2])
+{
+	struct render_slot *s;
+
+	if (!a->render)
+		return false;
+	s = &a->render[c->cookie % RENDER_SLOTS];
+	if (s->cookie != c->cookie || s->gen != c->render_gen) {
+		json_t *w = workload__json(&c->client), *k = conn__json(c);
+		char *wt = w ? json_dumps(w, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		char *kt = k ? json_dumps(k, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		size_t wl = wt ? strlen(wt) : 0, kl = kt ? strlen(kt) : 0;
+
+		json_decref(w);
+		json_decref(k);
+		render_clear(s);
+		s->text = wt && kt ? realloc(wt, wl + kl + 1) : NULL;
+		if (!s->text) {
+			free(wt);
+			free(kt);
+			return false;
+		}
+		memcpy(s->text + wl, kt, kl + 1);
+		free(kt);
+		s->cookie = c->cookie;
+		s->gen = c->render_gen;
+		s->workload_len = wl;
+		s->conn_len = kl;
+	}
+	raw[0] = (struct output_raw){ "workload", s->text, s->workload_len };
+	raw[1] = (struct output_raw){ "connection", s->text + s->workload_len, s->conn_len };
+	return true;
+}
+
 static json_t *base_event(const struct conn *c)
 {
 	json_t *ev = json_object();
@@ -341,6 +408,8 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 			  struct decision *d, bool blocked)
 {
 	json_t *ev = base_event(c);
+	struct output_raw raw[2];
+	bool have_raw;
 
 	if (d->alert) {
 		json_object_set_new(ev, "verdict", json_string(verdict__name(d->verdict)));
@@ -366,14 +435,17 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	if (d->alert && !c->client.remote && c->client.cgroup_id)
 		inst_forget_instance(a, c->client.cgroup_id);
 	json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
-	json_object_set_new(ev, "workload", workload__json(&c->client));
-	json_object_set_new(ev, "connection", conn__json(c));
+	have_raw = rendered(a, c, raw);
+	if (!have_raw) {
+		json_object_set_new(ev, "workload", workload__json(&c->client));
+		json_object_set_new(ev, "connection", conn__json(c));
+	}
 	if (r)
 		json_object_set_new(ev, "request", request__request_json(r));
 	if (d->related)
 		json_object_set_new(ev, "related", d->related);
 	d->related = NULL;
-	output__emit(a->out, d->alert ? "alert" : "request", ev);
+	output__emit_with(a->out, d->alert ? "alert" : "request", ev, raw, have_raw ? 2 : 0);
 }
 
 static void emit_lost(struct agent *a, const char *what, uint64_t count, const char *detail)
@@ -591,7 +663,7 @@ static void handle_request(struct agent *a, struct conn *c, const struct http_me
 	struct decision d;
 	struct request r;
 
-	if (request__read(&r, m, a->keys)) {
+	if (request__read(&r, m, a->keys, a->tokens)) {
 		pr_err("out of memory reading a request");
 		return;
 	}
@@ -651,6 +723,7 @@ static bool waiting_for_pod(struct agent *a, struct conn *c)
 		if (p && !p->pending) {
 			podmeta__put(c->client.pod);
 			c->client.pod = p;
+			c->render_gen++;
 			return false;
 		}
 		podmeta__put(p);
@@ -673,6 +746,7 @@ static void process_requests(struct agent *a, struct conn *c)
 			return;
 		/* The client's node never said: judged as unattributed. */
 		c->remote_wait = false;
+		c->render_gen++;
 		c->client.why_unattributed = "no agent in the fleet attested this connection's "
 			"client in time";
 	}
@@ -849,12 +923,12 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 		return;
 	http_parser__feed(p, e->data, e->len);
 	m = http_parser__next(p);
-	if (m && request__read(&r, m, a->keys) == 0) {
+	if (m && request__read(&r, m, a->keys, a->tokens) == 0) {
 		have = true;
 	} else if (!m && (pm = http_parser__partial(p))) {
 		head = *pm;
 		head.body_len = e->seg_len > head.head_end ? e->seg_len - head.head_end : 0;
-		have = request__read_head(&r, &head, a->keys) == 0;
+		have = request__read_head(&r, &head, a->keys, a->tokens) == 0;
 		if (have) {
 			decider__session_client_info(a->decider, &r);
 			d.verdict = VERDICT_ALLOW;
@@ -1010,6 +1084,7 @@ static void fleet_adopt(struct agent *a, struct conn *c, const char *json)
 	if (o && workload__from_json(o, &w) == 0) {
 		workload__release(&c->client);
 		c->client = w;
+		c->render_gen++;
 	}
 	json_decref(o);
 }
@@ -1174,17 +1249,15 @@ static void fleet_sighting(void *ctx, const char *client, const struct workload 
 	json_decref(o);
 }
 
-static void fleet_alert_sink(void *ctx, const char *kind, json_t *ev)
+static void fleet_alert_sink(void *ctx, const char *kind, json_t *ev, const char *line,
+			     size_t len)
 {
 	struct agent *a = ctx;
-	char *line;
 
-	if (strcmp(kind, "alert"))
-		return;
-	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (line)
+	(void)ev;
+	(void)len;
+	if (strcmp(kind, "alert") == 0)
 		store__alert_publish(a->store, line);
-	free(line);
 }
 
 static int open_fleet(struct agent *a, char *msg, size_t len)
@@ -1217,7 +1290,7 @@ static int open_fleet(struct agent *a, char *msg, size_t len)
 	}
 	a->sighted = hmap__new(false);
 	decider__set_fleet(a->decider, &hooks);
-	output__add_sink(a->out, fleet_alert_sink, a);
+	output__add_line_sink(a->out, fleet_alert_sink, a);
 	snprintf(a->store_problem, sizeof(a->store_problem), "the fleet store is not ready yet");
 	return 0;
 }
@@ -1229,6 +1302,7 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	uint64_t key = ((uint64_t)e->netns << 16) | e->tuple.sport;
 	struct mcpw_task *listener;
 
+	c->render_gen++;
 	c->tuple = e->tuple;
 	c->netns = e->netns;
 	c->port = e->tuple.sport;
@@ -1838,6 +1912,7 @@ static void reload(struct agent *a)
 	resolver__set_want_sha256(a->resolver, policy__needs_exe_sha256(np));
 	policy__free(a->policy);
 	jwt_keyset__free(a->keys);
+	jwt_cache__clear(a->tokens);	/* signatures were checked with the old keys */
 	a->policy = np;
 	a->keys = nk;
 	a->enforce = cfg.enforce;
@@ -2318,6 +2393,7 @@ static void teardown(struct agent *a)
 	struct hmap_iter it;
 	void *val;
 	uint64_t key;
+	size_t i;
 
 	if (a->conns) {
 		hmap__iter_init(a->conns, &it);
@@ -2357,6 +2433,10 @@ static void teardown(struct agent *a)
 	podmeta__free(a->pods);
 	proctab__free(a->procs);
 	jwt_keyset__free(a->keys);
+	jwt_cache__free(a->tokens);
+	for (i = 0; a->render && i < RENDER_SLOTS; i++)
+		render_clear(&a->render[i]);
+	free(a->render);
 	policy__free(a->policy);
 	sinks__free_all(a->sinks, 2000);
 	output__free(a->out);
@@ -2435,6 +2515,13 @@ int agent__run(const struct agent_opts *o)
 	if (load_keys(a.policy, &a.keys, msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);
 		status = 2;
+		goto out;
+	}
+	a.tokens = jwt_cache__new();
+	a.render = calloc(RENDER_SLOTS, sizeof(*a.render));
+	if (!a.tokens || !a.render) {
+		fprintf(stderr, "mcpwarden: out of memory\n");
+		status = 1;
 		goto out;
 	}
 	if (kernel__probe(&kerr)) {
@@ -2543,7 +2630,7 @@ int agent__run(const struct agent_opts *o)
 		fprintf(stderr, "mcpwarden: %s\n", msg);
 		goto out;
 	}
-	output__add_sink(a.out, ctl__on_event, a.ctl);
+	output__add_line_sink(a.out, ctl__on_event, a.ctl);
 	{
 		char path[PATH_MAX];
 

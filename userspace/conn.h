@@ -37,6 +37,9 @@ struct conn {
 
 	struct workload client;
 	struct workload server;
+	/* Bumped whenever client, tuple or netns change: the rendered
+	 * workload and connection members of its events are stale. */
+	uint32_t render_gen;
 
 	struct http_parser *parser;	/* NULL while idle (memory) */
 	uint64_t parser_base;		/* stream offset of the parser's byte 0 */

@@ -208,22 +208,17 @@ void ctl__accept(struct ctl *c)
 	close(fd);
 }
 
-void ctl__on_event(void *ctx, const char *kind, json_t *ev)
+void ctl__on_event(void *ctx, const char *kind, json_t *ev, const char *line, size_t len)
 {
 	struct ctl *c = ctx;
-	char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	size_t i, len;
-	char *with_nl;
+	char *with_nl = malloc(len + 2);
+	size_t i;
 
 	(void)kind;
-	if (!line)
+	(void)ev;
+	if (!with_nl)
 		return;
-	len = strlen(line);
-	with_nl = realloc(line, len + 2);
-	if (!with_nl) {
-		free(line);
-		return;
-	}
+	memcpy(with_nl, line, len);
 	with_nl[len] = '\n';
 	with_nl[len + 1] = '\0';
 	for (i = 0; i < c->n_followers;) {

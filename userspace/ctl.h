@@ -30,7 +30,7 @@ int ctl__fd(const struct ctl *c);
 /* The listening socket is readable: serve one client. */
 void ctl__accept(struct ctl *c);
 /* Output sink: remember the event and send it to followers. */
-void ctl__on_event(void *ctx, const char *kind, json_t *ev);
+void ctl__on_event(void *ctx, const char *kind, json_t *ev, const char *line, size_t len);
 uint64_t ctl__dropped_followers(const struct ctl *c);
 
 /* The CLI side: prints the answer to stdout. Returns an exit status. */

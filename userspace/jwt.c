@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,6 +491,104 @@ void jwt_facts__release(struct jwt_facts *f)
 	free(f->k8s_pod_uid);
 	free(f->k8s_sa_name);
 	memset(f, 0, sizeof(*f));
+}
+
+/* ---- cache --------------------------------------------------------------- */
+
+struct jwt_cache_slot {
+	char *token;		/* NULL: empty */
+	size_t len;
+	const struct jwt_keyset *keys;	/* what sig was checked against */
+	struct jwt_facts facts;
+};
+
+struct jwt_cache {
+	struct jwt_cache_slot slot[JWT_CACHE_SLOTS];
+	unsigned long long hits, misses;
+};
+
+struct jwt_cache *jwt_cache__new(void)
+{
+	return calloc(1, sizeof(struct jwt_cache));
+}
+
+static void slot_clear(struct jwt_cache_slot *s)
+{
+	free(s->token);
+	jwt_facts__release(&s->facts);
+	memset(s, 0, sizeof(*s));
+}
+
+void jwt_cache__clear(struct jwt_cache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < JWT_CACHE_SLOTS; i++)
+		slot_clear(&c->slot[i]);
+}
+
+void jwt_cache__free(struct jwt_cache *c)
+{
+	jwt_cache__clear(c);
+	free(c);
+}
+
+void jwt_cache__stats(const struct jwt_cache *c, unsigned long long *hits,
+		      unsigned long long *misses)
+{
+	*hits = c ? c->hits : 0;
+	*misses = c ? c->misses : 0;
+}
+
+/* FNV-1a over the token's last bytes (its signature: where tokens differ). */
+static size_t slot_of(const char *token, size_t len)
+{
+	size_t i = len > 64 ? len - 64 : 0;
+	uint64_t h = 0xcbf29ce484222325ull ^ len;
+
+	for (; i < len; i++)
+		h = (h ^ (unsigned char)token[i]) * 0x100000001b3ull;
+	return (size_t)(h ^ (h >> 32)) % JWT_CACHE_SLOTS;
+}
+
+int jwt_cache__get(struct jwt_cache *c, const struct jwt_keyset *keys, const char *token,
+		   size_t len, struct jwt_facts *out, bool *shared)
+{
+	struct jwt_cache_slot *s;
+	int err;
+
+	*shared = false;
+	if (c && token && len <= JWT_CACHE_MAX_TOKEN) {
+		s = &c->slot[slot_of(token, len)];
+		if (s->token && s->len == len && s->keys == keys &&
+		    memcmp(s->token, token, len) == 0) {
+			c->hits++;
+			*out = s->facts;
+			*shared = true;
+			return 0;
+		}
+	}
+	err = jwt__parse(token, len, out);
+	if (err)
+		return err;
+	if (keys && out->is_jwt)
+		jwt__verify(keys, token, len, out);
+	if (!c || !token || len > JWT_CACHE_MAX_TOKEN)
+		return 0;
+	c->misses++;
+	s = &c->slot[slot_of(token, len)];
+	slot_clear(s);
+	s->token = malloc(len);
+	if (!s->token)
+		return 0;	/* not cached; the caller's facts are whole */
+	memcpy(s->token, token, len);
+	s->len = len;
+	s->keys = keys;
+	s->facts = *out;	/* the cache owns them now */
+	*shared = true;
+	return 0;
 }
 
 /* ---- keys ---------------------------------------------------------------- */

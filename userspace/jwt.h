@@ -73,4 +73,35 @@ int jwt_keyset__add_file(struct jwt_keyset *ks, const char *path, const char *is
 void jwt__verify(const struct jwt_keyset *ks, const char *token, size_t len,
 		 struct jwt_facts *f);
 
+/*
+ * Facts of recently seen tokens. A client sends the same token on every
+ * request of a session: it is decoded, hashed and (with keys) verified
+ * once, then its facts are reused while the exact same bytes keep coming.
+ * Only what a token's bytes determine is kept; time (exp, nbf) is judged
+ * by the caller on each use. Bounded: JWT_CACHE_SLOTS entries of at most
+ * JWT_CACHE_MAX_TOKEN bytes each, the newest token replacing the one in
+ * its slot.
+ */
+#define JWT_CACHE_SLOTS 64
+#define JWT_CACHE_MAX_TOKEN 4096
+
+struct jwt_cache;
+
+struct jwt_cache *jwt_cache__new(void);
+void jwt_cache__free(struct jwt_cache *c);
+/* Forgets every entry (keys changed). */
+void jwt_cache__clear(struct jwt_cache *c);
+/*
+ * Like jwt__parse() then jwt__verify() with keys (may be NULL), through
+ * the cache. On a hit (*shared set) out is a shallow copy of the cached
+ * facts: valid until the next jwt_cache__get() or clear, and not to be
+ * released. Otherwise out is the caller's, as from jwt__parse(). c may be
+ * NULL (no caching). Returns 0 or -ENOMEM.
+ */
+int jwt_cache__get(struct jwt_cache *c, const struct jwt_keyset *keys, const char *token,
+		   size_t len, struct jwt_facts *out, bool *shared);
+/* Hits and misses since creation. */
+void jwt_cache__stats(const struct jwt_cache *c, unsigned long long *hits,
+		      unsigned long long *misses);
+
 #endif

@@ -24,6 +24,7 @@ struct jsonl_sink {
 struct sink {
 	output_sink_fn fn;
 	void *ctx;
+	bool line_only;
 };
 
 struct output {
@@ -95,6 +96,9 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 		snprintf(err, errlen, "cannot open the events file %s: %s", target, strerror(e));
 		return -e;
 	}
+	/* Lines are flushed after each batch (output__flush): a buffer that
+	 * holds a batch saves a write(2) per few events. */
+	setvbuf(f, NULL, _IOFBF, 256 * 1024);
 	o->jsonl[o->n_jsonl++] = (struct jsonl_sink){ f, true };
 	return 0;
 }
@@ -103,7 +107,15 @@ int output__add_sink(struct output *o, output_sink_fn fn, void *ctx)
 {
 	if (o->n_sinks == MAX_SINKS)
 		return -E2BIG;
-	o->sinks[o->n_sinks++] = (struct sink){ fn, ctx };
+	o->sinks[o->n_sinks++] = (struct sink){ fn, ctx, false };
+	return 0;
+}
+
+int output__add_line_sink(struct output *o, output_sink_fn fn, void *ctx)
+{
+	if (o->n_sinks == MAX_SINKS)
+		return -E2BIG;
+	o->sinks[o->n_sinks++] = (struct sink){ fn, ctx, true };
 	return 0;
 }
 
@@ -117,11 +129,59 @@ static int kind_index(const char *kind)
 	return -1;
 }
 
-void output__emit(struct output *o, const char *kind, json_t *ev)
+/* line (ending in '}') with ,"key":json... spliced in before its '}'. */
+static char *splice_raw(char *line, size_t *len, const struct output_raw *raw, size_t n_raw)
 {
+	size_t need = *len, i, at;
+	char *out;
+
+	for (i = 0; i < n_raw; i++)
+		need += strlen(raw[i].key) + raw[i].len + 4;
+	out = realloc(line, need + 1);
+	if (!out) {
+		free(line);
+		return NULL;
+	}
+	at = *len - 1;	/* the closing brace */
+	for (i = 0; i < n_raw; i++) {
+		size_t kl = strlen(raw[i].key);
+
+		if (at > 1)	/* not right after the opening brace */
+			out[at++] = ',';
+		out[at++] = '"';
+		memcpy(out + at, raw[i].key, kl);
+		at += kl;
+		out[at++] = '"';
+		out[at++] = ':';
+		memcpy(out + at, raw[i].json, raw[i].len);
+		at += raw[i].len;
+	}
+	out[at++] = '}';
+	out[at] = '\0';
+	*len = at;
+	return out;
+}
+
+/* The raw members as values in ev, for sinks that read the object. */
+static void add_raw(json_t *ev, const struct output_raw *raw, size_t n_raw)
+{
+	size_t i;
+
+	for (i = 0; i < n_raw; i++) {
+		json_t *v = json_loadb(raw[i].json, raw[i].len, JSON_DECODE_ANY, NULL);
+
+		if (v)
+			json_object_set_new(ev, raw[i].key, v);
+	}
+}
+
+void output__emit_with(struct output *o, const char *kind, json_t *ev,
+		       const struct output_raw *raw, size_t n_raw)
+{
+	bool object_added = false;
 	char ts[40];
 	char *line;
-	size_t i;
+	size_t i, len;
 	int k;
 
 	if (!ev) {
@@ -141,6 +201,9 @@ void output__emit(struct output *o, const char *kind, json_t *ev)
 		ev = out;
 	}
 	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	len = line ? strlen(line) : 0;
+	if (line && n_raw)
+		line = splice_raw(line, &len, raw, n_raw);
 	if (!line) {
 		o->stats.dropped++;
 		json_decref(ev);
@@ -153,13 +216,23 @@ void output__emit(struct output *o, const char *kind, json_t *ev)
 	for (i = 0; i < o->n_jsonl; i++) {
 		/* Flushed by output__flush() after each batch the loop handles:
 		 * readers follow live, without one write(2) per event. */
-		if (fputs(line, o->jsonl[i].f) == EOF || fputc('\n', o->jsonl[i].f) == EOF)
+		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
 			o->stats.dropped++;
 	}
-	for (i = 0; i < o->n_sinks; i++)
-		o->sinks[i].fn(o->sinks[i].ctx, kind, ev);
+	for (i = 0; i < o->n_sinks; i++) {
+		if (!o->sinks[i].line_only && n_raw && !object_added) {
+			add_raw(ev, raw, n_raw);
+			object_added = true;
+		}
+		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : ev, line, len);
+	}
 	free(line);
 	json_decref(ev);
+}
+
+void output__emit(struct output *o, const char *kind, json_t *ev)
+{
+	output__emit_with(o, kind, ev, NULL, 0);
 }
 
 void output__flush(struct output *o)

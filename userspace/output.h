@@ -27,12 +27,28 @@ void output__free(struct output *o);
 /* "-" for stdout, or a file path (appended). 0 or -errno, message in err. */
 int output__add_jsonl(struct output *o, const char *target, char *err, size_t errlen);
 
-/* An extra sink: gets every finished event (after time/kind/node). */
-typedef void (*output_sink_fn)(void *ctx, const char *kind, json_t *event);
+/* An extra sink: gets every finished event (after time/kind/node), and
+ * the native JSON line already made of it (compact, no newline, len
+ * bytes and a NUL), so a sink that writes the native format does not format again. */
+typedef void (*output_sink_fn)(void *ctx, const char *kind, json_t *event,
+			       const char *line, size_t len);
 int output__add_sink(struct output *o, output_sink_fn fn, void *ctx);
+/* A sink that only reads the line: its event argument is NULL. */
+int output__add_line_sink(struct output *o, output_sink_fn fn, void *ctx);
 
 /* Adds time/kind/node to ev (stolen) and writes it. */
 void output__emit(struct output *o, const char *kind, json_t *ev);
+
+/* A member already rendered as compact JSON text (len bytes), e.g. a
+ * connection's workload, which stays the same for all its requests. */
+struct output_raw {
+	const char *key;
+	const char *json;
+	size_t len;
+};
+/* output__emit() with members appended after ev's own. */
+void output__emit_with(struct output *o, const char *kind, json_t *ev,
+		       const struct output_raw *raw, size_t n_raw);
 void output__flush(struct output *o);
 void output__stats(const struct output *o, struct output_stats *s);
 

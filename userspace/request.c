@@ -33,7 +33,8 @@ void request__set_malformed(struct request *r, const char *code, const char *fmt
 	va_end(ap);
 }
 
-static void read_token(struct request *r, const struct jwt_keyset *keys)
+static void read_token(struct request *r, const struct jwt_keyset *keys,
+		       struct jwt_cache *tokens)
 {
 	const char *auth = http_message__header(r->http, "authorization");
 	const char *tok;
@@ -48,10 +49,7 @@ static void read_token(struct request *r, const struct jwt_keyset *keys)
 				       "the Authorization header is not a Bearer credential");
 		return;
 	}
-	if (jwt__parse(tok, len, &r->token))
-		return;
-	if (keys && r->token.is_jwt)
-		jwt__verify(keys, tok, len, &r->token);
+	jwt_cache__get(tokens, keys, tok, len, &r->token, &r->token_shared);
 }
 
 static void summarize_body(struct request *r)
@@ -76,7 +74,8 @@ static void summarize_body(struct request *r)
 	}
 }
 
-int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys)
+int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys,
+		  struct jwt_cache *tokens)
 {
 	struct mcp_headers hdrs;
 	size_t i;
@@ -94,7 +93,7 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 	r->protocol_version = http_message__header(m, "mcp-protocol-version");
 	r->user_agent = http_message__header(m, "user-agent");
 	r->era = mcp__era(r->protocol_version);
-	read_token(r, keys);
+	read_token(r, keys, tokens);
 
 	if (strcmp(m->method, "POST") == 0) {
 		hdrs.method = http_message__header(m, "mcp-method");
@@ -129,7 +128,7 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 }
 
 int request__read_head(struct request *r, const struct http_message *m,
-		       const struct jwt_keyset *keys)
+		       const struct jwt_keyset *keys, struct jwt_cache *tokens)
 {
 	memset(r, 0, sizeof(*r));
 	r->http = m;
@@ -138,13 +137,14 @@ int request__read_head(struct request *r, const struct http_message *m,
 	r->user_agent = http_message__header(m, "user-agent");
 	r->era = mcp__era(r->protocol_version);
 	r->body_unread = true;
-	read_token(r, keys);
+	read_token(r, keys, tokens);
 	return 0;
 }
 
 void request__release(struct request *r)
 {
-	jwt_facts__release(&r->token);
+	if (!r->token_shared)
+		jwt_facts__release(&r->token);
 	mcp_body__release(&r->body);
 }
 

@@ -18,6 +18,7 @@
 struct request {
 	const struct http_message *http;
 	struct jwt_facts token;
+	bool token_shared;		/* token's strings belong to a jwt_cache */
 	struct mcp_body body;
 	bool has_body;
 	const char *session_id;		/* Mcp-Session-Id */
@@ -40,12 +41,15 @@ struct request {
 	char malformed_detail[256];
 };
 
-/* Reads m (which must outlive r). keys may be NULL. Returns 0 or -ENOMEM. */
-int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys);
+/* Reads m (which must outlive r). keys and tokens (a cache of token
+ * facts, which must outlive r and not be used for another request until
+ * r is released) may be NULL. Returns 0 or -ENOMEM. */
+int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys,
+		  struct jwt_cache *tokens);
 /* The head only (a fast-path record whose body was not copied): token,
  * headers, no JSON-RPC. */
 int request__read_head(struct request *r, const struct http_message *m,
-		       const struct jwt_keyset *keys);
+		       const struct jwt_keyset *keys, struct jwt_cache *tokens);
 void request__release(struct request *r);
 
 /* Marks a request malformed with a reason code and a sentence. */

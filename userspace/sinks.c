@@ -1026,13 +1026,25 @@ static char *syslog_frame(const struct sink *s, const char *kind, json_t *ev,
 	return out;
 }
 
-static char *format_line(struct sink *s, const char *kind, json_t *ev, size_t *len)
+static char *format_line(struct sink *s, const char *kind, json_t *ev, const char *native,
+			 size_t native_len, size_t *len)
 {
 	size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
 	json_t *doc;
 	char *text, *line;
 	size_t n;
 
+	if (s->format == FMT_NATIVE && s->target != TGT_SYSLOG) {
+		/* The line output__emit already made. */
+		line = malloc(native_len + 2);
+		if (!line)
+			return NULL;
+		memcpy(line, native, native_len);
+		line[native_len] = '\n';
+		line[native_len + 1] = '\0';
+		*len = native_len + 1;
+		return line;
+	}
 	switch (s->format) {
 	case FMT_FALCO:
 		doc = falco_doc(kind, ev);
@@ -1078,7 +1090,8 @@ static void stat_add(struct sink *s, uint64_t *counter, uint64_t n)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void sink_on_event(void *ctx, const char *kind, json_t *ev)
+static void sink_on_event(void *ctx, const char *kind, json_t *ev, const char *native,
+			  size_t native_len)
 {
 	struct sink *s = ctx;
 	int k = kind_index(kind, strlen(kind));
@@ -1090,7 +1103,7 @@ static void sink_on_event(void *ctx, const char *kind, json_t *ev)
 		stat_add(s, &s->st.skipped, 1);
 		return;
 	}
-	line = format_line(s, kind, ev, &len);
+	line = format_line(s, kind, ev, native, native_len, &len);
 	if (!line) {
 		stat_add(s, &s->st.dropped, 1);
 		return;
