@@ -169,8 +169,9 @@ static __always_inline void mirror_first(struct __sk_buff *skb, __u64 cookie, __
 	e->flags = MCPW_DATA_FAST;
 	e->seg_len = (__u32)req_len;
 	e->sender_tgid = 0;
+	/* The request passes either way: only its report is lost. */
 	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_DATA_BATCH))
-		count(MCPW_CNT_DATA_LOST, 1);
+		count(MCPW_CNT_FAST_COPY_LOST, 1);
 }
 
 /*

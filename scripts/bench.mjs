@@ -490,7 +490,7 @@ async function abRow(spec) {
     row.agent_peak_rss_kib = Math.max(...row.a.map((r) => r.agent_hwm_kib || 0));
     row.agent_start_peak_rss_kib = Math.max(...row.a.map((r) => r.agent_start_hwm_kib || 0));
     row.events_lost = row.a.reduce((s, r) => s + (r.kernel_counters?.events_lost || 0) + (r.lost_events || 0), 0);
-    row.data_lost = row.a.reduce((s, r) => s + (r.kernel_counters?.data_lost || 0), 0);
+    row.data_lost = row.a.reduce((s, r) => s + (r.kernel_counters?.data_lost || 0) + (r.kernel_counters?.fast_path_copies_lost || 0), 0);
     row.alerts = row.a.reduce((s, r) => s + (r.alerts || 0), 0);
     row.fast_path_requests = row.a.reduce((s, r) => s + (r.kernel_counters?.fast_path_requests || 0), 0);
     row.held_segments = row.a.reduce((s, r) => s + (r.kernel_counters?.held_segments || 0), 0);
@@ -800,6 +800,7 @@ async function main() {
         `${per(row.egress_copied)} response heads copied to the daemon`;
       if (row.verdicts_written) row.note += `; daemon verdict latency p50 ${row.verdict_p50_us} / p99 ${row.verdict_p99_us} µs`;
       row.note += `; daemon waited ${row.agent_runqueue_wait_s?.toFixed(3)} s for a CPU over ${row.agent_wakeups} wakeups`;
+      if (row.data_lost) row.note += `; ${row.data_lost} requests passed unreported (data ring full: the daemon fell behind)`;
     }
   };
   const p1 = (conns, target) => ({ id: 'P1', name: `tools/call keep-alive, ${conns} conn${conns > 1 ? 's' : ''} (wrk)`,

@@ -1578,7 +1578,8 @@ static void report_losses(struct agent *a)
 	if (kernel__counters(a->kernel, cur))
 		return;
 	if (cur[MCPW_CNT_EVENTS_LOST] > a->counters[MCPW_CNT_EVENTS_LOST] ||
-	    cur[MCPW_CNT_DATA_LOST] > a->counters[MCPW_CNT_DATA_LOST])
+	    cur[MCPW_CNT_DATA_LOST] > a->counters[MCPW_CNT_DATA_LOST] ||
+	    cur[MCPW_CNT_FAST_COPY_LOST] > a->counters[MCPW_CNT_FAST_COPY_LOST])
 		a->last_loss_ns = now_ns();
 	if (cur[MCPW_CNT_EVENTS_LOST] > a->counters[MCPW_CNT_EVENTS_LOST])
 		emit_lost(a, "events_ring", cur[MCPW_CNT_EVENTS_LOST] - a->counters[MCPW_CNT_EVENTS_LOST],
@@ -1595,6 +1596,11 @@ static void report_losses(struct agent *a)
 		emit_lost(a, "sockhash", cur[MCPW_CNT_SOCKHASH_FAIL] - a->counters[MCPW_CNT_SOCKHASH_FAIL],
 			  "protected connections could not be put under the payload hook "
 			  "(table full)");
+	if (cur[MCPW_CNT_FAST_COPY_LOST] > a->counters[MCPW_CNT_FAST_COPY_LOST])
+		emit_lost(a, "requests", cur[MCPW_CNT_FAST_COPY_LOST] -
+			  a->counters[MCPW_CNT_FAST_COPY_LOST],
+			  "requests the kernel passed on judged connections were not reported: "
+			  "the data ring was full (the daemon fell behind)");
 	if (a->early_dropped) {
 		emit_lost(a, "requests", a->early_dropped,
 			  "copies of kernel-passed requests not reported: their connection's open "
@@ -2012,6 +2018,7 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_EGRESS_COPIED] = "egress_copied",
 	[MCPW_CNT_STDIO_KILLED] = "stdio_killed",
 	[MCPW_CNT_FAST_REQUESTS] = "fast_path_requests",
+	[MCPW_CNT_FAST_COPY_LOST] = "fast_path_copies_lost",
 };
 
 static json_t *status_json(void *ctx)
@@ -2097,7 +2104,8 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 		prom__counter(b, "mcpwarden_ring_lost_total", "Kernel records lost: ring full.",
 			      PROM_LABELS("ring", "events"), (double)cnt[MCPW_CNT_EVENTS_LOST]);
 		prom__counter(b, "mcpwarden_ring_lost_total", "Kernel records lost: ring full.",
-			      PROM_LABELS("ring", "data"), (double)cnt[MCPW_CNT_DATA_LOST]);
+			      PROM_LABELS("ring", "data"),
+			      (double)(cnt[MCPW_CNT_DATA_LOST] + cnt[MCPW_CNT_FAST_COPY_LOST]));
 		for (i = 0; i < MCPW_CNT__MAX; i++)
 			if (counter_names[i])
 				prom__counter(b, "mcpwarden_kernel_total", "Kernel-side counters.",

@@ -307,6 +307,7 @@ enum mcpw_counter {
 	MCPW_CNT_EGRESS_COPIED,
 	MCPW_CNT_STDIO_KILLED,
 	MCPW_CNT_FAST_REQUESTS,		/* passed by the kernel fast path */
+	MCPW_CNT_FAST_COPY_LOST,	/* ... and not reported: data ring full */
 	MCPW_CNT__MAX,
 };
 

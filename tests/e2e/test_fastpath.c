@@ -7,6 +7,7 @@
  * another identity is still an identity_switch.
  */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,78 @@ void test_fastpath_churn_every_request_reported(void)
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"lost\"", ""), 0, "nothing lost");
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"alert\"", ""), 0, "nothing refused");
 cleanup:
+	free(res);
+	env__cleanup(&e);
+}
+
+/*
+ * A daemon that falls behind never hides it: requests the kernel passes on
+ * a judged connection while their copies find the data ring full are
+ * reported in a `lost` event (source "requests"), and with the requests
+ * that were reported they add up to every request sent. The daemon is
+ * stopped (SIGSTOP) while the client keeps sending, so the ring fills.
+ */
+void test_fastpath_unreported_requests_counted(void)
+{
+	char cg_c[256], port_s[16], out[600], filter[64], *res = NULL, *p;
+	struct spawn_opts so = {};
+	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "PATH=/usr/bin:/bin", NULL };
+	long long requests = -1, lost = 0;
+	json_t *ev = NULL;
+	int n = 0, i;
+	struct env e;
+	pid_t c;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (churn_setup(&e, NULL, cg_c, port_s))
+		goto cleanup;
+	so.cgroup = cg_c;
+	so.envp = env_tok;
+	snprintf(out, sizeof(out), "%s/rr.out", e.tmp);
+	so.stdout_path = out;
+	/* One keep-alive connection, 3 KiB bodies: each copy is ~3 KiB, so
+	 * a few thousand requests fill the ring. */
+	c = env__spawn(&e, &so, (char *[]){ (char *)env__helper("rr_bench"), "127.0.0.1", port_s,
+					    "1", "5", "3000", "0", NULL });
+	env__sleep_ms(800);
+	if (!ASSERT_OK(kill(e.agent.pid, SIGSTOP), "stop the daemon"))
+		goto cleanup;
+	env__sleep_ms(3000);
+	kill(e.agent.pid, SIGCONT);
+	if (!ASSERT_EQ(env__wait(&e, c, 30000), 0, "client ran"))
+		goto cleanup;
+	ASSERT_TRUE(env__wait_file(out, "\"errors\":0", 1000),
+		    "no request failed: the kernel passed them without the daemon");
+	res = env__slurp(out, NULL);
+	if (res && (p = strstr(res, "\"requests\":")))
+		requests = atoll(p + 11);
+	if (!ASSERT_GE(requests, 3000, "enough requests to fill the ring"))
+		goto cleanup;
+	ev = env__wait_event(&e, 8000, "kind=lost", "source=requests", NULL);
+	if (!ASSERT_OK_PTR(ev, "a lost event for the unreported requests"))
+		goto cleanup;
+	ASSERT_STRSTR(env__str(ev, "detail"), "data ring was full", "says why");
+	lost = env__int(ev, "count");
+	snprintf(filter, sizeof(filter), "\"pid\":%d,", c);
+	for (i = 0; i < 20; i++) {
+		json_decref(ev);
+		while ((ev = env__wait_event(&e, 0, "kind=lost", "source=requests", NULL))) {
+			lost += env__int(ev, "count");
+			json_decref(ev);
+		}
+		n = count_lines(&e, "\"kind\":\"request\"", filter);
+		if (n + lost >= requests)
+			break;
+		env__sleep_ms(500);
+	}
+	ASSERT_GE(lost, 1, "some were lost");
+	ASSERT_EQ(n + lost, requests, "reported + lost = every request");
+	ASSERT_EQ(count_lines(&e, "\"action\":\"blocked\"", ""), 0, "nothing refused");
+	ASSERT_EQ(count_lines(&e, "\"verdict\":\"degraded\"", "lost"), 1, "health says so");
+cleanup:
+	json_decref(ev);
 	free(res);
 	env__cleanup(&e);
 }
