@@ -318,12 +318,12 @@ function setStats(on) {
 let srvPort, token, policyFile, luaFile, mini, sngDir;
 let agentSeq = 0;
 
-async function agentStart() {
+async function agentStart(extraArgs = []) {
   const n = ++agentSeq;
   const a = { events: path.join(tmp, `agent-${n}.jsonl`), state: path.join(tmp, `state-${n}`) };
   a.h = start(bin('mcpwarden'), ['run', '--policy', policyFile, '--mode', 'enforce', '--cgroup-root', cg.w,
     '--state-dir', a.state, '--events', a.events, '--no-pin',
-    ...(process.env.BENCH_AGENT_ARGS || '').split(/\s+/).filter(Boolean)],
+    ...extraArgs, ...(process.env.BENCH_AGENT_ARGS || '').split(/\s+/).filter(Boolean)],
     { cg: cg.agent, log: path.join(tmp, `agent-${n}.log`) });
   a.pid = a.h.child.pid;
   try {
@@ -360,8 +360,8 @@ async function agentStop(a) {
 
 // Runs one workload with a fresh agent: CPU and peak RSS of the daemon are
 // taken over the workload alone (VmHWM reset through clear_refs).
-async function withAgent(fn) {
-  const a = await agentStart();
+async function withAgent(fn, extraArgs) {
+  const a = await agentStart(extraArgs);
   try {
     try { fs.writeFileSync(`/proc/${a.pid}/clear_refs`, '5'); } catch { /* older kernels */ }
     const cpu0 = cgUsageUs(cg.agent);
@@ -465,7 +465,7 @@ async function abRow(spec) {
   const row = { id: spec.id, name: spec.name, metric: spec.metric, unit: spec.unit, target: spec.target,
     target_text: spec.target_text, a_label: spec.a_label || 'agent', b_label: spec.b_label || 'baseline',
     a: [], b: [], pair_ratios: [] };
-  const runA = async (secs) => (spec.runA ? spec.runA(secs) : withAgent(() => spec.run(secs)));
+  const runA = async (secs) => (spec.runA ? spec.runA(secs) : withAgent(() => spec.run(secs), spec.agentArgs));
   const runB = async (secs) => spec.run(secs);
   // Warm-up pair, discarded.
   await runB(cfg.warmup_seconds);
@@ -811,6 +811,18 @@ async function main() {
       const m = missing('wrk');
       if (m) throw new Error(m);
       return abRow(p1(c, t));
+    });
+  }
+  // The same with --request-events judged: what the per-request events cost.
+  for (const [c, t] of [[1, 0.97], [16, 0.95]]) {
+    await step('P1j', `P1, ${c} conn${c > 1 ? 's' : ''}, --request-events judged`, async () => {
+      const m = missing('wrk');
+      if (m) throw new Error(m);
+      const spec = p1(c, t);
+      spec.id = 'P1j';
+      spec.name = `P1, ${c} conn${c > 1 ? 's' : ''}, --request-events judged (wrk)`;
+      spec.agentArgs = ['--request-events', 'judged'];
+      return abRow(spec);
     });
   }
 

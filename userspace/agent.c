@@ -335,12 +335,83 @@ struct render_slot {
 	uint32_t gen;		/* the conn's render_gen it was made from */
 	char *text;		/* workload JSON, then connection JSON */
 	size_t workload_len, conn_len;
+	/* The last claim rendered on the connection, and what it was made
+	 * from (claim_key): its next requests usually claim the same. */
+	char *claim_key, *claim;
+	size_t claim_key_len, claim_len;
 };
 
 static void render_clear(struct render_slot *s)
 {
 	free(s->text);
+	free(s->claim_key);
+	free(s->claim);
 	memset(s, 0, sizeof(*s));
+}
+
+#define CLAIM_KEY_MAX 2048
+
+static bool key_add(char *buf, size_t *at, const char *str)
+{
+	uint32_t n = str ? (uint32_t)strlen(str) : UINT32_MAX;
+	size_t need = sizeof(n) + (str ? n : 0);
+
+	if (*at + need > CLAIM_KEY_MAX)
+		return false;
+	memcpy(buf + *at, &n, sizeof(n));
+	if (str)
+		memcpy(buf + *at + sizeof(n), str, n);
+	*at += need;
+	return true;
+}
+
+/* Everything request__claim_json() reads from r: the token is known by
+ * its digest (its facts follow from its bytes) and signature verdict. */
+static bool claim_key(const struct request *r, char *buf, size_t *len)
+{
+	char flags[4] = { r->token.present ? 'T' : '-', (char)('0' + r->token.sig),
+			  r->client_info_from_session ? 'S' : '-', 0 };
+
+	*len = 0;
+	return key_add(buf, len, flags) && key_add(buf, len, r->token.sha256) &&
+	       key_add(buf, len, r->session_id) && key_add(buf, len, r->protocol_version) &&
+	       key_add(buf, len, r->user_agent) && key_add(buf, len, r->client_name) &&
+	       key_add(buf, len, r->client_version);
+}
+
+/* r's claim as JSON text, from the connection's slot when it is the same. */
+static bool rendered_claim(struct agent *a, const struct conn *c, const struct request *r,
+			   struct output_raw *raw)
+{
+	struct render_slot *s = &a->render[c->cookie % RENDER_SLOTS];
+	char key[CLAIM_KEY_MAX];
+	size_t klen;
+	json_t *o;
+	char *text;
+
+	if (s->cookie != c->cookie || !claim_key(r, key, &klen))
+		return false;
+	if (!s->claim || s->claim_key_len != klen || memcmp(s->claim_key, key, klen)) {
+		o = request__claim_json(r);
+		text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		json_decref(o);
+		if (!text)
+			return false;
+		free(s->claim);
+		free(s->claim_key);
+		s->claim = text;
+		s->claim_len = strlen(text);
+		s->claim_key = malloc(klen);
+		s->claim_key_len = klen;
+		if (!s->claim_key) {
+			free(s->claim);
+			s->claim = NULL;
+			return false;
+		}
+		memcpy(s->claim_key, key, klen);
+	}
+	*raw = (struct output_raw){ "claim", s->claim, s->claim_len };
+	return true;
 }
 
 static void render_forget(struct agent *a, const struct conn *c)
@@ -408,8 +479,8 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 			  struct decision *d, bool blocked)
 {
 	json_t *ev = base_event(c);
-	struct output_raw raw[2];
-	bool have_raw;
+	struct output_raw raw[3];
+	size_t n_raw = 0;
 
 	if (d->alert) {
 		json_object_set_new(ev, "verdict", json_string(verdict__name(d->verdict)));
@@ -434,18 +505,22 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
 	if (d->alert && !c->client.remote && c->client.cgroup_id)
 		inst_forget_instance(a, c->client.cgroup_id);
-	json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
-	have_raw = rendered(a, c, raw);
-	if (!have_raw) {
+	if (rendered(a, c, raw)) {
+		n_raw = 2;
+		if (r && rendered_claim(a, c, r, &raw[2]))
+			n_raw = 3;
+	} else {
 		json_object_set_new(ev, "workload", workload__json(&c->client));
 		json_object_set_new(ev, "connection", conn__json(c));
 	}
+	if (n_raw < 3)
+		json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
 	if (r)
 		json_object_set_new(ev, "request", request__request_json(r));
 	if (d->related)
 		json_object_set_new(ev, "related", d->related);
 	d->related = NULL;
-	output__emit_with(a->out, d->alert ? "alert" : "request", ev, raw, have_raw ? 2 : 0);
+	output__emit_with(a->out, d->alert ? "alert" : "request", ev, raw, n_raw);
 }
 
 static void emit_lost(struct agent *a, const char *what, uint64_t count, const char *detail)
