@@ -100,6 +100,7 @@ struct agent {
 	struct jwt_keyset *keys;
 	struct jwt_cache *tokens;	/* facts of recent tokens (checked with keys) */
 	struct render_slot *render;	/* RENDER_SLOTS, by cookie */
+	struct wl_render *wl_render;	/* WL_RENDER_SLOTS */
 	struct hmap *conns;		/* cookie -> struct conn */
 	/* Recently closed cookies (-> close time): records still in the data
 	 * ring for them must not resurrect the connection. */
@@ -333,8 +334,8 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 struct render_slot {
 	uint64_t cookie;	/* 0: empty */
 	uint32_t gen;		/* the conn's render_gen it was made from */
-	char *text;		/* workload JSON, then connection JSON */
-	size_t workload_len, conn_len;
+	char *conn;		/* connection JSON */
+	size_t conn_len;
 	/* The last claim rendered on the connection, and what it was made
 	 * from (claim_key): its next requests usually claim the same. */
 	char *claim_key, *claim;
@@ -343,7 +344,7 @@ struct render_slot {
 
 static void render_clear(struct render_slot *s)
 {
-	free(s->text);
+	free(s->conn);
 	free(s->claim_key);
 	free(s->claim);
 	memset(s, 0, sizeof(*s));
@@ -422,37 +423,74 @@ static void render_forget(struct agent *a, const struct conn *c)
 		render_clear(s);
 }
 
+/*
+ * Workloads rendered as JSON text, each kept with a copy of the workload it
+ * was rendered from (holding its interned strings and pod, so equal bytes
+ * mean an equal rendering): the connections of one process, and all the
+ * connections to one server, render the same.
+ */
+#define WL_RENDER_SLOTS 64
+
+struct wl_render {
+	struct workload from;
+	char *text;		/* NULL: empty */
+	size_t len;
+};
+
+static void wl_render_clear(struct wl_render *r)
+{
+	free(r->text);
+	workload__release(&r->from);
+	memset(r, 0, sizeof(*r));
+}
+
+static bool rendered_workload(struct agent *a, const char *key, const struct workload *w,
+			      struct output_raw *raw)
+{
+	uint64_t h = ((uint64_t)w->pid << 32 | w->tid) ^ w->start_ns ^ (w->cgroup_id << 7) ^
+		     (uint64_t)(uintptr_t)w->pod ^ w->instance;
+	struct wl_render *r;
+	json_t *o;
+
+	if (!a->wl_render)
+		return false;
+	r = &a->wl_render[(h ^ (h >> 29)) % WL_RENDER_SLOTS];
+	if (!r->text || memcmp(&r->from, w, sizeof(*w))) {
+		wl_render_clear(r);
+		o = workload__json(w);
+		r->text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		json_decref(o);
+		if (!r->text)
+			return false;
+		r->len = strlen(r->text);
+		workload__copy(&r->from, w);
+	}
+	*raw = (struct output_raw){ key, r->text, r->len };
+	return true;
+}
+
+/* The workload and connection members of c's events. */
 static bool rendered(struct agent *a, const struct conn *c, struct output_raw raw[2])
 {
 	struct render_slot *s;
 
-	if (!a->render)
+	if (!a->render || !rendered_workload(a, "workload", &c->client, &raw[0]))
 		return false;
 	s = &a->render[c->cookie % RENDER_SLOTS];
 	if (s->cookie != c->cookie || s->gen != c->render_gen) {
-		json_t *w = workload__json(&c->client), *k = conn__json(c);
-		char *wt = w ? json_dumps(w, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		json_t *k = conn__json(c);
 		char *kt = k ? json_dumps(k, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-		size_t wl = wt ? strlen(wt) : 0, kl = kt ? strlen(kt) : 0;
 
-		json_decref(w);
 		json_decref(k);
-		render_clear(s);
-		s->text = wt && kt ? realloc(wt, wl + kl + 1) : NULL;
-		if (!s->text) {
-			free(wt);
-			free(kt);
+		if (!kt)
 			return false;
-		}
-		memcpy(s->text + wl, kt, kl + 1);
-		free(kt);
+		render_clear(s);
+		s->conn = kt;
+		s->conn_len = strlen(kt);
 		s->cookie = c->cookie;
 		s->gen = c->render_gen;
-		s->workload_len = wl;
-		s->conn_len = kl;
 	}
-	raw[0] = (struct output_raw){ "workload", s->text, s->workload_len };
-	raw[1] = (struct output_raw){ "connection", s->text + s->workload_len, s->conn_len };
+	raw[1] = (struct output_raw){ "connection", s->conn, s->conn_len };
 	return true;
 }
 
@@ -468,6 +506,12 @@ static json_t *base_event(const struct conn *c)
 static void emit_connection(struct agent *a, struct conn *c)
 {
 	json_t *ev = base_event(c);
+	struct output_raw raw[3];
+
+	if (rendered(a, c, raw) && rendered_workload(a, "server_workload", &c->server, &raw[2])) {
+		output__emit_with(a->out, "connection", ev, raw, 3);
+		return;
+	}
 
 	json_object_set_new(ev, "connection", conn__json(c));
 	json_object_set_new(ev, "workload", workload__json(&c->client));
@@ -2520,6 +2564,9 @@ static void teardown(struct agent *a)
 	for (i = 0; a->render && i < RENDER_SLOTS; i++)
 		render_clear(&a->render[i]);
 	free(a->render);
+	for (i = 0; a->wl_render && i < WL_RENDER_SLOTS; i++)
+		wl_render_clear(&a->wl_render[i]);
+	free(a->wl_render);
 	policy__free(a->policy);
 	sinks__free_all(a->sinks, 2000);
 	output__free(a->out);
@@ -2602,7 +2649,8 @@ int agent__run(const struct agent_opts *o)
 	}
 	a.tokens = jwt_cache__new();
 	a.render = calloc(RENDER_SLOTS, sizeof(*a.render));
-	if (!a.tokens || !a.render) {
+	a.wl_render = calloc(WL_RENDER_SLOTS, sizeof(*a.wl_render));
+	if (!a.tokens || !a.render || !a.wl_render) {
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		status = 1;
 		goto out;
