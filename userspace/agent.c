@@ -56,6 +56,7 @@
 #include "podmeta.h"
 #include "policy.h"
 #include "proctab.h"
+#include "render.h"
 #include "request.h"
 #include "stdio_guard.h"
 #include "store.h"
@@ -99,8 +100,7 @@ struct agent {
 	uint64_t started_ns;
 	struct jwt_keyset *keys;
 	struct jwt_cache *tokens;	/* facts of recent tokens (checked with keys) */
-	struct render_slot *render;	/* RENDER_SLOTS, by cookie */
-	struct wl_render *wl_render;	/* WL_RENDER_SLOTS */
+	struct render *render;		/* event text reused across events */
 	struct hmap *conns;		/* cookie -> struct conn */
 	/* Recently closed cookies (-> close time): records still in the data
 	 * ring for them must not resurrect the connection. */
@@ -168,11 +168,9 @@ static void early_free(struct conn *c)
 	c->early_bytes = 0;
 }
 
-static void render_forget(struct agent *a, const struct conn *c);
-
 static void conn_free(struct agent *a, struct conn *c)
 {
-	render_forget(a, c);
+	render__forget(a->render, c->cookie);
 	early_free(c);
 	forget_pending(a, c);
 	decider__conn_release(c);
@@ -324,176 +322,6 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 
 /* ---- events ------------------------------------------------------------ */
 
-/*
- * A connection's workload and connection members are the same in every
- * event about it: rendered once and spliced into each event's line, for
- * the last few hundred connections (bounded memory however many are open).
- */
-#define RENDER_SLOTS 256
-
-struct render_slot {
-	uint64_t cookie;	/* 0: empty */
-	uint32_t gen;		/* the conn's render_gen it was made from */
-	char *conn;		/* connection JSON */
-	size_t conn_len;
-	/* The last claim rendered on the connection, and what it was made
-	 * from (claim_key): its next requests usually claim the same. */
-	char *claim_key, *claim;
-	size_t claim_key_len, claim_len;
-};
-
-static void render_clear(struct render_slot *s)
-{
-	free(s->conn);
-	free(s->claim_key);
-	free(s->claim);
-	memset(s, 0, sizeof(*s));
-}
-
-#define CLAIM_KEY_MAX 2048
-
-static bool key_add(char *buf, size_t *at, const char *str)
-{
-	uint32_t n = str ? (uint32_t)strlen(str) : UINT32_MAX;
-	size_t need = sizeof(n) + (str ? n : 0);
-
-	if (*at + need > CLAIM_KEY_MAX)
-		return false;
-	memcpy(buf + *at, &n, sizeof(n));
-	if (str)
-		memcpy(buf + *at + sizeof(n), str, n);
-	*at += need;
-	return true;
-}
-
-/* Everything request__claim_json() reads from r: the token is known by
- * its digest (its facts follow from its bytes) and signature verdict. */
-static bool claim_key(const struct request *r, char *buf, size_t *len)
-{
-	char flags[4] = { r->token.present ? 'T' : '-', (char)('0' + r->token.sig),
-			  r->client_info_from_session ? 'S' : '-', 0 };
-
-	*len = 0;
-	return key_add(buf, len, flags) && key_add(buf, len, r->token.sha256) &&
-	       key_add(buf, len, r->session_id) && key_add(buf, len, r->protocol_version) &&
-	       key_add(buf, len, r->user_agent) && key_add(buf, len, r->client_name) &&
-	       key_add(buf, len, r->client_version);
-}
-
-/* r's claim as JSON text, from the connection's slot when it is the same. */
-static bool rendered_claim(struct agent *a, const struct conn *c, const struct request *r,
-			   struct output_raw *raw)
-{
-	struct render_slot *s = &a->render[c->cookie % RENDER_SLOTS];
-	char key[CLAIM_KEY_MAX];
-	size_t klen;
-	json_t *o;
-	char *text;
-
-	if (s->cookie != c->cookie || !claim_key(r, key, &klen))
-		return false;
-	if (!s->claim || s->claim_key_len != klen || memcmp(s->claim_key, key, klen)) {
-		o = request__claim_json(r);
-		text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-		json_decref(o);
-		if (!text)
-			return false;
-		free(s->claim);
-		free(s->claim_key);
-		s->claim = text;
-		s->claim_len = strlen(text);
-		s->claim_key = malloc(klen);
-		s->claim_key_len = klen;
-		if (!s->claim_key) {
-			free(s->claim);
-			s->claim = NULL;
-			return false;
-		}
-		memcpy(s->claim_key, key, klen);
-	}
-	*raw = (struct output_raw){ "claim", s->claim, s->claim_len };
-	return true;
-}
-
-static void render_forget(struct agent *a, const struct conn *c)
-{
-	struct render_slot *s = a->render ? &a->render[c->cookie % RENDER_SLOTS] : NULL;
-
-	if (s && s->cookie == c->cookie)
-		render_clear(s);
-}
-
-/*
- * Workloads rendered as JSON text, each kept with a copy of the workload it
- * was rendered from (holding its interned strings and pod, so equal bytes
- * mean an equal rendering): the connections of one process, and all the
- * connections to one server, render the same.
- */
-#define WL_RENDER_SLOTS 64
-
-struct wl_render {
-	struct workload from;
-	char *text;		/* NULL: empty */
-	size_t len;
-};
-
-static void wl_render_clear(struct wl_render *r)
-{
-	free(r->text);
-	workload__release(&r->from);
-	memset(r, 0, sizeof(*r));
-}
-
-static bool rendered_workload(struct agent *a, const char *key, const struct workload *w,
-			      struct output_raw *raw)
-{
-	uint64_t h = ((uint64_t)w->pid << 32 | w->tid) ^ w->start_ns ^ (w->cgroup_id << 7) ^
-		     (uint64_t)(uintptr_t)w->pod ^ w->instance;
-	struct wl_render *r;
-	json_t *o;
-
-	if (!a->wl_render)
-		return false;
-	r = &a->wl_render[(h ^ (h >> 29)) % WL_RENDER_SLOTS];
-	if (!r->text || memcmp(&r->from, w, sizeof(*w))) {
-		wl_render_clear(r);
-		o = workload__json(w);
-		r->text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-		json_decref(o);
-		if (!r->text)
-			return false;
-		r->len = strlen(r->text);
-		workload__copy(&r->from, w);
-	}
-	*raw = (struct output_raw){ key, r->text, r->len };
-	return true;
-}
-
-/* The workload and connection members of c's events. */
-static bool rendered(struct agent *a, const struct conn *c, struct output_raw raw[2])
-{
-	struct render_slot *s;
-
-	if (!a->render || !rendered_workload(a, "workload", &c->client, &raw[0]))
-		return false;
-	s = &a->render[c->cookie % RENDER_SLOTS];
-	if (s->cookie != c->cookie || s->gen != c->render_gen) {
-		json_t *k = conn__json(c);
-		char *kt = k ? json_dumps(k, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-		json_decref(k);
-		if (!kt)
-			return false;
-		render_clear(s);
-		s->conn = kt;
-		s->conn_len = strlen(kt);
-		s->cookie = c->cookie;
-		s->gen = c->render_gen;
-	}
-	raw[1] = (struct output_raw){ "connection", s->conn, s->conn_len };
-	return true;
-}
-
 static json_t *base_event(const struct conn *c)
 {
 	json_t *ev = json_object();
@@ -508,7 +336,7 @@ static void emit_connection(struct agent *a, struct conn *c)
 	json_t *ev = base_event(c);
 	struct output_raw raw[3];
 
-	if (rendered(a, c, raw) && rendered_workload(a, "server_workload", &c->server, &raw[2])) {
+	if (render__conn(a->render, c, raw) && render__workload(a->render, true, &c->server, &raw[2])) {
 		output__emit_with(a->out, "connection", ev, raw, 3);
 		return;
 	}
@@ -549,9 +377,9 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
 	if (d->alert && !c->client.remote && c->client.cgroup_id)
 		inst_forget_instance(a, c->client.cgroup_id);
-	if (rendered(a, c, raw)) {
+	if (render__conn(a->render, c, raw)) {
 		n_raw = 2;
-		if (r && rendered_claim(a, c, r, &raw[2]))
+		if (r && render__claim(a->render, c, r, &raw[2]))
 			n_raw = 3;
 	} else {
 		json_object_set_new(ev, "workload", workload__json(&c->client));
@@ -2520,7 +2348,6 @@ static void teardown(struct agent *a)
 	struct hmap_iter it;
 	void *val;
 	uint64_t key;
-	size_t i;
 
 	if (a->conns) {
 		hmap__iter_init(a->conns, &it);
@@ -2561,12 +2388,7 @@ static void teardown(struct agent *a)
 	proctab__free(a->procs);
 	jwt_keyset__free(a->keys);
 	jwt_cache__free(a->tokens);
-	for (i = 0; a->render && i < RENDER_SLOTS; i++)
-		render_clear(&a->render[i]);
-	free(a->render);
-	for (i = 0; a->wl_render && i < WL_RENDER_SLOTS; i++)
-		wl_render_clear(&a->wl_render[i]);
-	free(a->wl_render);
+	render__free(a->render);
 	policy__free(a->policy);
 	sinks__free_all(a->sinks, 2000);
 	output__free(a->out);
@@ -2648,9 +2470,8 @@ int agent__run(const struct agent_opts *o)
 		goto out;
 	}
 	a.tokens = jwt_cache__new();
-	a.render = calloc(RENDER_SLOTS, sizeof(*a.render));
-	a.wl_render = calloc(WL_RENDER_SLOTS, sizeof(*a.wl_render));
-	if (!a.tokens || !a.render || !a.wl_render) {
+	a.render = render__new();
+	if (!a.tokens || !a.render) {
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		status = 1;
 		goto out;

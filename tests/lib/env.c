@@ -517,6 +517,40 @@ int env__agent_start(struct env *e, const char *policy_json, const char *const *
 	return 0;
 }
 
+/*
+ * Everything the agent wrote is JSON Lines: each line one JSON object, no
+ * NUL bytes. A last line without its newline is tolerated only from an
+ * agent that did not exit cleanly (killed mid-write).
+ */
+static void check_events_file(struct env *e, bool clean_exit)
+{
+	size_t len = 0, start = 0, i, lineno = 0;
+	char *buf = env__slurp(e->agent.events_path, &len);
+
+	if (!buf)
+		return;
+	for (i = 0; i <= len; i++) {
+		json_error_t err;
+		json_t *ev;
+
+		if (i < len && buf[i] != '\n')
+			continue;
+		lineno++;
+		if (i == len && (start == len || !clean_exit))
+			break;	/* nothing after the last newline, or cut short */
+		ev = json_loadb(buf + start, i - start, 0, &err);
+		if (!ASSERT_TRUE(ev && json_is_object(ev), "every event line is a JSON object")) {
+			fprintf(stdout, "    %s line %zu: %s: %.200s\n", e->agent.events_path, lineno,
+				err.text, buf + start);
+			json_decref(ev);
+			break;
+		}
+		json_decref(ev);
+		start = i + 1;
+	}
+	free(buf);
+}
+
 int env__agent_stop(struct env *e)
 {
 	int st;
@@ -532,6 +566,7 @@ int env__agent_stop(struct env *e)
 	}
 	e->agent_running = false;
 	e->agent.exit_status = st;
+	check_events_file(e, st == 0);
 	return st;
 }
 

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Event text reused across events (render.h): what is handed out is what
+ * a fresh rendering gives, it stays valid for the event being written,
+ * and it follows every change of what it was rendered from.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "intern.h"
+#include "render.h"
+
+static char *fresh(json_t *o)
+{
+	char *t = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	json_decref(o);
+	return t;
+}
+
+static bool same(const struct output_raw *raw, const char *want)
+{
+	return want && raw->len == strlen(want) && memcmp(raw->json, want, raw->len) == 0;
+}
+
+static void make_workload(struct workload *w, uint32_t pid, const char *exe)
+{
+	memset(w, 0, sizeof(*w));
+	w->attributed = true;
+	w->pid = pid;
+	w->tid = pid + 1;
+	w->start_ns = (uint64_t)pid * 7919;
+	w->cgroup_id = 1000 + pid % 17;
+	w->uid = pid % 3;
+	w->exe = intern__get(exe);
+	w->node = "test-node";
+}
+
+/* An event's client and server workloads never evict each other: the
+ * client's text is still whole after the server's is rendered. */
+void test_render_workload_pairs(void)
+{
+	struct render *r = render__new();
+	struct output_raw cli, srv;
+	struct workload c, s;
+	char *want_c = NULL, *want_s = NULL;
+	uint64_t rendered = 0, reused = 0;
+	int i, bad = 0;
+
+	if (!ASSERT_OK_PTR(r, "render"))
+		return;
+	srand(42);
+	for (i = 0; i < 500 && !bad; i++) {
+		make_workload(&c, 2 + (uint32_t)rand() % 4000000, "/usr/bin/client");
+		make_workload(&s, 2 + (uint32_t)rand() % 4000000, "/usr/bin/server");
+		want_c = fresh(workload__json(&c));
+		want_s = fresh(workload__json(&s));
+		if (!render__workload(r, false, &c, &cli) || !render__workload(r, true, &s, &srv))
+			bad = 1;
+		else if (!same(&cli, want_c) || !same(&srv, want_s))
+			bad = 2;
+		/* The client again, as the next event of its connection
+		 * would: still kept, not rendered a third time. */
+		else if (!render__workload(r, false, &c, &cli) || !same(&cli, want_c))
+			bad = 3;
+		ASSERT_STREQ(cli.key, "workload", "client key");
+		ASSERT_STREQ(srv.key, "server_workload", "server key");
+		free(want_c);
+		free(want_s);
+		workload__release(&c);
+		workload__release(&s);
+	}
+	ASSERT_EQ(bad, 0, "every pair rendered and both texts intact");
+	render__stats(r, &rendered, &reused);
+	ASSERT_EQ(rendered, 1000, "each workload rendered once");
+	ASSERT_EQ(reused, 500, "the client's second use reused");
+	render__free(r);
+}
+
+/* The same workload is rendered once; any change renders anew. */
+void test_render_workload_changes(void)
+{
+	struct render *r = render__new();
+	struct output_raw a, b;
+	struct workload w;
+	char *want = NULL;
+
+	if (!ASSERT_OK_PTR(r, "render"))
+		return;
+	make_workload(&w, 4242, "/usr/bin/agent-x");
+	if (ASSERT_TRUE(render__workload(r, false, &w, &a), "first") &&
+	    ASSERT_TRUE(render__workload(r, false, &w, &b), "again"))
+		ASSERT_TRUE(a.json == b.json, "kept, not rendered again");
+	w.attributed = false;
+	w.why_unattributed = "the sender's cgroup is not known";
+	want = fresh(workload__json(&w));
+	if (ASSERT_TRUE(render__workload(r, false, &w, &b), "changed"))
+		ASSERT_TRUE(same(&b, want), "the change is in the text");
+	ASSERT_OK_PTR(strstr(want, "unattributed_reason"), "the reason is rendered");
+	free(want);
+	intern__put(w.exe);
+	w.exe = intern__get("/usr/bin/other");
+	want = fresh(workload__json(&w));
+	if (ASSERT_TRUE(render__workload(r, false, &w, &b), "other exe"))
+		ASSERT_TRUE(same(&b, want), "the new exe is in the text");
+	free(want);
+	workload__release(&w);
+	render__free(r);
+}
+
+/* A connection's member follows its render_gen; a closed one is dropped. */
+void test_render_conn_and_claim(void)
+{
+	struct render *r = render__new();
+	struct conn c = {};
+	struct output_raw raw[2], claim, again;
+	struct request req = {};
+	char *want = NULL;
+
+	if (!ASSERT_OK_PTR(r, "render"))
+		return;
+	make_workload(&c.client, 777, "/usr/bin/client");
+	c.cookie = 12345;
+	c.netns = 4026531840u;
+	c.tuple.family = 2;
+	c.tuple.sport = 8080;
+	c.tuple.dport = 40000;
+	want = fresh(conn__json(&c));
+	if (ASSERT_TRUE(render__conn(r, &c, raw), "conn")) {
+		ASSERT_STREQ(raw[1].key, "connection", "key");
+		ASSERT_TRUE(same(&raw[1], want), "connection text");
+	}
+	free(want);
+	c.tuple.dport = 40001;
+	c.render_gen++;
+	want = fresh(conn__json(&c));
+	if (ASSERT_TRUE(render__conn(r, &c, raw), "conn after a change"))
+		ASSERT_TRUE(same(&raw[1], want), "rendered anew");
+	free(want);
+
+	req.session_id = "session-1";
+	req.protocol_version = "2025-11-25";
+	req.token.present = true;
+	strcpy(req.token.sha256, "ab12");
+	req.token.client_id = "ci-bot";
+	want = fresh(request__claim_json(&req));
+	if (ASSERT_TRUE(render__claim(r, &c, &req, &claim), "claim") &&
+	    ASSERT_TRUE(same(&claim, want), "claim text") &&
+	    ASSERT_TRUE(render__claim(r, &c, &req, &again), "claim again"))
+		ASSERT_TRUE(claim.json == again.json, "kept");
+	free(want);
+	req.session_id = "session-2";
+	want = fresh(request__claim_json(&req));
+	if (ASSERT_TRUE(render__claim(r, &c, &req, &claim), "other session"))
+		ASSERT_TRUE(same(&claim, want), "the new session is in the text");
+	free(want);
+	req.token.sig = JWT_SIG_INVALID;
+	want = fresh(request__claim_json(&req));
+	if (ASSERT_TRUE(render__claim(r, &c, &req, &claim), "other signature verdict"))
+		ASSERT_TRUE(same(&claim, want), "the verdict is in the text");
+	free(want);
+
+	render__forget(r, c.cookie);
+	ASSERT_FALSE(render__claim(r, &c, &req, &claim), "forgotten: no slot for a claim");
+	workload__release(&c.client);
+	render__free(r);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Event text reused across events. A connection's workload, connection and
+ * (usually) claim members are the same in every event about it, and all the
+ * connections of one process, or to one server, carry the same workload:
+ * each is rendered as compact JSON once and spliced into event lines
+ * (output__emit_with). Bounded: RENDER_CONN_SLOTS connections by cookie,
+ * RENDER_WL_SLOTS workloads (half for clients, half for servers); an older
+ * entry is simply rendered again.
+ */
+#ifndef MCPW_RENDER_H
+#define MCPW_RENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "output.h"
+#include "request.h"
+#include "workload.h"
+
+#define RENDER_CONN_SLOTS 256
+#define RENDER_WL_SLOTS 64
+
+struct render;
+
+struct render *render__new(void);
+void render__free(struct render *r);
+
+/*
+ * w as the "workload" member (server false) or "server_workload" (true).
+ * A workload is kept with a copy of what it was rendered from (holding its
+ * interned strings and pod record): equal bytes mean an equal rendering,
+ * and a changed workload (pod metadata, fleet attestation) renders anew.
+ * raw stays valid until the next call with the same `server`.
+ */
+bool render__workload(struct render *r, bool server, const struct workload *w,
+		      struct output_raw *raw);
+/*
+ * raw[0] c's client workload (as above), raw[1] its "connection" member,
+ * kept per cookie until c->render_gen changes. Valid until the next
+ * render__conn().
+ */
+bool render__conn(struct render *r, const struct conn *c, struct output_raw raw[2]);
+/*
+ * req's "claim" member, kept in c's slot (render__conn() first) with the
+ * inputs it was rendered from. Valid until the next render__claim() or
+ * render__conn().
+ */
+bool render__claim(struct render *r, const struct conn *c, const struct request *req,
+		   struct output_raw *raw);
+/* Drops what is kept for a closed connection. */
+void render__forget(struct render *r, uint64_t cookie);
+/* Workloads rendered, and renderings reused, since render__new(). */
+void render__stats(const struct render *r, uint64_t *rendered, uint64_t *reused);
+
+#endif
