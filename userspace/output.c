@@ -29,6 +29,7 @@ struct sink {
 
 struct output {
 	char *node;
+	char *node_json;	/* node as a JSON string */
 	struct jsonl_sink jsonl[MAX_SINKS];
 	size_t n_jsonl;
 	struct sink sinks[MAX_SINKS];
@@ -55,7 +56,15 @@ struct output *output__new(const char *node)
 	if (!o)
 		return NULL;
 	o->node = strdup(node ? node : "");
-	if (!o->node) {
+	if (o->node) {
+		json_t *n = json_string(o->node);
+
+		o->node_json = n ? json_dumps(n, JSON_ENCODE_ANY) : NULL;
+		json_decref(n);
+	}
+	if (!o->node || !o->node_json) {
+		free(o->node);
+		free(o->node_json);
 		free(o);
 		return NULL;
 	}
@@ -74,6 +83,7 @@ void output__free(struct output *o)
 			fclose(o->jsonl[i].f);
 	}
 	free(o->node);
+	free(o->node_json);
 	free(o);
 }
 
@@ -175,33 +185,78 @@ static void add_raw(json_t *ev, const struct output_raw *raw, size_t n_raw)
 	}
 }
 
+/* The stamped event as a whole object, for sinks that read objects. */
+static json_t *stamped(struct output *o, const char *ts, const char *kind, json_t *ev)
+{
+	json_t *out = json_object();
+
+	json_object_set_new(out, "time", json_string(ts));
+	json_object_set_new(out, "kind", json_string(kind));
+	json_object_set_new(out, "node", json_string(o->node));
+	json_object_update(out, ev);
+	return out;
+}
+
+/* {"time":..,"kind":..,"node":.., then ev's members: ev's own text with
+ * the stamp spliced in front, without copying ev into a new object. */
+static char *stamped_line(struct output *o, const char *ts, const char *kind, json_t *ev,
+			  size_t *len)
+{
+	char *body, *line;
+	size_t bl;
+	int pl;
+
+	if (json_object_get(ev, "time") || json_object_get(ev, "kind") ||
+	    json_object_get(ev, "node")) {
+		json_t *out = stamped(o, ts, kind, ev);
+
+		line = out ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		json_decref(out);
+		*len = line ? strlen(line) : 0;
+		return line;
+	}
+	body = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!body)
+		return NULL;
+	bl = strlen(body);	/* "{...}" or "{}" */
+	pl = snprintf(NULL, 0, "{\"time\":\"%s\",\"kind\":\"%s\",\"node\":%s", ts, kind,
+		      o->node_json);
+	line = pl > 0 ? malloc((size_t)pl + bl + 2) : NULL;
+	if (!line) {
+		free(body);
+		return NULL;
+	}
+	snprintf(line, (size_t)pl + 1, "{\"time\":\"%s\",\"kind\":\"%s\",\"node\":%s", ts, kind,
+		 o->node_json);
+	if (bl > 2) {
+		line[pl] = ',';
+		memcpy(line + pl + 1, body + 1, bl);	/* members, '}' and NUL */
+		*len = (size_t)pl + bl;
+	} else {
+		line[pl] = '}';
+		line[pl + 1] = '\0';
+		*len = (size_t)pl + 1;
+	}
+	free(body);
+	return line;
+}
+
 void output__emit_with(struct output *o, const char *kind, json_t *ev,
 		       const struct output_raw *raw, size_t n_raw)
 {
-	bool object_added = false;
+	json_t *whole = NULL;
 	char ts[40];
 	char *line;
-	size_t i, len;
+	size_t i, len = 0;
 	int k;
 
 	if (!ev) {
 		o->stats.dropped++;
 		return;
 	}
-	output__time(ts, sizeof(ts));
 	/* time, kind, node first, for readers that skim. */
-	{
-		json_t *out = json_object();
-
-		json_object_set_new(out, "time", json_string(ts));
-		json_object_set_new(out, "kind", json_string(kind));
-		json_object_set_new(out, "node", json_string(o->node));
-		json_object_update(out, ev);
-		json_decref(ev);
-		ev = out;
-	}
-	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	len = line ? strlen(line) : 0;
+	output__time(ts, sizeof(ts));
+	line = stamped_line(o, ts, kind, ev, &len);
 	if (line && n_raw)
 		line = splice_raw(line, &len, raw, n_raw);
 	if (!line) {
@@ -220,13 +275,14 @@ void output__emit_with(struct output *o, const char *kind, json_t *ev,
 			o->stats.dropped++;
 	}
 	for (i = 0; i < o->n_sinks; i++) {
-		if (!o->sinks[i].line_only && n_raw && !object_added) {
-			add_raw(ev, raw, n_raw);
-			object_added = true;
+		if (!o->sinks[i].line_only && !whole) {
+			whole = stamped(o, ts, kind, ev);
+			add_raw(whole, raw, n_raw);
 		}
-		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : ev, line, len);
+		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : whole, line, len);
 	}
 	free(line);
+	json_decref(whole);
 	json_decref(ev);
 }
 
