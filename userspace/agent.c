@@ -101,6 +101,8 @@ struct agent {
 	struct jwt_keyset *keys;
 	struct jwt_cache *tokens;	/* facts of recent tokens (checked with keys) */
 	struct render *render;		/* event text reused across events */
+	struct fast_head *fast_heads;	/* FAST_HEAD_SLOTS, by cookie */
+	uint64_t fast_heads_reused;
 	struct hmap *conns;		/* cookie -> struct conn */
 	/* Recently closed cookies (-> close time): records still in the data
 	 * ring for them must not resurrect the connection. */
@@ -168,9 +170,12 @@ static void early_free(struct conn *c)
 	c->early_bytes = 0;
 }
 
+static void fast_head_forget(struct agent *a, uint64_t cookie);
+
 static void conn_free(struct agent *a, struct conn *c)
 {
 	render__forget(a->render, c->cookie);
+	fast_head_forget(a, c->cookie);
 	early_free(c);
 	forget_pending(a, c);
 	decider__conn_release(c);
@@ -857,46 +862,165 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
  * alert says so (alerted) and the connection's templates are dropped, so
  * its next request waits for a verdict again.
  */
-static void handle_fast_record(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+static void judge_fast(struct agent *a, struct conn *c, const struct http_message *m,
+		       const struct http_message *head_only, uint32_t seg_len)
 {
-	struct http_parser *p = http_parser__new(HTTP_REQUEST, &a->limits);
-	struct http_message *m = NULL, head;
-	const struct http_message *pm;
+	struct http_message head;
 	struct decision d = {};
 	struct request r;
 	bool have = false;
 
-	if (!p)
-		return;
-	http_parser__feed(p, e->data, e->len);
-	m = http_parser__next(p);
 	if (m && request__read(&r, m, a->keys, a->tokens) == 0) {
 		have = true;
-	} else if (!m && (pm = http_parser__partial(p))) {
-		head = *pm;
-		head.body_len = e->seg_len > head.head_end ? e->seg_len - head.head_end : 0;
+	} else if (!m && head_only) {
+		head = *head_only;
+		head.body_len = seg_len > head.head_end ? seg_len - head.head_end : 0;
 		have = request__read_head(&r, &head, a->keys, a->tokens) == 0;
 		if (have) {
 			decider__session_client_info(a->decider, &r);
 			d.verdict = VERDICT_ALLOW;
 		}
 	}
-	if (have) {
-		c->requests++;
-		if (m)
-			decider__judge(a->decider, c, &r, now_ns(), &d);
-		a->emitting_fast = true;
-		emit_decision(a, c, &r, &d, false);
-		a->emitting_fast = false;
-		if (d.alert) {
-			kernel__del_fast(a->kernel, c->cookie);
-			if (!c->client.remote && c->client.cgroup_id)
-				inst_forget_instance(a, c->client.cgroup_id);
-		}
-		json_decref(d.related);
-		request__release(&r);
+	if (!have)
+		return;
+	c->requests++;
+	if (m)
+		decider__judge(a->decider, c, &r, now_ns(), &d);
+	a->emitting_fast = true;
+	emit_decision(a, c, &r, &d, false);
+	a->emitting_fast = false;
+	if (d.alert) {
+		kernel__del_fast(a->kernel, c->cookie);
+		if (!c->client.remote && c->client.cgroup_id)
+			inst_forget_instance(a, c->client.cgroup_id);
 	}
-	http_message__free(m);
+	json_decref(d.related);
+	request__release(&r);
+}
+
+/*
+ * The head of the last kernel-passed request parsed on each recent
+ * connection. The kernel passes a request only when its header block is a
+ * judged one's but for the Content-Length digits, so the next request on
+ * the connection usually has this very head: it is matched byte for byte
+ * (the digits aside) and only the body is read. Bounded: FAST_HEAD_SLOTS
+ * connections by cookie.
+ */
+#define FAST_HEAD_SLOTS 256
+
+struct fast_head {
+	uint64_t cookie;		/* 0: empty */
+	char *raw;			/* the head, blank line included */
+	size_t len;
+	size_t cl_off, cl_len;		/* its Content-Length digits */
+	struct http_message *msg;	/* parsed from it (body: the first one's) */
+};
+
+static void fast_head_clear(struct fast_head *h)
+{
+	free(h->raw);
+	http_message__free(h->msg);
+	memset(h, 0, sizeof(*h));
+}
+
+static void fast_head_forget(struct agent *a, uint64_t cookie)
+{
+	struct fast_head *h = a->fast_heads ? &a->fast_heads[cookie % FAST_HEAD_SLOTS] : NULL;
+
+	if (h && h->cookie == cookie)
+		fast_head_clear(h);
+}
+
+/* Keeps m's head (it starts at data[0]) for the connection's next ones. */
+static bool fast_head_keep(struct agent *a, uint64_t cookie, const char *data,
+			   struct http_message *m)
+{
+	struct fast_head *h = &a->fast_heads[cookie % FAST_HEAD_SLOTS];
+	size_t len = (size_t)(m->head_end - m->start), off, n;
+	const char *p = NULL;
+
+	if (m->start != 0 || m->chunked || m->content_length < 0)
+		return false;
+	for (off = 0; off + 15 < len; off++) {
+		if ((off == 0 || data[off - 1] == '\n') &&
+		    strncasecmp(data + off, "content-length:", 15) == 0) {
+			p = data + off + 15;
+			break;
+		}
+	}
+	if (!p)
+		return false;
+	while (p < data + len && (*p == ' ' || *p == '\t'))
+		p++;
+	for (n = 0; p + n < data + len && p[n] >= '0' && p[n] <= '9'; n++)
+		;
+	if (n == 0 || n > 10)
+		return false;
+	fast_head_clear(h);
+	h->raw = malloc(len);
+	if (!h->raw)
+		return false;
+	memcpy(h->raw, data, len);
+	h->len = len;
+	h->cl_off = (size_t)(p - data);
+	h->cl_len = n;
+	h->msg = m;
+	h->cookie = cookie;
+	return true;
+}
+
+/* The request in data[0, n) has the kept head but for its Content-Length:
+ * its head length and Content-Length, else false. */
+static bool fast_head_match(const struct fast_head *h, const char *data, size_t n,
+			    size_t *head_len, long long *cl)
+{
+	size_t d = 0, rest = h->len - h->cl_off - h->cl_len;
+	long long v = 0;
+
+	if (n < h->cl_off || memcmp(data, h->raw, h->cl_off))
+		return false;
+	while (h->cl_off + d < n && d <= 10 && data[h->cl_off + d] >= '0' &&
+	       data[h->cl_off + d] <= '9')
+		v = v * 10 + (data[h->cl_off + d++] - '0');
+	if (d == 0 || d > 10 || h->cl_off + d + rest > n ||
+	    memcmp(data + h->cl_off + d, h->raw + h->cl_off + h->cl_len, rest))
+		return false;
+	*head_len = h->cl_off + d + rest;
+	*cl = v;
+	return true;
+}
+
+static void handle_fast_record(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	struct fast_head *h = &a->fast_heads[c->cookie % FAST_HEAD_SLOTS];
+	struct http_parser *p;
+	struct http_message *m, same;
+	size_t head_len;
+	long long cl;
+
+	/* The same head as the last one, with its whole body in the record. */
+	if (h->cookie == c->cookie && fast_head_match(h, e->data, e->len, &head_len, &cl) &&
+	    head_len + (size_t)cl == e->seg_len && head_len + (size_t)cl <= e->len &&
+	    (size_t)cl <= a->limits.max_body_bytes) {
+		same = *h->msg;
+		same.body = (char *)e->data + head_len;
+		same.body_len = (size_t)cl;
+		same.content_length = cl;
+		same.start = 0;
+		same.head_end = head_len;
+		same.end = head_len + (size_t)cl;
+		a->fast_heads_reused++;
+		judge_fast(a, c, &same, NULL, e->seg_len);
+		return;
+	}
+	p = http_parser__new(HTTP_REQUEST, &a->limits);
+	if (!p)
+		return;
+	http_parser__feed(p, e->data, e->len);
+	m = http_parser__next(p);
+	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len);
+	if (!m || c->denied || !fast_head_keep(a, c->cookie, e->data, m))
+		http_message__free(m);
 	http_parser__free(p);
 }
 
@@ -2010,6 +2134,19 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "verdicts", v);
 	json_object_set_new(st, "events", json_pack("{s:I,s:I}", "written", (json_int_t)os.events,
 						    "dropped", (json_int_t)os.dropped));
+	{
+		unsigned long long th, tm;
+		uint64_t wr, wu;
+
+		jwt_cache__stats(a->tokens, &th, &tm);
+		render__stats(a->render, &wr, &wu);
+		/* How much repeated work the caches saved (render.h, jwt.h,
+		 * handle_fast_record). */
+		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I}",
+			"token_facts_reused", (json_int_t)th, "token_facts_parsed", (json_int_t)tm,
+			"workloads_reused", (json_int_t)wu, "workloads_rendered", (json_int_t)wr,
+			"fast_heads_reused", (json_int_t)a->fast_heads_reused));
+	}
 	if (a->store) {
 		struct store_health sh;
 
@@ -2389,6 +2526,9 @@ static void teardown(struct agent *a)
 	jwt_keyset__free(a->keys);
 	jwt_cache__free(a->tokens);
 	render__free(a->render);
+	for (size_t i = 0; a->fast_heads && i < FAST_HEAD_SLOTS; i++)
+		fast_head_clear(&a->fast_heads[i]);
+	free(a->fast_heads);
 	policy__free(a->policy);
 	sinks__free_all(a->sinks, 2000);
 	output__free(a->out);
@@ -2471,7 +2611,8 @@ int agent__run(const struct agent_opts *o)
 	}
 	a.tokens = jwt_cache__new();
 	a.render = render__new();
-	if (!a.tokens || !a.render) {
+	a.fast_heads = calloc(FAST_HEAD_SLOTS, sizeof(*a.fast_heads));
+	if (!a.tokens || !a.render || !a.fast_heads) {
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		status = 1;
 		goto out;

@@ -44,6 +44,21 @@ static long long status_counter(struct env *e, const char *name)
 	return v;
 }
 
+/* A member of the status's "reuse" object (repeated work the caches saved). */
+static long long status_reuse(struct env *e, const char *name)
+{
+	char path[600];
+	json_t *st;
+	long long v;
+
+	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
+	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
+	st = json_load_file(path, 0, NULL);
+	v = json_integer_value(json_object_get(json_object_get(st, "reuse"), name));
+	json_decref(st);
+	return v;
+}
+
 static void sha256_hex(const char *s, char *out)
 {
 	char cmd[256];
@@ -130,6 +145,54 @@ void test_fastpath_resync(void)
 		ASSERT_FALSE(json_is_true(env__get(ev, "fast_path")), "request 3 was held and judged");
 		json_decref(ev);
 		ev = NULL;
+	}
+	if (test__start_subtest("heads_reused")) {
+		/* 31 judged; 32 fast, its head kept; 33, 1234 and the broken
+		 * body fast with the kept head and other Content-Lengths (read
+		 * without parsing the head again); 36 held again: the broken
+		 * body dropped the connection's template. */
+		long long reused0 = status_reuse(&e, "fast_heads_reused");
+		char c36[1024];
+
+		/* Sent once the daemon has read the broken one. */
+		snprintf(c36, sizeof(c36), "{\"pause_before_ms\":1500,%s", CALL(36, "ua-1", "after") + 1);
+
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":["
+			 "%s,%s,%s,%s,{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{"
+			 "\"Authorization\":\"Bearer " TOKEN_A "\",\"User-Agent\":\"ua-1\","
+			 "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":\"{\\\"jsonrpc\\\":"
+			 "\\\"2.0\\\",\\\"id\\\":35,\"},%s]}",
+			 port, CALL(31, "ua-1", "x"), CALL(32, "ua-1", "a-longer-text"),
+			 CALL(33, "ua-1", "yet-another-text-longer"), CALL(1234, "ua-1", "t"),
+			 c36);
+		snprintf(out, sizeof(out), "%s/raw3.out", e.tmp);
+		ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "all six answered on one connection");
+		ASSERT_TRUE(env__wait_file(rec, "after", 3000), "the server got the last one");
+		ev = env__find_event(&e, 3000, "kind=request", "request.id=33", NULL);
+		if (ASSERT_OK_PTR(ev, "33 reported")) {
+			ASSERT_TRUE(json_is_true(env__get(ev, "fast_path")), "33 passed in the kernel");
+			ASSERT_STREQ(env__str(ev, "request.tool"), "echo", "33's tool");
+		}
+		json_decref(ev);
+		ev = env__find_event(&e, 3000, "kind=request", "request.id=1234", NULL);
+		if (ASSERT_OK_PTR(ev, "1234 reported")) {
+			ASSERT_TRUE(json_is_true(env__get(ev, "fast_path")), "1234 passed in the kernel");
+			ASSERT_STREQ(env__str(ev, "request.method"), "tools/call", "1234's method");
+		}
+		json_decref(ev);
+		ev = env__find_event(&e, 3000, "kind=alert", "verdict=malformed", NULL);
+		if (ASSERT_OK_PTR(ev, "the broken body is reported")) {
+			ASSERT_TRUE(json_is_true(env__get(ev, "fast_path")), "it had passed in the kernel");
+			ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted, not blocked");
+		}
+		json_decref(ev);
+		ev = env__find_event(&e, 3000, "kind=request", "request.id=36", NULL);
+		if (ASSERT_OK_PTR(ev, "36 reported"))
+			ASSERT_FALSE(json_is_true(env__get(ev, "fast_path")), "36 was held and judged");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_GE(status_reuse(&e, "fast_heads_reused") - reused0, 3,
+			  "33, 1234 and the broken one read with the kept head");
 	}
 	if (test__start_subtest("identity_switch_on_fast_connection")) {
 		char body[2048];
