@@ -19,6 +19,7 @@
  * lost, over a limit, or unparseable is denied, never passed.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -1763,6 +1764,21 @@ static void check_conns(struct agent *a)
 	}
 }
 
+/*
+ * A burst (thousands of connections opening, a backlog of requests, the
+ * saved state's JSON) leaves the heap with freed space that malloc keeps;
+ * a long-running daemon gives it back once there is enough of it.
+ */
+#define TRIM_FREE_BYTES (4u << 20)
+
+static void release_free_memory(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	if (mi.fordblks > TRIM_FREE_BYTES)
+		malloc_trim(0);
+}
+
 static void save_state(struct agent *a)
 {
 	char path[PATH_MAX];
@@ -1772,6 +1788,8 @@ static void save_state(struct agent *a)
 	err = decider__save(a->decider, path, now_ns());
 	if (err)
 		pr_warn("cannot save the live state to %s: %s", path, strerror(-err));
+	/* The state's JSON was built and freed: a few KiB per session. */
+	release_free_memory();
 }
 
 /*
@@ -1849,6 +1867,7 @@ static void tick(struct agent *a)
 		check_health(a, now);
 		check_conns(a);
 		stdio__sweep(&a->stdio);
+		release_free_memory();
 	}
 	if (a->ticks % 50 == 0) {
 		struct hmap_iter it;
@@ -2142,6 +2161,10 @@ static json_t *status_json(void *ctx)
 		render__stats(a->render, &wr, &wu);
 		/* How much repeated work the caches saved (render.h, jwt.h,
 		 * handle_fast_record). */
+		struct mallinfo2 mi = mallinfo2();
+
+		json_object_set_new(st, "heap", json_pack("{s:I,s:I}",
+			"in_use_bytes", (json_int_t)mi.uordblks, "free_bytes", (json_int_t)mi.fordblks));
 		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I}",
 			"token_facts_reused", (json_int_t)th, "token_facts_parsed", (json_int_t)tm,
 			"workloads_reused", (json_int_t)wu, "workloads_rendered", (json_int_t)wr,
