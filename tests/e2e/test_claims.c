@@ -18,48 +18,7 @@
 
 #define WAIT_MS 20000
 
-/* ---- helpers (kept local: each e2e file stands alone) ----------------- */
-
-static const char *node_script(const char *name)
-{
-	static char p[4][PATH_MAX];
-	static int slot;
-	char *s = p[slot++ % 4];
-
-	snprintf(s, PATH_MAX, "%s/%s", env__node_dir(), name);
-	return s;
-}
-
-/* The node binary the way the agent names it (realpath of `command -v node`). */
-static const char *node_exe(void)
-{
-	static char exe[PATH_MAX];
-	char dir[PATH_MAX], *path, *save = NULL, *tok;
-	const char *env = getenv("PATH");
-
-	if (exe[0])
-		return exe;
-	path = strdup(env ? env : "/usr/bin:/bin");
-	for (tok = strtok_r(path, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
-		snprintf(dir, sizeof(dir), "%s/node", tok);
-		if (access(dir, X_OK) == 0 && realpath(dir, exe))
-			break;
-		exe[0] = '\0';
-	}
-	free(path);
-	return exe;
-}
-
-static void sha256_hex(const char *s, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-
-	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-	for (i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[2 * n] = '\0';
-}
+/* ---- helpers ---------------------------------------------------------- */
 
 /* Runs jwt.mjs with ARGS and reads the token it prints. */
 static int mint(char *out, size_t len, const char *args)
@@ -68,7 +27,7 @@ static int mint(char *out, size_t len, const char *args)
 	FILE *f;
 	size_t n;
 
-	snprintf(cmd, sizeof(cmd), "node '%s' %s", node_script("jwt.mjs"), args);
+	snprintf(cmd, sizeof(cmd), "node '%s' %s", env__node_script("jwt.mjs"), args);
 	f = popen(cmd, "r");
 	if (!f)
 		return -1;
@@ -91,7 +50,7 @@ static pid_t spawn_node(struct env *e, const char *cg, const char *out, const ch
 	int n = 0;
 
 	argv[n++] = "node";
-	argv[n++] = (char *)node_script(script);
+	argv[n++] = (char *)env__node_script(script);
 	while (args && *args && n < 39)
 		argv[n++] = (char *)*args++;
 	argv[n] = NULL;
@@ -268,7 +227,7 @@ static int mint_ident(struct jwt_ident *id)
 		 id->iss, id->sub, id->client_id, id->azp, id->jti);
 	if (mint(id->token, sizeof(id->token), args))
 		return -1;
-	sha256_hex(id->token, id->sha);
+	env__sha256_hex(id->token, id->sha);
 	return 0;
 }
 
@@ -302,7 +261,7 @@ static void assert_workload(json_t *ev, pid_t pid, const char *cg, const char *w
 	snprintf(w, sizeof(w), "%s: workload.cgroup", what);
 	ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg, w);
 	snprintf(w, sizeof(w), "%s: workload.exe", what);
-	ASSERT_STREQ(env__str(ev, "workload.exe"), node_exe(), w);
+	ASSERT_STREQ(env__str(ev, "workload.exe"), env__node_exe(), w);
 	snprintf(w, sizeof(w), "%s: workload.attributed", what);
 	ASSERT_TRUE(json_is_true(env__get(ev, "workload.attributed")), w);
 }
@@ -334,7 +293,7 @@ void test_claims_http(void)
 	test__set_timeout(180);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	if (!ASSERT_TRUE(node_exe()[0] != '\0', "node found in PATH"))
+	if (!ASSERT_TRUE(env__node_exe()[0] != '\0', "node found in PATH"))
 		goto cleanup;
 	if (!ASSERT_OK(env__cgroup(&e, "ci/a", cg_a, sizeof(cg_a)), "cgroup a") ||
 	    !ASSERT_OK(env__cgroup(&e, "ops/b", cg_b, sizeof(cg_b)), "cgroup b") ||
@@ -354,10 +313,10 @@ void test_claims_http(void)
 	    !ASSERT_OK(mint_ident(&ops), "mint ops token"))
 		goto cleanup;
 	snprintf(opaque, sizeof(opaque), "opq_%d_%d_notajwt", getpid(), rand());
-	sha256_hex(opaque, opaque_sha);
+	env__sha256_hex(opaque, opaque_sha);
 	/* Header and signature are fine; the payload has '*', not base64url. */
 	snprintf(bad_tok, sizeof(bad_tok), "eyJhbGciOiJIUzI1NiJ9.eyJzdWIi*bad*base64.c2lnbmF0dXJl");
-	sha256_hex(bad_tok, bad_sha);
+	env__sha256_hex(bad_tok, bad_sha);
 
 	snprintf(policy, sizeof(policy),
 		 "{\"mode\":\"monitor\",\"servers\":[{\"name\":\"tickets\",\"port\":%d}],"

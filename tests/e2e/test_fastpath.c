@@ -59,20 +59,6 @@ static long long status_reuse(struct env *e, const char *name)
 	return v;
 }
 
-static void sha256_hex(const char *s, char *out)
-{
-	char cmd[256];
-	FILE *p;
-
-	snprintf(cmd, sizeof(cmd), "printf '%%s' '%s' | sha256sum", s);
-	p = popen(cmd, "r");
-	if (!p || !fgets(out, 65, p))
-		out[0] = '\0';
-	out[64] = '\0';
-	if (p)
-		pclose(p);
-}
-
 void test_fastpath_resync(void)
 {
 	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600], srvout[600];
@@ -87,8 +73,8 @@ void test_fastpath_resync(void)
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
 	port = env__free_port();
-	sha256_hex(TOKEN_A, sha_a);
-	sha256_hex("fast-token-b", sha_b);
+	env__sha256_hex(TOKEN_A, sha_a);
+	env__sha256_hex("fast-token-b", sha_b);
 	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
 	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
 		goto cleanup;
@@ -229,7 +215,7 @@ static int churn_setup(struct env *e, const char *exe, char cg_c[256], char port
 	struct spawn_opts so = {};
 	int port = env__free_port();
 
-	sha256_hex(TOKEN_A, sha);
+	env__sha256_hex(TOKEN_A, sha);
 	if (!ASSERT_OK(env__cgroup(e, "c", cg_c, 256), "cgroup") ||
 	    !ASSERT_OK(env__cgroup(e, "s", cg_s, sizeof(cg_s)), "cgroup"))
 		return -1;
@@ -309,6 +295,36 @@ static int count_lines(struct env *e, const char *a, const char *b)
 	return n;
 }
 
+/* rr_bench as the allowed client (TOKEN_A) in cg_c: CONNS SECONDS BODY_BYTES
+ * NEW_CONN_EACH; its JSON line goes to out. */
+static pid_t rr_start(struct env *e, const char *cg_c, const char *port_s, const char *conns,
+		      const char *secs, const char *body, const char *churn, const char *out)
+{
+	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "PATH=/usr/bin:/bin", NULL };
+	struct spawn_opts so = { .cgroup = cg_c, .envp = env_tok, .stdout_path = out };
+
+	return env__spawn(e, &so, (char *[]){ (char *)env__helper("rr_bench"), "127.0.0.1",
+					      (char *)port_s, (char *)conns, (char *)secs,
+					      (char *)body, (char *)churn, NULL });
+}
+
+/* Waits for rr_bench: how many requests it made, all answered; -1 (and a
+ * failed assertion) otherwise. */
+static long long rr_requests(struct env *e, pid_t c, const char *out)
+{
+	long long requests = -1;
+	char *res, *p;
+
+	if (!ASSERT_EQ(env__wait(e, c, 30000), 0, "rr_bench ran") ||
+	    !ASSERT_TRUE(env__wait_file(out, "\"errors\":0", 1000), "no request failed"))
+		return -1;
+	res = env__slurp(out, NULL);
+	if (res && (p = strstr(res, "\"requests\":")))
+		requests = atoll(p + 11);
+	free(res);
+	return requests;
+}
+
 /*
  * Connection churn on a process template: each new connection's requests
  * pass in the kernel, and every one of them is still reported, even when
@@ -317,10 +333,8 @@ static int count_lines(struct env *e, const char *a, const char *b)
  */
 void test_fastpath_churn_every_request_reported(void)
 {
-	char cg_c[256], port_s[16], out[600], filter[64], *res = NULL, *p;
-	struct spawn_opts so = {};
-	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "PATH=/usr/bin:/bin", NULL };
-	long long requests = -1;
+	char cg_c[256], port_s[16], out[600], filter[64];
+	long long requests;
 	int n = 0, i;
 	struct env e;
 	pid_t c;
@@ -330,18 +344,9 @@ void test_fastpath_churn_every_request_reported(void)
 		return;
 	if (churn_setup(&e, NULL, cg_c, port_s))
 		goto cleanup;
-	so.cgroup = cg_c;
-	so.envp = env_tok;
 	snprintf(out, sizeof(out), "%s/churn.out", e.tmp);
-	so.stdout_path = out;
-	c = env__spawn(&e, &so, (char *[]){ (char *)env__helper("rr_bench"), "127.0.0.1", port_s,
-					    "4", "3", "0", "1", NULL });
-	if (!ASSERT_EQ(env__wait(&e, c, 30000), 0, "churn ran"))
-		goto cleanup;
-	ASSERT_TRUE(env__wait_file(out, "\"errors\":0", 1000), "no request failed");
-	res = env__slurp(out, NULL);
-	if (res && (p = strstr(res, "\"requests\":")))
-		requests = atoll(p + 11);
+	c = rr_start(&e, cg_c, port_s, "4", "3", "0", "1", out);
+	requests = rr_requests(&e, c, out);
 	if (!ASSERT_GE(requests, 500, "enough churn to race the rings"))
 		goto cleanup;
 	/* Every request has its event (the agent may still be catching up). */
@@ -355,7 +360,6 @@ void test_fastpath_churn_every_request_reported(void)
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"lost\"", ""), 0, "nothing lost");
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"alert\"", ""), 0, "nothing refused");
 cleanup:
-	free(res);
 	env__cleanup(&e);
 }
 
@@ -368,10 +372,8 @@ cleanup:
  */
 void test_fastpath_unreported_requests_counted(void)
 {
-	char cg_c[256], port_s[16], out[600], filter[64], *res = NULL, *p;
-	struct spawn_opts so = {};
-	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "PATH=/usr/bin:/bin", NULL };
-	long long requests = -1, lost = 0;
+	char cg_c[256], port_s[16], out[600], filter[64];
+	long long requests, lost = 0;
 	json_t *ev = NULL;
 	int n = 0, i;
 	struct env e;
@@ -382,26 +384,17 @@ void test_fastpath_unreported_requests_counted(void)
 		return;
 	if (churn_setup(&e, NULL, cg_c, port_s))
 		goto cleanup;
-	so.cgroup = cg_c;
-	so.envp = env_tok;
 	snprintf(out, sizeof(out), "%s/rr.out", e.tmp);
-	so.stdout_path = out;
 	/* One keep-alive connection, 3 KiB bodies: each copy is ~3 KiB, so
 	 * a few thousand requests fill the ring. */
-	c = env__spawn(&e, &so, (char *[]){ (char *)env__helper("rr_bench"), "127.0.0.1", port_s,
-					    "1", "5", "3000", "0", NULL });
+	c = rr_start(&e, cg_c, port_s, "1", "5", "3000", "0", out);
 	env__sleep_ms(800);
 	if (!ASSERT_OK(kill(e.agent.pid, SIGSTOP), "stop the daemon"))
 		goto cleanup;
 	env__sleep_ms(3000);
 	kill(e.agent.pid, SIGCONT);
-	if (!ASSERT_EQ(env__wait(&e, c, 30000), 0, "client ran"))
-		goto cleanup;
-	ASSERT_TRUE(env__wait_file(out, "\"errors\":0", 1000),
-		    "no request failed: the kernel passed them without the daemon");
-	res = env__slurp(out, NULL);
-	if (res && (p = strstr(res, "\"requests\":")))
-		requests = atoll(p + 11);
+	/* The kernel passed them without the daemon. */
+	requests = rr_requests(&e, c, out);
 	if (!ASSERT_GE(requests, 3000, "enough requests to fill the ring"))
 		goto cleanup;
 	ev = env__wait_event(&e, 8000, "kind=lost", "source=requests", NULL);
@@ -427,6 +420,5 @@ void test_fastpath_unreported_requests_counted(void)
 	ASSERT_EQ(count_lines(&e, "\"verdict\":\"degraded\"", "lost"), 1, "health says so");
 cleanup:
 	json_decref(ev);
-	free(res);
 	env__cleanup(&e);
 }

@@ -32,48 +32,7 @@
 
 static const char *const monitor_args[] = { "--mode", "monitor", NULL };
 
-/* ---- helpers (kept local: each e2e file stands alone) ----------------- */
-
-static const char *node_script(const char *name)
-{
-	static char p[4][PATH_MAX];
-	static int slot;
-	char *s = p[slot++ % 4];
-
-	snprintf(s, PATH_MAX, "%s/%s", env__node_dir(), name);
-	return s;
-}
-
-/* The node binary the way the agent names it (realpath of `command -v node`). */
-static const char *node_exe(void)
-{
-	static char exe[PATH_MAX];
-	char cand[PATH_MAX], *path, *save = NULL, *tok;
-	const char *env = getenv("PATH");
-
-	if (exe[0])
-		return exe;
-	path = strdup(env ? env : "/usr/bin:/bin");
-	for (tok = strtok_r(path, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
-		snprintf(cand, sizeof(cand), "%s/node", tok);
-		if (access(cand, X_OK) == 0 && realpath(cand, exe))
-			break;
-		exe[0] = '\0';
-	}
-	free(path);
-	return exe;
-}
-
-static void sha256_hex(const char *s, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
-
-	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-	for (i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[2 * n] = '\0';
-}
+/* ---- helpers ---------------------------------------------------------- */
 
 struct ident {
 	const char *client_id, *sub;
@@ -91,7 +50,7 @@ static int mint(struct ident *id, const char *jti_tag)
 
 	snprintf(id->jti, sizeof(id->jti), "jti-%s-%d-%d", jti_tag, getpid(), rand() % 1000000);
 	snprintf(cmd, sizeof(cmd), "node '%s' --iss https://auth.e2e.test --sub '%s' "
-		 "--client-id '%s' --jti '%s' " SECRET, node_script("jwt.mjs"), id->sub,
+		 "--client-id '%s' --jti '%s' " SECRET, env__node_script("jwt.mjs"), id->sub,
 		 id->client_id, id->jti);
 	f = popen(cmd, "r");
 	if (!f)
@@ -103,7 +62,7 @@ static int mint(struct ident *id, const char *jti_tag)
 	n = strlen(id->token);
 	while (n && (id->token[n - 1] == '\n' || id->token[n - 1] == '\r'))
 		id->token[--n] = '\0';
-	sha256_hex(id->token, id->sha);
+	env__sha256_hex(id->token, id->sha);
 	return n ? 0 : -1;
 }
 
@@ -115,7 +74,7 @@ static pid_t spawn_node(struct env *e, const char *cg, const char *out, const ch
 	int n = 0;
 
 	argv[n++] = "node";
-	argv[n++] = (char *)node_script(script);
+	argv[n++] = (char *)env__node_script(script);
 	while (args && *args && n < 47)
 		argv[n++] = (char *)*args++;
 	argv[n] = NULL;
@@ -317,7 +276,7 @@ static void check_alert(json_t *ev, const struct expect *x)
 	if (x->pid) {
 		ASSERT_EQ(env__int(ev, "workload.pid"), x->pid, W("workload.pid"));
 		ASSERT_STREQ(env__str(ev, "workload.cgroup"), x->cgroup, W("workload.cgroup"));
-		ASSERT_STREQ(env__str(ev, "workload.exe"), node_exe(), W("workload.exe"));
+		ASSERT_STREQ(env__str(ev, "workload.exe"), env__node_exe(), W("workload.exe"));
 		ASSERT_TRUE(json_is_true(env__get(ev, "workload.attributed")), W("attributed"));
 	}
 	if (x->id) {

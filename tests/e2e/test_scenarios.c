@@ -42,27 +42,6 @@ struct sc {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-/* The node binary as the kernel names it (PATH lookup, symlinks resolved). */
-static const char *node_exe(void)
-{
-	static char exe[PATH_MAX];
-	char *path, *dir, *save = NULL, cand[PATH_MAX];
-
-	if (exe[0])
-		return exe;
-	path = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
-	for (dir = strtok_r(path, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		snprintf(cand, sizeof(cand), "%s/node", dir);
-		if (access(cand, X_OK) == 0 && realpath(cand, exe))
-			break;
-		exe[0] = '\0';
-	}
-	free(path);
-	if (!exe[0])
-		snprintf(exe, sizeof(exe), "/usr/bin/node");
-	return exe;
-}
-
 static const char *tmp_path(struct sc *s, const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", s->e.tmp, name);
@@ -82,7 +61,7 @@ static pid_t spawn_node(struct sc *s, const char *interp, const char *cg, const 
 	snprintf(progpath, sizeof(progpath), "%s/%s", env__node_dir(), prog);
 	snprintf(err, sizeof(err), "%s.err", out);
 	so.stderr_path = err;
-	argv[n++] = (char *)(interp ? interp : node_exe());
+	argv[n++] = (char *)(interp ? interp : env__node_exe());
 	argv[n++] = progpath;
 	for (; args && *args && n < 47; args++)
 		argv[n++] = (char *)*args;
@@ -304,7 +283,7 @@ static void check_alert(struct sc *s, json_t *ev, const char *verdict, const cha
 	ASSERT_TRUE(json_is_true(env__get(ev, "workload.attributed")), "attributed");
 	ASSERT_EQ(env__int(ev, "workload.pid"), pid, "workload.pid");
 	ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg, "workload.cgroup");
-	ASSERT_STREQ(env__str(ev, "workload.exe"), exe ? exe : node_exe(), "workload.exe");
+	ASSERT_STREQ(env__str(ev, "workload.exe"), exe ? exe : env__node_exe(), "workload.exe");
 	ASSERT_GE(env__int(ev, "workload.cgroup_id"), 1, "workload.cgroup_id");
 	ASSERT_GE(env__int(ev, "workload.start_time_ns"), 1, "workload.start_time_ns");
 	ASSERT_EQ(env__int(ev, "workload.uid"), 0, "workload.uid");
@@ -477,7 +456,7 @@ void test_scenarios_legit_keepalive(void)
 		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\",\"iss\":\"" ISS_GLOB "\"},"
 		 "\"workloads\":[{\"cgroup\":\"%s\",\"exe\":\"%s\",\"uid\":0}],"
 		 "\"max_instances\":1,\"tools\":[\"echo\"],\"servers\":[\"tickets\"]}",
-		 cg_a, node_exe());
+		 cg_a, env__node_exe());
 	if (!start_server(&s, NULL, "127.0.0.1", &s.port, s.rec, false) ||
 	    !start_agent(&s, policy(&s, pol, sizeof(pol), NULL, clients)) ||
 	    !mint(&s, tok, sizeof(tok), "ci-bot", jti_of("legit", jti, sizeof(jti))))
@@ -539,7 +518,7 @@ static void run_mismatch(bool monitor)
 		goto cleanup;
 	snprintf(clients, sizeof(clients),
 		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s\",\"exe\":\"%s\"}]}", cg_a, node_exe());
+		 "\"workloads\":[{\"cgroup\":\"%s\",\"exe\":\"%s\"}]}", cg_a, env__node_exe());
 	if (!start_server(&s, NULL, "127.0.0.1", &s.port, s.rec, false) ||
 	    !start_agent(&s, policy(&s, pol, sizeof(pol), NULL, clients)) ||
 	    !mint(&s, tok, sizeof(tok), "ci-bot", jti_of("ci", jti, sizeof(jti))))
@@ -593,11 +572,11 @@ static void run_client_info_exe(bool monitor)
 	/* The same node, copied to another path: only the exe differs. */
 	snprintf(copy, sizeof(copy), "%s/bin/node", s.e.tmp);
 	if (!ASSERT_EQ(env__sh("mkdir -p '%s/bin' && cp '%s' '%s' && chmod 755 '%s'", s.e.tmp,
-			       node_exe(), copy, copy), 0, "copy node"))
+			       env__node_exe(), copy, copy), 0, "copy node"))
 		goto cleanup;
 	snprintf(clients, sizeof(clients),
 		 "{\"name\":\"desk\",\"claims\":{\"client_info_name\":\"desk-app\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s/desk/*\",\"exe\":\"%s\"}]}", s.e.cg_root, node_exe());
+		 "\"workloads\":[{\"cgroup\":\"%s/desk/*\",\"exe\":\"%s\"}]}", s.e.cg_root, env__node_exe());
 	if (!start_server(&s, NULL, "127.0.0.1", &s.port, s.rec, false) ||
 	    !start_agent(&s, policy(&s, pol, sizeof(pol), NULL, clients)))
 		goto cleanup;
@@ -774,7 +753,7 @@ static void run_token_replay(bool monitor)
 	snprintf(clients, sizeof(clients),
 		 "{\"name\":\"svc\",\"claims\":{\"client_id\":\"svc\"},"
 		 "\"workloads\":[{\"cgroup\":\"%s/pods/*\",\"exe\":\"%s\"}]}",
-		 s.e.cg_root, node_exe());
+		 s.e.cg_root, env__node_exe());
 	if (!start_server(&s, ns_s, "0.0.0.0", &s.port, s.rec, false) ||
 	    !start_agent(&s, policy(&s, pol, sizeof(pol), NULL, clients)) ||
 	    !mint(&s, tok, sizeof(tok), "svc", jti_of("svc", jti, sizeof(jti))))
@@ -1227,7 +1206,7 @@ void test_scenarios_v2_client(void)
 		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\"},"
 		 "\"workloads\":[{\"cgroup\":\"%s\"}]},"
 		 "{\"name\":\"desk\",\"claims\":{\"client_info_name\":\"desk-app\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s\"}]}", cg_a, node_exe(), cg_z, cg_z);
+		 "\"workloads\":[{\"cgroup\":\"%s\"}]}", cg_a, env__node_exe(), cg_z, cg_z);
 	if (!start_server(&s, NULL, "127.0.0.1", &s.port, s.rec, false) ||
 	    !start_agent(&s, policy(&s, pol, sizeof(pol), NULL, clients)) ||
 	    !mint(&s, tok_i, sizeof(tok_i), "inspector", jti_of("insp", jti_i, sizeof(jti_i))) ||

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -351,6 +352,48 @@ void env__cleanup(struct env *e)
 	e->n_netns = 0;
 	if (e->tmp[0] && !getenv("MCPW_KEEP_TMP"))
 		env__sh("rm -rf '%s'", e->tmp);
+}
+
+const char *env__node_script(const char *name)
+{
+	static char p[4][PATH_MAX];
+	static int slot;
+	char *s = p[slot++ % 4];
+
+	snprintf(s, PATH_MAX, "%s/%s", env__node_dir(), name);
+	return s;
+}
+
+const char *env__node_exe(void)
+{
+	static char exe[PATH_MAX];
+	char cand[PATH_MAX], *path, *save = NULL, *tok;
+	const char *env = getenv("PATH");
+
+	if (exe[0])
+		return exe;
+	path = strdup(env ? env : "/usr/bin:/bin");
+	for (tok = path ? strtok_r(path, ":", &save) : NULL; tok; tok = strtok_r(NULL, ":", &save)) {
+		snprintf(cand, sizeof(cand), "%s/node", tok);
+		if (access(cand, X_OK) == 0 && realpath(cand, exe))
+			break;
+		exe[0] = '\0';
+	}
+	free(path);
+	if (!exe[0])
+		snprintf(exe, sizeof(exe), "/usr/bin/node");
+	return exe;
+}
+
+void env__sha256_hex(const char *s, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+
+	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	out[2 * n] = '\0';
 }
 
 /* ---- files ------------------------------------------------------------- */

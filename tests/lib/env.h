@@ -48,6 +48,12 @@ struct env {
 /* Paths of the build and of the node programs. */
 const char *env__bin(void);		/* build/mcpwarden */
 const char *env__node_dir(void);	/* tests/e2e/node */
+/* tests/e2e/node/NAME (4 rotating buffers: up to 4 in use at once). */
+const char *env__node_script(const char *name);
+/* The node binary as the agent names it (PATH lookup, symlinks resolved). */
+const char *env__node_exe(void);
+/* Lower-case hex SHA-256 of s (libcrypto). */
+void env__sha256_hex(const char *s, char out[65]);
 const char *env__helper(const char *name);	/* build/tests/NAME */
 
 /* Creates the subtree and scratch dir. 0 or -errno. */
