@@ -119,6 +119,7 @@ struct agent {
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
 	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
+	uint64_t fast_unread;		/* fast-path copies that could not be read */
 	uint64_t pending_total;		/* sum of conn->pending */
 	uint32_t fast_gen;		/* fast-path template generations */
 	struct hmap *inst;		/* instance templates: key hash -> struct inst_entry */
@@ -525,9 +526,8 @@ static void maybe_fast_path(struct agent *a, struct conn *c, const struct reques
 			    const struct decision *d, const struct http_message *m)
 {
 	struct mcpw_fast_tmpl *t;
-	size_t head_len = (size_t)(m->head_end - m->start);
-	const char *head, *p, *end;
-	size_t off;
+	size_t head_len = (size_t)(m->head_end - m->start), off, cl_off, cl_len;
+	const char *head;
 
 	if (!a->enforce || d->alert || d->verdict != VERDICT_ALLOW || !d->client ||
 	    d->client->has_tools || a->policy_uses_client_info || r->era == MCP_ERA_STATELESS ||
@@ -540,31 +540,19 @@ static void maybe_fast_path(struct agent *a, struct conn *c, const struct reques
 	if (off + head_len > c->held_len)
 		return;
 	head = c->held + off;
-	/* The one Content-Length value in the raw head. */
-	end = head + head_len;
-	for (p = head; p < end; p++) {
-		if ((p == head || p[-1] == '\n') && (size_t)(end - p) > 15 &&
-		    strncasecmp(p, "content-length:", 15) == 0)
-			break;
-	}
-	if (p >= end)
+	if (!http__content_length_digits(head, head_len, &cl_off, &cl_len))
 		return;
-	p += 15;
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return;
 	t->gen = ++a->fast_gen;
 	t->head_len = (__u32)head_len;
-	t->cl_off = (__u32)(p - head);
-	while (p < end && *p >= '0' && *p <= '9')
-		p++;
-	t->cl_len = (__u32)(p - head) - t->cl_off;
+	t->cl_off = (__u32)cl_off;
+	t->cl_len = (__u32)cl_len;
 	t->start = m->end;
 	t->max_body = a->limits.max_body_bytes;
 	memcpy(t->head, head, head_len);
-	if (t->cl_len && t->cl_len <= 10 && kernel__set_fast(a->kernel, c->cookie, t) == 0)
+	if (kernel__set_fast(a->kernel, c->cookie, t) == 0)
 		inst_install(a, c, d->client->name, t);
 	free(t);
 }
@@ -882,8 +870,10 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 			d.verdict = VERDICT_ALLOW;
 		}
 	}
-	if (!have)
+	if (!have) {
+		a->fast_unread++;	/* reported as lost: never silently */
 		return;
+	}
 	c->requests++;
 	if (m)
 		decider__judge(a->decider, c, &r, now_ns(), &d);
@@ -938,24 +928,9 @@ static bool fast_head_keep(struct agent *a, uint64_t cookie, const char *data,
 {
 	struct fast_head *h = &a->fast_heads[cookie % FAST_HEAD_SLOTS];
 	size_t len = (size_t)(m->head_end - m->start), off, n;
-	const char *p = NULL;
 
-	if (m->start != 0 || m->chunked || m->content_length < 0)
-		return false;
-	for (off = 0; off + 15 < len; off++) {
-		if ((off == 0 || data[off - 1] == '\n') &&
-		    strncasecmp(data + off, "content-length:", 15) == 0) {
-			p = data + off + 15;
-			break;
-		}
-	}
-	if (!p)
-		return false;
-	while (p < data + len && (*p == ' ' || *p == '\t'))
-		p++;
-	for (n = 0; p + n < data + len && p[n] >= '0' && p[n] <= '9'; n++)
-		;
-	if (n == 0 || n > 10)
+	if (m->start != 0 || m->chunked || m->content_length < 0 ||
+	    !http__content_length_digits(data, len, &off, &n))
 		return false;
 	fast_head_clear(h);
 	h->raw = malloc(len);
@@ -963,7 +938,7 @@ static bool fast_head_keep(struct agent *a, uint64_t cookie, const char *data,
 		return false;
 	memcpy(h->raw, data, len);
 	h->len = len;
-	h->cl_off = (size_t)(p - data);
+	h->cl_off = off;
 	h->cl_len = n;
 	h->msg = m;
 	h->cookie = cookie;
@@ -1015,8 +990,10 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 		return;
 	}
 	p = http_parser__new(HTTP_REQUEST, &a->limits);
-	if (!p)
+	if (!p) {
+		a->fast_unread++;
 		return;
+	}
 	http_parser__feed(p, e->data, e->len);
 	m = http_parser__next(p);
 	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len);
@@ -1673,6 +1650,12 @@ static void report_losses(struct agent *a)
 			  a->counters[MCPW_CNT_FAST_COPY_LOST],
 			  "requests the kernel passed on judged connections were not reported: "
 			  "the data ring was full (the daemon fell behind)");
+	if (a->fast_unread) {
+		emit_lost(a, "requests", a->fast_unread,
+			  "copies of kernel-passed requests the daemon could not read (out of "
+			  "memory, or not an HTTP request head)");
+		a->fast_unread = 0;
+	}
 	if (a->early_dropped) {
 		emit_lost(a, "requests", a->early_dropped,
 			  "copies of kernel-passed requests not reported: their connection's open "

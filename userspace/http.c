@@ -1058,3 +1058,24 @@ size_t http_message__header_count(const struct http_message *m, const char *lnam
 			n++;
 	return n;
 }
+
+bool http__content_length_digits(const char *head, size_t len, size_t *off, size_t *digits)
+{
+	size_t i, n;
+
+	for (i = 0; i + 15 < len; i++) {
+		if ((i == 0 || head[i - 1] == '\n') && strncasecmp(head + i, "content-length:", 15) == 0)
+			break;
+	}
+	if (i + 15 >= len)
+		return false;
+	for (i += 15; i < len && (head[i] == ' ' || head[i] == '\t'); i++)
+		;
+	for (n = 0; i + n < len && head[i + n] >= '0' && head[i + n] <= '9'; n++)
+		;
+	if (n == 0 || n > 10)
+		return false;
+	*off = i;
+	*digits = n;
+	return true;
+}

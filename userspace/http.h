@@ -118,4 +118,12 @@ const char *http_message__header(const struct http_message *m, const char *lname
 /* Number of fields with that name. */
 size_t http_message__header_count(const struct http_message *m, const char *lname);
 
+/*
+ * In a raw header block of len bytes: where the value of its first
+ * Content-Length field starts (*off) and how many digits it has (*digits,
+ * 1 to 10). false when there is no such field or its value is not 1 to 10
+ * digits.
+ */
+bool http__content_length_digits(const char *head, size_t len, size_t *off, size_t *digits);
+
 #endif
