@@ -30,15 +30,22 @@ static uint64_t hash_u64(uint64_t k)
 	return k;
 }
 
-static uint64_t hash_str(const char *s)
+uint64_t hmap__hash_bytes(const void *p, size_t n)
 {
+	const unsigned char *b = p;
 	uint64_t h = 1469598103934665603ull;
+	size_t i;
 
-	while (*s) {
-		h ^= (unsigned char)*s++;
+	for (i = 0; i < n; i++) {
+		h ^= b[i];
 		h *= 1099511628211ull;
 	}
 	return hash_u64(h);
+}
+
+static uint64_t hash_str(const char *s)
+{
+	return hmap__hash_bytes(s, strlen(s));
 }
 
 struct hmap *hmap__new(bool string_keys)

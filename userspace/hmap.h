@@ -39,4 +39,7 @@ void *hmap__sdel(struct hmap *m, const char *key);
 void hmap__iter_init(struct hmap *m, struct hmap_iter *it);
 bool hmap__iter_next(struct hmap_iter *it, uint64_t *key, const char **skey, void **val);
 
+/* FNV-1a of n bytes, mixed: for callers that index their own tables. */
+uint64_t hmap__hash_bytes(const void *p, size_t n);
+
 #endif

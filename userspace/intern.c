@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hmap.h"
 #include "intern.h"
 
 struct istr {
@@ -18,13 +19,7 @@ static size_t n_buckets, n_items;
 
 static uint64_t hash_str(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	while (*s) {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ull;
-	}
-	return h;
+	return hmap__hash_bytes(s, strlen(s));
 }
 
 static struct istr *of(const char *interned)

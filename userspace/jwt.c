@@ -35,6 +35,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "hmap.h"
 #include "jwt.h"
 
 /* Key files are small; a larger one is a mistake, not a key set. */
@@ -542,15 +543,12 @@ void jwt_cache__stats(const struct jwt_cache *c, unsigned long long *hits,
 	*misses = c ? c->misses : 0;
 }
 
-/* FNV-1a over the token's last bytes (its signature: where tokens differ). */
+/* From the token's last bytes (its signature: where tokens differ). */
 static size_t slot_of(const char *token, size_t len)
 {
-	size_t i = len > 64 ? len - 64 : 0;
-	uint64_t h = 0xcbf29ce484222325ull ^ len;
+	size_t tail = len > 64 ? 64 : len;
 
-	for (; i < len; i++)
-		h = (h ^ (unsigned char)token[i]) * 0x100000001b3ull;
-	return (size_t)(h ^ (h >> 32)) % JWT_CACHE_SLOTS;
+	return (size_t)(hmap__hash_bytes(token + len - tail, tail) ^ len) % JWT_CACHE_SLOTS;
 }
 
 int jwt_cache__get(struct jwt_cache *c, const struct jwt_keyset *keys, const char *token,
