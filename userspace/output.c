@@ -202,7 +202,7 @@ static json_t *stamped(struct output *o, const char *ts, const char *kind, json_
 static char *stamped_line(struct output *o, const char *ts, const char *kind, json_t *ev,
 			  size_t *len)
 {
-	char *body, *line;
+	char stamp[2048], *body, *line;	/* the node name is at most 255 bytes */
 	size_t bl;
 	int pl;
 
@@ -219,15 +219,14 @@ static char *stamped_line(struct output *o, const char *ts, const char *kind, js
 	if (!body)
 		return NULL;
 	bl = strlen(body);	/* "{...}" or "{}" */
-	pl = snprintf(NULL, 0, "{\"time\":\"%s\",\"kind\":\"%s\",\"node\":%s", ts, kind,
-		      o->node_json);
-	line = pl > 0 ? malloc((size_t)pl + bl + 2) : NULL;
+	pl = snprintf(stamp, sizeof(stamp), "{\"time\":\"%s\",\"kind\":\"%s\",\"node\":%s", ts,
+		      kind, o->node_json);
+	line = pl > 0 && (size_t)pl < sizeof(stamp) ? malloc((size_t)pl + bl + 2) : NULL;
 	if (!line) {
 		free(body);
 		return NULL;
 	}
-	snprintf(line, (size_t)pl + 1, "{\"time\":\"%s\",\"kind\":\"%s\",\"node\":%s", ts, kind,
-		 o->node_json);
+	memcpy(line, stamp, (size_t)pl);
 	if (bl > 2) {
 		line[pl] = ',';
 		memcpy(line + pl + 1, body + 1, bl);	/* members, '}' and NUL */
