@@ -329,77 +329,79 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 
 /* ---- events ------------------------------------------------------------ */
 
-static json_t *base_event(const struct conn *c)
+/* c's workload and connection members (and its server's workload).
+ * Whether they came from c's render slot (see render__claim()). */
+static bool write_conn_members(struct agent *a, struct output_line *l, struct conn *c,
+			       bool server_workload)
 {
-	json_t *ev = json_object();
+	struct output_raw raw[2], srv;
+	bool cached = render__conn(a->render, c, raw);
 
-	if (c->server_name)
-		json_object_set_new(ev, "server", json_string(c->server_name));
-	return ev;
+	if (cached) {
+		oline__raw(l, raw[0].key, raw[0].json, raw[0].len);
+		oline__raw(l, raw[1].key, raw[1].json, raw[1].len);
+	} else {
+		oline__json(l, "workload", workload__json(&c->client));
+		oline__json(l, "connection", conn__json(c));
+	}
+	if (!server_workload)
+		return cached;
+	if (render__workload(a->render, true, &c->server, &srv))
+		oline__raw(l, srv.key, srv.json, srv.len);
+	else
+		oline__json(l, "server_workload", workload__json(&c->server));
+	return cached;
 }
 
 static void emit_connection(struct agent *a, struct conn *c)
 {
-	json_t *ev = base_event(c);
-	struct output_raw raw[3];
+	struct output_line *l = output__begin(a->out, "connection");
 
-	if (render__conn(a->render, c, raw) && render__workload(a->render, true, &c->server, &raw[2])) {
-		output__emit_with(a->out, "connection", ev, raw, 3);
-		return;
-	}
-
-	json_object_set_new(ev, "connection", conn__json(c));
-	json_object_set_new(ev, "workload", workload__json(&c->client));
-	json_object_set_new(ev, "server_workload", workload__json(&c->server));
-	output__emit(a->out, "connection", ev);
+	oline__str(l, "server", c->server_name);
+	write_conn_members(a, l, c, true);
+	output__end(a->out, l);
 }
 
 static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 			  struct decision *d, bool blocked)
 {
-	json_t *ev = base_event(c);
-	struct output_raw raw[3];
-	size_t n_raw = 0;
+	struct output_line *l = output__begin(a->out, d->alert ? "alert" : "request");
+	struct output_raw claim;
+	bool cached;
 
-	if (d->alert) {
-		json_object_set_new(ev, "verdict", json_string(verdict__name(d->verdict)));
-		json_object_set_new(ev, "action", json_string(blocked ? "blocked" : "alerted"));
-	} else {
-		json_object_set_new(ev, "verdict", json_string("allow"));
-	}
-	if (d->client)
-		json_object_set_new(ev, "client", json_string(d->client->name));
+	oline__str(l, "server", c->server_name);
+	oline__str(l, "verdict", d->alert ? verdict__name(d->verdict) : "allow");
 	if (d->alert)
-		json_object_set_new(ev, "reason", json_string(d->reason));
-	json_object_set_new(ev, "mode", json_string(a->enforce ? "enforce" : "monitor"));
-	if (a->emitting_fast)
-		json_object_set_new(ev, "fast_path", json_true());
-	else if (c->req_start_ktime) {
+		oline__str(l, "action", blocked ? "blocked" : "alerted");
+	if (d->client)
+		oline__str(l, "client", d->client->name);
+	if (d->alert)
+		oline__str(l, "reason", d->reason);
+	oline__str(l, "mode", a->enforce ? "enforce" : "monitor");
+	if (a->emitting_fast) {
+		oline__bool(l, "fast_path", true);
+	} else if (c->req_start_ktime) {
 		uint64_t us = (now_ns() - c->req_start_ktime) / 1000;
 
-		json_object_set_new(ev, "verdict_latency_us", json_integer((json_int_t)us));
+		oline__int(l, "verdict_latency_us", (long long)us);
 		latency_hist__add(&a->verdict_latency, us);
 	}
 	if (d->verdict < VERDICT__MAX)
 		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
 	if (d->alert && !c->client.remote && c->client.cgroup_id)
 		inst_forget_instance(a, c->client.cgroup_id);
-	if (render__conn(a->render, c, raw)) {
-		n_raw = 2;
-		if (r && render__claim(a->render, c, r, &raw[2]))
-			n_raw = 3;
-	} else {
-		json_object_set_new(ev, "workload", workload__json(&c->client));
-		json_object_set_new(ev, "connection", conn__json(c));
-	}
-	if (n_raw < 3)
-		json_object_set_new(ev, "claim", r ? request__claim_json(r) : json_object());
 	if (r)
-		json_object_set_new(ev, "request", request__request_json(r));
-	if (d->related)
-		json_object_set_new(ev, "related", d->related);
+		request__write_request(r, l);
+	oline__json(l, "related", d->related);
 	d->related = NULL;
-	output__emit_with(a->out, d->alert ? "alert" : "request", ev, raw, n_raw);
+	cached = write_conn_members(a, l, c, false);
+	if (!r)
+		oline__raw(l, "claim", "{}", 2);
+	else if (cached && render__claim(a->render, c, r, &claim))
+		oline__raw(l, claim.key, claim.json, claim.len);
+	else
+		oline__json(l, "claim", request__claim_json(r));
+	output__end(a->out, l);
 }
 
 static void emit_lost(struct agent *a, const char *what, uint64_t count, const char *detail)

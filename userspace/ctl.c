@@ -20,7 +20,8 @@ struct ctl {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	ctl_status_fn status;
 	void *ctx;
-	char *history[CTL_HISTORY];
+	char *history[CTL_HISTORY];	/* lines with their newline */
+	size_t hist_cap[CTL_HISTORY];	/* reused: a busy agent keeps no allocator busy */
 	size_t hist_next, hist_n;
 	int followers[MAX_FOLLOWERS];
 	size_t n_followers;
@@ -151,7 +152,7 @@ static bool send_history(struct ctl *c, int fd)
 	for (i = 0; i < c->hist_n; i++) {
 		const char *line = c->history[(start + i) % CTL_HISTORY];
 
-		if (!write_all(fd, line, strlen(line)))
+		if (line && !write_all(fd, line, strlen(line)))
 			return false;
 	}
 	return true;
@@ -211,13 +212,24 @@ void ctl__accept(struct ctl *c)
 void ctl__on_event(void *ctx, const char *kind, json_t *ev, const char *line, size_t len)
 {
 	struct ctl *c = ctx;
-	char *with_nl = malloc(len + 2);
+	char *with_nl = c->history[c->hist_next];
 	size_t i;
 
 	(void)kind;
 	(void)ev;
-	if (!with_nl)
-		return;
+	if (c->hist_cap[c->hist_next] < len + 2) {
+		size_t cap = len + 2 > 1024 ? len + 2 + 256 : 1024;
+
+		free(with_nl);
+		c->history[c->hist_next] = with_nl = malloc(cap);
+		c->hist_cap[c->hist_next] = with_nl ? cap : 0;
+		if (!with_nl) {
+			/* Out of memory: when full, the lost line was the
+			 * oldest one (history starts after it). */
+			c->hist_n -= c->hist_n == CTL_HISTORY;
+			return;
+		}
+	}
 	memcpy(with_nl, line, len);
 	with_nl[len] = '\n';
 	with_nl[len + 1] = '\0';
@@ -230,8 +242,6 @@ void ctl__on_event(void *ctx, const char *kind, json_t *ev, const char *line, si
 		c->followers[i] = c->followers[--c->n_followers];
 		c->dropped++;
 	}
-	free(c->history[c->hist_next]);
-	c->history[c->hist_next] = with_nl;
 	c->hist_next = (c->hist_next + 1) % CTL_HISTORY;
 	if (c->hist_n < CTL_HISTORY)
 		c->hist_n++;

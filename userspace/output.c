@@ -27,6 +27,13 @@ struct sink {
 	bool line_only;
 };
 
+struct output_line {
+	char *buf;
+	size_t len, cap;
+	bool failed;		/* out of memory: the event is dropped */
+	const char *kind;
+};
+
 struct output {
 	char *node;
 	char *node_json;	/* node as a JSON string */
@@ -34,18 +41,25 @@ struct output {
 	size_t n_jsonl;
 	struct sink sinks[MAX_SINKS];
 	size_t n_sinks;
+	bool object_sinks;	/* a sink reads event objects */
 	struct output_stats stats;
+	struct output_line line;
 };
 
 void output__time(char *buf, size_t len)
 {
+	/* The date and time to the second, formatted once per second. */
+	static __thread time_t last_sec = -1;
+	static __thread char base[32];
 	struct timespec ts;
 	struct tm tm;
-	char base[32];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (ts.tv_sec != last_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+		last_sec = ts.tv_sec;
+	}
 	snprintf(buf, len, "%s.%06ldZ", base, ts.tv_nsec / 1000);
 }
 
@@ -82,6 +96,7 @@ void output__free(struct output *o)
 		if (o->jsonl[i].owned)
 			fclose(o->jsonl[i].f);
 	}
+	free(o->line.buf);
 	free(o->node);
 	free(o->node_json);
 	free(o);
@@ -118,6 +133,7 @@ int output__add_sink(struct output *o, output_sink_fn fn, void *ctx)
 	if (o->n_sinks == MAX_SINKS)
 		return -E2BIG;
 	o->sinks[o->n_sinks++] = (struct sink){ fn, ctx, false };
+	o->object_sinks = true;
 	return 0;
 }
 
@@ -240,14 +256,47 @@ static char *stamped_line(struct output *o, const char *ts, const char *kind, js
 	return line;
 }
 
+/* Writes a finished line (len bytes and a NUL) everywhere. whole: the
+ * event as an object for object sinks, made from the line when NULL. */
+static void send_line(struct output *o, const char *kind, const char *line, size_t len,
+		      json_t *whole)
+{
+	bool parsed = false;
+	size_t i;
+	int k;
+
+	o->stats.events++;
+	k = kind_index(kind);
+	if (k >= 0)
+		o->stats.by_kind[k]++;
+	for (i = 0; i < o->n_jsonl; i++) {
+		/* Flushed by output__flush() after each batch the loop handles:
+		 * readers follow live, without one write(2) per event. */
+		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
+			o->stats.dropped++;
+	}
+	if (o->object_sinks && !whole) {
+		whole = json_loadb(line, len, 0, NULL);
+		parsed = true;
+	}
+	for (i = 0; i < o->n_sinks; i++) {
+		if (!o->sinks[i].line_only && !whole) {
+			o->stats.dropped++;
+			continue;
+		}
+		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : whole, line, len);
+	}
+	if (parsed)
+		json_decref(whole);
+}
+
 void output__emit_with(struct output *o, const char *kind, json_t *ev,
 		       const struct output_raw *raw, size_t n_raw)
 {
 	json_t *whole = NULL;
 	char ts[40];
 	char *line;
-	size_t i, len = 0;
-	int k;
+	size_t len = 0;
 
 	if (!ev) {
 		o->stats.dropped++;
@@ -263,26 +312,241 @@ void output__emit_with(struct output *o, const char *kind, json_t *ev,
 		json_decref(ev);
 		return;
 	}
-	o->stats.events++;
-	k = kind_index(kind);
-	if (k >= 0)
-		o->stats.by_kind[k]++;
-	for (i = 0; i < o->n_jsonl; i++) {
-		/* Flushed by output__flush() after each batch the loop handles:
-		 * readers follow live, without one write(2) per event. */
-		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
-			o->stats.dropped++;
+	if (o->object_sinks) {
+		whole = stamped(o, ts, kind, ev);
+		add_raw(whole, raw, n_raw);
 	}
-	for (i = 0; i < o->n_sinks; i++) {
-		if (!o->sinks[i].line_only && !whole) {
-			whole = stamped(o, ts, kind, ev);
-			add_raw(whole, raw, n_raw);
-		}
-		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : whole, line, len);
-	}
+	send_line(o, kind, line, len, whole);
 	free(line);
 	json_decref(whole);
 	json_decref(ev);
+}
+
+/* ---- events written as text ---------------------------------------------- */
+
+static bool line_reserve(struct output_line *l, size_t more)
+{
+	size_t cap;
+	char *n;
+
+	if (l->failed)
+		return false;
+	if (l->len + more + 1 <= l->cap)
+		return true;
+	cap = l->cap ? l->cap : 2048;
+	while (cap < l->len + more + 1)
+		cap *= 2;
+	n = realloc(l->buf, cap);
+	if (!n) {
+		l->failed = true;
+		return false;
+	}
+	l->buf = n;
+	l->cap = cap;
+	return true;
+}
+
+static void line_put(struct output_line *l, const char *s, size_t n)
+{
+	if (!line_reserve(l, n))
+		return;
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+/* Length of the valid UTF-8 sequence at p (non-ASCII lead byte), or 0. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;	/* overlong */
+	else if (c == 0xed)
+		hi = 0x9f;	/* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90;	/* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f;	/* above U+10FFFF */
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* s as a JSON string, escaped as jansson escapes (no \/, UTF-8 kept). */
+static void line_put_string(struct output_line *l, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s), *run;
+	char esc[8];
+
+	line_put(l, "\"", 1);
+	while (p < end) {
+		size_t n;
+
+		for (run = p; p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\'; p++)
+			;
+		if (p > run)
+			line_put(l, (const char *)run, (size_t)(p - run));
+		if (p == end)
+			break;
+		if (*p >= 0x80) {
+			n = utf8_len(p, end);
+			if (n) {
+				line_put(l, (const char *)p, n);
+				p += n;
+			} else {
+				line_put(l, "\\ufffd", 6);
+				p++;
+			}
+			continue;
+		}
+		esc[0] = '\\';
+		switch (*p) {
+		case '"': esc[1] = '"'; n = 2; break;
+		case '\\': esc[1] = '\\'; n = 2; break;
+		case '\b': esc[1] = 'b'; n = 2; break;
+		case '\f': esc[1] = 'f'; n = 2; break;
+		case '\n': esc[1] = 'n'; n = 2; break;
+		case '\r': esc[1] = 'r'; n = 2; break;
+		case '\t': esc[1] = 't'; n = 2; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+			n = 6;
+		}
+		line_put(l, esc, n);
+		p++;
+	}
+	line_put(l, "\"", 1);
+}
+
+/* ,"key": (no comma right after an opening brace or bracket; key NULL:
+ * an array element). Keys are literals. */
+static void line_key(struct output_line *l, const char *key)
+{
+	size_t kl = key ? strlen(key) : 0;
+
+	if (!line_reserve(l, kl + 4))
+		return;
+	if (l->buf[l->len - 1] != '{' && l->buf[l->len - 1] != '[')
+		l->buf[l->len++] = ',';
+	if (!key)
+		return;
+	l->buf[l->len++] = '"';
+	memcpy(l->buf + l->len, key, kl);
+	l->len += kl;
+	l->buf[l->len++] = '"';
+	l->buf[l->len++] = ':';
+}
+
+struct output_line *output__begin(struct output *o, const char *kind)
+{
+	struct output_line *l = &o->line;
+	char ts[40];
+
+	l->failed = false;
+	l->len = 0;
+	l->kind = kind;
+	output__time(ts, sizeof(ts));
+	line_put(l, "{\"time\":\"", 9);
+	line_put(l, ts, strlen(ts));
+	line_put(l, "\",\"kind\":\"", 10);
+	line_put(l, kind, strlen(kind));
+	line_put(l, "\",\"node\":", 9);
+	line_put(l, o->node_json, strlen(o->node_json));
+	return l;
+}
+
+void oline__str(struct output_line *l, const char *key, const char *val)
+{
+	if (!val)
+		return;
+	line_key(l, key);
+	line_put_string(l, val);
+}
+
+void oline__int(struct output_line *l, const char *key, long long v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", v);
+
+	line_key(l, key);
+	line_put(l, num, (size_t)n);
+}
+
+void oline__bool(struct output_line *l, const char *key, bool v)
+{
+	line_key(l, key);
+	line_put(l, v ? "true" : "false", v ? 4 : 5);
+}
+
+void oline__raw(struct output_line *l, const char *key, const char *json, size_t len)
+{
+	line_key(l, key);
+	line_put(l, json, len);
+}
+
+void oline__json(struct output_line *l, const char *key, json_t *v)
+{
+	char *text;
+
+	if (!v)
+		return;
+	text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	if (text)
+		oline__raw(l, key, text, strlen(text));
+	else
+		l->failed = true;
+	free(text);
+	json_decref(v);
+}
+
+void oline__open(struct output_line *l, const char *key)
+{
+	line_key(l, key);
+	line_put(l, "{", 1);
+}
+
+void oline__open_array(struct output_line *l, const char *key)
+{
+	line_key(l, key);
+	line_put(l, "[", 1);
+}
+
+void oline__close(struct output_line *l)
+{
+	line_put(l, "}", 1);
+}
+
+void oline__close_array(struct output_line *l)
+{
+	line_put(l, "]", 1);
+}
+
+void output__end(struct output *o, struct output_line *l)
+{
+	line_put(l, "}", 1);
+	if (l->failed) {
+		o->stats.dropped++;
+		return;
+	}
+	l->buf[l->len] = '\0';
+	send_line(o, l->kind, l->buf, l->len, NULL);
 }
 
 void output__emit(struct output *o, const char *kind, json_t *ev)

@@ -49,6 +49,32 @@ struct output_raw {
 /* output__emit() with members appended after ev's own. */
 void output__emit_with(struct output *o, const char *kind, json_t *ev,
 		       const struct output_raw *raw, size_t n_raw);
+/*
+ * An event written as text, member by member, for the events sent most
+ * often (requests, alerts, connections): no object is built unless a sink
+ * reads objects. output__begin() stamps time/kind/node into the output's
+ * one line buffer; members follow in order; output__end() sends it.
+ * Strings are escaped as JSON (invalid UTF-8 becomes U+FFFD). One line is
+ * built at a time.
+ */
+struct output_line;
+struct output_line *output__begin(struct output *o, const char *kind);
+/* Members; a NULL string is left out. */
+void oline__str(struct output_line *l, const char *key, const char *val);
+void oline__int(struct output_line *l, const char *key, long long v);
+void oline__bool(struct output_line *l, const char *key, bool v);
+/* A value already rendered as compact JSON text. */
+void oline__raw(struct output_line *l, const char *key, const char *json, size_t len);
+/* A JSON value (stolen; NULL is left out). */
+void oline__json(struct output_line *l, const char *key, json_t *v);
+/* Nested object (or array): members after this go into it until
+ * oline__close() (oline__close_array()). key NULL: an array element. */
+void oline__open(struct output_line *l, const char *key);
+void oline__open_array(struct output_line *l, const char *key);
+void oline__close(struct output_line *l);
+void oline__close_array(struct output_line *l);
+void output__end(struct output *o, struct output_line *l);
+
 void output__flush(struct output *o);
 void output__stats(const struct output *o, struct output_stats *s);
 

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "request.h"
+#include "output.h"
 
 static const char *const single_headers[] = {
 	"authorization", "mcp-session-id", "mcp-protocol-version", "mcp-method",
@@ -209,36 +210,31 @@ json_t *request__claim_json(const struct request *r)
 	return o;
 }
 
-json_t *request__request_json(const struct request *r)
+void request__write_request(const struct request *r, struct output_line *l)
 {
-	json_t *o = json_object();
 	size_t i;
 
-	set_str(o, "http_method", r->http->method);
-	set_str(o, "path", r->http->target);
-	set_str(o, "method", r->method);
-	set_str(o, "tool", r->tool);
-	if (r->id) {
-		json_t *id = json_loads(r->id, JSON_DECODE_ANY, NULL);
-
-		json_object_set_new(o, "id", id ? id : json_string(r->id));
-	}
+	oline__open(l, "request");
+	oline__str(l, "http_method", r->http->method);
+	oline__str(l, "path", r->http->target);
+	oline__str(l, "method", r->method);
+	oline__str(l, "tool", r->tool);
+	if (r->id)	/* compact JSON already (mcp.c) */
+		oline__raw(l, "id", r->id, strlen(r->id));
 	if (r->body.batch) {
-		json_t *msgs = json_array();
-
+		oline__open_array(l, "batch");
 		for (i = 0; i < r->body.n_msgs; i++) {
-			json_t *m = json_object();
-
-			set_str(m, "method", r->body.msgs[i].method);
-			set_str(m, "tool", r->body.msgs[i].tool);
-			json_array_append_new(msgs, m);
+			oline__open(l, NULL);
+			oline__str(l, "method", r->body.msgs[i].method);
+			oline__str(l, "tool", r->body.msgs[i].tool);
+			oline__close(l);
 		}
-		json_object_set_new(o, "batch", msgs);
+		oline__close_array(l);
 	}
-	json_object_set_new(o, "era", json_string(r->era == MCP_ERA_STATELESS ? "2026-07-28+" :
-						  r->era == MCP_ERA_SESSION ? "session" : "unknown"));
-	json_object_set_new(o, "body_bytes", json_integer((json_int_t)r->http->body_len));
+	oline__str(l, "era", r->era == MCP_ERA_STATELESS ? "2026-07-28+" :
+			     r->era == MCP_ERA_SESSION ? "session" : "unknown");
+	oline__int(l, "body_bytes", (long long)r->http->body_len);
 	if (r->body_unread)
-		json_object_set_new(o, "body_unread", json_true());
-	return o;
+		oline__bool(l, "body_unread", true);
+	oline__close(l);
 }

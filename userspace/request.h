@@ -58,6 +58,8 @@ void request__set_malformed(struct request *r, const char *code, const char *fmt
 
 /* Event objects (PRODUCT.md "Events"). */
 json_t *request__claim_json(const struct request *r);
-json_t *request__request_json(const struct request *r);
+struct output_line;
+/* The "request" member of a request or alert event. */
+void request__write_request(const struct request *r, struct output_line *l);
 
 #endif

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Events written as text (output.h: output__begin ... output__end): the
+ * line is valid JSON, strings are escaped exactly as jansson escapes them
+ * (so a request event reads the same as when it was built as an object),
+ * invalid UTF-8 becomes U+FFFD instead of a broken line, and sinks that
+ * read objects get the same event.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "output.h"
+
+struct seen {
+	json_t *obj;
+	char *line;
+};
+
+static void object_sink(void *ctx, const char *kind, json_t *ev, const char *line, size_t len)
+{
+	struct seen *s = ctx;
+
+	(void)kind;
+	json_decref(s->obj);
+	free(s->line);
+	s->obj = json_incref(ev);
+	s->line = strndup(line, len);
+}
+
+/* The last line written to path, without its newline. */
+static char *last_line(const char *path)
+{
+	char *line = NULL, *last = NULL;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && getline(&line, &cap, f) > 0) {
+		free(last);
+		last = strdup(line);
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	if (last && strchr(last, '\n'))
+		*strchr(last, '\n') = '\0';
+	return last;
+}
+
+void test_output_line_escapes_like_jansson(void)
+{
+	static const char *const valid[] = {
+		"plain", "quote \" and backslash \\", "tab\tnew\nline\rcr", "\b\f\x01\x1f\x7f",
+		"slash / stays", "caf\xc3\xa9", "\xe2\x82\xac euro", "clef \xf0\x9d\x84\x9e", "",
+	};
+	char path[] = "/tmp/mcpw-output-XXXXXX", err[128];
+	struct output *o = output__new("node-\"1\"");
+	struct output_line *l;
+	size_t i;
+	int fd = mkstemp(path);
+
+	if (!ASSERT_OK_PTR(o, "output") || !ASSERT_GE(fd, 0, "mkstemp"))
+		return;
+	close(fd);
+	ASSERT_OK(output__add_jsonl(o, path, err, sizeof(err)), "events file");
+	for (i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+		json_t *s = json_string(valid[i]);
+		char *want = json_dumps(s, JSON_ENCODE_ANY), *line, *got;
+
+		l = output__begin(o, "request");
+		oline__str(l, "v", valid[i]);
+		output__end(o, l);
+		output__flush(o);
+		line = last_line(path);
+		got = line ? strstr(line, ",\"v\":") : NULL;
+		if (ASSERT_OK_PTR(got, "member written")) {
+			got += 5;
+			got[strlen(got) - 1] = '\0';	/* the closing brace */
+			ASSERT_STREQ(got, want, valid[i]);
+		}
+		free(line);
+		free(want);
+		json_decref(s);
+	}
+	output__free(o);
+	unlink(path);
+}
+
+void test_output_line_invalid_utf8(void)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "a\xff" "b", "a\xef\xbf\xbd" "b" },			/* never a lead byte */
+		{ "\xc0\x80", "\xef\xbf\xbd\xef\xbf\xbd" },		/* overlong NUL */
+		{ "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },	/* surrogate */
+		{ "cut \xe2\x82", "cut \xef\xbf\xbd\xef\xbf\xbd" },	/* truncated */
+		{ "\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },
+		{ "ok \xc3\xa9 \x80", "ok \xc3\xa9 \xef\xbf\xbd" },
+	};
+	struct seen seen = {};
+	struct output *o = output__new("n");
+	struct output_line *l;
+	size_t i;
+
+	if (!ASSERT_OK_PTR(o, "output"))
+		return;
+	ASSERT_OK(output__add_sink(o, object_sink, &seen), "object sink");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		l = output__begin(o, "alert");
+		oline__str(l, "v", cases[i].in);
+		output__end(o, l);
+		if (ASSERT_OK_PTR(seen.obj, "the line parses as JSON"))
+			ASSERT_STREQ(json_string_value(json_object_get(seen.obj, "v")), cases[i].out,
+				     "invalid bytes replaced, valid ones kept");
+	}
+	json_decref(seen.obj);
+	free(seen.line);
+	output__free(o);
+}
+
+/* Members of every kind, nested, in order; a sink reading objects gets
+ * the same event as the line. */
+void test_output_line_members(void)
+{
+	struct seen seen = {};
+	struct output *o = output__new("node-a");
+	struct output_line *l;
+	json_t *want;
+	const char *p;
+
+	if (!ASSERT_OK_PTR(o, "output"))
+		return;
+	ASSERT_OK(output__add_sink(o, object_sink, &seen), "object sink");
+	l = output__begin(o, "request");
+	oline__str(l, "server", "tickets");
+	oline__str(l, "absent", NULL);
+	oline__int(l, "n", -42);
+	oline__bool(l, "fast_path", true);
+	oline__open(l, "request");
+	oline__str(l, "method", "tools/call");
+	oline__raw(l, "id", "\"a\"", 3);
+	oline__open_array(l, "batch");
+	oline__open(l, NULL);
+	oline__str(l, "method", "ping");
+	oline__close(l);
+	oline__open(l, NULL);
+	oline__close(l);
+	oline__close_array(l);
+	oline__open_array(l, "empty");
+	oline__close_array(l);
+	oline__close(l);
+	oline__json(l, "related", json_pack("{s:i}", "pid", 7));
+	oline__json(l, "none", NULL);
+	output__end(o, l);
+	if (!ASSERT_OK_PTR(seen.obj, "the line parses as JSON"))
+		goto out;
+	p = seen.line;
+	ASSERT_TRUE(strncmp(p, "{\"time\":\"", 9) == 0, "time first");
+	ASSERT_STRSTR(p, "\",\"kind\":\"request\",\"node\":\"node-a\",\"server\":\"tickets\","
+		      "\"n\":-42,\"fast_path\":true,\"request\":{\"method\":\"tools/call\","
+		      "\"id\":\"a\",\"batch\":[{\"method\":\"ping\"},{}],\"empty\":[]},"
+		      "\"related\":{\"pid\":7}}", "members in order");
+	want = json_pack("{s:s,s:s,s:s,s:i,s:b,s:{s:s,s:s,s:[{s:s},{}],s:[]},s:{s:i}}",
+			 "kind", "request", "node", "node-a", "server", "tickets", "n", -42,
+			 "fast_path", 1, "request", "method", "tools/call", "id", "a", "batch",
+			 "method", "ping", "empty", "related", "pid", 7);
+	json_object_set(want, "time", json_object_get(seen.obj, "time"));
+	ASSERT_TRUE(json_equal(want, seen.obj), "the object sink's event is the line's");
+	json_decref(want);
+out:
+	json_decref(seen.obj);
+	free(seen.line);
+	output__free(o);
+}
