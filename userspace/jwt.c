@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,13 +130,30 @@ bad:
 	return -EINVAL;
 }
 
+static EVP_MD *sha256_fetched;
+
+static void fetch_sha256(void)
+{
+	sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 fetched once: EVP_sha256() is looked up in the provider on
+ * every digest, a cost comparable to hashing a token. */
+static const EVP_MD *sha256_md(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, fetch_sha256);
+	return sha256_fetched ? sha256_fetched : EVP_sha256();
+}
+
 static int sha256_hex(const void *data, size_t len, char hex[65])
 {
 	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0, i;
 
-	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+	if (EVP_Digest(data, len, md, &mdlen, sha256_md(), NULL) != 1 || mdlen != 32) {
 		ERR_clear_error();
 		return -ENOMEM;
 	}
