@@ -318,6 +318,8 @@ function setStats(on) {
 let srvPort, token, policyFile, luaFile, mini, sngDir;
 let agentSeq = 0;
 
+let agentScheduling = null;	// the daemon's event loop, as its ready event says
+
 async function agentStart(extraArgs = []) {
   const n = ++agentSeq;
   const a = { events: path.join(tmp, `agent-${n}.jsonl`), state: path.join(tmp, `state-${n}`) };
@@ -335,6 +337,8 @@ async function agentStart(extraArgs = []) {
     await stop(a.h);
     throw e;
   }
+  const ready = agentEvents(a).find((e) => e.kind === 'ready');
+  agentScheduling = ready?.scheduling ?? agentScheduling;
   a.startHwm = readKiB(a.pid, 'VmHWM');
   a.startParts = rssBreakdown(a.pid);
   return a;
@@ -568,7 +572,11 @@ async function p2(rtt) {
     const cliSame = await runClient('same', cfg.p2_samples);
     await sleep(300);
     const evs = agentEvents(a).filter((e) => e.kind === 'request' || e.kind === 'alert');
-    const lat = (sel) => evs.filter(sel).map((e) => e.verdict_latency_us).filter(Number.isFinite).slice(cfg.p2_skip).sort((x, y) => x - y);
+    const field = (sel, f) => evs.filter(sel).map((e) => e[f]).filter(Number.isFinite).slice(cfg.p2_skip).sort((x, y) => x - y);
+    const lat = (sel) => field(sel, 'verdict_latency_us');
+    // Of the latency: the held bytes waiting for the daemon's loop to read
+    // them (wakeup and scheduling), the rest is the daemon's own work.
+    const waitOf = (sel) => field(sel, 'verdict_wait_us');
     const isFresh = (e) => String(e.claim?.sub || '').startsWith('p2new-');
     const isJudged = (e) => e.claim?.sub === 'bench';
     const fresh = lat(isFresh);
@@ -582,6 +590,7 @@ async function p2(rtt) {
         kernel_passed: inKernel(sel),
         p50_us: pct(l, 50), p99_us: pct(l, 99), max_us: l[l.length - 1] ?? null,
         p50_rtt: rttUnits(pct(l, 50)), p99_rtt: rttUnits(pct(l, 99)),
+        wait_p50_us: pct(waitOf(sel), 50), wait_p99_us: pct(waitOf(sel), 99),
         client_p50_us: round(cli.p50_us, 1), client_p99_us: round(cli.p99_us, 1), client_errors: cli.errors, alerts,
         target, target_text: targetText };
       r.pass = target == null ? null : r.p99_us != null && r.p99_us <= target;
@@ -720,7 +729,8 @@ function table(rows) {
         r.agent_peak_rss_kib ? `${(r.agent_peak_rss_kib / 1024).toFixed(1)} MiB` : '-']);
     } else if (r.p50_us !== undefined) {
       const rttx = (x) => (x != null ? ` (${x} RTT)` : '');
-      const val = r.samples ? `p50 ${r.p50_us}${rttx(r.p50_rtt)} / p99 ${r.p99_us}${rttx(r.p99_rtt)}`
+      const waited = r.wait_p50_us != null ? `; of it waiting to be read p50 ${r.wait_p50_us} / p99 ${r.wait_p99_us}` : '';
+      const val = r.samples ? `p50 ${r.p50_us}${rttx(r.p50_rtt)} / p99 ${r.p99_us}${rttx(r.p99_rtt)}${waited}`
         : r.kernel_passed ? `none held: ${r.kernel_passed} passed in the kernel` : 'no samples';
       lines.push([r.id, r.name, 'verdict µs', '-', val,
         '-', '-', r.target_text, verdict(r.pass), '-', '-']);
@@ -923,6 +933,7 @@ http {
     version: fs.readFileSync(path.join(top, 'VERSION'), 'utf8').trim(),
     git: spawnSync('git', ['-C', top, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || null,
     time: new Date().toISOString(), duration_s: Math.round((Date.now() - t0) / 1000),
+    agent_scheduling: agentScheduling,
     host: { cpus: os.cpus().length, kernel, loadavg_start: load0, loadavg_end: os.loadavg() },
     config: cfg, tools, loopback_rtt: rtt,
     method: 'A = with the agent (enforce, fresh daemon per run), B = without; warm-up pair, then A B pairs; ratio = median(A)/median(B); pairs min-max = range of A_i/B_i',
@@ -934,6 +945,7 @@ http {
   console.log(table(rows));
   console.log('');
   if (rtt.p50_us) console.log(`loopback RTT (${rtt.tool}): p50 ${rtt.p50_us} µs, p99 ${rtt.p99_us} µs`);
+  console.log(`daemon event loop scheduling: ${agentScheduling ?? 'unknown'}`);
   for (const r of rows) {
     if (r.note) console.log(`${r.id} ${r.name}: ${r.note}`);
     if (r.programs) {

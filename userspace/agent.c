@@ -22,6 +22,7 @@
 #include <malloc.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,8 @@ struct agent {
 	struct sink *sinks;
 	struct metrics *metrics;
 	struct latency_hist verdict_latency;
+	struct latency_hist verdict_wait;	/* of it: held bytes waiting to be read */
+	char scheduling[160];		/* how the event loop is scheduled */
 	uint64_t actions[VERDICT__MAX][3];	/* allowed, alerted, blocked */
 	uint64_t sink_dropped[16];
 	struct stdio_ctx stdio;
@@ -382,9 +385,13 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 		oline__bool(l, "fast_path", true);
 	} else if (c->req_start_ktime) {
 		uint64_t us = (now_ns() - c->req_start_ktime) / 1000;
+		uint64_t wait = c->req_start_read_ns > c->req_start_ktime ?
+				(c->req_start_read_ns - c->req_start_ktime) / 1000 : 0;
 
 		oline__int(l, "verdict_latency_us", (long long)us);
+		oline__int(l, "verdict_wait_us", (long long)wait);
 		latency_hist__add(&a->verdict_latency, us);
+		latency_hist__add(&a->verdict_wait, wait);
 	}
 	if (d->verdict < VERDICT__MAX)
 		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
@@ -583,15 +590,17 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 	bool blocked = a->enforce && d->deny;
 	int err;
 
-	emit_decision(a, c, r, d, blocked);
-	if (!a->enforce)
-		return;
-	if (blocked) {
-		deny_conn(a, c);
+	if (!a->enforce || blocked) {
+		emit_decision(a, c, r, d, blocked);
+		if (blocked)
+			deny_conn(a, c);
 		return;
 	}
 	maybe_fast_path(a, c, r, d, m);
 	err = release(a, c, end);
+	/* Reported once the request is on its way: the event is not on the
+	 * request's path. */
+	emit_decision(a, c, r, d, false);
 	if (err == -ENOTCONN)
 		c->denied = true;	/* the server side is gone */
 	else if (err) {
@@ -712,8 +721,12 @@ static void process_requests(struct agent *a, struct conn *c)
 		handle_request(a, c, m);
 		/* Bytes after this request were already fed: the next one
 		 * started no later than the newest record. */
-		c->req_start_ktime = c->parser_base + http_parser__offset(c->parser) > m->end ?
-				     c->last_rec_ktime : 0;
+		if (c->parser_base + http_parser__offset(c->parser) > m->end) {
+			c->req_start_ktime = c->last_rec_ktime;
+			c->req_start_read_ns = c->last_rec_read_ns;
+		} else {
+			c->req_start_ktime = 0;
+		}
 		http_message__free(m);
 	}
 	if (c->denied || c->blind)
@@ -1097,8 +1110,11 @@ static int on_data(void *ctx, void *data, size_t size)
 	if (c->blind)
 		return 0;
 	c->last_rec_ktime = e->hdr.ktime_ns;
-	if (!c->req_start_ktime)
+	c->last_rec_read_ns = now_ns();
+	if (!c->req_start_ktime) {
 		c->req_start_ktime = e->hdr.ktime_ns;
+		c->req_start_read_ns = c->last_rec_read_ns;
+	}
 	if (!c->parser) {
 		c->parser = http_parser__new(HTTP_REQUEST, &a->limits);
 		if (!c->parser) {
@@ -2065,6 +2081,7 @@ static void emit_ready(struct agent *a)
 	json_object_set_new(ev, "cgroup_mount", json_string(a->cgroup_mount));
 	json_object_set_new(ev, "tracepoints", json_string(kernel__tracepoint_flavour(a->kernel)));
 	json_object_set_new(ev, "attachments", json_integer((json_int_t)kernel__n_links(a->kernel)));
+	json_object_set_new(ev, "scheduling", json_string(a->scheduling));
 	if (a->pin_dir[0]) {
 		json_object_set_new(ev, "pinned", json_string(a->pin_dir));
 		json_object_set_new(ev, "adopted", json_boolean(kernel__adopted(a->kernel)));
@@ -2113,6 +2130,7 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "version", json_string(MCPWARDEN_VERSION));
 	json_object_set_new(st, "pid", json_integer(getpid()));
 	json_object_set_new(st, "node", json_string(a->node));
+	json_object_set_new(st, "scheduling", json_string(a->scheduling));
 	json_object_set_new(st, "mode", json_string(a->enforce ? "enforce" : "monitor"));
 	json_object_set_new(st, "uptime_s", json_integer((json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
 	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
@@ -2192,6 +2210,9 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 				      "action", action_names[j]), (double)a->actions[i][j]);
 	latency_hist__prom(&a->verdict_latency, b, "mcpwarden_verdict_latency_seconds",
 			   "From a request's first byte held in the kernel to its verdict.", NULL);
+	latency_hist__prom(&a->verdict_wait, b, "mcpwarden_verdict_wait_seconds",
+			   "Of the verdict latency: the held first byte waiting for the daemon "
+			   "to read it (wakeup and scheduling).", NULL);
 	if (kernel__counters(a->kernel, cnt) == 0) {
 		prom__counter(b, "mcpwarden_ring_lost_total", "Kernel records lost: ring full.",
 			      PROM_LABELS("ring", "events"), (double)cnt[MCPW_CNT_EVENTS_LOST]);
@@ -2422,6 +2443,36 @@ static void join_host_cgroupns(void)
 		close(fd);
 }
 
+/*
+ * The event loop runs SCHED_FIFO (lowest priority) by default: a request
+ * held for a verdict waits for this loop, and a plain task can wait a
+ * scheduler tick (4 ms at HZ=250) behind whatever runs on its CPU. Only
+ * this thread: threads started later (SCHED_RESET_ON_FORK) and every other
+ * thread stay plain. The kernel's real-time throttling
+ * (sched_rt_runtime_us) still leaves others the CPU should the loop spin.
+ */
+static void set_scheduling(struct agent *a)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+	int e;
+
+	if (a->opts->scheduling && strcmp(a->opts->scheduling, "normal") == 0) {
+		snprintf(a->scheduling, sizeof(a->scheduling), "normal");
+		return;
+	}
+	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
+		snprintf(a->scheduling, sizeof(a->scheduling), "realtime");
+		return;
+	}
+	e = errno;
+	snprintf(a->scheduling, sizeof(a->scheduling), "normal (SCHED_FIFO refused: %s)",
+		 strerror(e));
+	pr_warn("cannot run the event loop SCHED_FIFO (%s): held requests may wait behind "
+		"other tasks for their verdict%s", strerror(e),
+		e == EPERM ? " (it needs CAP_SYS_NICE and, with RT group scheduling, a cpu "
+		"cgroup with cpu.rt_runtime_us; --scheduling normal says this is meant)" : "");
+}
+
 static void run_loop(struct agent *a)
 {
 	struct epoll_event evs[8];
@@ -2606,6 +2657,13 @@ int agent__run(const struct agent_opts *o)
 		status = 2;
 		goto out;
 	}
+	if (o->scheduling && strcmp(o->scheduling, "realtime") &&
+	    strcmp(o->scheduling, "normal")) {
+		fprintf(stderr, "mcpwarden: --scheduling must be realtime or normal, not %s\n",
+			o->scheduling);
+		status = 2;
+		goto out;
+	}
 	if (o->mode && strcmp(o->mode, "enforce") && strcmp(o->mode, "monitor")) {
 		fprintf(stderr, "mcpwarden: --mode must be monitor or enforce, not %s\n", o->mode);
 		status = 2;
@@ -2774,6 +2832,7 @@ int agent__run(const struct agent_opts *o)
 		pr_warn("cannot read /proc (%s): processes older than the agent are unknown",
 			strerror(-err));
 	seed_all(&a);
+	set_scheduling(&a);
 	emit_ready(&a);
 	run_loop(&a);
 	shutdown_agent(&a, "signal");

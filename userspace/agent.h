@@ -33,6 +33,7 @@ struct agent_opts {
 	const char *cluster_key;
 	long attest_gid;		/* -1: root only */
 	const char *request_events;	/* "all" (default) or "judged" */
+	const char *scheduling;		/* "realtime" (default) or "normal" */
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
 	bool cleanup;			/* remove pinned state and exit */

@@ -69,6 +69,8 @@ struct conn {
 	uint64_t requests;
 	uint64_t req_start_ktime;	/* first byte of the pending request */
 	uint64_t last_rec_ktime;
+	uint64_t req_start_read_ns;	/* when the daemon read that byte's record */
+	uint64_t last_rec_read_ns;
 	uint64_t opened_ns;
 	uint64_t first_hold_ns;		/* oldest unreleased held byte arrived */
 	struct conn *next_pending;	/* waiting for CONN_OPEN */

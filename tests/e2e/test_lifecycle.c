@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,10 +298,45 @@ static void log_agent_status(struct env *e)
 	free(s);
 }
 
+/*
+ * The event loop (the main thread) runs with `policy`, and `ready` says
+ * so (`--scheduling`); every other thread of the agent is a plain task.
+ */
+static void check_loop_scheduling(struct env *e, int policy, const char *name)
+{
+	char dir[64];
+	struct dirent *d;
+	json_t *ready = env__find_event(e, 5000, "kind=ready", NULL);
+	int others = 0, plain = 0;
+	DIR *tasks;
+
+	ASSERT_STREQ(env__str(ready, "scheduling"), name, "ready says how the loop runs");
+	json_decref(ready);
+	/* Real-time is not inherited by threads or children started later. */
+	ASSERT_EQ(sched_getscheduler(e->agent.pid),
+		  policy == SCHED_OTHER ? SCHED_OTHER : policy | SCHED_RESET_ON_FORK,
+		  "the loop thread's policy");
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)e->agent.pid);
+	tasks = opendir(dir);
+	if (!ASSERT_OK_PTR(tasks, "task list"))
+		return;
+	while ((d = readdir(tasks))) {
+		int tid = atoi(d->d_name);
+
+		if (tid <= 0 || tid == (int)e->agent.pid)
+			continue;
+		others++;
+		plain += sched_getscheduler(tid) == SCHED_OTHER;
+	}
+	closedir(tasks);
+	ASSERT_EQ(plain, others, "other threads stay plain");
+}
+
 /* ---- 1. allowed traffic is byte-identical ------------------------------ */
 
 void test_lifecycle_allowed_bytes(void)
 {
+	static const char *const normal[] = { "--scheduling", "normal", NULL };
 	char policy[2048], cg_a[256], cg_s[256], file[600], out[600];
 	struct peer srv = {};
 	struct env e;
@@ -314,10 +350,12 @@ void test_lifecycle_allowed_bytes(void)
 	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
 	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
 		goto cleanup;
+	/* A plain event loop too (the other tests run it real-time). */
 	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL), NULL), "agent start") ||
+							"closed", NULL), normal), "agent start") ||
 	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
 		goto cleanup;
+	check_loop_scheduling(&e, SCHED_OTHER, "normal");
 
 	if (test__start_subtest("large_body")) {
 		size_t len = write_req(&e, "large.bin", ALLOWED_UA, 7, "echo", 512 * 1024,
@@ -374,7 +412,12 @@ void test_lifecycle_allowed_bytes(void)
 
 					snprintf(id, sizeof(id), "request.id=%d", 101 + i);
 					ev = env__wait_event(&e, 5000, "kind=request", id, NULL);
-					ASSERT_OK_PTR(ev, "request event, in order");
+					/* Requests read from one record: each waited no
+					 * longer than its whole verdict took. */
+					if (ASSERT_OK_PTR(ev, "request event, in order"))
+						ASSERT_GE(env__int(ev, "verdict_latency_us"),
+							  env__int(ev, "verdict_wait_us"),
+							  "the wait is part of the latency");
 					json_decref(ev);
 					ev = NULL;
 				}
@@ -408,7 +451,7 @@ void test_lifecycle_release_latency(void)
 	char policy[2048], cg_a[256], cg_s[256], file[600], out[600];
 	struct peer srv = {};
 	struct env e;
-	json_t *ev = NULL, *lat;
+	json_t *ev = NULL, *lat, *wait;
 	long long t0, took;
 	pid_t cli;
 
@@ -440,7 +483,15 @@ void test_lifecycle_release_latency(void)
 		test__log("verdict_latency_us %lld", (long long)json_integer_value(lat));
 		ASSERT_GE(json_integer_value(lat), 0, "latency");
 		ASSERT_TRUE(json_integer_value(lat) < 2000000, "latency below 2 s");
+		/* Of which waiting for the loop to read the held bytes. */
+		wait = env__get(ev, "verdict_wait_us");
+		if (ASSERT_TRUE(json_is_integer(wait), "verdict_wait_us is a number")) {
+			ASSERT_GE(json_integer_value(wait), 0, "wait");
+			ASSERT_GE(json_integer_value(lat), json_integer_value(wait),
+				  "the wait is part of the latency");
+		}
 	}
+	check_loop_scheduling(&e, SCHED_FIFO, "realtime");
 cleanup:
 	json_decref(ev);
 	env__cleanup(&e);
