@@ -57,9 +57,11 @@ static __always_inline bool ring_has_room(__u32 len)
 	return avail + need <= MCPW_DATA_RING_BYTES;
 }
 
-/* Copies a whole segment to the data ring in chunks. 0 or -1. */
-static __always_inline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off,
-				    __u32 len, __u32 flags)
+/* Copies a whole segment to the data ring in chunks. 0 or -1. A global
+ * function: its 64-chunk loop is verified once, not again on every path of
+ * srv_verdict that reaches a call (that alone took most of the verifier's
+ * one-million-instruction budget). */
+__noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len, __u32 flags)
 {
 	struct mcpw_data_event *e;
 	__u32 key = 0, i;
@@ -104,15 +106,21 @@ static __always_inline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 o
 
 /* ---- fast path ---------------------------------------------------------- */
 
+/* The head of a fast-path request as same_bytes() reads it: the first
+ * bytes of the scratch record's data (MCPW_CHUNK_LEN >= this). */
 struct fast_buf {
 	char b[MCPW_FAST_HEAD_MAX + 8];
 };
 
+_Static_assert(MCPW_CHUNK_LEN >= sizeof(struct fast_buf), "the head fits the record");
+
+/* The fast path's own record per CPU (the hold path's scratch is not
+ * shared: its verification stays independent of this one's). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct fast_buf);
+	__type(value, struct mcpw_data_event);
 } fast_scratch SEC(".maps");
 
 #define FAST_MASK (MCPW_FAST_HEAD_MAX - 1)
@@ -149,18 +157,12 @@ __noinline int same_bytes(const struct fast_buf *a, __u32 a_off, const struct mc
 	return 1;
 }
 
-/* One record with up to a chunk of the segment, for the record only. */
-static __always_inline void mirror_first(struct __sk_buff *skb, __u64 cookie, __u64 off,
-					 __u32 len, __u64 req_len)
+/* The record of a fast-path request: e already holds its first n bytes. */
+static __always_inline void mirror_first(struct mcpw_data_event *e, __u64 cookie, __u64 off,
+					 __u32 n, __u64 req_len)
 {
-	struct mcpw_data_event *e;
-	__u32 key = 0, n = len < MCPW_CHUNK_LEN ? len : MCPW_CHUNK_LEN;
-
-	e = bpf_map_lookup_elem(&scratch, &key);
-	if (!e)
-		return;
 	barrier_var(n);
-	if (n == 0 || n > MCPW_CHUNK_LEN || bpf_skb_load_bytes(skb, 0, e->data, n))
+	if (n == 0 || n > MCPW_CHUNK_LEN)
 		return;
 	fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
 	e->cookie = cookie;
@@ -183,7 +185,8 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 				      struct mcpw_conn_state *st, __u64 cookie, __u64 off, __u32 len)
 {
 	struct mcpw_fast_tmpl *t = bpf_map_lookup_elem(&fast_tmpl, &cookie);
-	__u32 key = 0, n, cl, i, d, tail_off, tail, head_len;
+	__u32 key = 0, n, loaded, cl, i, d, tail_off, tail, head_len;
+	struct mcpw_data_event *e;
 	struct fast_buf *fb;
 	__u64 body = 0;
 	bool adopt = false;
@@ -207,15 +210,19 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 	}
 	if (off != st->fast_next)
 		return false;
-	fb = bpf_map_lookup_elem(&fast_scratch, &key);
-	if (!fb)
+	/* Loaded once, into the record that reports it (when reported). */
+	e = bpf_map_lookup_elem(&fast_scratch, &key);
+	if (!e)
 		return false;
-	n = len < MCPW_FAST_HEAD_MAX ? len : MCPW_FAST_HEAD_MAX;
-	n &= 2 * MCPW_FAST_HEAD_MAX - 1;
-	if (n < 16 || n > MCPW_FAST_HEAD_MAX)
+	fb = (struct fast_buf *)e->data;
+	loaded = cfg->mirror_fast ? MCPW_CHUNK_LEN : MCPW_FAST_HEAD_MAX;
+	loaded = len < loaded ? len : loaded;
+	loaded &= 2 * MCPW_CHUNK_LEN - 1;
+	if (loaded < 16 || loaded > MCPW_CHUNK_LEN)
 		return false;
-	if (bpf_skb_load_bytes(skb, 0, fb->b, n))
+	if (bpf_skb_load_bytes(skb, 0, e->data, loaded))
 		return false;
+	n = loaded < MCPW_FAST_HEAD_MAX ? loaded : MCPW_FAST_HEAD_MAX;
 	cl = t->cl_off;
 	head_len = t->head_len;
 	tail_off = cl + t->cl_len;
@@ -251,7 +258,7 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 	 * the daemon for its `request` event (a full ring only loses the
 	 * record, counted; the request was already judged). */
 	if (cfg->mirror_fast)
-		mirror_first(skb, cookie, off, len, i + tail + body);
+		mirror_first(e, cookie, off, loaded, i + tail + body);
 	/* Its later requests use the same template as its own. */
 	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
 		st->flags |= MCPW_ST_INST_FAST;
