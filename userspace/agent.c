@@ -80,7 +80,7 @@ struct agent {
 	struct policy *policy;
 	bool enforce;
 	struct kernel *kernel;
-	struct ring_buffer *rings;
+	struct rings *rings;
 	struct proctab *procs;
 	struct resolver *resolver;
 	struct podmeta *pods;
@@ -1855,7 +1855,7 @@ static void tick(struct agent *a)
 	kernel__heartbeat(a->kernel);
 	/* Records the kernel batched (no wakeup) are read at least this often;
 	 * connections closed before this drain are done. */
-	ring_buffer__consume(a->rings);
+	rings__consume(a->rings);
 	reap_closed(a);
 	a->ticks++;
 	if (a->metrics)
@@ -2357,7 +2357,7 @@ static int setup_fds(struct agent *a)
 	if (timerfd_settime(a->timerfd, 0, &its, NULL))
 		return -errno;
 	if (watch_fd(a, a->sigfd) || watch_fd(a, a->timerfd) ||
-	    watch_fd(a, ring_buffer__epoll_fd(a->rings)) ||
+	    watch_fd(a, rings__epoll_fd(a->rings)) ||
 	    (a->ctl && watch_fd(a, ctl__fd(a->ctl))) ||
 	    (a->metrics && watch_fd(a, metrics__fd(a->metrics))) ||
 	    (a->attest && watch_fd(a, attest__fd(a->attest))) ||
@@ -2476,7 +2476,7 @@ static void set_scheduling(struct agent *a)
 static void run_loop(struct agent *a)
 {
 	struct epoll_event evs[8];
-	int n, i, rb_fd = ring_buffer__epoll_fd(a->rings);
+	int n, i, rb_fd = rings__epoll_fd(a->rings);
 	uint64_t expirations;
 
 	while (!a->stop) {
@@ -2487,7 +2487,7 @@ static void run_loop(struct agent *a)
 		}
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.fd == rb_fd) {
-				ring_buffer__consume(a->rings);
+				rings__consume(a->rings);
 			} else if (evs[i].data.fd == a->timerfd) {
 				if (read(a->timerfd, &expirations, sizeof(expirations)) > 0)
 					tick(a);
@@ -2572,7 +2572,7 @@ static void teardown(struct agent *a)
 			close((int)(intptr_t)val - 1);
 		hmap__free(a->netns_fds);
 	}
-	ring_buffer__free(a->rings);
+	rings__free(a->rings);
 	stdio__free(&a->stdio);
 	attest__close(a->attest);
 	kernel__close(a->kernel);

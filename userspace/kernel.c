@@ -404,19 +404,22 @@ int kernel__counters(struct kernel *k, uint64_t *out)
 	return 0;
 }
 
-struct ring_buffer *kernel__rings(struct kernel *k, kernel_ring_fn on_event,
-				  kernel_ring_fn on_data, void *ctx)
+struct rings *kernel__rings(struct kernel *k, ring_fn on_event, ring_fn on_data, void *ctx)
 {
-	struct ring_buffer *rb;
+	struct rings *r = rings__new();
+	int err;
 
-	rb = ring_buffer__new(bpf_map__fd(k->skel->maps.events), on_event, ctx, NULL);
-	if (!rb)
+	if (!r)
 		return NULL;
-	if (ring_buffer__add(rb, bpf_map__fd(k->skel->maps.data), on_data, ctx)) {
-		ring_buffer__free(rb);
+	err = rings__add(r, bpf_map__fd(k->skel->maps.events), on_event, ctx);
+	if (!err)
+		err = rings__add(r, bpf_map__fd(k->skel->maps.data), on_data, ctx);
+	if (err) {
+		rings__free(r);
+		errno = -err;
 		return NULL;
 	}
-	return rb;
+	return r;
 }
 
 /* ---- re-injection ----------------------------------------------------- */

@@ -15,9 +15,9 @@
 #include <linux/types.h>
 
 #include "mcpwarden/events.h"
+#include "ring.h"
 
 struct kernel;
-struct ring_buffer;
 
 struct kernel_opts {
 	const char *cgroup_dir;		/* absolute path of the subtree root */
@@ -54,10 +54,8 @@ int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n);
 int kernel__set_config(struct kernel *k, const struct mcpw_config *cfg);
 int kernel__heartbeat(struct kernel *k);
 
-/* Ring buffers: events first, then data. */
-typedef int (*kernel_ring_fn)(void *ctx, void *data, size_t size);
-struct ring_buffer *kernel__rings(struct kernel *k, kernel_ring_fn on_event,
-				  kernel_ring_fn on_data, void *ctx);
+/* Ring buffers: events first, then data. NULL with errno set. */
+struct rings *kernel__rings(struct kernel *k, ring_fn on_event, ring_fn on_data, void *ctx);
 
 int kernel__set_verdict(struct kernel *k, uint64_t cookie, const struct mcpw_conn_verdict *v);
 int kernel__get_verdict(struct kernel *k, uint64_t cookie, struct mcpw_conn_verdict *v);
