@@ -332,15 +332,13 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 
 /* ---- events ------------------------------------------------------------ */
 
-/* c's workload and connection members (and its server's workload).
- * Whether they came from c's render slot (see render__claim()). */
-static bool write_conn_members(struct agent *a, struct output_line *l, struct conn *c,
+/* c's workload and connection members (and its server's workload). */
+static void write_conn_members(struct agent *a, struct output_line *l, struct conn *c,
 			       bool server_workload)
 {
 	struct output_raw raw[2], srv;
-	bool cached = render__conn(a->render, c, raw);
 
-	if (cached) {
+	if (render__conn(a->render, c, raw)) {
 		oline__raw(l, raw[0].key, raw[0].json, raw[0].len);
 		oline__raw(l, raw[1].key, raw[1].json, raw[1].len);
 	} else {
@@ -348,12 +346,11 @@ static bool write_conn_members(struct agent *a, struct output_line *l, struct co
 		oline__json(l, "connection", conn__json(c));
 	}
 	if (!server_workload)
-		return cached;
+		return;
 	if (render__workload(a->render, true, &c->server, &srv))
 		oline__raw(l, srv.key, srv.json, srv.len);
 	else
 		oline__json(l, "server_workload", workload__json(&c->server));
-	return cached;
 }
 
 static void emit_connection(struct agent *a, struct conn *c)
@@ -370,7 +367,6 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 {
 	struct output_line *l = output__begin(a->out, d->alert ? "alert" : "request");
 	struct output_raw claim;
-	bool cached;
 
 	oline__str(l, "server", c->server_name);
 	oline__str(l, "verdict", d->alert ? verdict__name(d->verdict) : "allow");
@@ -401,10 +397,10 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 		request__write_request(r, l);
 	oline__json(l, "related", d->related);
 	d->related = NULL;
-	cached = write_conn_members(a, l, c, false);
+	write_conn_members(a, l, c, false);
 	if (!r)
 		oline__raw(l, "claim", "{}", 2);
-	else if (cached && render__claim(a->render, c, r, &claim))
+	else if (render__claim(a->render, r, &claim))
 		oline__raw(l, claim.key, claim.json, claim.len);
 	else
 		oline__json(l, "claim", request__claim_json(r));
@@ -1012,7 +1008,9 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	http_parser__feed(p, e->data, e->len);
 	m = http_parser__next(p);
 	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len);
-	if (!m || c->denied || !fast_head_keep(a, c->cookie, e->data, m))
+	/* Kept from a connection's second request on: most connections of a
+	 * churning client send one. */
+	if (!m || c->denied || c->requests < 2 || !fast_head_keep(a, c->cookie, e->data, m))
 		http_message__free(m);
 	http_parser__free(p);
 }

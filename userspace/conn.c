@@ -22,13 +22,24 @@ void conn__addr(const struct mcpw_tuple *t, bool server_end, char *buf, size_t l
 	}
 }
 
-json_t *conn__json(const struct conn *c)
+size_t conn__text(const struct conn *c, char *buf, size_t len)
 {
 	char src[64], dst[64];
+	int n;
 
+	/* Addresses and numbers only: nothing to escape. */
 	conn__addr(&c->tuple, false, src, sizeof(src));
 	conn__addr(&c->tuple, true, dst, sizeof(dst));
-	return json_pack("{s:s,s:s,s:I,s:I,s:b}", "src", src, "dst", dst,
-			 "netns", (json_int_t)c->netns, "cookie", (json_int_t)c->cookie,
-			 "preexisting", c->preexisting);
+	n = snprintf(buf, len, "{\"src\":\"%s\",\"dst\":\"%s\",\"netns\":%lld,\"cookie\":%lld,"
+		     "\"preexisting\":%s}", src, dst, (long long)c->netns, (long long)c->cookie,
+		     c->preexisting ? "true" : "false");
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+json_t *conn__json(const struct conn *c)
+{
+	char text[CONN_TEXT_MAX];
+	size_t n = conn__text(c, text, sizeof(text));
+
+	return n ? json_loadb(text, n, 0, NULL) : NULL;
 }

@@ -82,6 +82,10 @@ struct conn {
 
 /* "ip:port" of each end (server view: s = server, d = client). */
 void conn__addr(const struct mcpw_tuple *t, bool server_end, char *buf, size_t len);
+/* The `connection` object as compact JSON text into buf: its length, or 0
+ * when it does not fit (CONN_TEXT_MAX always does). */
+#define CONN_TEXT_MAX 256
+size_t conn__text(const struct conn *c, char *buf, size_t len);
 json_t *conn__json(const struct conn *c);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "hmap.h"
 #include "render.h"
 
 struct render_slot {
@@ -11,10 +12,13 @@ struct render_slot {
 	uint32_t gen;		/* the conn's render_gen it was made from */
 	char *conn;		/* connection JSON */
 	size_t conn_len;
-	/* The last claim rendered on the connection, and what it was made
-	 * from (claim_key): its next requests usually claim the same. */
-	char *claim_key, *claim;
-	size_t claim_key_len, claim_len;
+};
+
+/* A claim and what it was made from (its key): a client's connections
+ * and requests usually claim the same. */
+struct claim_render {
+	char *key, *text;
+	size_t key_len, len;
 };
 
 struct wl_render {
@@ -26,15 +30,21 @@ struct wl_render {
 struct render {
 	struct render_slot conn[RENDER_CONN_SLOTS];
 	struct wl_render wl[RENDER_WL_SLOTS];
+	struct claim_render claim[RENDER_CLAIM_SLOTS];
 	uint64_t workloads_rendered, workloads_reused;
 };
 
 static void render_clear(struct render_slot *s)
 {
 	free(s->conn);
-	free(s->claim_key);
-	free(s->claim);
 	memset(s, 0, sizeof(*s));
+}
+
+static void claim_clear(struct claim_render *cr)
+{
+	free(cr->key);
+	free(cr->text);
+	memset(cr, 0, sizeof(*cr));
 }
 
 #define CLAIM_KEY_MAX 2048
@@ -67,38 +77,34 @@ static bool claim_key(const struct request *r, char *buf, size_t *len)
 	       key_add(buf, len, r->client_version);
 }
 
-/* r's claim as JSON text, from the connection's slot when it is the same. */
-bool render__claim(struct render *rc, const struct conn *c, const struct request *r,
-		   struct output_raw *raw)
+/* r's claim as JSON text, kept by what it was made from. */
+bool render__claim(struct render *rc, const struct request *r, struct output_raw *raw)
 {
-	struct render_slot *s = &rc->conn[c->cookie % RENDER_CONN_SLOTS];
 	char key[CLAIM_KEY_MAX];
+	struct claim_render *cr;
 	size_t klen;
 	json_t *o;
 	char *text;
 
-	if (s->cookie != c->cookie || !claim_key(r, key, &klen))
+	if (!claim_key(r, key, &klen))
 		return false;
-	if (!s->claim || s->claim_key_len != klen || memcmp(s->claim_key, key, klen)) {
+	cr = &rc->claim[hmap__hash_bytes(key, klen) % RENDER_CLAIM_SLOTS];
+	if (!cr->text || cr->key_len != klen || memcmp(cr->key, key, klen)) {
+		claim_clear(cr);
 		o = request__claim_json(r);
 		text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 		json_decref(o);
-		if (!text)
-			return false;
-		free(s->claim);
-		free(s->claim_key);
-		s->claim = text;
-		s->claim_len = strlen(text);
-		s->claim_key = malloc(klen);
-		s->claim_key_len = klen;
-		if (!s->claim_key) {
-			free(s->claim);
-			s->claim = NULL;
+		cr->key = text ? malloc(klen) : NULL;
+		if (!cr->key) {
+			free(text);
 			return false;
 		}
-		memcpy(s->claim_key, key, klen);
+		memcpy(cr->key, key, klen);
+		cr->key_len = klen;
+		cr->text = text;
+		cr->len = strlen(text);
 	}
-	*raw = (struct output_raw){ "claim", s->claim, s->claim_len };
+	*raw = (struct output_raw){ "claim", cr->text, cr->len };
 	return true;
 }
 
@@ -157,15 +163,16 @@ bool render__conn(struct render *rc, const struct conn *c, struct output_raw raw
 		return false;
 	s = &rc->conn[c->cookie % RENDER_CONN_SLOTS];
 	if (s->cookie != c->cookie || s->gen != c->render_gen) {
-		json_t *k = conn__json(c);
-		char *kt = k ? json_dumps(k, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		char text[CONN_TEXT_MAX];
+		size_t n = conn__text(c, text, sizeof(text));
+		char *kt = n ? malloc(n + 1) : NULL;
 
-		json_decref(k);
 		if (!kt)
 			return false;
+		memcpy(kt, text, n + 1);
 		render_clear(s);
 		s->conn = kt;
-		s->conn_len = strlen(kt);
+		s->conn_len = n;
 		s->cookie = c->cookie;
 		s->gen = c->render_gen;
 	}
@@ -188,6 +195,8 @@ void render__free(struct render *rc)
 		render_clear(&rc->conn[i]);
 	for (i = 0; i < RENDER_WL_SLOTS; i++)
 		wl_render_clear(&rc->wl[i]);
+	for (i = 0; i < RENDER_CLAIM_SLOTS; i++)
+		claim_clear(&rc->claim[i]);
 	free(rc);
 }
 

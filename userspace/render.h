@@ -21,6 +21,7 @@
 
 #define RENDER_CONN_SLOTS 256
 #define RENDER_WL_SLOTS 64
+#define RENDER_CLAIM_SLOTS 64
 
 struct render;
 
@@ -43,12 +44,11 @@ bool render__workload(struct render *r, bool server, const struct workload *w,
  */
 bool render__conn(struct render *r, const struct conn *c, struct output_raw raw[2]);
 /*
- * req's "claim" member, kept in c's slot (render__conn() first) with the
- * inputs it was rendered from. Valid until the next render__claim() or
- * render__conn().
+ * req's "claim" member, kept (RENDER_CLAIM_SLOTS) with the inputs it was
+ * rendered from, for every connection that claims the same. Valid until
+ * the next render__claim().
  */
-bool render__claim(struct render *r, const struct conn *c, const struct request *req,
-		   struct output_raw *raw);
+bool render__claim(struct render *r, const struct request *req, struct output_raw *raw);
 /* Drops what is kept for a closed connection. */
 void render__forget(struct render *r, uint64_t cookie);
 /* Workloads rendered, and renderings reused, since render__new(). */
