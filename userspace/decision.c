@@ -23,11 +23,13 @@
  * allowed requests, so a blocked newcomer never displaces the incumbent.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "decision.h"
@@ -1040,65 +1042,104 @@ static void ident_load(struct ident *i, json_t *o)
 	i->ci_name = dup0(json_string_value(json_object_get(o, "ci_name")));
 }
 
+static bool put_json_string(FILE *f, const char *str)
+{
+	json_t *v = json_string(str);
+	bool ok = v && json_dumpf(v, f, JSON_ENCODE_ANY) == 0;
+
+	json_decref(v);
+	return ok;
+}
+
+/* ,"key":val into f (val stolen); false on a write or encoding error. */
+static bool put_member(FILE *f, bool *first, const char *key, json_t *val)
+{
+	json_t *k = json_string(key);
+	bool ok = k && val && (*first || fputc(',', f) != EOF) &&
+		  json_dumpf(k, f, JSON_ENCODE_ANY) == 0 && fputc(':', f) != EOF &&
+		  json_dumpf(val, f, JSON_COMPACT) == 0;
+
+	*first = false;
+	json_decref(k);
+	json_decref(val);
+	return ok;
+}
+
+/*
+ * The state file is written one entry at a time: with tens of thousands
+ * of sessions a whole tree would be tens of MiB of heap, every 5 s.
+ */
 int decider__save(const struct decider *d, const char *path, uint64_t now)
 {
-	json_t *root, *sessions, *tokens, *clients;
 	struct hmap_iter it;
 	const char *key;
 	char tmp[4096], boot[64];
+	bool ok, first;
 	void *val;
-	int err = 0;
+	FILE *f;
+	int fd;
 
 	boot_id(boot, sizeof(boot));
-	sessions = json_object();
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	/* Session ids and token bindings: root's eyes only. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return -EIO;
+	}
+	ok = fprintf(f, "{\"version\":1,\"boot_id\":") > 0 && put_json_string(f, boot) &&
+	     fprintf(f, ",\"saved_ns\":%lld,\"sessions\":{", (long long)now) > 0;
+	first = true;
 	hmap__iter_init(d->sessions, &it);
-	while (hmap__iter_next(&it, NULL, &key, &val)) {
+	while (ok && hmap__iter_next(&it, NULL, &key, &val)) {
 		struct session *se = val;
 		json_t *o = json_pack("{s:o,s:b,s:s?,s:s?,s:I}", "who", who_save(&se->who),
 				      "issued", se->issued, "client_name", se->client_name,
 				      "client_version", se->client_version,
 				      "last_ns", (json_int_t)se->last_ns);
 
-		if (se->has_ident)
+		if (o && se->has_ident)
 			json_object_set_new(o, "ident", ident_save(&se->ident));
-		json_object_set_new(sessions, key, o);
+		ok = put_member(f, &first, key, o);
 	}
-	tokens = json_object();
+	ok = ok && fputs("},\"tokens\":{", f) != EOF;
+	first = true;
 	hmap__iter_init(d->tokens, &it);
-	while (hmap__iter_next(&it, NULL, &key, &val)) {
+	while (ok && hmap__iter_next(&it, NULL, &key, &val)) {
 		struct token *t = val;
 
-		json_object_set_new(tokens, key, json_pack("{s:o,s:s?,s:I,s:I}", "who",
-			who_save(&t->who), "client", t->client, "expires_ns",
-			(json_int_t)t->expires_ns, "last_ns", (json_int_t)t->last_ns));
+		ok = put_member(f, &first, key, json_pack("{s:o,s:s?,s:I,s:I}", "who",
+				who_save(&t->who), "client", t->client, "expires_ns",
+				(json_int_t)t->expires_ns, "last_ns", (json_int_t)t->last_ns));
 	}
-	clients = json_object();
+	ok = ok && fputs("},\"clients\":{", f) != EOF;
+	first = true;
 	hmap__iter_init(d->clients, &it);
-	while (hmap__iter_next(&it, NULL, &key, &val)) {
+	while (ok && hmap__iter_next(&it, NULL, &key, &val)) {
 		struct client_live *cl = val;
 		struct hmap_iter it2;
 		json_t *arr = json_array();
 		void *v2;
 
 		hmap__iter_init(cl->instances, &it2);
-		while (hmap__iter_next(&it2, NULL, NULL, &v2)) {
+		while (arr && hmap__iter_next(&it2, NULL, NULL, &v2)) {
 			struct instance *in = v2;
 
 			json_array_append_new(arr, json_pack("{s:o,s:I}", "who", who_save(&in->who),
 							     "last_ns", (json_int_t)in->last_ns));
 		}
-		json_object_set_new(clients, key, arr);
+		ok = put_member(f, &first, key, arr);
 	}
-	root = json_pack("{s:i,s:s,s:I,s:o,s:o,s:o}", "version", 1, "boot_id", boot,
-			 "saved_ns", (json_int_t)now, "sessions", sessions, "tokens", tokens,
-			 "clients", clients);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	/* Session ids and token bindings: root's eyes only. */
-	if (!root || json_dump_file(root, tmp, JSON_COMPACT) || chmod(tmp, 0600) ||
-	    rename(tmp, path))
-		err = -EIO;
-	json_decref(root);
-	return err;
+	ok = ok && fputs("}}", f) != EOF;
+	if (fclose(f))
+		ok = false;
+	if (!ok || rename(tmp, path)) {
+		unlink(tmp);
+		return -EIO;
+	}
+	return 0;
 }
 
 int decider__load(struct decider *d, const char *path, uint64_t now)

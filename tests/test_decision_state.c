@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Live state across restarts (decider__save / decider__load): what one
+ * decider saves, another restores; the file is root's only (session ids
+ * are credentials); a failed save leaves neither a file nor a temporary.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "decision.h"
+#include "harness.h"
+#include "intern.h"
+
+static void make_conn(struct conn *c, uint32_t pid)
+{
+	memset(c, 0, sizeof(*c));
+	c->cookie = 1000 + pid;
+	c->client.attributed = true;
+	c->client.pid = pid;
+	c->client.cgroup_id = 5000 + pid;
+	c->client.instance = 5000 + pid;
+	c->client.exe = intern__get("/usr/bin/agent-\"x\"");
+	c->client.cgroup = intern__get("/kubepods/pod-\xc3\xa9");
+	c->client.node = "node-a";
+}
+
+void test_decision_state_roundtrip(void)
+{
+	static const char *const sids[] = { "plain", "with \"quotes\" and \\", "caf\xc3\xa9",
+					    "tab\there" };
+	char dir[] = "/tmp/mcpw-state-XXXXXX", path[256], bad[300];
+	struct decider *d = decider__new(), *back = decider__new();
+	struct decider_stats st = {};
+	struct conn c, c2;
+	struct stat sb;
+	json_t *root;
+	size_t i;
+
+	if (!ASSERT_OK_PTR(d, "decider") || !ASSERT_OK_PTR(back, "decider") ||
+	    !ASSERT_OK_PTR(mkdtemp(dir), "mkdtemp"))
+		goto out;
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	make_conn(&c, 41);
+	make_conn(&c2, 42);
+	for (i = 0; i < sizeof(sids) / sizeof(sids[0]); i++)
+		decider__session_issued(d, sids[i], i % 2 ? &c2 : &c, 1000);
+	decider__admit(d, &c, "ci-bot", 1000);
+	decider__stats(d, &st);
+	ASSERT_EQ(st.sessions, 4, "sessions kept");
+
+	if (!ASSERT_OK(decider__save(d, path, 2000), "save"))
+		goto out;
+	if (ASSERT_OK(stat(path, &sb), "state file"))
+		ASSERT_EQ(sb.st_mode & 0777, 0600, "root's eyes only");
+	root = json_load_file(path, 0, NULL);
+	if (ASSERT_OK_PTR(root, "the file is JSON")) {
+		ASSERT_EQ(json_object_size(json_object_get(root, "sessions")), 4, "four sessions");
+		ASSERT_OK_PTR(json_object_get(json_object_get(root, "sessions"), sids[1]),
+			      "an escaped session id reads back as itself");
+		ASSERT_EQ(json_object_size(json_object_get(root, "clients")), 1, "one client");
+	}
+	json_decref(root);
+
+	ASSERT_OK(decider__load(back, path, 3000), "load");
+	decider__stats(back, &st);
+	ASSERT_EQ(st.sessions, 4, "sessions restored");
+	ASSERT_EQ(st.instances, 1, "instance restored");
+
+	/* Nowhere to write: an error, and nothing left behind. */
+	snprintf(bad, sizeof(bad), "%s/missing/state.json", dir);
+	ASSERT_ERR(decider__save(d, bad, 2000), "save into a missing directory");
+	snprintf(bad, sizeof(bad), "%s/missing/state.json.tmp", dir);
+	ASSERT_NEQ(access(bad, F_OK), 0, "no temporary left");
+	unlink(path);
+	rmdir(dir);
+	decider__conn_release(&c);
+	decider__conn_release(&c2);
+out:
+	decider__free(d);
+	decider__free(back);
+}
