@@ -6,6 +6,7 @@
  * invalid UTF-8 becomes U+FFFD instead of a broken line, and sinks that
  * read objects get the same event.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,20 @@ void test_output_line_invalid_utf8(void)
 	output__free(o);
 }
 
+/* YYYY-MM-DDTHH:MM:SS.uuuuuuZ */
+static bool time_ok(const char *t)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+	size_t i;
+
+	if (!t || strlen(t) != sizeof(shape) - 1)
+		return false;
+	for (i = 0; shape[i]; i++)
+		if (shape[i] == 'd' ? (t[i] < '0' || t[i] > '9') : t[i] != shape[i])
+			return false;
+	return true;
+}
+
 /* Members of every kind, nested, in order; a sink reading objects gets
  * the same event as the line. */
 void test_output_line_members(void)
@@ -136,6 +151,8 @@ void test_output_line_members(void)
 	oline__str(l, "server", "tickets");
 	oline__str(l, "absent", NULL);
 	oline__int(l, "n", -42);
+	oline__int(l, "zero", 0);
+	oline__int(l, "min", LLONG_MIN);
 	oline__bool(l, "fast_path", true);
 	oline__open(l, "request");
 	oline__str(l, "method", "tools/call");
@@ -157,12 +174,15 @@ void test_output_line_members(void)
 		goto out;
 	p = seen.line;
 	ASSERT_TRUE(strncmp(p, "{\"time\":\"", 9) == 0, "time first");
+	ASSERT_TRUE(time_ok(json_string_value(json_object_get(seen.obj, "time"))),
+		    "time is RFC 3339 UTC with microseconds");
 	ASSERT_STRSTR(p, "\",\"kind\":\"request\",\"node\":\"node-a\",\"server\":\"tickets\","
-		      "\"n\":-42,\"fast_path\":true,\"request\":{\"method\":\"tools/call\","
+		      "\"n\":-42,\"zero\":0,\"min\":-9223372036854775808,\"fast_path\":true,\"request\":{\"method\":\"tools/call\","
 		      "\"id\":\"a\",\"batch\":[{\"method\":\"ping\"},{}],\"empty\":[]},"
 		      "\"related\":{\"pid\":7}}", "members in order");
-	want = json_pack("{s:s,s:s,s:s,s:i,s:b,s:{s:s,s:s,s:[{s:s},{}],s:[]},s:{s:i}}",
+	want = json_pack("{s:s,s:s,s:s,s:i,s:i,s:I,s:b,s:{s:s,s:s,s:[{s:s},{}],s:[]},s:{s:i}}",
 			 "kind", "request", "node", "node-a", "server", "tickets", "n", -42,
+			 "zero", 0, "min", (json_int_t)LLONG_MIN,
 			 "fast_path", 1, "request", "method", "tools/call", "id", "a", "batch",
 			 "method", "ping", "empty", "related", "pid", 7);
 	json_object_set(want, "time", json_object_get(seen.obj, "time"));

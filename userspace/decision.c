@@ -828,10 +828,13 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 
 	decider__session_client_info(d, r);
 	claim_view(d, r, &cv, &untrusted);
-	claims_text(&cv, claims, sizeof(claims));
-	describe(&c->client, who, sizeof(who));
 
 	client = match_client(p, &cv, &c->client, &claimed);
+	if (!client) {
+		/* Only findings need them in words. */
+		claims_text(&cv, claims, sizeof(claims));
+		describe(&c->client, who, sizeof(who));
+	}
 	if (!client && !claimed) {
 		finding(d, out, VERDICT_UNKNOWN_CLIENT, p->unknown_client);
 		set_reason(out, "No policy client matches the claimed identity (%s%s), sent by %s.",

@@ -51,16 +51,30 @@ void output__time(char *buf, size_t len)
 	/* The date and time to the second, formatted once per second. */
 	static __thread time_t last_sec = -1;
 	static __thread char base[32];
+	static __thread size_t base_len;
 	struct timespec ts;
 	struct tm tm;
+	long us;
+	int i;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (ts.tv_sec != last_sec) {
 		gmtime_r(&ts.tv_sec, &tm);
-		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+		base_len = strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
 		last_sec = ts.tv_sec;
 	}
-	snprintf(buf, len, "%s.%06ldZ", base, ts.tv_nsec / 1000);
+	if (len < base_len + 9) {
+		snprintf(buf, len, "%s", base);
+		return;
+	}
+	/* ".uuuuuuZ" by hand: this runs for every event. */
+	memcpy(buf, base, base_len);
+	buf[base_len] = '.';
+	us = ts.tv_nsec / 1000;
+	for (i = 6; i >= 1; i--, us /= 10)
+		buf[base_len + (size_t)i] = (char)('0' + us % 10);
+	buf[base_len + 7] = 'Z';
+	buf[base_len + 8] = '\0';
 }
 
 struct output *output__new(const char *node)
@@ -482,11 +496,17 @@ void oline__str(struct output_line *l, const char *key, const char *val)
 
 void oline__int(struct output_line *l, const char *key, long long v)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", v);
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	char num[24], *p = num + sizeof(num);
 
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
 	line_key(l, key);
-	line_put(l, num, (size_t)n);
+	line_put(l, p, (size_t)(num + sizeof(num) - p));
 }
 
 void oline__bool(struct output_line *l, const char *key, bool v)
