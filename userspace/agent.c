@@ -60,6 +60,7 @@
 #include "proctab.h"
 #include "render.h"
 #include "request.h"
+#include "schedguard.h"
 #include "stdio_guard.h"
 #include "store.h"
 #include "workload.h"
@@ -98,6 +99,7 @@ struct agent {
 	struct latency_hist verdict_latency;
 	struct latency_hist verdict_wait;	/* of it: held bytes waiting to be read */
 	char scheduling[160];		/* how the event loop is scheduled */
+	struct sched_guard sched;
 	uint64_t actions[VERDICT__MAX][3];	/* allowed, alerted, blocked */
 	uint64_t sink_dropped[16];
 	struct stdio_ctx stdio;
@@ -1846,6 +1848,8 @@ static void report_sink_drops(struct agent *a)
 	}
 }
 
+static void guard_scheduling(struct agent *a);
+
 static void tick(struct agent *a)
 {
 	uint64_t now = now_ns();
@@ -1861,6 +1865,7 @@ static void tick(struct agent *a)
 	if (a->attest)
 		attest__tick(a->attest, now);
 	if (a->ticks % 10 == 0) {
+		guard_scheduling(a);
 		report_losses(a);
 		report_sink_drops(a);
 		check_health(a, now);
@@ -2449,26 +2454,73 @@ static void join_host_cgroupns(void)
  * thread stay plain. The kernel's real-time throttling
  * (sched_rt_runtime_us) still leaves others the CPU should the loop spin.
  */
-static void set_scheduling(struct agent *a)
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int go_realtime(void)
 {
 	struct sched_param sp = { .sched_priority = 1 };
+
+	return sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) ? -errno : 0;
+}
+
+static void set_scheduling(struct agent *a)
+{
 	int e;
 
+	sched_guard__init(&a->sched, false, thread_cpu_ns(), now_ns());
 	if (a->opts->scheduling && strcmp(a->opts->scheduling, "normal") == 0) {
 		snprintf(a->scheduling, sizeof(a->scheduling), "normal");
 		return;
 	}
-	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0) {
+	e = -go_realtime();
+	if (!e) {
 		snprintf(a->scheduling, sizeof(a->scheduling), "realtime");
+		sched_guard__init(&a->sched, true, thread_cpu_ns(), now_ns());
 		return;
 	}
-	e = errno;
 	snprintf(a->scheduling, sizeof(a->scheduling), "normal (SCHED_FIFO refused: %s)",
 		 strerror(e));
 	pr_warn("cannot run the event loop SCHED_FIFO (%s): held requests may wait behind "
 		"other tasks for their verdict%s", strerror(e),
 		e == EPERM ? " (it needs CAP_SYS_NICE and, with RT group scheduling, a cpu "
 		"cgroup with cpu.rt_runtime_us; --scheduling normal says this is meant)" : "");
+}
+
+/* Every second: a loop busy most of the time gives real-time up for a
+ * while (schedguard.h). */
+static void guard_scheduling(struct agent *a)
+{
+	struct sched_param plain = { .sched_priority = 0 };
+	uint64_t now = now_ns();
+	enum sched_change c;
+
+	if (!a->sched.realtime && !a->sched.resume_ns)
+		return;	/* never real-time, or not coming back */
+	c = sched_guard__tick(&a->sched, thread_cpu_ns(), now);
+	if (c == SCHED_TO_NORMAL) {
+		if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &plain))
+			return;
+		sched_guard__applied(&a->sched, c, now);
+		snprintf(a->scheduling, sizeof(a->scheduling), "normal (real-time suspended: the "
+			 "loop was busy %u%% of the last second)", a->sched.busy_pct);
+		pr_warn("the event loop was busy %u%% of the last second: it runs as a plain "
+			"task for at least %llu s", a->sched.busy_pct,
+			SCHED_GUARD_PAUSE_NS / 1000000000ull);
+	} else if (c == SCHED_TO_REALTIME) {
+		if (go_realtime()) {
+			a->sched.resume_ns = 0;	/* refused now: stay plain */
+			return;
+		}
+		sched_guard__applied(&a->sched, c, now);
+		snprintf(a->scheduling, sizeof(a->scheduling), "realtime");
+		pr_info("the event loop is calm again: real-time once more");
+	}
 }
 
 static void run_loop(struct agent *a)
