@@ -18,6 +18,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "jsonlite.h"
 #include "mcp.h"
 
 #define META_CLIENT_INFO	"io.modelcontextprotocol/clientInfo"
@@ -137,17 +138,17 @@ static int dup_str(char **dst, const char *src)
  * requests). Integral reals are accepted as integers: a body re-read with
  * JSON_DECODE_INT_AS_REAL (see mcp__parse) carries its integers that way.
  */
-static bool id_ok(const json_t *id, bool response)
+static bool id_ok(const struct jl *id, bool response)
 {
 	double r;
 
-	if (json_is_string(id) || json_is_integer(id))
+	if (jl__is(id, JL_STRING) || jl__is(id, JL_INTEGER))
 		return true;
-	if (json_is_null(id))
+	if (jl__is(id, JL_NULL))
 		return response;
-	if (!json_is_real(id))
+	if (!jl__is(id, JL_REAL))
 		return false;
-	r = json_real_value(id);
+	r = (id)->v.r;
 	/* Every double past 2^53 is a whole number; below, test it without
 	 * a cast that would overflow. */
 	if (r >= 9007199254740992.0 || r <= -9007199254740992.0)
@@ -155,37 +156,51 @@ static bool id_ok(const json_t *id, bool response)
 	return r == (double)(long long)r;
 }
 
-static int id_text(const json_t *id, char **out)
+static int id_text(const struct jl *id, char **out)
 {
-	if (json_is_real(id)) {
-		double r = json_real_value(id);
+	json_t *str;
+	int n;
 
+	switch (id->type) {
+	case JL_REAL:
 		/* Only integral values reach here (id_ok). */
-		if (asprintf(out, "%.0f", r) < 0) {
-			*out = NULL;
-			return -ENOMEM;
-		}
-		return 0;
+		n = asprintf(out, "%.0f", id->v.r);
+		break;
+	case JL_INTEGER:
+		n = asprintf(out, "%lld", id->v.i);
+		break;
+	case JL_STRING:
+		/* Escaped as every other string of an event is (jansson). */
+		str = json_string(id->v.s);
+		*out = str ? json_dumps(str, JSON_ENCODE_ANY) : NULL;
+		json_decref(str);
+		return *out ? 0 : -ENOMEM;
+	default:
+		n = asprintf(out, "null");
+		break;
 	}
-	*out = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-	return *out ? 0 : -ENOMEM;
+	if (n < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Copies obj[key] when it is a string; a present non-string is an error. */
-static int get_str(const json_t *obj, const char *key, char **dst, bool *bad)
+static int get_str(const struct jl *obj, const char *key, char **dst, bool *bad)
 {
-	const json_t *v = json_object_get(obj, key);
+	const struct jl *v = jl__get(obj, key);
 
 	if (!v)
 		return 0;
-	if (!json_is_string(v)) {
+	if (!jl__is(v, JL_STRING)) {
 		*bad = true;
 		return 0;
 	}
-	return dup_str(dst, json_string_value(v));
+	return dup_str(dst, (v)->v.s);
 }
 
-static int read_client_info(struct mcp_body *b, size_t idx, const json_t *ci,
+static int read_client_info(struct mcp_body *b, size_t idx, const struct jl *ci,
 			    const char *what, char **name, char **version)
 {
 	char at[48];
@@ -193,7 +208,7 @@ static int read_client_info(struct mcp_body *b, size_t idx, const json_t *ci,
 	int err;
 
 	where(at, sizeof(at), b, idx);
-	if (!json_is_object(ci))
+	if (!jl__is(ci, JL_OBJECT))
 		return body_fail(b, "bad_params", "The request's %s is not a JSON object%s.", what, at);
 	err = get_str(ci, "name", name, &bad);
 	if (!err)
@@ -208,33 +223,33 @@ static int read_client_info(struct mcp_body *b, size_t idx, const json_t *ci,
 }
 
 /* params._meta: the 2026-era envelope (clientInfo, protocolVersion). */
-static int read_meta(struct mcp_body *b, size_t idx, const json_t *params,
+static int read_meta(struct mcp_body *b, size_t idx, const struct jl *params,
 		     struct mcp_message *m, char **meta_version)
 {
-	const json_t *meta, *ci, *pv;
+	const struct jl *meta, *ci, *pv;
 	char at[48];
 	int err;
 
 	where(at, sizeof(at), b, idx);
-	meta = json_object_get(params, "_meta");
+	meta = jl__get(params, "_meta");
 	if (!meta)
 		return 0;
-	if (!json_is_object(meta))
+	if (!jl__is(meta, JL_OBJECT))
 		return body_fail(b, "bad_params",
 				 "The request's params._meta is not a JSON object%s.", at);
 
-	pv = json_object_get(meta, META_PROTOCOL_VERSION);
+	pv = jl__get(meta, META_PROTOCOL_VERSION);
 	if (pv) {
-		if (!json_is_string(pv))
+		if (!jl__is(pv, JL_STRING))
 			return body_fail(b, "bad_params",
 					 "The request's _meta[\"%s\"] is not a string%s.",
 					 META_PROTOCOL_VERSION, at);
-		err = dup_str(meta_version, json_string_value(pv));
+		err = dup_str(meta_version, (pv)->v.s);
 		if (err)
 			return err;
 	}
 
-	ci = json_object_get(meta, META_CLIENT_INFO);
+	ci = jl__get(meta, META_CLIENT_INFO);
 	if (!ci)
 		return 0;
 	err = read_client_info(b, idx, ci, "_meta[\"" META_CLIENT_INFO "\"]",
@@ -252,18 +267,18 @@ static bool str_eq_null(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-static int read_initialize(struct mcp_body *b, size_t idx, const json_t *params,
+static int read_initialize(struct mcp_body *b, size_t idx, const struct jl *params,
 			   struct mcp_message *m)
 {
 	char *name = NULL, *version = NULL;
-	const json_t *ci;
+	const struct jl *ci;
 	char at[48];
 	bool bad = false;
 	int err;
 
 	where(at, sizeof(at), b, idx);
 	/* The version initialize asks for outranks a _meta one. */
-	if (json_object_get(params, "protocolVersion")) {
+	if (jl__get(params, "protocolVersion")) {
 		free(m->protocol_version);
 		m->protocol_version = NULL;
 	}
@@ -274,7 +289,7 @@ static int read_initialize(struct mcp_body *b, size_t idx, const json_t *params,
 		return body_fail(b, "bad_params",
 				 "The initialize params.protocolVersion is not a string%s.", at);
 
-	ci = json_object_get(params, "clientInfo");
+	ci = jl__get(params, "clientInfo");
 	if (!ci)
 		return 0;
 	err = read_client_info(b, idx, ci, "initialize params.clientInfo", &name, &version);
@@ -301,21 +316,21 @@ out:
 }
 
 /* The string field a method is about: tools/call name, resources/read uri... */
-static int read_target(struct mcp_body *b, size_t idx, const json_t *params,
+static int read_target(struct mcp_body *b, size_t idx, const struct jl *params,
 		       const char *key, char **dst)
 {
-	const json_t *v = json_object_get(params, key);
+	const struct jl *v = jl__get(params, key);
 	char at[48], method[QUOTE_BUF];
 
-	if (json_is_string(v))
-		return dup_str(dst, json_string_value(v));
+	if (jl__is(v, JL_STRING))
+		return dup_str(dst, (v)->v.s);
 	where(at, sizeof(at), b, idx);
 	quote(method, sizeof(method), b->msgs[idx].method, strlen(b->msgs[idx].method));
 	return body_fail(b, "bad_params", "The %s request has no string params.%s%s.",
 			 method, key, at);
 }
 
-static int read_params(struct mcp_body *b, size_t idx, const json_t *params,
+static int read_params(struct mcp_body *b, size_t idx, const struct jl *params,
 		       char **meta_version)
 {
 	struct mcp_message *m = &b->msgs[idx];
@@ -329,14 +344,14 @@ static int read_params(struct mcp_body *b, size_t idx, const json_t *params,
 		      strcmp(method, "prompts/get") == 0 ||
 		      strcmp(method, "initialize") == 0;
 	where(at, sizeof(at), b, idx);
-	if (params && !json_is_object(params) && !json_is_array(params))
+	if (params && !jl__is(params, JL_OBJECT) && !jl__is(params, JL_ARRAY))
 		return body_fail(b, "bad_params",
 				 "The request's params is neither an object nor an array%s.", at);
-	if (need_object && !json_is_object(params)) {
+	if (need_object && !jl__is(params, JL_OBJECT)) {
 		quote(q, sizeof(q), method, strlen(method));
 		return body_fail(b, "bad_params", "The %s request has no params object%s.", q, at);
 	}
-	if (!json_is_object(params))
+	if (!jl__is(params, JL_OBJECT))
 		return 0;
 
 	err = read_meta(b, idx, params, m, meta_version);
@@ -363,29 +378,29 @@ static int read_params(struct mcp_body *b, size_t idx, const json_t *params,
  * One message: JSON-RPC shape, then the fields we judge on. meta_version
  * receives a copy of _meta's protocol version, if any.
  */
-static int read_message(struct mcp_body *b, size_t idx, const json_t *msg, char **meta_version)
+static int read_message(struct mcp_body *b, size_t idx, const struct jl *msg, char **meta_version)
 {
 	struct mcp_message *m = &b->msgs[idx];
-	const json_t *jsonrpc, *method, *id, *params;
+	const struct jl *jsonrpc, *method, *id, *params;
 	bool has_result, has_error;
 	char at[48];
 	int err;
 
 	where(at, sizeof(at), b, idx);
-	if (!json_is_object(msg))
+	if (!jl__is(msg, JL_OBJECT))
 		return body_fail(b, "not_jsonrpc", "The message is not a JSON object%s.", at);
-	jsonrpc = json_object_get(msg, "jsonrpc");
-	if (!json_is_string(jsonrpc) || strcmp(json_string_value(jsonrpc), "2.0") != 0)
+	jsonrpc = jl__get(msg, "jsonrpc");
+	if (!jl__is(jsonrpc, JL_STRING) || strcmp((jsonrpc)->v.s, "2.0") != 0)
 		return body_fail(b, "not_jsonrpc",
 				 "The message does not declare \"jsonrpc\": \"2.0\"%s.", at);
 
-	method = json_object_get(msg, "method");
-	id = json_object_get(msg, "id");
-	params = json_object_get(msg, "params");
-	has_result = json_object_get(msg, "result") != NULL;
-	has_error = json_object_get(msg, "error") != NULL;
+	method = jl__get(msg, "method");
+	id = jl__get(msg, "id");
+	params = jl__get(msg, "params");
+	has_result = jl__get(msg, "result") != NULL;
+	has_error = jl__get(msg, "error") != NULL;
 
-	if (method && !json_is_string(method))
+	if (method && !jl__is(method, JL_STRING))
 		return body_fail(b, "not_jsonrpc", "The message's \"method\" is not a string%s.", at);
 	if (method && (has_result || has_error))
 		return body_fail(b, "not_jsonrpc",
@@ -407,7 +422,7 @@ static int read_message(struct mcp_body *b, size_t idx, const json_t *msg, char 
 		m->is_response = true;
 		return 0;
 	}
-	err = dup_str(&m->method, json_string_value(method));
+	err = dup_str(&m->method, (method)->v.s);
 	if (err)
 		return err;
 	m->is_request = id != NULL;
@@ -554,11 +569,11 @@ static int check_name(struct mcp_body *b, size_t idx, const char *hdr, const cha
 }
 
 /* What Mcp-Name must mirror for this message, and how to say it. */
-static const char *name_target(const struct mcp_message *m, const json_t *msg,
+static const char *name_target(const struct mcp_message *m, const struct jl *msg,
 			       const char **what, bool *required)
 {
-	const json_t *params = json_object_get(msg, "params");
-	const json_t *v;
+	const struct jl *params = jl__get(msg, "params");
+	const struct jl *v;
 
 	*required = true;
 	if (m->tool) {
@@ -577,16 +592,16 @@ static const char *name_target(const struct mcp_message *m, const json_t *msg,
 	 * params.name or params.uri (subscribe, completion, ...). */
 	*required = false;
 	*what = "names";
-	v = json_object_get(params, "name");
-	if (json_is_string(v))
-		return json_string_value(v);
-	v = json_object_get(params, "uri");
-	if (json_is_string(v))
-		return json_string_value(v);
+	v = jl__get(params, "name");
+	if (jl__is(v, JL_STRING))
+		return (v)->v.s;
+	v = jl__get(params, "uri");
+	if (jl__is(v, JL_STRING))
+		return (v)->v.s;
 	return NULL;
 }
 
-static int check_headers(struct mcp_body *b, size_t idx, const json_t *msg,
+static int check_headers(struct mcp_body *b, size_t idx, const struct jl *msg,
 			 const struct mcp_headers *h, bool stateless)
 {
 	const struct mcp_message *m = &b->msgs[idx];
@@ -665,26 +680,22 @@ static int body_era(struct mcp_body *b, const struct mcp_headers *h, const char 
 	return 0;
 }
 
-static int load_json(const char *body, size_t len, struct mcp_body *out, json_t **root)
+static int load_json(const char *body, size_t len, struct mcp_body *out, struct jl_doc **doc)
 {
-	json_error_t jerr;
+	struct jl_error jerr;
 	char q[QUOTE_BUF];
 
-	*root = json_loadb(body ? body : "", body ? len : 0,
-			   JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-	/* Integers past 64 bits are valid JSON every JavaScript or Python
-	 * server takes; keep them as reals rather than call the body bad. */
-	if (!*root && json_error_code(&jerr) == json_error_numeric_overflow)
-		*root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
-				   JSON_DECODE_INT_AS_REAL, &jerr);
-	if (*root)
+	*doc = jl__parse(body ? body : "", body ? len : 0, &jerr);
+	if (*doc)
 		return 0;
+	if (jerr.code == JL_NOMEM)
+		return -ENOMEM;
 	quote(q, sizeof(q), jerr.text, strlen(jerr.text));
-	if (json_error_code(&jerr) == json_error_duplicate_key)
+	if (jerr.code == JL_DUPLICATE_KEY)
 		return body_fail(out, "duplicate_key",
 				 "The body repeats a JSON object key, which servers resolve differently (%s).",
 				 q);
-	return body_fail(out, "bad_json", "The body is not valid JSON (byte %d: %s).",
+	return body_fail(out, "bad_json", "The body is not valid JSON (byte %zu: %s).",
 			 jerr.position, q);
 }
 
@@ -695,18 +706,20 @@ int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
 	const struct mcp_headers *h = hdrs ? hdrs : &no_headers;
 	char *meta_version = NULL;
 	enum mcp_era era;
-	json_t *root = NULL;
+	struct jl_doc *doc = NULL;
+	const struct jl *root = NULL;
 	size_t n, i;
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	err = load_json(body, len, out, &root);
+	err = load_json(body, len, out, &doc);
 	if (err || out->error)
 		goto out;
+	root = jl__root(doc);
 
-	if (json_is_array(root)) {
+	if (jl__is(root, JL_ARRAY)) {
 		out->batch = true;
-		n = json_array_size(root);
+		n = root->n;
 		if (n == 0) {
 			err = body_fail(out, "empty_batch", "The body is an empty JSON-RPC batch.");
 			goto out;
@@ -717,7 +730,7 @@ int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
 					n, MCP_MAX_BATCH);
 			goto out;
 		}
-	} else if (json_is_object(root)) {
+	} else if (jl__is(root, JL_OBJECT)) {
 		n = 1;
 	} else {
 		err = body_fail(out, "not_jsonrpc", "The body is neither a JSON object nor a batch.");
@@ -731,7 +744,7 @@ int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
 	}
 	out->n_msgs = n;
 	for (i = 0; i < n; i++) {
-		const json_t *msg = out->batch ? json_array_get(root, i) : root;
+		const struct jl *msg = out->batch ? jl__at(root, i) : root;
 		char *mv = NULL;
 
 		err = read_message(out, i, msg, &mv);
@@ -754,7 +767,7 @@ int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		const json_t *msg = out->batch ? json_array_get(root, i) : root;
+		const struct jl *msg = out->batch ? jl__at(root, i) : root;
 
 		err = check_headers(out, i, msg, h, era == MCP_ERA_STATELESS);
 		if (err || out->error)
@@ -762,7 +775,7 @@ int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
 	}
 out:
 	free(meta_version);
-	json_decref(root);
+	jl__free(doc);
 	if (err) {
 		mcp_body__release(out);
 		return err;

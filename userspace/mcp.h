@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * JSON-RPC / MCP body reading (jansson). Extracts what a request claims and
+ * JSON-RPC / MCP body reading (jsonlite.h). Extracts what a request claims and
  * asks for: method, id, tool name, clientInfo (from initialize params, or
  * from params._meta["io.modelcontextprotocol/clientInfo"] in 2026-07-28 and
  * later), for single messages and 2025-03-26 batches. For 2026-era requests

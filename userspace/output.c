@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "output.h"
+#include "utf8.h"
 
 #define MAX_SINKS 8
 
@@ -368,38 +369,6 @@ static void line_put(struct output_line *l, const char *s, size_t n)
 	l->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at p (non-ASCII lead byte), or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if ((size_t)(end - p) < n)
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;	/* overlong */
-	else if (c == 0xed)
-		hi = 0x9f;	/* surrogates */
-	else if (c == 0xf0)
-		lo = 0x90;	/* overlong */
-	else if (c == 0xf4)
-		hi = 0x8f;	/* above U+10FFFF */
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 /* s as a JSON string, escaped as jansson escapes (no \/, UTF-8 kept). */
 static void line_put_string(struct output_line *l, const char *s)
 {
@@ -418,7 +387,7 @@ static void line_put_string(struct output_line *l, const char *s)
 		if (p == end)
 			break;
 		if (*p >= 0x80) {
-			n = utf8_len(p, end);
+			n = utf8__seq_len(p, end);
 			if (n) {
 				line_put(l, (const char *)p, n);
 				p += n;
