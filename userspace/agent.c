@@ -1156,19 +1156,29 @@ static void fleet_adopt(struct agent *a, struct conn *c, const char *json)
 	json_decref(o);
 }
 
-static void fleet_lookup(struct agent *a, struct conn *c)
+/* c's fleet attribution key: the client's view of its tuple. Made when
+ * needed rather than kept in every connection. */
+#define FLEET_KEY_MAX 112
+
+static void conn_fleet_key(const struct conn *c, char *key, size_t len)
 {
 	struct mcpw_tuple cv = {};
-	const char *json = NULL;
-	int err;
 
-	/* Client view of the server-view tuple. */
 	memcpy(cv.saddr, c->tuple.daddr, 16);
 	memcpy(cv.daddr, c->tuple.saddr, 16);
 	cv.sport = c->tuple.dport;
 	cv.dport = c->tuple.sport;
-	fleet_key(&cv, c->remote_key, sizeof(c->remote_key));
-	err = store__conn_lookup(a->store, c->remote_key, &json);
+	fleet_key(&cv, key, len);
+}
+
+static void fleet_lookup(struct agent *a, struct conn *c)
+{
+	char key[FLEET_KEY_MAX];
+	const char *json = NULL;
+	int err;
+
+	conn_fleet_key(c, key, sizeof(key));
+	err = store__conn_lookup(a->store, key, &json);
 	if (err == 0 && json)
 		fleet_adopt(a, c, json);
 	else if (err == -EINPROGRESS)
@@ -1184,8 +1194,12 @@ static void fleet_on_conn_found(void *ctx, const char *key, const char *json)
 	hmap__iter_init(a->conns, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct conn *c = val;
+		char mine[FLEET_KEY_MAX];
 
-		if (!c->remote_wait || strcmp(c->remote_key, key))
+		if (!c->remote_wait)
+			continue;
+		conn_fleet_key(c, mine, sizeof(mine));
+		if (strcmp(mine, key))
 			continue;
 		c->remote_wait = false;
 		fleet_adopt(a, c, json);

@@ -33,7 +33,6 @@ struct conn {
 	bool closing;			/* closed; freed after the next drain */
 	uint64_t closed_tick;
 	bool remote_wait;		/* requests wait for the client's node */
-	char remote_key[112];		/* its fleet attribution key */
 
 	struct workload client;
 	struct workload server;
