@@ -100,6 +100,8 @@ struct agent {
 	struct latency_hist verdict_wait;	/* of it: held bytes waiting to be read */
 	char scheduling[160];		/* how the event loop is scheduled */
 	struct sched_guard sched;
+	bool reporting_plain;		/* real-time set aside for reporting */
+	uint64_t plain_report_batches;	/* loop passes that did so */
 	uint64_t actions[VERDICT__MAX][3];	/* allowed, alerted, blocked */
 	uint64_t sink_dropped[16];
 	struct stdio_ctx stdio;
@@ -1048,6 +1050,36 @@ static void replay_early(struct agent *a, struct conn *c)
 	early_free(c);
 }
 
+/*
+ * Copies of requests the kernel already passed only need their events: no
+ * one waits on them, and a batch of thousands run real-time would hold
+ * their CPU away from the very server and client they report on for
+ * milliseconds. The loop handles them as a plain task and is real-time
+ * again before it sleeps (back_to_realtime()).
+ */
+static void report_as_plain_task(struct agent *a)
+{
+	struct sched_param plain = { .sched_priority = 0 };
+
+	if (!a->sched.realtime || a->reporting_plain)
+		return;
+	if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &plain) == 0) {
+		a->reporting_plain = true;
+		a->plain_report_batches++;
+	}
+}
+
+static int go_realtime(void);
+
+static void back_to_realtime(struct agent *a)
+{
+	if (!a->reporting_plain)
+		return;
+	a->reporting_plain = false;
+	if (a->sched.realtime && go_realtime())
+		pr_warn("cannot make the event loop real-time again: %s", strerror(errno));
+}
+
 static int on_data(void *ctx, void *data, size_t size)
 {
 	struct agent *a = ctx;
@@ -1073,6 +1105,7 @@ static int on_data(void *ctx, void *data, size_t size)
 	if (c->denied)
 		return 0;
 	if (e->flags & MCPW_DATA_FAST) {
+		report_as_plain_task(a);
 		if (c->open_seen && !c->blind)
 			handle_fast_record(a, c, e);
 		else if (!c->open_seen)
@@ -2148,6 +2181,8 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "pid", json_integer(getpid()));
 	json_object_set_new(st, "node", json_string(a->node));
 	json_object_set_new(st, "scheduling", json_string(a->scheduling));
+	json_object_set_new(st, "plain_report_batches",
+			    json_integer((json_int_t)a->plain_report_batches));
 	json_object_set_new(st, "mode", json_string(a->enforce ? "enforce" : "monitor"));
 	json_object_set_new(st, "uptime_s", json_integer((json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
 	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
@@ -2571,6 +2606,7 @@ static void run_loop(struct agent *a)
 			}
 		}
 		output__flush(a->out);
+		back_to_realtime(a);
 	}
 }
 

@@ -7,6 +7,7 @@
  * another identity is still an identity_switch.
  */
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,33 +31,32 @@ static int run_raw(struct env *e, const char *cg, const char *spec, const char *
 	return env__wait(e, pid, 30000);
 }
 
-static long long status_counter(struct env *e, const char *name)
+/* An integer of `mcpwarden status`: member name of object obj (NULL: the
+ * top level). */
+static long long status_int(struct env *e, const char *obj, const char *name)
 {
 	char path[600];
-	json_t *st;
+	json_t *st, *o;
 	long long v;
 
 	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
 	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
 	st = json_load_file(path, 0, NULL);
-	v = json_integer_value(json_object_get(json_object_get(st, "kernel_counters"), name));
+	o = obj ? json_object_get(st, obj) : st;
+	v = json_integer_value(json_object_get(o, name));
 	json_decref(st);
 	return v;
+}
+
+static long long status_counter(struct env *e, const char *name)
+{
+	return status_int(e, "kernel_counters", name);
 }
 
 /* A member of the status's "reuse" object (repeated work the caches saved). */
 static long long status_reuse(struct env *e, const char *name)
 {
-	char path[600];
-	json_t *st;
-	long long v;
-
-	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
-	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
-	st = json_load_file(path, 0, NULL);
-	v = json_integer_value(json_object_get(json_object_get(st, "reuse"), name));
-	json_decref(st);
-	return v;
+	return status_int(e, "reuse", name);
 }
 
 void test_fastpath_resync(void)
@@ -359,6 +359,12 @@ void test_fastpath_churn_every_request_reported(void)
 	ASSERT_EQ(n, requests, "a request event for every request");
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"lost\"", ""), 0, "nothing lost");
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"alert\"", ""), 0, "nothing refused");
+	/* The reports were written as a plain task; idle, the loop is
+	 * real-time again. */
+	ASSERT_GE(status_int(&e, NULL, "plain_report_batches"), 1,
+		  "reports of kernel-passed requests written as a plain task");
+	ASSERT_EQ(sched_getscheduler(e.agent.pid), SCHED_FIFO | SCHED_RESET_ON_FORK,
+		  "the loop is real-time again once the reports are written");
 cleanup:
 	env__cleanup(&e);
 }
