@@ -105,49 +105,6 @@ static bool push(struct parser *ps, const struct jl *v)
 	return true;
 }
 
-static int hex4(const unsigned char *p)
-{
-	int v = 0, i;
-
-	for (i = 0; i < 4; i++) {
-		int c = p[i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
-static size_t put_utf8(char *out, unsigned int cp)
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xe0 | cp >> 12);
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		out[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | cp >> 18);
-	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	out[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
 
 /* A string at ps->p (its opening quote): decoded into the arena. */
 static bool parse_string(struct parser *ps, const char **out, uint32_t *out_len)
@@ -206,7 +163,7 @@ static bool parse_string(struct parser *ps, const char **out, uint32_t *out_len)
 		default:
 			return fail(ps, JL_BAD, "invalid escape in a string");
 		}
-		if (close - q < 6 || (cp = hex4(q + 2)) < 0)
+		if (close - q < 6 || (cp = (int)utf8__hex4(q + 2)) < 0)
 			return fail(ps, JL_BAD, "invalid \\u escape in a string");
 		q += 6;
 		if (cp == 0)
@@ -214,14 +171,14 @@ static bool parse_string(struct parser *ps, const char **out, uint32_t *out_len)
 		if (cp >= 0xdc00 && cp <= 0xdfff)
 			return fail(ps, JL_BAD, "invalid Unicode '\\u%04X' (a lone low surrogate)", cp);
 		if (cp >= 0xd800 && cp <= 0xdbff) {
-			if (close - q < 6 || q[0] != '\\' || q[1] != 'u' || (lo = hex4(q + 2)) < 0 ||
-			    lo < 0xdc00 || lo > 0xdfff)
+			if (close - q < 6 || q[0] != '\\' || q[1] != 'u' ||
+			    (lo = (int)utf8__hex4(q + 2)) < 0xdc00 || lo > 0xdfff)
 				return fail(ps, JL_BAD, "invalid Unicode '\\u%04X' (no low surrogate)",
 					    cp);
 			q += 6;
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 		}
-		n += put_utf8(dst + n, (unsigned int)cp);
+		n += utf8__put(dst + n, (uint32_t)cp);
 	}
 	dst[n] = '\0';
 	*out = dst;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "jsonpos.h"
+#include "utf8.h"
 
 struct parser {
 	const unsigned char *p;
@@ -131,89 +132,7 @@ static int append_kid(struct jsonpos_node *parent, struct jsonpos_node *kid)
 	return 0;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF), or 0.
- */
-static size_t utf8_seq_len(const unsigned char *s, const unsigned char *end)
-{
-	size_t n, i;
-	unsigned char lo = 0x80, hi = 0xbf;
 
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		else if (s[0] == 0xed)
-			hi = 0x9f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		else if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - s) < n)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-static size_t utf8_put(char *d, uint32_t cp)
-{
-	if (cp < 0x80) {
-		d[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		d[0] = (char)(0xc0 | (cp >> 6));
-		d[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		d[0] = (char)(0xe0 | (cp >> 12));
-		d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		d[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	d[0] = (char)(0xf0 | (cp >> 18));
-	d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	d[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* Four hex digits at s (s + 4 <= end checked by the caller), or -1. */
-static long hex4(const unsigned char *s)
-{
-	long v = 0;
-	int i;
-
-	for (i = 0; i < 4; i++) {
-		unsigned char c = s[i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
 
 /* One escape at s ('\\'), before q. Writes into *d; advances *s. */
 static int decode_escape(struct parser *ps, const unsigned char **sp,
@@ -233,18 +152,18 @@ static int decode_escape(struct parser *ps, const unsigned char **sp,
 	case 'r': *(*dp)++ = '\r'; break;
 	case 't': *(*dp)++ = '\t'; break;
 	case 'u':
-		if (q - s < 6 || (cp = hex4(s + 2)) < 0)
+		if (q - s < 6 || (cp = utf8__hex4(s + 2)) < 0)
 			return fail(ps, s, "\\u must be followed by four hex digits");
 		if (cp >= 0xdc00 && cp <= 0xdfff)
 			return fail(ps, s, "\\u%04lX is half of a UTF-16 surrogate pair, alone", cp);
 		if (cp >= 0xd800 && cp <= 0xdbff) {
 			if (q - s < 12 || s[6] != '\\' || s[7] != 'u' ||
-			    (lo = hex4(s + 8)) < 0xdc00 || lo > 0xdfff)
+			    (lo = utf8__hex4(s + 8)) < 0xdc00 || lo > 0xdfff)
 				return fail(ps, s, "\\u%04lX is half of a UTF-16 surrogate pair, alone", cp);
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 			s += 6;
 		}
-		*dp += utf8_put(*dp, (uint32_t)cp);
+		*dp += utf8__put(*dp, (uint32_t)cp);
 		*sp = s + 6;
 		return 0;
 	default:
@@ -286,7 +205,7 @@ static int parse_string(struct parser *ps, char **out, size_t *out_len)
 		} else if (*s < 0x80) {
 			*d++ = (char)*s++;
 		} else {
-			size_t n = utf8_seq_len(s, q);
+			size_t n = utf8__seq_len(s, q);
 
 			if (!n) {
 				err = fail(ps, s, "invalid UTF-8 (byte 0x%02x) in string", *s);

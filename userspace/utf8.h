@@ -4,14 +4,17 @@
 #define MCPW_UTF8_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-/* Length of the valid UTF-8 sequence at p (a non-ASCII lead byte) before
- * end, or 0 when it is not one. */
+/* Length of the valid UTF-8 sequence at p before end (1 for ASCII), or 0
+ * when there is none. */
 static inline size_t utf8__seq_len(const unsigned char *p, const unsigned char *end)
 {
 	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
 	size_t n, i;
 
+	if (c < 0x80)
+		return 1;
 	if (c >= 0xc2 && c <= 0xdf)
 		n = 2;
 	else if (c >= 0xe0 && c <= 0xef)
@@ -36,6 +39,53 @@ static inline size_t utf8__seq_len(const unsigned char *p, const unsigned char *
 		if (p[i] < 0x80 || p[i] > 0xbf)
 			return 0;
 	return n;
+}
+
+/* Code point cp (<= U+10FFFF, not a surrogate) as UTF-8 at d: its length. */
+static inline size_t utf8__put(char *d, uint32_t cp)
+{
+	if (cp < 0x80) {
+		d[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		d[0] = (char)(0xc0 | (cp >> 6));
+		d[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		d[0] = (char)(0xe0 | (cp >> 12));
+		d[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		d[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	d[0] = (char)(0xf0 | (cp >> 18));
+	d[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	d[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	d[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* The four hex digits of a JSON \uXXXX escape at s, or -1. */
+static inline long utf8__hex4(const unsigned char *s)
+{
+	long v = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		unsigned char c = s[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
 }
 
 #endif
