@@ -101,6 +101,7 @@ struct agent {
 	char scheduling[160];		/* how the event loop is scheduled */
 	struct sched_guard sched;
 	bool reporting_plain;		/* real-time set aside for reporting */
+	uint64_t released_ns;		/* when the request being reported was released */
 	uint64_t plain_report_batches;	/* loop passes that did so */
 	uint64_t actions[VERDICT__MAX][3];	/* allowed, alerted, blocked */
 	uint64_t sink_dropped[16];
@@ -384,7 +385,9 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	if (a->emitting_fast) {
 		oline__bool(l, "fast_path", true);
 	} else if (c->req_start_ktime) {
-		uint64_t us = (now_ns() - c->req_start_ktime) / 1000;
+		/* To the release, when it came first: not the writing. */
+		uint64_t us = ((a->released_ns ? a->released_ns : now_ns()) -
+			       c->req_start_ktime) / 1000;
 		uint64_t wait = c->req_start_read_ns > c->req_start_ktime ?
 				(c->req_start_read_ns - c->req_start_ktime) / 1000 : 0;
 
@@ -525,14 +528,16 @@ static bool uses_client_info(const struct policy *p)
 }
 
 /*
- * After an allowed request, lets the kernel pass later requests on this
- * connection whose header block is the same byte for byte (but for the
- * Content-Length digits), when nothing in a body could change the verdict:
- * no tool limits, no clientInfo-based identities, no 2026-era header
- * checks, a plain Content-Length body. Everything else keeps coming here.
+ * After an allowed request, the template that lets the kernel pass later
+ * requests on this connection whose header block is the same byte for byte
+ * (but for the Content-Length digits), when nothing in a body could change
+ * the verdict: no tool limits, no clientInfo-based identities, no 2026-era
+ * header checks, a plain Content-Length body (NULL otherwise: everything
+ * else keeps coming here).
  */
-static void maybe_fast_path(struct agent *a, struct conn *c, const struct request *r,
-			    const struct decision *d, const struct http_message *m)
+static struct mcpw_fast_tmpl *fast_template(struct agent *a, struct conn *c,
+					    const struct request *r, const struct decision *d,
+					    const struct http_message *m)
 {
 	struct mcpw_fast_tmpl *t;
 	size_t head_len = (size_t)(m->head_end - m->start), off, cl_off, cl_len;
@@ -544,16 +549,16 @@ static void maybe_fast_path(struct agent *a, struct conn *c, const struct reques
 	    head_len > MCPW_FAST_HEAD_MAX || m->start < c->held_base ||
 	    http_message__header(m, "mcp-method") || http_message__header(m, "mcp-name") ||
 	    http_message__header(m, "expect") || r->is_initialize)
-		return;
+		return NULL;
 	off = (size_t)(m->start - c->held_base);
 	if (off + head_len > c->held_len)
-		return;
+		return NULL;
 	head = c->held + off;
 	if (!http__content_length_digits(head, head_len, &cl_off, &cl_len))
-		return;
+		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
-		return;
+		return NULL;
 	t->gen = ++a->fast_gen;
 	t->head_len = (__u32)head_len;
 	t->cl_off = (__u32)cl_off;
@@ -561,6 +566,19 @@ static void maybe_fast_path(struct agent *a, struct conn *c, const struct reques
 	t->start = m->end;
 	t->max_body = a->limits.max_body_bytes;
 	memcpy(t->head, head, head_len);
+	return t;
+}
+
+/*
+ * Installed once the request it was made from is released: the template
+ * serves the connection's next requests, not this one, and its two map
+ * updates stay off this request's path. A next request that arrives in
+ * between is held and judged as usual (the template starts at this
+ * request's end, which the kernel has then passed).
+ */
+static void install_fast(struct agent *a, struct conn *c, const struct decision *d,
+			 struct mcpw_fast_tmpl *t)
+{
 	if (kernel__set_fast(a->kernel, c->cookie, t) == 0)
 		inst_install(a, c, d->client->name, t);
 	free(t);
@@ -586,6 +604,7 @@ static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw
 static void finish_request(struct agent *a, struct conn *c, struct request *r,
 			   struct decision *d, const struct http_message *m)
 {
+	struct mcpw_fast_tmpl *t;
 	uint64_t end = m->end;
 	bool blocked = a->enforce && d->deny;
 	int err;
@@ -596,11 +615,18 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 			deny_conn(a, c);
 		return;
 	}
-	maybe_fast_path(a, c, r, d, m);
+	/* Made while the request's head is still held; installed after. */
+	t = fast_template(a, c, r, d, m);
 	err = release(a, c, end);
+	a->released_ns = err ? 0 : now_ns();
+	if (t && !err)
+		install_fast(a, c, d, t);
+	else
+		free(t);
 	/* Reported once the request is on its way: the event is not on the
 	 * request's path. */
 	emit_decision(a, c, r, d, false);
+	a->released_ns = 0;
 	if (err == -ENOTCONN)
 		c->denied = true;	/* the server side is gone */
 	else if (err) {
