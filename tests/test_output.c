@@ -193,3 +193,29 @@ out:
 	free(seen.line);
 	output__free(o);
 }
+
+/* output__emit: an object's members follow the stamp in order; a member
+ * named like a stamp field (a relayed event's own node) replaces it, once. */
+void test_output_emit_object(void)
+{
+	struct seen seen = {};
+	struct output *o = output__new("here");
+
+	if (!ASSERT_OK_PTR(o, "output"))
+		return;
+	ASSERT_OK(output__add_sink(o, object_sink, &seen), "object sink");
+	output__emit(o, "lost", json_pack("{s:s,s:i,s:[i,i]}", "source", "ring", "count", 3,
+					  "ids", 1, 2));
+	if (ASSERT_OK_PTR(seen.line, "written"))
+		ASSERT_STRSTR(seen.line, "\",\"kind\":\"lost\",\"node\":\"here\",\"source\":\"ring\","
+			      "\"count\":3,\"ids\":[1,2]}", "stamp, then the members in order");
+	output__emit(o, "alert", json_pack("{s:s,s:s}", "node", "there", "verdict", "clone"));
+	if (ASSERT_OK_PTR(seen.line, "written")) {
+		ASSERT_STRSTR(seen.line, "\",\"kind\":\"alert\",\"node\":\"there\",\"verdict\":\"clone\"}",
+			      "the event's own node, in the stamp's place");
+		ASSERT_TRUE(strstr(seen.line, "\"here\"") == NULL, "not twice");
+	}
+	json_decref(seen.obj);
+	free(seen.line);
+	output__free(o);
+}

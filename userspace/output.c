@@ -170,113 +170,11 @@ static int kind_index(const char *kind)
 	return -1;
 }
 
-/* line (ending in '}') with ,"key":json... spliced in before its '}'. */
-static char *splice_raw(char *line, size_t *len, const struct output_raw *raw, size_t n_raw)
+/* Writes a finished line (len bytes and a NUL) everywhere; sinks that
+ * read objects get it parsed back. */
+static void send_line(struct output *o, const char *kind, const char *line, size_t len)
 {
-	size_t need = *len, i, at;
-	char *out;
-
-	for (i = 0; i < n_raw; i++)
-		need += strlen(raw[i].key) + raw[i].len + 4;
-	out = realloc(line, need + 1);
-	if (!out) {
-		free(line);
-		return NULL;
-	}
-	at = *len - 1;	/* the closing brace */
-	for (i = 0; i < n_raw; i++) {
-		size_t kl = strlen(raw[i].key);
-
-		if (at > 1)	/* not right after the opening brace */
-			out[at++] = ',';
-		out[at++] = '"';
-		memcpy(out + at, raw[i].key, kl);
-		at += kl;
-		out[at++] = '"';
-		out[at++] = ':';
-		memcpy(out + at, raw[i].json, raw[i].len);
-		at += raw[i].len;
-	}
-	out[at++] = '}';
-	out[at] = '\0';
-	*len = at;
-	return out;
-}
-
-/* The raw members as values in ev, for sinks that read the object. */
-static void add_raw(json_t *ev, const struct output_raw *raw, size_t n_raw)
-{
-	size_t i;
-
-	for (i = 0; i < n_raw; i++) {
-		json_t *v = json_loadb(raw[i].json, raw[i].len, JSON_DECODE_ANY, NULL);
-
-		if (v)
-			json_object_set_new(ev, raw[i].key, v);
-	}
-}
-
-/* The stamped event as a whole object, for sinks that read objects. */
-static json_t *stamped(struct output *o, const char *ts, const char *kind, json_t *ev)
-{
-	json_t *out = json_object();
-
-	json_object_set_new(out, "time", json_string(ts));
-	json_object_set_new(out, "kind", json_string(kind));
-	json_object_set_new(out, "node", json_string(o->node));
-	json_object_update(out, ev);
-	return out;
-}
-
-/* {"time":..,"kind":..,"node":.., then ev's members: ev's own text with
- * the stamp spliced in front, without copying ev into a new object. */
-static char *stamped_line(struct output *o, const char *ts, const char *kind, json_t *ev,
-			  size_t *len)
-{
-	char stamp[2048], *body, *line;	/* the node name is at most 255 bytes */
-	size_t bl;
-	int pl;
-
-	if (json_object_get(ev, "time") || json_object_get(ev, "kind") ||
-	    json_object_get(ev, "node")) {
-		json_t *out = stamped(o, ts, kind, ev);
-
-		line = out ? json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-		json_decref(out);
-		*len = line ? strlen(line) : 0;
-		return line;
-	}
-	body = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!body)
-		return NULL;
-	bl = strlen(body);	/* "{...}" or "{}" */
-	pl = snprintf(stamp, sizeof(stamp), "{\"time\":\"%s\",\"kind\":\"%s\",\"node\":%s", ts,
-		      kind, o->node_json);
-	line = pl > 0 && (size_t)pl < sizeof(stamp) ? malloc((size_t)pl + bl + 2) : NULL;
-	if (!line) {
-		free(body);
-		return NULL;
-	}
-	memcpy(line, stamp, (size_t)pl);
-	if (bl > 2) {
-		line[pl] = ',';
-		memcpy(line + pl + 1, body + 1, bl);	/* members, '}' and NUL */
-		*len = (size_t)pl + bl;
-	} else {
-		line[pl] = '}';
-		line[pl + 1] = '\0';
-		*len = (size_t)pl + 1;
-	}
-	free(body);
-	return line;
-}
-
-/* Writes a finished line (len bytes and a NUL) everywhere. whole: the
- * event as an object for object sinks, made from the line when NULL. */
-static void send_line(struct output *o, const char *kind, const char *line, size_t len,
-		      json_t *whole)
-{
-	bool parsed = false;
+	json_t *whole = NULL;
 	size_t i;
 	int k;
 
@@ -290,10 +188,8 @@ static void send_line(struct output *o, const char *kind, const char *line, size
 		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
 			o->stats.dropped++;
 	}
-	if (o->object_sinks && !whole) {
+	if (o->object_sinks)
 		whole = json_loadb(line, len, 0, NULL);
-		parsed = true;
-	}
 	for (i = 0; i < o->n_sinks; i++) {
 		if (!o->sinks[i].line_only && !whole) {
 			o->stats.dropped++;
@@ -301,40 +197,7 @@ static void send_line(struct output *o, const char *kind, const char *line, size
 		}
 		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : whole, line, len);
 	}
-	if (parsed)
-		json_decref(whole);
-}
-
-void output__emit_with(struct output *o, const char *kind, json_t *ev,
-		       const struct output_raw *raw, size_t n_raw)
-{
-	json_t *whole = NULL;
-	char ts[40];
-	char *line;
-	size_t len = 0;
-
-	if (!ev) {
-		o->stats.dropped++;
-		return;
-	}
-	/* time, kind, node first, for readers that skim. */
-	output__time(ts, sizeof(ts));
-	line = stamped_line(o, ts, kind, ev, &len);
-	if (line && n_raw)
-		line = splice_raw(line, &len, raw, n_raw);
-	if (!line) {
-		o->stats.dropped++;
-		json_decref(ev);
-		return;
-	}
-	if (o->object_sinks) {
-		whole = stamped(o, ts, kind, ev);
-		add_raw(whole, raw, n_raw);
-	}
-	send_line(o, kind, line, len, whole);
-	free(line);
 	json_decref(whole);
-	json_decref(ev);
 }
 
 /* ---- events written as text ---------------------------------------------- */
@@ -437,7 +300,9 @@ static void line_key(struct output_line *l, const char *key)
 	l->buf[l->len++] = ':';
 }
 
-struct output_line *output__begin(struct output *o, const char *kind)
+/* Starts a line: time, kind and node first, for readers that skim; each
+ * from ev when ev has a member of that name (a relayed event's own). */
+static struct output_line *begin_line(struct output *o, const char *kind, json_t *ev)
 {
 	struct output_line *l = &o->line;
 	char ts[40];
@@ -445,14 +310,46 @@ struct output_line *output__begin(struct output *o, const char *kind)
 	l->failed = false;
 	l->len = 0;
 	l->kind = kind;
-	output__time(ts, sizeof(ts));
-	line_put(l, "{\"time\":\"", 9);
-	line_put(l, ts, strlen(ts));
-	line_put(l, "\",\"kind\":\"", 10);
-	line_put(l, kind, strlen(kind));
-	line_put(l, "\",\"node\":", 9);
-	line_put(l, o->node_json, strlen(o->node_json));
+	line_put(l, "{", 1);
+	if (ev && json_object_get(ev, "time")) {
+		oline__json(l, "time", json_incref(json_object_get(ev, "time")));
+	} else {
+		output__time(ts, sizeof(ts));
+		oline__str(l, "time", ts);
+	}
+	if (ev && json_object_get(ev, "kind"))
+		oline__json(l, "kind", json_incref(json_object_get(ev, "kind")));
+	else
+		oline__str(l, "kind", kind);
+	if (ev && json_object_get(ev, "node"))
+		oline__json(l, "node", json_incref(json_object_get(ev, "node")));
+	else
+		oline__raw(l, "node", o->node_json, strlen(o->node_json));
 	return l;
+}
+
+struct output_line *output__begin(struct output *o, const char *kind)
+{
+	return begin_line(o, kind, NULL);
+}
+
+void output__emit(struct output *o, const char *kind, json_t *ev)
+{
+	struct output_line *l;
+	const char *key;
+	json_t *v;
+
+	if (!ev) {
+		o->stats.dropped++;
+		return;
+	}
+	l = begin_line(o, kind, ev);
+	json_object_foreach(ev, key, v) {
+		if (strcmp(key, "time") && strcmp(key, "kind") && strcmp(key, "node"))
+			oline__json(l, key, json_incref(v));
+	}
+	output__end(o, l);
+	json_decref(ev);
 }
 
 void oline__str(struct output_line *l, const char *key, const char *val)
@@ -535,12 +432,7 @@ void output__end(struct output *o, struct output_line *l)
 		return;
 	}
 	l->buf[l->len] = '\0';
-	send_line(o, l->kind, l->buf, l->len, NULL);
-}
-
-void output__emit(struct output *o, const char *kind, json_t *ev)
-{
-	output__emit_with(o, kind, ev, NULL, 0);
+	send_line(o, l->kind, l->buf, l->len);
 }
 
 void output__flush(struct output *o)

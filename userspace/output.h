@@ -40,15 +40,13 @@ int output__add_line_sink(struct output *o, output_sink_fn fn, void *ctx);
 void output__emit(struct output *o, const char *kind, json_t *ev);
 
 /* A member already rendered as compact JSON text (len bytes), e.g. a
- * connection's workload, which stays the same for all its requests. */
+ * connection's workload, which stays the same for all its requests
+ * (written with oline__raw()). */
 struct output_raw {
 	const char *key;
 	const char *json;
 	size_t len;
 };
-/* output__emit() with members appended after ev's own. */
-void output__emit_with(struct output *o, const char *kind, json_t *ev,
-		       const struct output_raw *raw, size_t n_raw);
 /*
  * An event written as text, member by member, for the events sent most
  * often (requests, alerts, connections): no object is built unless a sink

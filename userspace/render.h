@@ -4,7 +4,7 @@
  * (usually) claim members are the same in every event about it, and all the
  * connections of one process, or to one server, carry the same workload:
  * each is rendered as compact JSON once and spliced into event lines
- * (output__emit_with). Bounded: RENDER_CONN_SLOTS connections by cookie,
+ * (oline__raw()). Bounded: RENDER_CONN_SLOTS connections by cookie,
  * RENDER_WL_SLOTS workloads (half for clients, half for servers); an older
  * entry is simply rendered again.
  */
