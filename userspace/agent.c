@@ -19,9 +19,9 @@
  * lost, over a limit, or unparseable is denied, never passed.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -101,7 +101,6 @@ struct agent {
 	char scheduling[160];		/* how the event loop is scheduled */
 	struct sched_guard sched;
 	bool reporting_plain;		/* real-time set aside for reporting */
-	uint64_t released_ns;		/* when the request being reported was released */
 	uint64_t plain_report_batches;	/* loop passes that did so */
 	uint64_t actions[VERDICT__MAX][3];	/* allowed, alerted, blocked */
 	uint64_t sink_dropped[16];
@@ -367,8 +366,10 @@ static void emit_connection(struct agent *a, struct conn *c)
 	output__end(a->out, l);
 }
 
+/* released_ns: when the request's bytes were released (0: not released,
+ * the verdict is now). */
 static void emit_decision(struct agent *a, struct conn *c, struct request *r,
-			  struct decision *d, bool blocked)
+			  struct decision *d, bool blocked, uint64_t released_ns)
 {
 	struct output_line *l = output__begin(a->out, d->alert ? "alert" : "request");
 	struct output_raw claim;
@@ -386,8 +387,7 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 		oline__bool(l, "fast_path", true);
 	} else if (c->req_start_ktime) {
 		/* To the release, when it came first: not the writing. */
-		uint64_t us = ((a->released_ns ? a->released_ns : now_ns()) -
-			       c->req_start_ktime) / 1000;
+		uint64_t us = ((released_ns ? released_ns : now_ns()) - c->req_start_ktime) / 1000;
 		uint64_t wait = c->req_start_read_ns > c->req_start_ktime ?
 				(c->req_start_read_ns - c->req_start_ktime) / 1000 : 0;
 
@@ -605,12 +605,12 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 			   struct decision *d, const struct http_message *m)
 {
 	struct mcpw_fast_tmpl *t;
-	uint64_t end = m->end;
+	uint64_t end = m->end, released_ns;
 	bool blocked = a->enforce && d->deny;
 	int err;
 
 	if (!a->enforce || blocked) {
-		emit_decision(a, c, r, d, blocked);
+		emit_decision(a, c, r, d, blocked, 0);
 		if (blocked)
 			deny_conn(a, c);
 		return;
@@ -618,15 +618,14 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 	/* Made while the request's head is still held; installed after. */
 	t = fast_template(a, c, r, d, m);
 	err = release(a, c, end);
-	a->released_ns = err ? 0 : now_ns();
+	released_ns = err ? 0 : now_ns();
 	if (t && !err)
 		install_fast(a, c, d, t);
 	else
 		free(t);
 	/* Reported once the request is on its way: the event is not on the
 	 * request's path. */
-	emit_decision(a, c, r, d, false);
-	a->released_ns = 0;
+	emit_decision(a, c, r, d, false, released_ns);
 	if (err == -ENOTCONN)
 		c->denied = true;	/* the server side is gone */
 	else if (err) {
@@ -669,7 +668,7 @@ static void stream_failure(struct agent *a, struct conn *c, const char *code, co
 	struct decision d = { .verdict = VERDICT_MALFORMED, .deny = true, .alert = true };
 
 	snprintf(d.reason, sizeof(d.reason), "Malformed request (%s): %s", code, why);
-	emit_decision(a, c, NULL, &d, a->enforce);
+	emit_decision(a, c, NULL, &d, a->enforce, 0);
 	if (a->enforce) {
 		deny_conn(a, c);
 	} else {
@@ -919,7 +918,7 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 	if (m)
 		decider__judge(a->decider, c, &r, now_ns(), &d);
 	a->emitting_fast = true;
-	emit_decision(a, c, &r, &d, false);
+	emit_decision(a, c, &r, &d, false, 0);
 	a->emitting_fast = false;
 	if (d.alert) {
 		kernel__del_fast(a->kernel, c->cookie);
@@ -1076,6 +1075,21 @@ static void replay_early(struct agent *a, struct conn *c)
 	early_free(c);
 }
 
+/* The calling thread (the loop) real-time at the lowest priority, or plain. */
+static int go_realtime(void)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+
+	return sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) ? -errno : 0;
+}
+
+static int go_plain(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	return sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp) ? -errno : 0;
+}
+
 /*
  * Copies of requests the kernel already passed only need their events: no
  * one waits on them, and a batch of thousands run real-time would hold
@@ -1085,17 +1099,13 @@ static void replay_early(struct agent *a, struct conn *c)
  */
 static void report_as_plain_task(struct agent *a)
 {
-	struct sched_param plain = { .sched_priority = 0 };
-
 	if (!a->sched.realtime || a->reporting_plain)
 		return;
-	if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &plain) == 0) {
+	if (go_plain() == 0) {
 		a->reporting_plain = true;
 		a->plain_report_batches++;
 	}
 }
-
-static int go_realtime(void);
 
 static void back_to_realtime(struct agent *a)
 {
@@ -2235,17 +2245,16 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "events", json_pack("{s:I,s:I}", "written", (json_int_t)os.events,
 						    "dropped", (json_int_t)os.dropped));
 	{
+		struct mallinfo2 mi = mallinfo2();
 		unsigned long long th, tm;
 		uint64_t wr, wu;
 
-		jwt_cache__stats(a->tokens, &th, &tm);
-		render__stats(a->render, &wr, &wu);
-		/* How much repeated work the caches saved (render.h, jwt.h,
-		 * handle_fast_record). */
-		struct mallinfo2 mi = mallinfo2();
-
 		json_object_set_new(st, "heap", json_pack("{s:I,s:I}",
 			"in_use_bytes", (json_int_t)mi.uordblks, "free_bytes", (json_int_t)mi.fordblks));
+		/* How much repeated work the caches saved (render.h, jwt.h,
+		 * handle_fast_record). */
+		jwt_cache__stats(a->tokens, &th, &tm);
+		render__stats(a->render, &wr, &wu);
 		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I}",
 			"token_facts_reused", (json_int_t)th, "token_facts_parsed", (json_int_t)tm,
 			"workloads_reused", (json_int_t)wu, "workloads_rendered", (json_int_t)wr,
@@ -2521,14 +2530,6 @@ static void join_host_cgroupns(void)
 		close(fd);
 }
 
-/*
- * The event loop runs SCHED_FIFO (lowest priority) by default: a request
- * held for a verdict waits for this loop, and a plain task can wait a
- * scheduler tick (4 ms at HZ=250) behind whatever runs on its CPU. Only
- * this thread: threads started later (SCHED_RESET_ON_FORK) and every other
- * thread stay plain. The kernel's real-time throttling
- * (sched_rt_runtime_us) still leaves others the CPU should the loop spin.
- */
 static uint64_t thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -2537,13 +2538,14 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int go_realtime(void)
-{
-	struct sched_param sp = { .sched_priority = 1 };
-
-	return sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) ? -errno : 0;
-}
-
+/*
+ * The event loop runs SCHED_FIFO (lowest priority) by default: a request
+ * held for a verdict waits for this loop, and a plain task can wait a
+ * scheduler tick (4 ms at HZ=250) behind whatever runs on its CPU. Only
+ * this thread: threads started later (SCHED_RESET_ON_FORK) and every other
+ * thread stay plain. A loop that is busy
+ * gives it up for a while (guard_scheduling()).
+ */
 static void set_scheduling(struct agent *a)
 {
 	int e;
@@ -2571,7 +2573,6 @@ static void set_scheduling(struct agent *a)
  * while (schedguard.h). */
 static void guard_scheduling(struct agent *a)
 {
-	struct sched_param plain = { .sched_priority = 0 };
 	uint64_t now = now_ns();
 	enum sched_change c;
 
@@ -2579,7 +2580,7 @@ static void guard_scheduling(struct agent *a)
 		return;	/* never real-time, or not coming back */
 	c = sched_guard__tick(&a->sched, thread_cpu_ns(), now);
 	if (c == SCHED_TO_NORMAL) {
-		if (sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &plain))
+		if (go_plain())
 			return;
 		sched_guard__applied(&a->sched, c, now);
 		snprintf(a->scheduling, sizeof(a->scheduling), "normal (real-time suspended: the "
