@@ -133,6 +133,20 @@ void test_jsonlite_edge_cases(void)
 	/* A NUL byte outside a string, and inside one. */
 	ASSERT_EQ(compare("[1]\0", 4), 0, "trailing NUL");
 	ASSERT_EQ(compare("\"a\0b\"", 5), 0, "raw NUL in a string");
+	/* Objects past the members checked as they are read: duplicates
+	 * found when the object closes, wherever they are. */
+	for (d = 0; d < 3; d++) {
+		char big[4096];
+		size_t n = 0;
+		int k;
+
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "{");
+		for (k = 0; k < 100; k++)
+			n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"k%d\":%d", k ? "," : "",
+					      d == 1 && k == 99 ? 3 : d == 2 && k == 70 ? 99 : k, k);
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "}");
+		ASSERT_EQ(compare(big, n), 0, "a large object (distinct keys, or one repeated)");
+	}
 	/* Nesting at and past the limit. */
 	for (d = 2046; d <= 2050; d++) {
 		memset(deep, '[', (size_t)d);

@@ -272,24 +272,25 @@ static int key_cmp(const void *a, const void *b)
 	return strcmp((*(const struct jl *const *)a)->key, (*(const struct jl *const *)b)->key);
 }
 
-/* Whether the members stack[base..] repeat a key (a large object). */
-static bool repeats_key(struct parser *ps, size_t base, const char **which)
+/* A key repeated among the members stack[base..] of a large object, or
+ * NULL (also when out of memory: then the error is set). */
+static const char *repeated_key(struct parser *ps, size_t base)
 {
 	size_t n = ps->n - base, i;
 	const struct jl **sorted;
-	bool dup = false;
+	const char *dup = NULL;
 
 	sorted = malloc(n * sizeof(*sorted));
-	if (!sorted)
-		return fail(ps, JL_NOMEM, "out of memory") || true;
+	if (!sorted) {
+		fail(ps, JL_NOMEM, "out of memory");
+		return NULL;
+	}
 	for (i = 0; i < n; i++)
 		sorted[i] = &ps->stack[base + i];
 	qsort(sorted, n, sizeof(*sorted), key_cmp);
 	for (i = 1; i < n && !dup; i++)
-		if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0) {
-			*which = sorted[i]->key;
-			dup = true;
-		}
+		if (strcmp(sorted[i - 1]->key, sorted[i]->key) == 0)
+			dup = sorted[i]->key;
 	free(sorted);
 	return dup;
 }
@@ -338,7 +339,7 @@ static bool parse_array(struct parser *ps, struct jl *v, int depth)
 static bool parse_object(struct parser *ps, struct jl *v, int depth)
 {
 	size_t base = ps->n;
-	const char *key, *dup = "";
+	const char *key, *dup;
 	uint32_t key_len;
 	struct jl kid;
 
@@ -379,9 +380,13 @@ static bool parse_object(struct parser *ps, struct jl *v, int depth)
 			return fail(ps, JL_BAD, "',' or '}' expected");
 		ps->p++;
 	}
-	if (ps->n - base > KEY_SCAN_MAX && repeats_key(ps, base, &dup))
-		return ps->err->code == JL_OK ?
-		       fail(ps, JL_DUPLICATE_KEY, "duplicate object key '%.40s'", dup) : false;
+	if (ps->n - base > KEY_SCAN_MAX) {
+		dup = repeated_key(ps, base);
+		if (dup)
+			return fail(ps, JL_DUPLICATE_KEY, "duplicate object key '%.40s'", dup);
+		if (ps->err->code != JL_OK)
+			return false;
+	}
 	ps->p++;
 	return close_container(ps, v, base);
 }

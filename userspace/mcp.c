@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * JSON-RPC / MCP body reading. The body is decoded once by jansson with
+ * JSON-RPC / MCP body reading. The body is decoded once (jsonlite.h) with
  * duplicate keys and NUL bytes rejected, so that what we judge is what any
  * server parser would see. Each message is then checked for JSON-RPC shape
  * and the identity-bearing fields are copied out (method, id, tool,
@@ -135,8 +135,8 @@ static int dup_str(char **dst, const char *src)
 
 /*
  * An id is a string or an integer (MCP forbids null and fractions in
- * requests). Integral reals are accepted as integers: a body re-read with
- * JSON_DECODE_INT_AS_REAL (see mcp__parse) carries its integers that way.
+ * requests). Integral reals are accepted as integers: an integer past 64
+ * bits is read as a real (jsonlite.h).
  */
 static bool id_ok(const struct jl *id, bool response)
 {
@@ -148,7 +148,7 @@ static bool id_ok(const struct jl *id, bool response)
 		return response;
 	if (!jl__is(id, JL_REAL))
 		return false;
-	r = (id)->v.r;
+	r = id->v.r;
 	/* Every double past 2^53 is a whole number; below, test it without
 	 * a cast that would overflow. */
 	if (r >= 9007199254740992.0 || r <= -9007199254740992.0)
@@ -197,7 +197,7 @@ static int get_str(const struct jl *obj, const char *key, char **dst, bool *bad)
 		*bad = true;
 		return 0;
 	}
-	return dup_str(dst, (v)->v.s);
+	return dup_str(dst, v->v.s);
 }
 
 static int read_client_info(struct mcp_body *b, size_t idx, const struct jl *ci,
@@ -244,7 +244,7 @@ static int read_meta(struct mcp_body *b, size_t idx, const struct jl *params,
 			return body_fail(b, "bad_params",
 					 "The request's _meta[\"%s\"] is not a string%s.",
 					 META_PROTOCOL_VERSION, at);
-		err = dup_str(meta_version, (pv)->v.s);
+		err = dup_str(meta_version, pv->v.s);
 		if (err)
 			return err;
 	}
@@ -323,7 +323,7 @@ static int read_target(struct mcp_body *b, size_t idx, const struct jl *params,
 	char at[48], method[QUOTE_BUF];
 
 	if (jl__is(v, JL_STRING))
-		return dup_str(dst, (v)->v.s);
+		return dup_str(dst, v->v.s);
 	where(at, sizeof(at), b, idx);
 	quote(method, sizeof(method), b->msgs[idx].method, strlen(b->msgs[idx].method));
 	return body_fail(b, "bad_params", "The %s request has no string params.%s%s.",
@@ -390,7 +390,7 @@ static int read_message(struct mcp_body *b, size_t idx, const struct jl *msg, ch
 	if (!jl__is(msg, JL_OBJECT))
 		return body_fail(b, "not_jsonrpc", "The message is not a JSON object%s.", at);
 	jsonrpc = jl__get(msg, "jsonrpc");
-	if (!jl__is(jsonrpc, JL_STRING) || strcmp((jsonrpc)->v.s, "2.0") != 0)
+	if (!jl__is(jsonrpc, JL_STRING) || strcmp(jsonrpc->v.s, "2.0") != 0)
 		return body_fail(b, "not_jsonrpc",
 				 "The message does not declare \"jsonrpc\": \"2.0\"%s.", at);
 
@@ -422,7 +422,7 @@ static int read_message(struct mcp_body *b, size_t idx, const struct jl *msg, ch
 		m->is_response = true;
 		return 0;
 	}
-	err = dup_str(&m->method, (method)->v.s);
+	err = dup_str(&m->method, method->v.s);
 	if (err)
 		return err;
 	m->is_request = id != NULL;
@@ -594,10 +594,10 @@ static const char *name_target(const struct mcp_message *m, const struct jl *msg
 	*what = "names";
 	v = jl__get(params, "name");
 	if (jl__is(v, JL_STRING))
-		return (v)->v.s;
+		return v->v.s;
 	v = jl__get(params, "uri");
 	if (jl__is(v, JL_STRING))
-		return (v)->v.s;
+		return v->v.s;
 	return NULL;
 }
 
