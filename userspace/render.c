@@ -10,8 +10,8 @@
 struct render_slot {
 	uint64_t cookie;	/* 0: empty */
 	uint32_t gen;		/* the conn's render_gen it was made from */
-	char *conn;		/* connection JSON */
 	size_t conn_len;
+	char conn[CONN_TEXT_MAX];	/* connection JSON */
 };
 
 /* A claim and what it was made from (its key): a client's connections
@@ -33,12 +33,6 @@ struct render {
 	struct claim_render claim[RENDER_CLAIM_SLOTS];
 	uint64_t workloads_rendered, workloads_reused;
 };
-
-static void render_clear(struct render_slot *s)
-{
-	free(s->conn);
-	memset(s, 0, sizeof(*s));
-}
 
 static void claim_clear(struct claim_render *cr)
 {
@@ -113,7 +107,7 @@ void render__forget(struct render *rc, uint64_t cookie)
 	struct render_slot *s = rc ? &rc->conn[cookie % RENDER_CONN_SLOTS] : NULL;
 
 	if (s && s->cookie == cookie)
-		render_clear(s);
+		s->cookie = 0;
 }
 
 
@@ -163,16 +157,10 @@ bool render__conn(struct render *rc, const struct conn *c, struct output_raw raw
 		return false;
 	s = &rc->conn[c->cookie % RENDER_CONN_SLOTS];
 	if (s->cookie != c->cookie || s->gen != c->render_gen) {
-		char text[CONN_TEXT_MAX];
-		size_t n = conn__text(c, text, sizeof(text));
-		char *kt = n ? malloc(n + 1) : NULL;
-
-		if (!kt)
+		s->cookie = 0;
+		s->conn_len = conn__text(c, s->conn, sizeof(s->conn));
+		if (!s->conn_len)
 			return false;
-		memcpy(kt, text, n + 1);
-		render_clear(s);
-		s->conn = kt;
-		s->conn_len = n;
 		s->cookie = c->cookie;
 		s->gen = c->render_gen;
 	}
@@ -191,8 +179,6 @@ void render__free(struct render *rc)
 
 	if (!rc)
 		return;
-	for (i = 0; i < RENDER_CONN_SLOTS; i++)
-		render_clear(&rc->conn[i]);
 	for (i = 0; i < RENDER_WL_SLOTS; i++)
 		wl_render_clear(&rc->wl[i]);
 	for (i = 0; i < RENDER_CLAIM_SLOTS; i++)
