@@ -152,3 +152,49 @@ void test_ring_rejects_other_maps(void)
 		close(fd);
 	rings__free(r);
 }
+
+struct refill {
+	int prog;
+	unsigned seen;
+};
+
+/* Each record consumed makes the producer commit another one. */
+static int on_record_refill(void *ctx, void *data, size_t size)
+{
+	struct refill *r = ctx;
+
+	(void)data;
+	(void)size;
+	r->seen++;
+	if (r->seen < 1000)
+		produce(r->prog, r->seen);
+	return 0;
+}
+
+/* A producer that never pauses does not keep a pass going: one pass
+ * takes what was committed when it began, the rest waits for the next. */
+void test_ring_pass_is_bounded(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct refill rf = { .prog = -1 };
+	struct rings *r = NULL;
+	int map_fd, i;
+
+	map_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "ring_test", 0, 0, (__u32)page, NULL);
+	if (!ASSERT_GE(map_fd, 0, "ring map"))
+		return;
+	rf.prog = load_producer(map_fd, REC_SMALL);
+	r = rings__new();
+	if (!ASSERT_GE(rf.prog, 0, "producer program") || !ASSERT_OK_PTR(r, "rings") ||
+	    !ASSERT_OK(rings__add(r, map_fd, on_record_refill, &rf), "add the ring"))
+		goto out;
+	for (i = 0; i < 3; i++)
+		produce(rf.prog, (unsigned)i);
+	ASSERT_EQ(rings__consume(r), 3, "the three committed before the pass, no more");
+	ASSERT_EQ(rings__consume(r), 3, "the three committed meanwhile, in the next");
+out:
+	rings__free(r);
+	if (rf.prog >= 0)
+		close(rf.prog);
+	close(map_fd);
+}

@@ -129,43 +129,45 @@ static void *record_at(struct ring *rg, size_t off, size_t len)
 	return rg->wrapped;
 }
 
+/*
+ * The records committed when the pass began, no more: a producer that
+ * never pauses cannot keep the loop here, away from the other ring, its
+ * timers and signals (the ring's fd stays readable for the next pass).
+ */
 static int consume_ring(struct ring *rg, int *count)
 {
-	uint64_t cons = __atomic_load_n(rg->consumer_pos, __ATOMIC_ACQUIRE), prod;
+	uint64_t cons = __atomic_load_n(rg->consumer_pos, __ATOMIC_ACQUIRE);
+	uint64_t prod = __atomic_load_n(rg->producer_pos, __ATOMIC_ACQUIRE);
 	size_t mask = rg->size - 1;
 	int err;
 
-	for (;;) {
-		prod = __atomic_load_n(rg->producer_pos, __ATOMIC_ACQUIRE);
-		if (cons >= prod)
-			return 0;
-		while (cons < prod) {
-			const __u32 *hdr = (const __u32 *)(rg->data + (cons & mask));
-			__u32 word = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
-			__u32 len = word & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
-			uint64_t rec = cons;
-			void *sample;
+	while (cons < prod) {
+		const __u32 *hdr = (const __u32 *)(rg->data + (cons & mask));
+		__u32 word = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+		__u32 len = word & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+		uint64_t rec = cons;
+		void *sample;
 
-			/* Reserved, not committed yet: it and everything
-			 * after it wait for the next consume. */
-			if (word & BPF_RINGBUF_BUSY_BIT)
-				return 0;
-			cons += (len + BPF_RINGBUF_HDR_SZ + 7) & ~(uint64_t)7;
-			if (!(word & BPF_RINGBUF_DISCARD_BIT)) {
-				sample = record_at(rg, (size_t)((rec + BPF_RINGBUF_HDR_SZ) & mask), len);
-				if (!sample)
-					return -ENOMEM;	/* not handed out: read next time */
-				err = rg->fn(rg->ctx, sample, len);
-				if (err < 0) {
-					/* Handed out: as libbpf, not again. */
-					__atomic_store_n(rg->consumer_pos, cons, __ATOMIC_RELEASE);
-					return err;
-				}
-				(*count)++;
+		/* Reserved, not committed yet: it and everything after it
+		 * wait for the next pass. */
+		if (word & BPF_RINGBUF_BUSY_BIT)
+			return 0;
+		cons += (len + BPF_RINGBUF_HDR_SZ + 7) & ~(uint64_t)7;
+		if (!(word & BPF_RINGBUF_DISCARD_BIT)) {
+			sample = record_at(rg, (size_t)((rec + BPF_RINGBUF_HDR_SZ) & mask), len);
+			if (!sample)
+				return -ENOMEM;	/* not handed out: read next time */
+			err = rg->fn(rg->ctx, sample, len);
+			if (err < 0) {
+				/* Handed out: as libbpf, not again. */
+				__atomic_store_n(rg->consumer_pos, cons, __ATOMIC_RELEASE);
+				return err;
 			}
-			__atomic_store_n(rg->consumer_pos, cons, __ATOMIC_RELEASE);
+			(*count)++;
 		}
+		__atomic_store_n(rg->consumer_pos, cons, __ATOMIC_RELEASE);
 	}
+	return 0;
 }
 
 int rings__consume(struct rings *r)

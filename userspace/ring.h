@@ -26,8 +26,9 @@ int rings__add(struct rings *r, int map_fd, ring_fn fn, void *ctx);
 /* An epoll fd, readable when some ring has records. */
 int rings__epoll_fd(const struct rings *r);
 /*
- * Hands every committed record of every ring to its function, in ring
- * order. Stops early when a function returns < 0 (that value is
+ * Hands the records each ring had committed when its turn came to its
+ * function, in ring order (what arrives meanwhile waits for the next
+ * call). Stops early when a function returns < 0 (that value is
  * returned); otherwise returns the number of records.
  */
 int rings__consume(struct rings *r);
