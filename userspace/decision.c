@@ -30,7 +30,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/stat.h>
 
 #include "decision.h"
 #include "hmap.h"

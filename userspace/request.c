@@ -14,8 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "request.h"
 #include "output.h"
+#include "request.h"
 
 static const char *const single_headers[] = {
 	"authorization", "mcp-session-id", "mcp-protocol-version", "mcp-method",
