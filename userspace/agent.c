@@ -1109,11 +1109,20 @@ static void report_as_plain_task(struct agent *a)
 
 static void back_to_realtime(struct agent *a)
 {
+	int err;
+
 	if (!a->reporting_plain)
 		return;
 	a->reporting_plain = false;
-	if (a->sched.realtime && go_realtime())
-		pr_warn("cannot make the event loop real-time again: %s", strerror(errno));
+	if (a->sched.realtime && (err = go_realtime())) {
+		/* Said once: the loop stays plain from now on. */
+		a->sched.realtime = false;
+		a->sched.resume_ns = 0;
+		snprintf(a->scheduling, sizeof(a->scheduling), "normal (SCHED_FIFO refused: %s)",
+			 strerror(-err));
+		pr_warn("cannot make the event loop real-time again (%s): it stays a plain task",
+			strerror(-err));
+	}
 }
 
 static int on_data(void *ctx, void *data, size_t size)
