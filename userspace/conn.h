@@ -56,7 +56,7 @@ struct conn {
 	struct ident *ident;
 	uint64_t instance;		/* registered with ident->client */
 	bool instance_registered;
-	char *instance_client;		/* whose instance it registered */
+	const char *instance_client;	/* whose instance it registered (interned) */
 	/* clientInfo of the last initialize, for the session it opens. */
 	char *init_client_name;
 	char *init_client_version;

@@ -65,16 +65,18 @@ struct who {
 	const char *node;
 };
 
-/* Stable claims of an identity. */
+/* Stable claims of an identity. Its strings, and those of sessions and
+ * tokens, are interned: thousands of connections and sessions present
+ * the same few identities. */
 struct ident {
-	char *client;
-	char *iss, *sub, *client_id, *azp, *ci_name;
+	const char *client;
+	const char *iss, *sub, *client_id, *azp, *ci_name;
 };
 
 struct session {
 	struct who who;
 	bool issued;		/* seen issued by the server (else first use) */
-	char *client_name, *client_version;	/* its initialize's clientInfo */
+	const char *client_name, *client_version;	/* its initialize's clientInfo */
 	struct ident ident;
 	bool has_ident;
 	uint64_t last_ns;
@@ -82,7 +84,7 @@ struct session {
 
 struct token {
 	struct who who;
-	char *client;
+	const char *client;
 	uint64_t expires_ns;
 	uint64_t last_ns;
 };
@@ -108,9 +110,10 @@ struct decider {
 	uint64_t verdicts[VERDICT__MAX];
 };
 
-static char *dup0(const char *s)
+/* An interned copy of s, NULL for NULL or "". */
+static const char *dup0(const char *s)
 {
-	return s && *s ? strdup(s) : NULL;
+	return s && *s ? intern__get(s) : NULL;
 }
 
 static void who_set(struct who *w, const struct workload *wl)
@@ -147,20 +150,20 @@ static json_t *who_json(const struct who *w)
 
 static void ident_free(struct ident *i)
 {
-	free(i->client);
-	free(i->iss);
-	free(i->sub);
-	free(i->client_id);
-	free(i->azp);
-	free(i->ci_name);
+	intern__put(i->client);
+	intern__put(i->iss);
+	intern__put(i->sub);
+	intern__put(i->client_id);
+	intern__put(i->azp);
+	intern__put(i->ci_name);
 	memset(i, 0, sizeof(*i));
 }
 
 static void session_free(struct session *s)
 {
 	who_free(&s->who);
-	free(s->client_name);
-	free(s->client_version);
+	intern__put(s->client_name);
+	intern__put(s->client_version);
 	ident_free(&s->ident);
 	free(s);
 }
@@ -168,7 +171,7 @@ static void session_free(struct session *s)
 static void token_free(struct token *t)
 {
 	who_free(&t->who);
-	free(t->client);
+	intern__put(t->client);
 	free(t);
 }
 
@@ -544,12 +547,12 @@ static bool check_conn_ident(struct decider *d, struct conn *c, const struct ide
 
 static void ident_copy(struct ident *dst, const struct ident *src)
 {
-	dst->client = dup0(src->client);
-	dst->iss = dup0(src->iss);
-	dst->sub = dup0(src->sub);
-	dst->client_id = dup0(src->client_id);
-	dst->azp = dup0(src->azp);
-	dst->ci_name = dup0(src->ci_name);
+	dst->client = intern__ref(src->client);
+	dst->iss = intern__ref(src->iss);
+	dst->sub = intern__ref(src->sub);
+	dst->client_id = intern__ref(src->client_id);
+	dst->azp = intern__ref(src->azp);
+	dst->ci_name = intern__ref(src->ci_name);
 }
 
 static void conn_set_ident(struct conn *c, const struct ident *i)
@@ -701,8 +704,8 @@ static void register_instance(struct decider *d, struct conn *c, const char *cli
 		in->open_conns++;
 		c->instance_registered = true;
 		c->instance = c->client.instance;
-		free(c->instance_client);
-		c->instance_client = strdup(client);
+		intern__put(c->instance_client);
+		c->instance_client = intern__get(client);
 	}
 }
 
@@ -903,8 +906,8 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 	who_set(&s->who, &c->client);
 	s->issued = true;
 	s->last_ns = now;
-	free(s->client_name);
-	free(s->client_version);
+	intern__put(s->client_name);
+	intern__put(s->client_version);
 	s->client_name = dup0(c->init_client_name);
 	s->client_version = dup0(c->init_client_version);
 }
@@ -942,7 +945,7 @@ const char *decider__conn_client(const struct conn *c)
 
 void decider__conn_release(struct conn *c)
 {
-	free(c->instance_client);
+	intern__put(c->instance_client);
 	c->instance_client = NULL;
 	if (c->ident) {
 		ident_free(c->ident);
