@@ -17,15 +17,18 @@
 
 static void make_conn(struct conn *c, uint32_t pid)
 {
+	struct workload w = {};
+
 	memset(c, 0, sizeof(*c));
 	c->cookie = 1000 + pid;
-	c->client.attributed = true;
-	c->client.pid = pid;
-	c->client.cgroup_id = 5000 + pid;
-	c->client.instance = 5000 + pid;
-	c->client.exe = intern__get("/usr/bin/agent-\"x\"");
-	c->client.cgroup = intern__get("/kubepods/pod-\xc3\xa9");
-	c->client.node = "node-a";
+	w.attributed = true;
+	w.pid = pid;
+	w.cgroup_id = 5000 + pid;
+	w.instance = 5000 + pid;
+	w.exe = intern__get("/usr/bin/agent-\"x\"");
+	w.cgroup = intern__get("/kubepods/pod-\xc3\xa9");
+	w.node = "node-a";
+	conn__set_client(c, &w);
 }
 
 void test_decision_state_roundtrip(void)
@@ -79,6 +82,8 @@ void test_decision_state_roundtrip(void)
 	rmdir(dir);
 	decider__conn_release(&c);
 	decider__conn_release(&c2);
+	workload__unshare(c.client);
+	workload__unshare(c2.client);
 out:
 	decider__free(d);
 	decider__free(back);

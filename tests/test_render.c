@@ -128,11 +128,13 @@ void test_render_conn_and_claim(void)
 	struct conn c = {};
 	struct output_raw raw[2], claim, again;
 	struct request req = {};
+	struct workload w;
 	char *want = NULL;
 
 	if (!ASSERT_OK_PTR(r, "render"))
 		return;
-	make_workload(&c.client, 777, "/usr/bin/client");
+	make_workload(&w, 777, "/usr/bin/client");
+	conn__set_client(&c, &w);
 	c.cookie = 12345;
 	c.netns = 4026531840u;
 	c.tuple.family = 2;
@@ -179,6 +181,6 @@ void test_render_conn_and_claim(void)
 	render__forget(r, c.cookie);
 	if (ASSERT_TRUE(render__claim(r, &req, &again), "claim after the connection went"))
 		ASSERT_TRUE(claim.json == again.json, "kept across connections");
-	workload__release(&c.client);
+	workload__unshare(c.client);
 	render__free(r);
 }

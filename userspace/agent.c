@@ -188,8 +188,8 @@ static void conn_free(struct agent *a, struct conn *c)
 	early_free(c);
 	forget_pending(a, c);
 	decider__conn_release(c);
-	workload__release(&c->client);
-	workload__release(&c->server);
+	workload__unshare(c->client);
+	workload__unshare(c->server);
 	http_parser__free(c->parser);
 	free(c->held);
 	free(c->server_name);
@@ -213,6 +213,7 @@ static struct conn *conn_get(struct agent *a, uint64_t cookie, bool create)
 		return NULL;
 	c->cookie = cookie;
 	c->opened_ns = now_ns();
+	c->client = c->server = &workload__none;
 	if (hmap__put(a->conns, cookie, c)) {
 		free(c);
 		return NULL;
@@ -308,16 +309,16 @@ static void inst_clear(struct agent *a)
 static void inst_install(struct agent *a, struct conn *c, const char *client,
 			 struct mcpw_fast_tmpl *t)
 {
-	struct mcpw_inst_key key = { .tgid = c->client.pid, .start_ns = c->client.start_ns };
+	struct mcpw_inst_key key = { .tgid = c->client->pid, .start_ns = c->client->start_ns };
 	uint64_t h = inst_hash(&key);
 	struct inst_entry *e = hmap__get(a->inst, h);
 
-	if (c->client.remote || !key.tgid || !key.start_ns || c->preexisting ||
+	if (c->client->remote || !key.tgid || !key.start_ns || c->preexisting ||
 	    (!e && hmap__size(a->inst) >= 16384))
 		return;
 	t->start = 0;
 	t->port = c->port;
-	t->uid = c->client.uid;
+	t->uid = c->client->uid;
 	if (kernel__set_inst(a->kernel, &key, t))
 		return;
 	if (!e) {
@@ -329,7 +330,7 @@ static void inst_install(struct agent *a, struct conn *c, const char *client,
 		}
 		e->key = key;
 	}
-	e->cgid = c->client.cgroup_id;
+	e->cgid = c->client->cgroup_id;
 	free(e->client);
 	e->client = strdup(client);
 }
@@ -346,15 +347,15 @@ static void write_conn_members(struct agent *a, struct output_line *l, struct co
 		oline__raw(l, raw[0].key, raw[0].json, raw[0].len);
 		oline__raw(l, raw[1].key, raw[1].json, raw[1].len);
 	} else {
-		oline__json(l, "workload", workload__json(&c->client));
+		oline__json(l, "workload", workload__json(c->client));
 		oline__json(l, "connection", conn__json(c));
 	}
 	if (!server_workload)
 		return;
-	if (render__workload(a->render, true, &c->server, &srv))
+	if (render__workload(a->render, true, c->server, &srv))
 		oline__raw(l, srv.key, srv.json, srv.len);
 	else
-		oline__json(l, "server_workload", workload__json(&c->server));
+		oline__json(l, "server_workload", workload__json(c->server));
 }
 
 static void emit_connection(struct agent *a, struct conn *c)
@@ -398,8 +399,8 @@ static void emit_decision(struct agent *a, struct conn *c, struct request *r,
 	}
 	if (d->verdict < VERDICT__MAX)
 		a->actions[d->verdict][!d->alert ? 0 : blocked ? 2 : 1]++;
-	if (d->alert && !c->client.remote && c->client.cgroup_id)
-		inst_forget_instance(a, c->client.cgroup_id);
+	if (d->alert && !c->client->remote && c->client->cgroup_id)
+		inst_forget_instance(a, c->client->cgroup_id);
 	if (r)
 		request__write_request(r, l);
 	oline__json(l, "related", d->related);
@@ -453,14 +454,14 @@ static void deny_conn(struct agent *a, struct conn *c)
 	c->held = NULL;
 	c->held_len = c->held_cap = 0;
 	cookies[0] = c->cookie;
-	err = kernel__destroy(a->kernel, cookies, 1, netns_fd(a, c->netns, c->server.pid));
+	err = kernel__destroy(a->kernel, cookies, 1, netns_fd(a, c->netns, c->server->pid));
 	if (err)
 		pr_debug("ending connection %llu: %s", (unsigned long long)c->cookie,
 			 strerror(-err));
 	if (c->client_cookie) {
 		cookies[0] = c->client_cookie;
 		kernel__destroy(a->kernel, cookies, 1,
-				netns_fd(a, c->client.netns, c->client.pid));
+				netns_fd(a, c->client->netns, c->client->pid));
 	}
 }
 
@@ -690,16 +691,20 @@ static void stream_failure(struct agent *a, struct conn *c, const char *code, co
  */
 static bool waiting_for_pod(struct agent *a, struct conn *c)
 {
-	if (!a->policy_uses_pods || !c->client.pod || !c->client.pod->pending)
+	if (!a->policy_uses_pods || !c->client->pod || !c->client->pod->pending)
 		return false;
 	if (now_ns() - c->opened_ns > POD_WAIT_NS)
 		return false;
 	if (a->pods) {
-		struct pod_info *p = podmeta__lookup(a->pods, c->client.pod->uid);
+		struct pod_info *p = podmeta__lookup(a->pods, c->client->pod->uid);
 
 		if (p && !p->pending) {
-			podmeta__put(c->client.pod);
-			c->client.pod = p;
+			struct workload w;
+
+			workload__copy(&w, c->client);
+			podmeta__put(w.pod);
+			w.pod = p;
+			conn__set_client(c, &w);
 			c->render_gen++;
 			return false;
 		}
@@ -722,10 +727,14 @@ static void process_requests(struct agent *a, struct conn *c)
 		if (now_ns() - c->opened_ns < REMOTE_WAIT_NS)
 			return;
 		/* The client's node never said: judged as unattributed. */
+		struct workload w;
+
 		c->remote_wait = false;
 		c->render_gen++;
-		c->client.why_unattributed = "no agent in the fleet attested this connection's "
+		workload__copy(&w, c->client);
+		w.why_unattributed = "no agent in the fleet attested this connection's "
 			"client in time";
+		conn__set_client(c, &w);
 	}
 
 	if (!c->parser)
@@ -854,7 +863,7 @@ static void report_failopen(struct agent *a, struct conn *c, uint64_t bytes)
 		       "running (policy fail: open)");
 	if (c->server_name)
 		json_object_set_new(ev, "server", json_string(c->server_name));
-	json_object_set_new(ev, "workload", workload__json(&c->client));
+	json_object_set_new(ev, "workload", workload__json(c->client));
 	json_object_set_new(ev, "connection", conn__json(c));
 	output__emit(a->out, "lost", ev);
 }
@@ -922,8 +931,8 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 	a->emitting_fast = false;
 	if (d.alert) {
 		kernel__del_fast(a->kernel, c->cookie);
-		if (!c->client.remote && c->client.cgroup_id)
-			inst_forget_instance(a, c->client.cgroup_id);
+		if (!c->client->remote && c->client->cgroup_id)
+			inst_forget_instance(a, c->client->cgroup_id);
 	}
 	json_decref(d.related);
 	request__release(&r);
@@ -1227,8 +1236,7 @@ static void fleet_adopt(struct agent *a, struct conn *c, const char *json)
 	struct workload w;
 
 	if (o && workload__from_json(o, &w) == 0) {
-		workload__release(&c->client);
-		c->client = w;
+		conn__set_client(c, &w);
 		c->render_gen++;
 	}
 	json_decref(o);
@@ -1460,6 +1468,7 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 {
 	uint64_t key = ((uint64_t)e->netns << 16) | e->tuple.sport;
 	struct mcpw_task *listener;
+	struct workload w;
 
 	c->render_gen++;
 	c->tuple = e->tuple;
@@ -1472,30 +1481,31 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	if (!c->copy_until)
 		c->copy_until = MIRROR_WINDOW;
 
-	workload__release(&c->client);
 	if (e->flags & MCPW_CONN_CLIENT_KNOWN) {
 		struct mcpw_inst_key ik = { .tgid = e->client.tgid, .start_ns = e->client.start_ns };
 		struct inst_entry *ie;
 
-		resolver__resolve(a->resolver, &e->client, &c->client);
+		resolver__resolve(a->resolver, &e->client, &w);
+		conn__set_client(c, &w);
 		/* The kernel may pass its requests on its process's template:
 		 * count it as one of that instance's connections now. */
 		ie = hmap__get(a->inst, inst_hash(&ik));
-		if (ie && c->client.attributed)
+		if (ie && c->client->attributed)
 			decider__admit(a->decider, c, ie->client, now_ns());
 	} else {
-		resolver__resolve(a->resolver, NULL, &c->client);
-		c->client.why_unattributed = "no connect() from a process inside --cgroup-root "
+		resolver__resolve(a->resolver, NULL, &w);
+		w.why_unattributed = "no connect() from a process inside --cgroup-root "
 			"was seen for this connection (a remote client, or one outside the scope)";
+		conn__set_client(c, &w);
 		if (a->store)
 			fleet_lookup(a, c);
 	}
-	workload__release(&c->server);
 	listener = hmap__get(a->listeners, key);
-	if (e->flags & MCPW_CONN_SERVER_KNOWN)
-		resolver__resolve(a->resolver, &e->server, &c->server);
-	else if (listener)
-		resolver__resolve(a->resolver, listener, &c->server);
+	memset(&w, 0, sizeof(w));	/* no listener known: the empty workload */
+	if ((e->flags & MCPW_CONN_SERVER_KNOWN) || listener)
+		resolver__resolve(a->resolver, (e->flags & MCPW_CONN_SERVER_KNOWN) ?
+				  &e->server : listener, &w);
+	conn__set_server(c, &w);
 	c->open_seen = true;
 	emit_connection(a, c);
 	/* Bytes that arrived before this record was read. */
@@ -1831,7 +1841,7 @@ static void check_conns(struct agent *a)
 			process_requests(a, c);
 		/* Fleet: instances with open connections stay live everywhere. */
 		if (a->store && decider__conn_client(c))
-			fleet_sighting(a, decider__conn_client(c), &c->client);
+			fleet_sighting(a, decider__conn_client(c), c->client);
 		err = kernel__get_state(a->kernel, cookie, &st);
 		if (err) {
 			/* Gone from the kernel and its close record lost with a
@@ -2236,11 +2246,12 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "programs", json_pack("{s:s,s:I}", "tracepoints",
 		kernel__tracepoint_flavour(a->kernel), "attachments",
 		(json_int_t)kernel__n_links(a->kernel)));
-	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I}",
+	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,s:I}",
 		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,
 		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)MAX_CONNS,
 		"sessions", (json_int_t)ds.sessions, "tokens", (json_int_t)ds.tokens,
-		"instances", (json_int_t)ds.instances));
+		"instances", (json_int_t)ds.instances,
+		"workloads", (json_int_t)workload__shared_count()));
 	k = json_object();
 	if (kernel__counters(a->kernel, cnt) == 0)
 		for (i = 0; i < MCPW_CNT__MAX; i++)
@@ -2407,7 +2418,7 @@ static int attest_lookup(void *ctx, const struct attest_query *q, json_t **out)
 		}
 	}
 	if (c && c->open_seen) {
-		*out = workload__json(&c->client);
+		*out = workload__json(c->client);
 		return c->preexisting ? ATTEST_SOURCE_PROC : ATTEST_SOURCE_KERNEL;
 	}
 	memcpy(key.caddr, q->client.addr, 16);
@@ -2488,7 +2499,7 @@ static void retry_pod_waits(struct agent *a)
 			process_requests(a, c);
 		/* Fleet: instances with open connections stay live everywhere. */
 		if (a->store && decider__conn_client(c))
-			fleet_sighting(a, decider__conn_client(c), &c->client);
+			fleet_sighting(a, decider__conn_client(c), c->client);
 	}
 }
 

@@ -22,6 +22,24 @@ void conn__addr(const struct mcpw_tuple *t, bool server_end, char *buf, size_t l
 	}
 }
 
+static void set_end(const struct workload **end, struct workload *w)
+{
+	const struct workload *shared = workload__share(w);
+
+	workload__unshare(*end);
+	*end = shared ? shared : &workload__none;
+}
+
+void conn__set_client(struct conn *c, struct workload *w)
+{
+	set_end(&c->client, w);
+}
+
+void conn__set_server(struct conn *c, struct workload *w)
+{
+	set_end(&c->server, w);
+}
+
 size_t conn__text(const struct conn *c, char *buf, size_t len)
 {
 	char src[64], dst[64];

@@ -34,8 +34,12 @@ struct conn {
 	uint64_t closed_tick;
 	bool remote_wait;		/* requests wait for the client's node */
 
-	struct workload client;
-	struct workload server;
+	/* Both ends' workloads are shared (workload__share): thousands of
+	 * connections have the same server and few clients. Never NULL once
+	 * made (&workload__none when unknown); replaced whole, never written
+	 * through (conn__set_client). */
+	const struct workload *client;
+	const struct workload *server;
 	/* Bumped whenever client, tuple or netns change: the rendered
 	 * workload and connection members of its events are stale. */
 	uint32_t render_gen;
@@ -78,6 +82,11 @@ struct conn {
 	struct early_rec *early, **early_tail;
 	size_t early_bytes;
 };
+
+/* Replace an end's workload by w (its references are taken, w is left
+ * empty): the shared copy of w, or &workload__none when out of memory. */
+void conn__set_client(struct conn *c, struct workload *w);
+void conn__set_server(struct conn *c, struct workload *w);
 
 /* "ip:port" of each end (server view: s = server, d = client). */
 void conn__addr(const struct mcpw_tuple *t, bool server_end, char *buf, size_t len);

@@ -509,9 +509,9 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 	s = hmap__sget(d->sessions, r->session_id);
 	if (!s)
 		return true;
-	if (s->who.instance != c->client.instance) {
+	if (s->who.instance != c->client->instance) {
 		describe_who(&s->who, owner, sizeof(owner));
-		describe(&c->client, sender, sizeof(sender));
+		describe(c->client, sender, sizeof(sender));
 		finding(d, out, VERDICT_SESSION_HIJACK, POLICY_DENY);
 		set_reason(out, "Mcp-Session-Id %s was %s %s but is used by %s.", r->session_id,
 			   s->issued ? "issued by the server to" : "first used by", owner, sender);
@@ -573,13 +573,13 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 
 	if (!t->present)
 		return true;
-	if (t->k8s_pod_uid && strcmp(t->k8s_pod_uid, c->client.meta.pod_uid) != 0) {
-		describe(&c->client, sender, sizeof(sender));
+	if (t->k8s_pod_uid && strcmp(t->k8s_pod_uid, c->client->meta.pod_uid) != 0) {
+		describe(c->client, sender, sizeof(sender));
 		finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
 		set_reason(out, "A Kubernetes service-account token of pod %s (%s/%s) is used by "
 			   "%s, %s.", t->k8s_pod_uid, t->k8s_namespace ? t->k8s_namespace : "?",
 			   t->k8s_pod_name ? t->k8s_pod_name : "?", sender,
-			   c->client.meta.pod_uid[0] ? "a different pod" : "which is not in a pod");
+			   c->client->meta.pod_uid[0] ? "a different pod" : "which is not in a pod");
 		return false;
 	}
 	token_key(t, key, sizeof(key));
@@ -588,9 +588,9 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 		json_t *owner = NULL;
 
 		/* First seen here: was it first used on another node? */
-		if (d->fleet.token_claim(d->fleet.ctx, key, &c->client, t->has_exp ? t->exp : 0,
+		if (d->fleet.token_claim(d->fleet.ctx, key, c->client, t->has_exp ? t->exp : 0,
 					 &owner) == 1) {
-			describe(&c->client, sender, sizeof(sender));
+			describe(c->client, sender, sizeof(sender));
 			finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
 			set_reason(out, "Token %s%s was first used on node %s by pid %lld (%s) and is "
 				   "now replayed by %s on node %s.", t->jti ? "jti " : "sha256 ",
@@ -598,15 +598,15 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 				   json_string_value(json_object_get(owner, "node")) ?: "?",
 				   (long long)json_integer_value(json_object_get(owner, "pid")),
 				   json_string_value(json_object_get(owner, "exe")) ?: "?", sender,
-				   c->client.node ? c->client.node : "?");
+				   c->client->node ? c->client->node : "?");
 			out->related = json_pack("{s:o}", "first_use", owner);
 			return false;
 		}
 		json_decref(owner);
 	}
-	if (tok && tok->who.instance != c->client.instance) {
+	if (tok && tok->who.instance != c->client->instance) {
 		describe_who(&tok->who, first, sizeof(first));
-		describe(&c->client, sender, sizeof(sender));
+		describe(c->client, sender, sizeof(sender));
 		finding(d, out, VERDICT_TOKEN_REPLAY, POLICY_DENY);
 		set_reason(out, "Token %s%s was first used by %s and is now replayed by %s.",
 			   t->jti ? "jti " : "sha256 ", t->jti ? t->jti : t->sha256, first, sender);
@@ -634,7 +634,7 @@ static bool check_clone(struct decider *d, struct conn *c, const struct policy_c
 	cl = client_live(d, client->name);
 	if (!cl)
 		return true;
-	if (hmap__get(cl->instances, c->client.instance))
+	if (hmap__get(cl->instances, c->client->instance))
 		return true;
 	prune_instances(d, cl, now);
 	if (d->has_fleet && d->fleet.remote_instances)
@@ -663,7 +663,7 @@ static bool check_clone(struct decider *d, struct conn *c, const struct policy_c
 			describe_who(&in->who, first, sizeof(first));
 		json_array_append_new(live, who_json(&in->who));
 	}
-	describe(&c->client, sender, sizeof(sender));
+	describe(c->client, sender, sizeof(sender));
 	finding(d, out, VERDICT_CLONE, POLICY_DENY);
 	set_reason(out, "Client \"%s\" is already live in %zu workload instance%s (%s%s) and "
 		   "max_instances is %u; the new instance %s was refused.", client->name, n,
@@ -681,12 +681,12 @@ static void register_instance(struct decider *d, struct conn *c, const char *cli
 
 	if (!cl)
 		return;
-	in = hmap__get(cl->instances, c->client.instance);
+	in = hmap__get(cl->instances, c->client->instance);
 	if (!in && hmap__size(cl->instances) < DECISION_MAX_INSTANCES) {
 		in = calloc(1, sizeof(*in));
 		if (in) {
-			who_set(&in->who, &c->client);
-			if (hmap__put(cl->instances, c->client.instance, in)) {
+			who_set(&in->who, c->client);
+			if (hmap__put(cl->instances, c->client->instance, in)) {
 				who_free(&in->who);
 				free(in);
 				in = NULL;
@@ -699,11 +699,11 @@ static void register_instance(struct decider *d, struct conn *c, const char *cli
 		return;
 	in->last_ns = now;
 	if (d->has_fleet && d->fleet.sighting)
-		d->fleet.sighting(d->fleet.ctx, client, &c->client);
+		d->fleet.sighting(d->fleet.ctx, client, c->client);
 	if (!c->instance_registered) {
 		in->open_conns++;
 		c->instance_registered = true;
-		c->instance = c->client.instance;
+		c->instance = c->client->instance;
 		intern__put(c->instance_client);
 		c->instance_client = intern__get(client);
 	}
@@ -748,7 +748,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		if (!tok && hmap__size(d->tokens) < DECISION_MAX_TOKENS) {
 			tok = calloc(1, sizeof(*tok));
 			if (tok) {
-				who_set(&tok->who, &c->client);
+				who_set(&tok->who, c->client);
 				tok->client = dup0(client ? client->name : NULL);
 				tok->expires_ns = now + token_ttl(t);
 				if (hmap__sput(d->tokens, key, tok)) {
@@ -770,7 +770,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 			 * its response was not seen): bound at first use. */
 			s = calloc(1, sizeof(*s));
 			if (s) {
-				who_set(&s->who, &c->client);
+				who_set(&s->who, c->client);
 				if (hmap__sput(d->sessions, r->session_id, s)) {
 					session_free(s);
 					s = NULL;
@@ -819,10 +819,10 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 		set_reason(out, "Malformed request (%s): %s", r->malformed, r->malformed_detail);
 		return;
 	}
-	if (!c->client.attributed) {
+	if (!c->client->attributed) {
 		finding(d, out, VERDICT_UNATTRIBUTED, p->unattributed);
 		set_reason(out, "The request could not be tied to a workload: %s.",
-			   c->client.why_unattributed ? c->client.why_unattributed : "unknown");
+			   c->client->why_unattributed ? c->client->why_unattributed : "unknown");
 		if (out->verdict == VERDICT_UNATTRIBUTED && !out->alert)
 			out->verdict = VERDICT_ALLOW;
 		return;
@@ -831,11 +831,11 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 	decider__session_client_info(d, r);
 	claim_view(d, r, &cv, &untrusted);
 
-	client = match_client(p, &cv, &c->client, &claimed);
+	client = match_client(p, &cv, c->client, &claimed);
 	if (!client) {
 		/* Only findings need them in words. */
 		claims_text(&cv, claims, sizeof(claims));
-		describe(&c->client, who, sizeof(who));
+		describe(c->client, who, sizeof(who));
 	}
 	if (!client && !claimed) {
 		finding(d, out, VERDICT_UNKNOWN_CLIENT, p->unknown_client);
@@ -857,7 +857,7 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 		finding(d, out, VERDICT_MISMATCH, POLICY_DENY);
 		set_reason(out, "The claimed identity (%s) belongs to client \"%s\", but it was "
 			   "sent by %s, uid %u, which none of that client's workloads allows.",
-			   claims, claimed->name, who, c->client.uid);
+			   claims, claimed->name, who, c->client->uid);
 		return;
 	}
 	out->client = client;
@@ -903,7 +903,7 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 	} else {
 		who_free(&s->who);
 	}
-	who_set(&s->who, &c->client);
+	who_set(&s->who, c->client);
 	s->issued = true;
 	s->last_ns = now;
 	intern__put(s->client_name);

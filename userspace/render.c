@@ -153,7 +153,7 @@ bool render__conn(struct render *rc, const struct conn *c, struct output_raw raw
 {
 	struct render_slot *s;
 
-	if (!render__workload(rc, false, &c->client, &raw[0]))
+	if (!render__workload(rc, false, c->client, &raw[0]))
 		return false;
 	s = &rc->conn[c->cookie % RENDER_CONN_SLOTS];
 	if (s->cookie != c->cookie || s->gen != c->render_gen) {

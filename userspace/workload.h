@@ -101,6 +101,20 @@ const char *resolver__cgroup_path(struct resolver *r, uint64_t id, uint32_t pid_
 
 void workload__release(struct workload *w);
 int workload__copy(struct workload *dst, const struct workload *src);
+
+/*
+ * Shared workloads: one refcounted, read-only copy of each distinct
+ * workload (its strings are interned, so equal bytes are equal workloads).
+ * Thousands of connections have the same server, and usually few clients.
+ * workload__share() takes w's references (w is left empty) and returns the
+ * shared copy, or NULL when out of memory (w then released). Not
+ * thread-safe: the daemon's loop thread only.
+ */
+extern const struct workload workload__none;	/* the empty workload */
+const struct workload *workload__share(struct workload *w);
+const struct workload *workload__hold(const struct workload *shared);
+void workload__unshare(const struct workload *shared);
+size_t workload__shared_count(void);
 /* The selector view of w; strings point into w, the pod view into pv. */
 void workload__view(const struct workload *w, struct workload_view *v, struct pod_view *pv,
 		    const char **anc_exes);

@@ -370,6 +370,12 @@ void test_fastpath_churn_every_request_reported(void)
 		  "reports of kernel-passed requests written as a plain task");
 	ASSERT_EQ(sched_getscheduler(e.agent.pid), SCHED_FIFO | SCHED_RESET_ON_FORK,
 		  "the loop is real-time again once the reports are written");
+	/* Connections share their workloads (test_workload_share); the last
+	 * one to go takes them along. */
+	for (i = 0; i < 20 && status_int(&e, "tables", "workloads") != 0; i++)
+		env__sleep_ms(250);
+	ASSERT_EQ(status_int(&e, "tables", "workloads"), 0,
+		  "no shared workload outlives its connections");
 cleanup:
 	env__cleanup(&e);
 }
