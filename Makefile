@@ -38,8 +38,17 @@ WARN     := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wno
 CFLAGS   ?= -O2 -g
 CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD) \
 	    -DMCPWARDEN_VERSION='"$(VERSION)"' -DMCPWARDEN_GIT='"$(GIT_REV)"'
-LIBS     := $(shell pkg-config --libs libbpf jansson libcrypto zlib libcurl libnats 2>/dev/null || \
-	      echo -lbpf -lelf -lz -ljansson -lcrypto -lcurl -lnats) -lpthread
+LIBS     := $(shell pkg-config --libs libbpf jansson libcrypto zlib 2>/dev/null || \
+	      echo -lbpf -lelf -lz -ljansson -lcrypto) -lpthread
+# libcurl (Kubernetes API) and libnats (fleet mode) are opened when first
+# needed (userspace/dynlib.h), by the soname the build machine has.
+soname    = $(or $(shell objdump -p $$(pkg-config --variable=libdir $(1) 2>/dev/null || \
+	      echo /usr/lib/$$(gcc -print-multiarch))/$(1).so 2>/dev/null | \
+	      awk '$$1 == "SONAME" { print $$2 }'),$(2))
+CFLAGS   += -DMCPW_CURL_SONAME='"$(call soname,libcurl,libcurl.so.4)"' \
+	    -DMCPW_NATS_SONAME='"$(call soname,libnats,libnats.so.3.4)"'
+# The tests set up NATS streams of their own.
+TEST_LIBS := $(LIBS) $(shell pkg-config --libs libnats 2>/dev/null || echo -lnats)
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	      -Wno-unused-function -Iinclude -I$(BUILD) -mcpu=v3
 
@@ -143,7 +152,7 @@ $(BUILD)/libmcpwarden-attest.so: $(ATTEST_OBJS)
 
 $(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $^ $(TEST_LIBS) -o $@
 
 # Fuzz builds: every userspace object again with ASan/UBSan and coverage, in
 # an archive so each target links only the modules it calls.

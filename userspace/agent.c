@@ -44,6 +44,7 @@
 #include "conn.h"
 #include "ctl.h"
 #include "decision.h"
+#include "dynlib.h"
 #include "hmap.h"
 #include "http.h"
 #include "jwt.h"
@@ -1451,8 +1452,13 @@ static int open_fleet(struct agent *a, char *msg, size_t len)
 		return 0;
 	err = store__open(&cfg, &a->store);
 	if (err) {
-		snprintf(msg, len, "--cluster %s: %s", o->cluster,
-			 err == -EPROTONOSUPPORT ? "use nats:// or tls://" : strerror(-err));
+		char why[300];
+
+		if (err == -EPROTONOSUPPORT)
+			snprintf(why, sizeof(why), "use nats:// or tls://");
+		else if (err != -ELIBACC || dynlib__nats(why, sizeof(why)) == 0)
+			snprintf(why, sizeof(why), "%s", strerror(-err));
+		snprintf(msg, len, "--cluster %s: %s", o->cluster, why);
 		return err;
 	}
 	a->sighted = hmap__new(false);

@@ -28,9 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#define CURL_DISABLE_TYPECHECK	/* calls go through dynlib.h's pointers */
 #include <curl/curl.h>
 #include <jansson.h>
 
+#define MCPW_DL_CURL
+#include "dynlib.h"
 #include "hmap.h"
 #include "k8s.h"
 #include "podmeta.h"
@@ -946,6 +949,8 @@ int k8s__start(const struct k8s_opts *o, struct k8s **out, char *err, size_t err
 
 	*out = NULL;
 	err[0] = '\0';
+	if (dynlib__curl(err, errlen))
+		return -ELIBACC;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK) {
 		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(curl_init_rc));

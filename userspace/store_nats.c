@@ -46,6 +46,8 @@
 #include <jansson.h>
 #include <nats/nats.h>
 
+#define MCPW_DL_NATS
+#include "dynlib.h"
 #include "hmap.h"
 #include "store.h"
 
@@ -2197,6 +2199,8 @@ static int nats_open(const struct store_config *cfg, struct store **out)
 
 	if (!cfg->node || !*cfg->node || strlen(cfg->node) > STORE_MAX_KEY)
 		return -EINVAL;
+	if (dynlib__nats(NULL, 0))
+		return -ELIBACC;	/* why: dynlib__nats() */
 	ns = calloc(1, sizeof(*ns));
 	if (!ns)
 		return -ENOMEM;

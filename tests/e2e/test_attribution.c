@@ -67,6 +67,11 @@ void test_attribution_connection(void)
 	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
 		       "agent start"))
 		goto cleanup;
+	/* Neither the Kubernetes API nor a fleet is configured: their
+	 * libraries are not loaded (dynlib.h; fleet_two_nodes: loaded there). */
+	ASSERT_EQ(env__maps_has(e.agent.pid, "libcurl"), 0, "libcurl not loaded");
+	ASSERT_EQ(env__maps_has(e.agent.pid, "libnats"), 0, "libnats not loaded");
+	ASSERT_EQ(env__maps_has(e.agent.pid, "libbpf"), 1, "the maps were read");
 	srv = start_server(&e, cg_b, NULL, "127.0.0.1", port, dir, sizeof(dir));
 	if (!ASSERT_GE(srv, 1, "server"))
 		goto cleanup;

@@ -152,6 +152,8 @@ void test_fleet_two_nodes(void)
 	if (!ASSERT_OK_PTR(t1, "token") || !ASSERT_OK_PTR(t2, "token") || !ASSERT_OK_PTR(t3, "token"))
 		goto cleanup;
 
+	/* libnats is opened for fleet mode (and only then: attribution_connection). */
+	ASSERT_EQ(env__maps_has(f.a.agent.pid, "libnats"), 1, "fleet mode loaded libnats");
 	if (test__start_subtest("remote_allowed")) {
 		/* Instance 1 on node A stays connected for the clone check. */
 		p1 = client(&f, &f.a, cg_ok1, f.ns_a, t1, "ci-bot", "40");

@@ -277,6 +277,22 @@ static void forget(struct env *e, pid_t pid)
 	}
 }
 
+int env__maps_has(pid_t pid, const char *needle)
+{
+	char path[64], line[512];
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
 int env__wait(struct env *e, pid_t pid, int timeout_ms)
 {
 	long long deadline = mono_ms() + timeout_ms;

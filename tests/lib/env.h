@@ -86,6 +86,9 @@ pid_t env__spawn(struct env *e, const struct spawn_opts *o, char *const argv[]);
 /* Waits for pid up to timeout_ms; returns its exit status (0-255), 128+sig
  * when killed, or -ETIMEDOUT. */
 int env__wait(struct env *e, pid_t pid, int timeout_ms);
+/* 1 when process pid has a file whose path contains needle mapped (a
+ * shared library), 0 when not, -1 when its maps cannot be read. */
+int env__maps_has(pid_t pid, const char *needle);
 void env__kill(struct env *e, pid_t pid);
 
 /*
