@@ -286,7 +286,12 @@ static __always_inline int hold(struct __sk_buff *skb, struct mcpw_config *cfg,
 		count(MCPW_CNT_FAILCLOSED_SEGS, 1);
 		/* Keep holding: a daemon that comes back judges them. */
 	}
-	if (off + len - released > cfg->max_held) {
+	/* What is held counts from where this run of holding began, or from
+	 * the last release within it: the fast path may have passed many
+	 * megabytes since the last release, and none of them are held. */
+	if (everything_released)
+		st->hold_start = off;
+	if (off + len - (st->hold_start > released ? st->hold_start : released) > cfg->max_held) {
 		st->flags |= MCPW_ST_OVERLIMIT;
 		count(MCPW_CNT_OVERLIMIT, 1);
 		return SK_DROP;

@@ -186,6 +186,9 @@ struct mcpw_data_event {
 struct mcpw_conn_state {
 	__u64 bytes_in;		/* client -> server bytes seen */
 	__u64 held_end;		/* stream offset just past the last held byte */
+	/* Where the current run of held bytes began: bytes the fast path
+	 * passed after the last release were never held. */
+	__u64 hold_start;
 	__u64 bytes_out;	/* server -> client bytes seen */
 	__u64 copied_out;	/* server -> client bytes copied */
 	__u32 flags;		/* MCPW_ST_* */
@@ -203,7 +206,7 @@ struct mcpw_conn_state {
 	__u32 client_uid;
 	__u64 client_start;
 };
-_Static_assert(sizeof(struct mcpw_conn_state) == 104, "conn_state layout");
+_Static_assert(sizeof(struct mcpw_conn_state) == 112, "conn_state layout");
 
 /* Key of a client process's template: a new connection from the same
  * process (same image: exec drops it) to the same port with the same
