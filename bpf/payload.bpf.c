@@ -57,12 +57,17 @@ static __always_inline bool ring_has_room(__u32 len)
 	return avail + need <= MCPW_DATA_RING_BYTES;
 }
 
-/* Copies a whole segment to the data ring in chunks. 0 or -1. A global
- * function: its 64-chunk loop is verified once, not again on every path of
- * srv_verdict that reaches a call (that alone took most of the verifier's
- * one-million-instruction budget). */
-__noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len, __u32 flags)
+/* Copies len bytes of a segment, from its byte `from` on, to the data ring
+ * in chunks, as the stream's bytes at off. 0 or -1. flags_from: the
+ * record's MCPW_DATA_* flags, and `from` in the upper 32 bits (a BPF
+ * function takes five arguments). A global function: its 64-chunk loop is
+ * verified once, not again on every path of srv_verdict that reaches a
+ * call (that alone took most of the verifier's one-million-instruction
+ * budget). */
+__noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len,
+			__u64 flags_from)
 {
+	__u32 flags = (__u32)flags_from, from = (__u32)(flags_from >> 32);
 	struct mcpw_data_event *e;
 	__u32 key = 0, i;
 
@@ -92,7 +97,8 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 		n &= 2 * MCPW_CHUNK_LEN - 1;
 		if (n == 0 || n > MCPW_CHUNK_LEN)
 			return -1;
-		if (bpf_skb_load_bytes(skb, pos, e->data, n))
+		if (from > MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS ||
+		    bpf_skb_load_bytes(skb, from + pos, e->data, n))
 			return -1;
 		fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
 		e->offset = off + pos;
@@ -266,9 +272,11 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 	return true;
 }
 
+/* Holds the segment's bytes from its byte `from` on (the stream's bytes
+ * off .. off + len): copied to the daemon, dropped here. */
 static __always_inline int hold(struct __sk_buff *skb, struct mcpw_config *cfg,
 				struct mcpw_conn_state *st, const struct mcpw_conn_verdict *v,
-				__u64 cookie, __u64 off, __u32 len)
+				__u64 cookie, __u64 off, __u32 len, __u32 from)
 {
 	__u64 released = v ? v->released_end : 0;
 	bool everything_released = st->held_end <= released;
@@ -296,7 +304,7 @@ static __always_inline int hold(struct __sk_buff *skb, struct mcpw_config *cfg,
 		count(MCPW_CNT_OVERLIMIT, 1);
 		return SK_DROP;
 	}
-	if (copy_skb(skb, cookie, off, len, MCPW_DATA_HELD) < 0) {
+	if (copy_skb(skb, cookie, off, len, (__u64)from << 32 | MCPW_DATA_HELD) < 0) {
 		/* Gone for good: the daemon ends this connection. */
 		st->flags |= MCPW_ST_LOST;
 		st->lost_bytes += len;
@@ -309,14 +317,36 @@ static __always_inline int hold(struct __sk_buff *skb, struct mcpw_config *cfg,
 	return SK_DROP;
 }
 
-SEC("sk_skb/stream_verdict")
-int srv_verdict(struct __sk_buff *skb)
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+/* The stream offset of the segment's first byte by TCP's own count:
+ * bytes_received is every byte TCP accepted, up to rcv_nxt. */
+static __always_inline __u64 tcp_offset(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct tcp_sock *tp = (struct tcp_sock *)BPF_CORE_READ(kskb, sk);
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&kskb->cb[0];
+	__u32 seq = BPF_CORE_READ(cb, seq), rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+
+	return BPF_CORE_READ(tp, bytes_received) - (__u32)(rcv_nxt - seq);
+}
+
+/*
+ * by_seq: the segment's place in the stream is TCP's (tcp_offset), not the
+ * sum of the segments shown so far. Under receive-buffer pressure a kernel
+ * can show a segment again merged with the next one, after its first
+ * showing was already delivered (seen on 6.18): summing lengths then
+ * misplaces every later byte, and passing it would deliver bytes twice.
+ * Bytes shown before are not delivered again: the new ones are held and
+ * the daemon injects them.
+ */
+static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 {
 	struct mcpw_config *cfg = get_config();
 	struct mcpw_conn_verdict *v;
 	struct mcpw_conn_state *st;
 	__u64 cookie, off;
-	__u32 len = skb->len, action;
+	__u32 len = skb->len, action, from = 0;
 
 	if (!cfg)
 		return SK_DROP;
@@ -333,6 +363,26 @@ int srv_verdict(struct __sk_buff *skb)
 			return cfg->enforce ? SK_DROP : SK_PASS;
 	}
 	off = st->bytes_in;
+	if (by_seq) {
+		__u64 t = tcp_offset(skb);
+
+		if (!(st->flags & MCPW_ST_TCP_BASE)) {
+			st->tcp_base = t - off;
+			st->flags |= MCPW_ST_TCP_BASE;
+		}
+		t -= st->tcp_base;
+		if (t != off) {
+			count(MCPW_CNT_RESEQUENCED, 1);
+			if (t < off && t + len <= off)
+				return cfg->enforce ? SK_DROP : SK_PASS;	/* all shown before */
+			if (t < off) {
+				from = (__u32)(off - t);
+				len -= from;
+			} else {
+				off = t;	/* bytes no verdict saw: the daemon ends it */
+			}
+		}
+	}
 	st->bytes_in = off + len;
 
 	v = bpf_map_lookup_elem(&conn_verdict, &cookie);
@@ -343,14 +393,15 @@ int srv_verdict(struct __sk_buff *skb)
 		count(MCPW_CNT_DROP_SEGS, 1);
 		return SK_DROP;
 	case MCPW_ACT_PASS:
-		if (st->held_end > v->released_end)
-			return hold(skb, cfg, st, v, cookie, off, len);
+		if (from || st->held_end > v->released_end)
+			return hold(skb, cfg, st, v, cookie, off, len, from);
 		count(MCPW_CNT_PASS_SEGS, 1);
 		return SK_PASS;
 	case MCPW_ACT_MIRROR: {
 		__u64 window = v ? v->copy_until : cfg->mirror_window;
 
-		if (off < window && copy_skb(skb, cookie, off, len, 0) < 0) {
+		/* Monitor mode leaves the traffic as the kernel has it. */
+		if (off < window && copy_skb(skb, cookie, off, len, (__u64)from << 32) < 0) {
 			st->flags |= MCPW_ST_LOST;
 			st->lost_bytes += len;
 			count(MCPW_CNT_DATA_LOST, 1);
@@ -360,14 +411,28 @@ int srv_verdict(struct __sk_buff *skb)
 	}
 	default:
 		/* Only once every held byte is released, to keep the order. */
-		if (st->held_end <= (v ? v->released_end : 0) &&
+		if (!from && st->held_end <= (v ? v->released_end : 0) &&
 		    ((v && off + len <= v->pass_until) || off + len <= st->fast_pass_until ||
 		     fast_path(skb, cfg, st, cookie, off, len))) {
 			count(MCPW_CNT_PASS_SEGS, 1);
 			return SK_PASS;
 		}
-		return hold(skb, cfg, st, v, cookie, off, len);
+		return hold(skb, cfg, st, v, cookie, off, len, from);
 	}
+}
+
+/* The kernel has bpf_cast_to_kern_ctx (6.2+): placed by TCP's count. */
+SEC("sk_skb/stream_verdict")
+int srv_verdict(struct __sk_buff *skb)
+{
+	return verdict(skb, true);
+}
+
+/* Older kernels: placed by the sum of the segments shown. */
+SEC("sk_skb/stream_verdict")
+int srv_verdict_sum(struct __sk_buff *skb)
+{
+	return verdict(skb, false);
 }
 
 /* ---- server -> client ------------------------------------------------- */

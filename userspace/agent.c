@@ -593,12 +593,19 @@ static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw
 	struct mcpw_conn_state st;
 
 	if (e->offset < c->next_off || c->held_len ||
-	    kernel__get_state(a->kernel, c->cookie, &st) || e->offset != st.fast_next)
+	    kernel__get_state(a->kernel, c->cookie, &st))
+		return false;
+	/* Held from the next request's first byte, or from within the body of
+	 * the one the kernel passed last (a segment shown again, or merged
+	 * with the next request's: see srv_verdict). */
+	if (e->offset != st.fast_next &&
+	    !(e->offset < st.fast_next && st.fast_next == st.fast_pass_until))
 		return false;
 	/* A fresh parser starts at the held request (see on_data). */
 	http_parser__free(c->parser);
 	c->parser = NULL;
-	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
+	c->released_end = c->held_base = c->next_off = e->offset;
+	c->parsed_end = c->skip_until = st.fast_next;
 	forget_pending(a, c);
 	return true;
 }
@@ -1140,6 +1147,7 @@ static int on_data(void *ctx, void *data, size_t size)
 	struct agent *a = ctx;
 	const struct mcpw_data_event *e = data;
 	struct conn *c;
+	uint32_t skip;
 
 	if (size < offsetof(struct mcpw_data_event, data) || e->len > size -
 	    offsetof(struct mcpw_data_event, data))
@@ -1180,13 +1188,6 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	c->next_off = e->offset + e->len;
-	if (a->pending_total + e->len > MAX_PENDING_TOTAL) {
-		stream_failure(a, c, "over_limit", "the agent already holds its limit of unjudged "
-			       "bytes across connections");
-		return 0;
-	}
-	c->pending += e->len;
-	a->pending_total += e->len;
 	if (e->flags & MCPW_DATA_HELD) {
 		if (!c->held_len)
 			c->held_base = e->offset;
@@ -1195,6 +1196,32 @@ static int on_data(void *ctx, void *data, size_t size)
 			return 0;
 		}
 	}
+	/* The end of a request the kernel passed: on its way at once. */
+	skip = e->offset >= c->skip_until ? 0 :
+	       c->skip_until - e->offset < e->len ? (uint32_t)(c->skip_until - e->offset) : e->len;
+	if (skip && (e->flags & MCPW_DATA_HELD)) {
+		int err = release(a, c, e->offset + skip);
+
+		if (err == -ENOTCONN) {
+			c->denied = true;	/* the server side is gone */
+			return 0;
+		}
+		if (err) {
+			pr_warn("cannot release the end of a passed request on connection %llu "
+				"(%s); ending it", (unsigned long long)c->cookie, strerror(-err));
+			deny_conn(a, c);
+			return 0;
+		}
+	}
+	if (skip == e->len)
+		return 0;
+	if (a->pending_total + e->len - skip > MAX_PENDING_TOTAL) {
+		stream_failure(a, c, "over_limit", "the agent already holds its limit of unjudged "
+			       "bytes across connections");
+		return 0;
+	}
+	c->pending += e->len - skip;
+	a->pending_total += e->len - skip;
 	if (c->blind)
 		return 0;
 	c->last_rec_ktime = e->hdr.ktime_ns;
@@ -1209,10 +1236,10 @@ static int on_data(void *ctx, void *data, size_t size)
 			stream_failure(a, c, "out_of_memory", "the agent ran out of memory");
 			return 0;
 		}
-		c->parser_base = e->offset;
-		c->parsed_end = e->offset;
+		c->parser_base = e->offset + skip;
+		c->parsed_end = e->offset + skip;
 	}
-	http_parser__feed(c->parser, e->data, e->len);
+	http_parser__feed(c->parser, e->data + skip, e->len - skip);
 	extend_mirror(a, c);
 	if (c->open_seen)
 		process_requests(a, c);
@@ -2222,6 +2249,7 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_STDIO_KILLED] = "stdio_killed",
 	[MCPW_CNT_FAST_REQUESTS] = "fast_path_requests",
 	[MCPW_CNT_FAST_COPY_LOST] = "fast_path_copies_lost",
+	[MCPW_CNT_RESEQUENCED] = "resequenced_segments",
 };
 
 static json_t *status_json(void *ctx)
@@ -2249,8 +2277,9 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
 						    "digest", a->policy->digest));
 	json_object_set_new(st, "cgroup_root", json_string(a->cgroup_root));
-	json_object_set_new(st, "programs", json_pack("{s:s,s:I}", "tracepoints",
-		kernel__tracepoint_flavour(a->kernel), "attachments",
+	json_object_set_new(st, "programs", json_pack("{s:s,s:s,s:I}", "tracepoints",
+		kernel__tracepoint_flavour(a->kernel), "stream_offsets",
+		kernel__stream_offsets(a->kernel), "attachments",
 		(json_int_t)kernel__n_links(a->kernel)));
 	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,s:I}",
 		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,

@@ -55,6 +55,10 @@ struct conn {
 	uint64_t parsed_end;		/* end of the last complete request */
 	uint64_t pending;		/* bytes fed and not yet part of a request */
 	uint64_t copy_until;		/* mirror window granted */
+	/* Held bytes before this offset end a request the kernel passed (it
+	 * showed their segment again, or merged with the next request's):
+	 * released as they come, never parsed. */
+	uint64_t skip_until;
 
 	/* Identity first presented on this connection (decision.c). */
 	struct ident *ident;

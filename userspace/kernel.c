@@ -35,6 +35,7 @@
 #include <sys/uio.h>
 #include <linux/capability.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "kernel.h"
@@ -67,6 +68,7 @@ struct kernel {
 	int ncpus;
 	bool btf_flavour;
 	bool sk_skb_attached, inj_msg_attached;
+	bool verdict_by_seq;		/* srv_verdict, else srv_verdict_sum */
 	char *pin_dir;
 	bool adopted;
 };
@@ -750,6 +752,25 @@ int kernel__cleanup_pins(const char *pin_dir)
 	return err;
 }
 
+/* Whether the running kernel has the kfunc (its BTF names it). */
+static bool kernel_has_kfunc(const char *name)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	bool has;
+
+	if (!vmlinux)
+		return false;
+	has = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
+	btf__free(vmlinux);
+	return has;
+}
+
+/* The stream verdict program this kernel runs (see payload.bpf.c). */
+static struct bpf_program *verdict_prog(const struct kernel *k)
+{
+	return k->verdict_by_seq ? k->skel->progs.srv_verdict : k->skel->progs.srv_verdict_sum;
+}
+
 static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 {
 	int err;
@@ -759,6 +780,8 @@ static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 		return -errno ? -errno : -EINVAL;
 	choose_flavour(k->skel, btf);
 	bpf_program__set_autoload(k->skel->progs.destroy_conns, with_destroy);
+	bpf_program__set_autoload(k->skel->progs.srv_verdict, k->verdict_by_seq);
+	bpf_program__set_autoload(k->skel->progs.srv_verdict_sum, !k->verdict_by_seq);
 	if (k->pin_dir) {
 		err = pin_maps(k);
 		if (err) {
@@ -818,7 +841,7 @@ static int attach_all(struct kernel *k, struct kernel_error *err)
 	}
 	/* Payload programs first: a socket joins `srv` with its programs,
 	 * so they must be in place before sockops can add one. */
-	if (bpf_prog_attach(bpf_program__fd(s->progs.srv_verdict), bpf_map__fd(s->maps.srv),
+	if (bpf_prog_attach(bpf_program__fd(verdict_prog(k)), bpf_map__fd(s->maps.srv),
 			    BPF_SK_SKB_STREAM_VERDICT, 0)) {
 		set_err(err, true, "cannot attach the sk_skb stream verdict program to a "
 			"SOCKHASH (%s): the kernel needs CONFIG_BPF_STREAM_PARSER", strerror(errno));
@@ -929,6 +952,9 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 		goto fail;
 	}
 
+	/* Segments are placed by TCP's own count where the kernel lets a
+	 * program read it (bpf_cast_to_kern_ctx, 6.2+). */
+	k->verdict_by_seq = kernel_has_kfunc("bpf_cast_to_kern_ctx");
 	/* tp_btf first; classic tracepoints when it does not load. The socket
 	 * destroyer needs the bpf_sock_destroy kfunc (6.5+): optional. */
 	ret = open_and_load(k, true, true);
@@ -982,6 +1008,11 @@ const char *kernel__tracepoint_flavour(const struct kernel *k)
 	return k->btf_flavour ? "tp_btf" : "tracepoint";
 }
 
+const char *kernel__stream_offsets(const struct kernel *k)
+{
+	return k->verdict_by_seq ? "tcp" : "summed";
+}
+
 size_t kernel__n_links(const struct kernel *k)
 {
 	return k->n_links + (k->seed_link ? 1 : 0) + (k->destroy_link ? 1 : 0) +
@@ -1017,7 +1048,7 @@ void kernel__close(struct kernel *k)
 			bpf_prog_detach2(bpf_program__fd(k->skel->progs.inj_msg),
 					 bpf_map__fd(k->skel->maps.inj), BPF_SK_MSG_VERDICT);
 		if (k->sk_skb_attached)
-			bpf_prog_detach2(bpf_program__fd(k->skel->progs.srv_verdict),
+			bpf_prog_detach2(bpf_program__fd(verdict_prog(k)),
 					 bpf_map__fd(k->skel->maps.srv), BPF_SK_SKB_STREAM_VERDICT);
 		mcpwarden_bpf__destroy(k->skel);
 	}

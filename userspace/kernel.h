@@ -48,6 +48,9 @@ int kernel__cleanup_pins(const char *pin_dir);
 
 /* Which flavours loaded, for `status` and the ready event. */
 const char *kernel__tracepoint_flavour(const struct kernel *k);
+/* How request bytes are placed in their stream: "tcp" (TCP's own count,
+ * 6.2+) or "summed" (segment lengths added up). */
+const char *kernel__stream_offsets(const struct kernel *k);
 size_t kernel__n_links(const struct kernel *k);
 
 int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n);

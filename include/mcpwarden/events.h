@@ -189,6 +189,7 @@ struct mcpw_conn_state {
 	/* Where the current run of held bytes began: bytes the fast path
 	 * passed after the last release were never held. */
 	__u64 hold_start;
+	__u64 tcp_base;		/* TCP's byte count at our offset 0 (MCPW_ST_TCP_BASE) */
 	__u64 bytes_out;	/* server -> client bytes seen */
 	__u64 copied_out;	/* server -> client bytes copied */
 	__u32 flags;		/* MCPW_ST_* */
@@ -206,7 +207,7 @@ struct mcpw_conn_state {
 	__u32 client_uid;
 	__u64 client_start;
 };
-_Static_assert(sizeof(struct mcpw_conn_state) == 112, "conn_state layout");
+_Static_assert(sizeof(struct mcpw_conn_state) == 120, "conn_state layout");
 
 /* Key of a client process's template: a new connection from the same
  * process (same image: exec drops it) to the same port with the same
@@ -222,6 +223,7 @@ struct mcpw_inst_key {
 #define MCPW_ST_FAILOPEN	(1u << 2)	/* bytes passed while daemon away */
 #define MCPW_ST_FAILCLOSED	(1u << 3)	/* bytes dropped while daemon away */
 #define MCPW_ST_INST_FAST	(1u << 4)	/* admitted by its instance's template */
+#define MCPW_ST_TCP_BASE	(1u << 5)	/* tcp_base is set */
 
 enum mcpw_action {
 	MCPW_ACT_HOLD = 0,	/* judge in userspace (default) */
@@ -311,6 +313,7 @@ enum mcpw_counter {
 	MCPW_CNT_STDIO_KILLED,
 	MCPW_CNT_FAST_REQUESTS,		/* passed by the kernel fast path */
 	MCPW_CNT_FAST_COPY_LOST,	/* ... and not reported: data ring full */
+	MCPW_CNT_RESEQUENCED,		/* a segment shown again, or after a gap */
 	MCPW_CNT__MAX,
 };
 
