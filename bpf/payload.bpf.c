@@ -318,17 +318,20 @@ static __always_inline int hold(struct __sk_buff *skb, struct mcpw_config *cfg,
 }
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* The stream offset of the segment's first byte by TCP's own count:
  * bytes_received is every byte TCP accepted, up to rcv_nxt. */
 static __always_inline __u64 tcp_offset(struct __sk_buff *skb)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	struct tcp_sock *tp = (struct tcp_sock *)BPF_CORE_READ(kskb, sk);
-	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&kskb->cb[0];
-	__u32 seq = BPF_CORE_READ(cb, seq), rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+	__u32 seq = ((struct tcp_skb_cb *)kskb->cb)->seq;
+	struct tcp_sock *tp;
 
-	return BPF_CORE_READ(tp, bytes_received) - (__u32)(rcv_nxt - seq);
+	/* Direct loads through BTF, no helper call per field: a stream
+	 * verdict's socket is a TCP one. */
+	tp = bpf_rdonly_cast(kskb->sk, bpf_core_type_id_kernel(struct tcp_sock));
+	return tp->bytes_received - (__u32)(tp->rcv_nxt - seq);
 }
 
 /*
@@ -421,7 +424,8 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 	}
 }
 
-/* The kernel has bpf_cast_to_kern_ctx (6.2+): placed by TCP's count. */
+/* The kernel has bpf_cast_to_kern_ctx and bpf_rdonly_cast (6.2+): placed
+ * by TCP's count. */
 SEC("sk_skb/stream_verdict")
 int srv_verdict(struct __sk_buff *skb)
 {

@@ -752,15 +752,16 @@ int kernel__cleanup_pins(const char *pin_dir)
 	return err;
 }
 
-/* Whether the running kernel has the kfunc (its BTF names it). */
-static bool kernel_has_kfunc(const char *name)
+/* Whether the running kernel has both kfuncs (its BTF names them). */
+static bool kernel_has_kfuncs(const char *a, const char *b)
 {
 	struct btf *vmlinux = btf__load_vmlinux_btf();
 	bool has;
 
 	if (!vmlinux)
 		return false;
-	has = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) >= 0;
+	has = btf__find_by_name_kind(vmlinux, a, BTF_KIND_FUNC) >= 0 &&
+	      btf__find_by_name_kind(vmlinux, b, BTF_KIND_FUNC) >= 0;
 	btf__free(vmlinux);
 	return has;
 }
@@ -953,8 +954,8 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 	}
 
 	/* Segments are placed by TCP's own count where the kernel lets a
-	 * program read it (bpf_cast_to_kern_ctx, 6.2+). */
-	k->verdict_by_seq = kernel_has_kfunc("bpf_cast_to_kern_ctx");
+	 * program read it (bpf_cast_to_kern_ctx, bpf_rdonly_cast: 6.2+). */
+	k->verdict_by_seq = kernel_has_kfuncs("bpf_cast_to_kern_ctx", "bpf_rdonly_cast");
 	/* tp_btf first; classic tracepoints when it does not load. The socket
 	 * destroyer needs the bpf_sock_destroy kfunc (6.5+): optional. */
 	ret = open_and_load(k, true, true);
