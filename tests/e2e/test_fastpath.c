@@ -188,11 +188,12 @@ void test_fastpath_resync(void)
 			  "33, 1234 and the broken one read with the kept head");
 	}
 	if (test__start_subtest("held_again_after_bulk")) {
-		/* 41 judged; 42-45 fast, each 600 kB: more than a connection may
-		 * hold (2 MiB) passed in the kernel since the last release. 46
-		 * differs: held and judged, not taken for too many held bytes;
-		 * 47 fast again. */
-		size_t big = 600 * 1000, cap = 8 * big, at;
+		/* 41 judged (small: a large first request is held whole); 42-53
+		 * fast, 220 kB each: more than a connection may hold (2 MiB)
+		 * passed in the kernel since the last release, even if 42 came
+		 * before 41's template was in. 54 differs: held and judged, not
+		 * taken for too many held bytes; 55 fast again. */
+		size_t big = 220 * 1000, cap = 16 * big, at;
 		char *bulk = malloc(cap), *text = malloc(big + 1);
 		long long fast1 = status_counter(&e, "fast_path_requests");
 		int id;
@@ -205,24 +206,24 @@ void test_fastpath_resync(void)
 		memset(text, 'b', big);
 		text[big] = '\0';
 		at = snprintf(bulk, cap, "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[", port);
-		for (id = 41; id <= 47; id++)
+		for (id = 41; id <= 55; id++)
 			at += snprintf(bulk + at, cap - at, "%s{\"method\":\"POST\",\"path\":\"/mcp\","
 				       "\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\","
 				       "\"User-Agent\":\"%s\",\"MCP-Protocol-Version\":\"2025-11-25\"},"
 				       "\"body\":{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\","
 				       "\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"%s%d\"}}}}",
-				       id > 41 ? "," : "", id >= 46 ? "ua-3" : "ua-1", id,
-				       id <= 45 ? text : "after-bulk-", id);
+				       id > 41 ? "," : "", id >= 54 ? "ua-3" : "ua-1", id,
+				       id > 41 && id < 54 ? text : "after-bulk-", id);
 		snprintf(bulk + at, cap - at, "]}");
 		snprintf(out, sizeof(out), "%s/raw4.out", e.tmp);
-		ASSERT_EQ(run_raw(&e, cg_c, bulk, out), 0, "all seven answered on one connection");
+		ASSERT_EQ(run_raw(&e, cg_c, bulk, out), 0, "all fifteen answered on one connection");
 		free(bulk);
 		free(text);
-		ASSERT_TRUE(env__wait_file(rec, "after-bulk-47", 3000), "the server got the last one");
-		/* 42-45's events carry no id: their bodies were not read. */
-		ASSERT_GE(status_counter(&e, "fast_path_requests") - fast1, 5, "42-45 and 47 fast");
-		check_request(&e, "46", false, NULL, NULL);
-		check_request(&e, "47", true, NULL, NULL);
+		ASSERT_TRUE(env__wait_file(rec, "after-bulk-55", 3000), "the server got the last one");
+		/* The bulk requests' events carry no id: their bodies were not read. */
+		ASSERT_GE(status_counter(&e, "fast_path_requests") - fast1, 12, "43-53 and 55 fast");
+		check_request(&e, "54", false, NULL, NULL);
+		check_request(&e, "55", true, NULL, NULL);
 		ASSERT_EQ(count_lines(&e, "over_limit", ""), 0, "no connection taken for holding too much");
 	}
 	if (test__start_subtest("identity_switch_on_fast_connection")) {
