@@ -379,6 +379,7 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 			if (t < off && t + len <= off)
 				return cfg->enforce ? SK_DROP : SK_PASS;	/* all shown before */
 			if (t < off) {
+				st->flags |= MCPW_ST_RESHOWN;
 				from = (__u32)(off - t);
 				len -= from;
 			} else {

@@ -126,6 +126,7 @@ struct agent {
 	char pin_dir[PATH_MAX];
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
+	uint64_t reshown_stalls;	/* connections ended after a re-shown segment */
 	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
 	uint64_t fast_unread;		/* fast-path copies that could not be read */
 	uint64_t pending_total;		/* sum of conn->pending */
@@ -1849,6 +1850,33 @@ static void recover_open(struct agent *a, struct mcpw_conn_event *e)
 	e->flags |= MCPW_CONN_CLIENT_KNOWN;
 }
 
+/*
+ * Once the kernel has shown a segment again (srv_verdict), TCP has counted
+ * those bytes as read twice, and a request's last bytes can then sit in the
+ * socket with nothing to wake the verdict program: the client waits for an
+ * answer that never comes. A connection whose count stops inside a request
+ * the kernel passed, for two checks (1-2 s) with nothing held, is ended and
+ * said so rather than left hanging.
+ */
+#define RESHOWN_STALL_CHECKS 2
+
+static void watch_reshown(struct agent *a, struct conn *c, const struct mcpw_conn_state *st)
+{
+	if (st->bytes_in >= st->fast_pass_until || st->bytes_in != c->stall_bytes_in ||
+	    c->held_len) {
+		c->stall_bytes_in = st->bytes_in;
+		c->stall_checks = 0;
+		return;
+	}
+	if (++c->stall_checks < RESHOWN_STALL_CHECKS)
+		return;
+	a->reshown_stalls++;
+	emit_lost(a, "stream", 1, "the kernel showed already delivered bytes of a server socket "
+		  "again and counted them as read twice; the rest of a request then never reached "
+		  "the agent's program, and the connection was ended rather than left hanging");
+	deny_conn(a, c);
+}
+
 /* Kernel-flagged trouble on connections with held bytes. */
 static void check_conns(struct agent *a)
 {
@@ -1885,6 +1913,10 @@ static void check_conns(struct agent *a)
 			}
 			continue;
 		}
+		if (c->denied)
+			continue;
+		if (st.flags & MCPW_ST_RESHOWN)
+			watch_reshown(a, c, &st);
 		if (c->denied)
 			continue;
 		if (st.flags & MCPW_ST_OVERLIMIT)
@@ -2272,6 +2304,8 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "scheduling", json_string(a->scheduling));
 	json_object_set_new(st, "plain_report_batches",
 			    json_integer((json_int_t)a->plain_report_batches));
+	json_object_set_new(st, "reshown_stalls_ended",
+			    json_integer((json_int_t)a->reshown_stalls));
 	json_object_set_new(st, "mode", json_string(a->enforce ? "enforce" : "monitor"));
 	json_object_set_new(st, "uptime_s", json_integer((json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
 	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,

@@ -59,6 +59,10 @@ struct conn {
 	 * showed their segment again, or merged with the next request's):
 	 * released as they come, never parsed. */
 	uint64_t skip_until;
+	/* After a segment was shown again: the kernel's byte count when last
+	 * checked, and how many checks it has not moved inside a request. */
+	uint64_t stall_bytes_in;
+	unsigned int stall_checks;
 
 	/* Identity first presented on this connection (decision.c). */
 	struct ident *ident;

@@ -224,6 +224,7 @@ struct mcpw_inst_key {
 #define MCPW_ST_FAILCLOSED	(1u << 3)	/* bytes dropped while daemon away */
 #define MCPW_ST_INST_FAST	(1u << 4)	/* admitted by its instance's template */
 #define MCPW_ST_TCP_BASE	(1u << 5)	/* tcp_base is set */
+#define MCPW_ST_RESHOWN	(1u << 6)	/* a segment was shown again (see srv_verdict) */
 
 enum mcpw_action {
 	MCPW_ACT_HOLD = 0,	/* judge in userspace (default) */
