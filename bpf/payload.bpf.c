@@ -97,8 +97,7 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 		n &= 2 * MCPW_CHUNK_LEN - 1;
 		if (n == 0 || n > MCPW_CHUNK_LEN)
 			return -1;
-		if (from > MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS ||
-		    bpf_skb_load_bytes(skb, from + pos, e->data, n))
+		if (bpf_skb_load_bytes(skb, from + pos, e->data, n))
 			return -1;
 		fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
 		e->offset = off + pos;
@@ -376,10 +375,11 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 		t -= st->tcp_base;
 		if (t != off) {
 			count(MCPW_CNT_RESEQUENCED, 1);
+			if (t < off)
+				st->flags |= MCPW_ST_RESHOWN;
 			if (t < off && t + len <= off)
 				return cfg->enforce ? SK_DROP : SK_PASS;	/* all shown before */
 			if (t < off) {
-				st->flags |= MCPW_ST_RESHOWN;
 				from = (__u32)(off - t);
 				len -= from;
 			} else {

@@ -611,6 +611,19 @@ static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw
 	return true;
 }
 
+/* A release that did not happen ends the connection: what follows the
+ * bytes could not be delivered in order. */
+static void release_failed(struct agent *a, struct conn *c, int err, const char *what)
+{
+	if (err == -ENOTCONN) {
+		c->denied = true;	/* the server side is gone */
+		return;
+	}
+	pr_warn("cannot release %s on connection %llu (%s); ending it", what,
+		(unsigned long long)c->cookie, strerror(-err));
+	deny_conn(a, c);
+}
+
 static void finish_request(struct agent *a, struct conn *c, struct request *r,
 			   struct decision *d, const struct http_message *m)
 {
@@ -636,13 +649,8 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 	/* Reported once the request is on its way: the event is not on the
 	 * request's path. */
 	emit_decision(a, c, r, d, false, released_ns);
-	if (err == -ENOTCONN)
-		c->denied = true;	/* the server side is gone */
-	else if (err) {
-		pr_warn("cannot release an allowed request on connection %llu (%s); "
-			"ending it", (unsigned long long)c->cookie, strerror(-err));
-		deny_conn(a, c);
-	}
+	if (err)
+		release_failed(a, c, err, "an allowed request");
 }
 
 static void handle_request(struct agent *a, struct conn *c, const struct http_message *m)
@@ -1189,38 +1197,31 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	c->next_off = e->offset + e->len;
+	/* The first `skip` bytes end a request the kernel passed: held, and
+	 * on their way at once, never parsed. */
+	skip = e->offset >= c->skip_until ? 0 :
+	       c->skip_until - e->offset < e->len ? (uint32_t)(c->skip_until - e->offset) : e->len;
+	if (a->pending_total + e->len - skip > MAX_PENDING_TOTAL) {
+		stream_failure(a, c, "over_limit", "the agent already holds its limit of unjudged "
+			       "bytes across connections");
+		return 0;
+	}
 	if (e->flags & MCPW_DATA_HELD) {
+		int err;
+
 		if (!c->held_len)
 			c->held_base = e->offset;
 		if (append_held(c, e->data, e->len)) {
 			stream_failure(a, c, "out_of_memory", "the agent ran out of memory");
 			return 0;
 		}
-	}
-	/* The end of a request the kernel passed: on its way at once. */
-	skip = e->offset >= c->skip_until ? 0 :
-	       c->skip_until - e->offset < e->len ? (uint32_t)(c->skip_until - e->offset) : e->len;
-	if (skip && (e->flags & MCPW_DATA_HELD)) {
-		int err = release(a, c, e->offset + skip);
-
-		if (err == -ENOTCONN) {
-			c->denied = true;	/* the server side is gone */
-			return 0;
-		}
-		if (err) {
-			pr_warn("cannot release the end of a passed request on connection %llu "
-				"(%s); ending it", (unsigned long long)c->cookie, strerror(-err));
-			deny_conn(a, c);
+		if (skip && (err = release(a, c, e->offset + skip))) {
+			release_failed(a, c, err, "the end of a passed request");
 			return 0;
 		}
 	}
 	if (skip == e->len)
 		return 0;
-	if (a->pending_total + e->len - skip > MAX_PENDING_TOTAL) {
-		stream_failure(a, c, "over_limit", "the agent already holds its limit of unjudged "
-			       "bytes across connections");
-		return 0;
-	}
 	c->pending += e->len - skip;
 	a->pending_total += e->len - skip;
 	if (c->blind)
@@ -1856,25 +1857,26 @@ static void recover_open(struct agent *a, struct mcpw_conn_event *e)
  * socket with nothing to wake the verdict program: the client waits for an
  * answer that never comes. A connection whose count stops inside a request
  * the kernel passed, for two checks (1-2 s) with nothing held, is ended and
- * said so rather than left hanging.
+ * said so rather than left hanging (true: ended).
  */
 #define RESHOWN_STALL_CHECKS 2
 
-static void watch_reshown(struct agent *a, struct conn *c, const struct mcpw_conn_state *st)
+static bool reshown_stalled(struct agent *a, struct conn *c, const struct mcpw_conn_state *st)
 {
 	if (st->bytes_in >= st->fast_pass_until || st->bytes_in != c->stall_bytes_in ||
 	    c->held_len) {
 		c->stall_bytes_in = st->bytes_in;
 		c->stall_checks = 0;
-		return;
+		return false;
 	}
 	if (++c->stall_checks < RESHOWN_STALL_CHECKS)
-		return;
+		return false;
 	a->reshown_stalls++;
 	emit_lost(a, "stream", 1, "the kernel showed already delivered bytes of a server socket "
 		  "again and counted them as read twice; the rest of a request then never reached "
 		  "the agent's program, and the connection was ended rather than left hanging");
 	deny_conn(a, c);
+	return true;
 }
 
 /* Kernel-flagged trouble on connections with held bytes. */
@@ -1913,11 +1915,7 @@ static void check_conns(struct agent *a)
 			}
 			continue;
 		}
-		if (c->denied)
-			continue;
-		if (st.flags & MCPW_ST_RESHOWN)
-			watch_reshown(a, c, &st);
-		if (c->denied)
+		if (c->denied || ((st.flags & MCPW_ST_RESHOWN) && reshown_stalled(a, c, &st)))
 			continue;
 		if (st.flags & MCPW_ST_OVERLIMIT)
 			stream_failure(a, c, "over_limit", "the client sent more unjudged bytes "
