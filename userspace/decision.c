@@ -111,7 +111,7 @@ struct decider {
 };
 
 /* An interned copy of s, NULL for NULL or "". */
-static const char *dup0(const char *s)
+static const char *intern0(const char *s)
 {
 	return s && *s ? intern__get(s) : NULL;
 }
@@ -419,12 +419,12 @@ static bool ident_differs(const struct ident *old, const struct ident *now, cons
 
 static void ident_from(struct ident *i, const char *client, const struct claim_view *v)
 {
-	i->client = dup0(client);
-	i->iss = dup0(v->iss);
-	i->sub = dup0(v->sub);
-	i->client_id = dup0(v->client_id);
-	i->azp = dup0(v->azp);
-	i->ci_name = dup0(v->client_info_name);
+	i->client = intern0(client);
+	i->iss = intern0(v->iss);
+	i->sub = intern0(v->sub);
+	i->client_id = intern0(v->client_id);
+	i->azp = intern0(v->azp);
+	i->ci_name = intern0(v->client_info_name);
 }
 
 static const char *ident_val(const struct ident *i, const char *what)
@@ -749,7 +749,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 			tok = calloc(1, sizeof(*tok));
 			if (tok) {
 				who_set(&tok->who, c->client);
-				tok->client = dup0(client ? client->name : NULL);
+				tok->client = intern0(client ? client->name : NULL);
 				tok->expires_ns = now + token_ttl(t);
 				if (hmap__sput(d->tokens, key, tok)) {
 					token_free(tok);
@@ -908,8 +908,8 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 	s->last_ns = now;
 	intern__put(s->client_name);
 	intern__put(s->client_version);
-	s->client_name = dup0(c->init_client_name);
-	s->client_version = dup0(c->init_client_version);
+	s->client_name = intern0(c->init_client_name);
+	s->client_version = intern0(c->init_client_version);
 }
 
 void decider__session_ended(struct decider *d, const char *sid)
@@ -1039,12 +1039,12 @@ static json_t *ident_save(const struct ident *i)
 
 static void ident_load(struct ident *i, json_t *o)
 {
-	i->client = dup0(json_string_value(json_object_get(o, "client")));
-	i->iss = dup0(json_string_value(json_object_get(o, "iss")));
-	i->sub = dup0(json_string_value(json_object_get(o, "sub")));
-	i->client_id = dup0(json_string_value(json_object_get(o, "client_id")));
-	i->azp = dup0(json_string_value(json_object_get(o, "azp")));
-	i->ci_name = dup0(json_string_value(json_object_get(o, "ci_name")));
+	i->client = intern0(json_string_value(json_object_get(o, "client")));
+	i->iss = intern0(json_string_value(json_object_get(o, "iss")));
+	i->sub = intern0(json_string_value(json_object_get(o, "sub")));
+	i->client_id = intern0(json_string_value(json_object_get(o, "client_id")));
+	i->azp = intern0(json_string_value(json_object_get(o, "azp")));
+	i->ci_name = intern0(json_string_value(json_object_get(o, "ci_name")));
 }
 
 static bool put_json_string(FILE *f, const char *str)
@@ -1173,8 +1173,8 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 			break;
 		who_load(&se->who, json_object_get(o, "who"));
 		se->issued = json_is_true(json_object_get(o, "issued"));
-		se->client_name = dup0(json_string_value(json_object_get(o, "client_name")));
-		se->client_version = dup0(json_string_value(json_object_get(o, "client_version")));
+		se->client_name = intern0(json_string_value(json_object_get(o, "client_name")));
+		se->client_version = intern0(json_string_value(json_object_get(o, "client_version")));
 		se->last_ns = (uint64_t)json_integer_value(json_object_get(o, "last_ns"));
 		if ((v = json_object_get(o, "ident"))) {
 			se->has_ident = true;
@@ -1192,7 +1192,7 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 		if (!t)
 			break;
 		who_load(&t->who, json_object_get(o, "who"));
-		t->client = dup0(json_string_value(json_object_get(o, "client")));
+		t->client = intern0(json_string_value(json_object_get(o, "client")));
 		t->expires_ns = (uint64_t)json_integer_value(json_object_get(o, "expires_ns"));
 		t->last_ns = (uint64_t)json_integer_value(json_object_get(o, "last_ns"));
 		if (hmap__sput(d->tokens, key, t))

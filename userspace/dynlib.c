@@ -33,7 +33,7 @@ struct dynlib {
 static struct dynlib curl_lib = { MCPW_CURL_SONAME, "libcurl4",
 				  "pod metadata from the Kubernetes API",
 				  PTHREAD_MUTEX_INITIALIZER, 0, "" };
-static struct dynlib nats_lib = { MCPW_NATS_SONAME, "libnats3.4", "fleet mode (--fleet)",
+static struct dynlib nats_lib = { MCPW_NATS_SONAME, "libnats3.4", "fleet mode (--cluster)",
 				  PTHREAD_MUTEX_INITIALIZER, 0, "" };
 
 /* Each function of the list, or the first one missing. */
