@@ -333,14 +333,43 @@ static __always_inline __u64 tcp_offset(struct __sk_buff *skb)
 	return tp->bytes_received - (__u32)(tp->rcv_nxt - seq);
 }
 
+/* bpf_skb_adjust_room takes at most this many bytes off an sk_skb's front
+ * per call; 16 calls cover a 64 KiB segment. */
+#define TRIM_STEP 4095
+#define TRIM_CALLS 16
+
+/*
+ * Cuts the first n bytes off the segment; returns how many it cut (fewer
+ * if the kernel refused, or n was larger than TRIM_CALLS steps).
+ */
+static __always_inline __u32 trim_front(struct __sk_buff *skb, __u32 n)
+{
+	__u32 done = 0, i, k;
+
+	for (i = 0; i < TRIM_CALLS; i++) {
+		if (done >= n)
+			break;
+		k = n - done < TRIM_STEP ? n - done : TRIM_STEP;
+		if (bpf_skb_adjust_room(skb, -(__s32)k, 0, 0))
+			break;
+		done += k;
+	}
+	return done;
+}
+
 /*
  * by_seq: the segment's place in the stream is TCP's (tcp_offset), not the
- * sum of the segments shown so far. Under receive-buffer pressure a kernel
- * can show a segment again merged with the next one, after its first
- * showing was already delivered (seen on 6.18): summing lengths then
- * misplaces every later byte, and passing it would deliver bytes twice.
- * Bytes shown before are not delivered again: the new ones are held and
- * the daemon injects them.
+ * sum of the segments shown so far. When TCP merged a retransmission with
+ * later data, the socket queues bytes it already received in front of new
+ * ones, and this kernel shows the whole segment again (seen on 6.18, under
+ * receive-buffer pressure; tcp_peer's overlap mode makes one on demand):
+ * summing lengths then misplaces every later byte, and passing it would
+ * deliver bytes twice. The bytes shown before are cut off the segment:
+ * whatever the socket then drops or delivers, it counts as read once
+ * (counted twice, its read count runs ahead of what it received, and it
+ * stops announcing a short final segment: the request stalls). Bytes it
+ * could not cut are not delivered again: the new ones are held and the
+ * daemon injects them.
  */
 static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 {
@@ -375,13 +404,19 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 		t -= st->tcp_base;
 		if (t != off) {
 			count(MCPW_CNT_RESEQUENCED, 1);
-			if (t < off)
-				st->flags |= MCPW_ST_RESHOWN;
-			if (t < off && t + len <= off)
-				return cfg->enforce ? SK_DROP : SK_PASS;	/* all shown before */
 			if (t < off) {
-				from = (__u32)(off - t);
-				len -= from;
+				__u32 seen = off - t < len ? (__u32)(off - t) : len;
+				__u32 cut = trim_front(skb, seen);
+
+				if (cut)
+					count(MCPW_CNT_RESHOWN_TRIMMED, cut);
+				if (seen == len)	/* all shown before */
+					return cut == len ? SK_DROP :
+					       cfg->enforce ? SK_DROP : SK_PASS;
+				from = seen - cut;
+				len -= seen;
+				if (from)
+					st->flags |= MCPW_ST_RESHOWN;
 			} else {
 				off = t;	/* bytes no verdict saw: the daemon ends it */
 			}

@@ -2280,6 +2280,7 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_FAST_REQUESTS] = "fast_path_requests",
 	[MCPW_CNT_FAST_COPY_LOST] = "fast_path_copies_lost",
 	[MCPW_CNT_RESEQUENCED] = "resequenced_segments",
+	[MCPW_CNT_RESHOWN_TRIMMED] = "reshown_bytes_trimmed",
 };
 
 static json_t *status_json(void *ctx)

@@ -315,6 +315,7 @@ enum mcpw_counter {
 	MCPW_CNT_FAST_REQUESTS,		/* passed by the kernel fast path */
 	MCPW_CNT_FAST_COPY_LOST,	/* ... and not reported: data ring full */
 	MCPW_CNT_RESEQUENCED,		/* a segment shown again, or after a gap */
+	MCPW_CNT_RESHOWN_TRIMMED,	/* ... its bytes shown before cut off it */
 	MCPW_CNT__MAX,
 };
 

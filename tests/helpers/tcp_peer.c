@@ -15,6 +15,15 @@
  *   tcp_peer hold ADDR PORT FILE SECONDS
  *       connect, sleep SECONDS (while the test starts the agent), then
  *       send FILE and read one reply (a connection older than the agent).
+ *   tcp_peer overlap ADDR PORT FILE OVERLAP TAIL [FIRST]
+ *       the server sees bytes it already received again, in front of new
+ *       ones, as after a retransmission TCP merged with later data (IPv4
+ *       loopback): FIRST (when given) is sent and answered first; then
+ *       FILE up to OVERLAP + TAIL bytes before its end; then a raw segment
+ *       carrying the last OVERLAP bytes sent and the next OVERLAP ones;
+ *       then the rest through the socket, which starts again at those new
+ *       bytes. Reads one reply for FILE: prints "replies 1", or "timeout"
+ *       after 8 s (exit 4).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +31,8 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +40,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
 #include <netinet/tcp.h>
+#include <sys/time.h>
 
 static int resolve(const char *addr, const char *port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -175,6 +189,12 @@ static int read_replies(int fd, int want)
 
 	while (got < want) {
 		r = read(fd, buf, sizeof(buf));
+		/* Only where SO_RCVTIMEO is set (overlap): a stalled request. */
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			printf("timeout after %d replies\n", got);
+			free(acc);
+			return 4;
+		}
 		if (r < 0 && errno == ECONNRESET) {
 			printf("reset after %d replies\n", got);
 			free(acc);
@@ -231,6 +251,160 @@ static int send_file(int fd, const char *file, size_t split, int delay_ms)
 	return 0;
 }
 
+static char *slurp(const char *file, size_t *len)
+{
+	struct stat st;
+	char *data = NULL;
+	int in = open(file, O_RDONLY);
+
+	if (in >= 0 && fstat(in, &st) == 0 && (data = malloc((size_t)st.st_size + 1)) &&
+	    read(in, data, (size_t)st.st_size) == st.st_size) {
+		*len = (size_t)st.st_size;
+	} else {
+		free(data);
+		data = NULL;
+	}
+	if (in >= 0)
+		close(in);
+	return data;
+}
+
+static uint32_t csum_add(uint32_t sum, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (; n > 1; n -= 2, b += 2)
+		sum += (uint32_t)b[0] << 8 | b[1];
+	if (n)
+		sum += (uint32_t)b[0] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return htons((uint16_t)~sum);
+}
+
+/*
+ * The last TCP header the socket `fd` sent, seen on a raw socket opened
+ * before it connected: its copy (options included) in th, its length, and
+ * the sequence number after its payload. -1 if none was seen.
+ */
+static int last_sent(int raw, int fd, uint8_t *th, size_t *th_len, uint32_t *seq_end)
+{
+	struct sockaddr_in me, peer;
+	socklen_t sl = sizeof(me);
+	uint8_t pkt[65536];
+	bool seen = false;
+	ssize_t r;
+
+	if (getsockname(fd, (struct sockaddr *)&me, &sl))
+		return -1;
+	sl = sizeof(peer);
+	if (getpeername(fd, (struct sockaddr *)&peer, &sl))
+		return -1;
+	while ((r = recv(raw, pkt, sizeof(pkt), MSG_DONTWAIT)) > 0) {
+		const struct iphdr *ip = (const struct iphdr *)pkt;
+		const struct tcphdr *t;
+		size_t ihl = (size_t)ip->ihl * 4, tl;
+		uint32_t end;
+
+		if ((size_t)r < ihl + sizeof(*t))
+			continue;
+		t = (const struct tcphdr *)(pkt + ihl);
+		tl = (size_t)t->doff * 4;
+		if (t->source != me.sin_port || t->dest != peer.sin_port ||
+		    ip->saddr != me.sin_addr.s_addr || (size_t)r < ihl + tl || tl > 60)
+			continue;
+		end = ntohl(t->seq) + (uint32_t)((size_t)ntohs(ip->tot_len) - ihl - tl) +
+		      (t->syn ? 1 : 0);
+		if (seen && (int32_t)(end - *seq_end) < 0)
+			continue;
+		memcpy(th, t, tl);
+		*th_len = tl;
+		*seq_end = end;
+		seen = true;
+	}
+	return seen ? 0 : -1;
+}
+
+static int overlap(const char *addr, const char *port, const char *file, size_t ov, size_t tail,
+		   const char *first)
+{
+	struct timeval tmo = { .tv_sec = 8 };
+	struct sockaddr_in dst = { .sin_family = AF_INET };
+	uint8_t th[60], *pkt;
+	size_t len, th_len, cut;
+	uint32_t seq_end, sum;
+	struct tcphdr *t;
+	char *data;
+	int raw, fd, ret;
+
+	raw = socket(AF_INET, SOCK_RAW, IPPROTO_TCP);
+	data = slurp(file, &len);
+	if (raw < 0 || !data || len < 2 * ov + tail || ov == 0) {
+		printf("setup failed: %s\n", raw < 0 ? strerror(errno) : "file");
+		return 1;
+	}
+	fd = dial(addr, port);
+	if (fd < 0) {
+		printf("connect failed: %s\n", strerror(errno));
+		return 1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+	if (first) {
+		if (send_file(fd, first, 0, 0))
+			return 3;
+		ret = read_replies(fd, 1);
+		if (ret)
+			return ret;
+	}
+	cut = len - ov - tail;
+	if (write(fd, data, cut) != (ssize_t)cut) {
+		printf("short write\n");
+		return 1;
+	}
+	usleep(200 * 1000);	/* sent, acknowledged, shown to the server's socket */
+	if (last_sent(raw, fd, th, &th_len, &seq_end)) {
+		printf("did not see the connection's segments\n");
+		return 1;
+	}
+	pkt = malloc(th_len + 2 * ov);
+	if (!pkt)
+		return 1;
+	memcpy(pkt, th, th_len);
+	memcpy(pkt + th_len, data + cut - ov, 2 * ov);
+	t = (struct tcphdr *)pkt;
+	t->seq = htonl(seq_end - (uint32_t)ov);
+	t->ack = 1;
+	t->psh = 1;
+	t->syn = t->fin = t->rst = 0;
+	t->check = 0;
+	inet_pton(AF_INET, addr, &dst.sin_addr);
+	/* Pseudo-header: both addresses are the loopback one. */
+	sum = csum_add(0, &dst.sin_addr, 4);
+	sum = csum_add(sum, &dst.sin_addr, 4);
+	sum += IPPROTO_TCP + (uint32_t)(th_len + 2 * ov);
+	sum = csum_add(sum, pkt, th_len + 2 * ov);
+	t->check = csum_fold(sum);
+	if (sendto(raw, pkt, th_len + 2 * ov, 0, (struct sockaddr *)&dst, sizeof(dst)) < 0) {
+		printf("raw send failed: %s\n", strerror(errno));
+		return 1;
+	}
+	free(pkt);
+	usleep(200 * 1000);
+	/* TCP sends these from `cut` on: the OVERLAP bytes the raw segment
+	 * already delivered, and the TAIL after them. */
+	if (write(fd, data + cut, len - cut) != (ssize_t)(len - cut)) {
+		printf("short write\n");
+		return 1;
+	}
+	free(data);
+	return read_replies(fd, 1);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -268,6 +442,9 @@ int main(int argc, char **argv)
 			return 3;
 		return read_replies(fd, 1);
 	}
+	if (argc >= 7 && strcmp(argv[1], "overlap") == 0)
+		return overlap(argv[2], argv[3], argv[4], strtoul(argv[5], NULL, 10),
+			       strtoul(argv[6], NULL, 10), argc > 7 ? argv[7] : NULL);
 	fprintf(stderr, "usage: see the head of tcp_peer.c\n");
 	return 2;
 }
