@@ -492,17 +492,32 @@ int srv_verdict_sum(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int srv_egress(struct __sk_buff *skb)
 {
-	struct mcpw_config *cfg = get_config();
+	struct mcpw_config *cfg;
 	struct mcpw_conn_verdict *v;
 	struct mcpw_conn_state *st;
 	struct mcpw_data_event *e;
+	struct mcpw_sock_attr *a;
+	struct bpf_sock *sk;
 	__u32 key = 0, n, hoff, plen;
 	__u64 cookie, off, window;
 	__u8 b, doff;
 
+	/* Every packet every socket of the subtree sends comes here: the
+	 * socket's own storage (a pointer away) says whether it is a
+	 * protected server's connection before any map is searched. */
+	sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	a = bpf_sk_storage_get(&sock_attr, sk, 0, 0);
+	if (!a || !(a->flags & MCPW_ATTR_SERVED))
+		return 1;
+	cfg = get_config();
 	if (!cfg)
 		return 1;
-	cookie = bpf_get_socket_cookie(skb);
+	cookie = a->sock_cookie;
 	st = bpf_map_lookup_elem(&conn_state, &cookie);
 	if (!st)
 		return 1;

@@ -239,9 +239,10 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	/* Cloned from the listener: who bound it. The cookie is left here for
 	 * srv_egress, which cannot ask for it. */
 	srv_attr = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (srv_attr)
+	if (srv_attr) {
 		srv_attr->sock_cookie = cookie;
-	else
+		srv_attr->flags |= MCPW_ATTR_SERVED;
+	} else
 		count(MCPW_CNT_STORAGE_FAIL, 1);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -401,9 +402,10 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 			count(MCPW_CNT_SOCKHASH_FAIL, 1);
 		init_conn(e.cookie, lport, NULL);
 		a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (a)
+		if (a) {
 			a->sock_cookie = e.cookie;
-		else
+			a->flags |= MCPW_ATTR_SERVED;
+		} else
 			count(MCPW_CNT_STORAGE_FAIL, 1);
 	}
 	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));

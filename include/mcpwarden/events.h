@@ -109,6 +109,7 @@ _Static_assert(sizeof(struct mcpw_sock_attr) == 72, "sock_attr layout");
 
 #define MCPW_ATTR_CONNECT	(1u << 0)	/* recorded at connect() */
 #define MCPW_ATTR_BIND		(1u << 1)	/* recorded at bind() */
+#define MCPW_ATTR_SERVED	(1u << 2)	/* a protected server's connection */
 
 /* Key of the client attribution published at connect time. The netns is
  * set only for loopback addresses: 127.0.0.1 in two namespaces are two
