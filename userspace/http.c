@@ -1043,8 +1043,9 @@ const char *http_message__header(const struct http_message *m, const char *lname
 {
 	size_t i;
 
+	/* The first letter before the call: most names differ there. */
 	for (i = 0; m && i < m->n_headers; i++)
-		if (strcmp(m->headers[i].name, lname) == 0)
+		if (m->headers[i].name[0] == lname[0] && strcmp(m->headers[i].name, lname) == 0)
 			return m->headers[i].value;
 	return NULL;
 }
@@ -1054,7 +1055,7 @@ size_t http_message__header_count(const struct http_message *m, const char *lnam
 	size_t i, n = 0;
 
 	for (i = 0; m && i < m->n_headers; i++)
-		if (strcmp(m->headers[i].name, lname) == 0)
+		if (m->headers[i].name[0] == lname[0] && strcmp(m->headers[i].name, lname) == 0)
 			n++;
 	return n;
 }

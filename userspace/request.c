@@ -34,6 +34,28 @@ void request__set_malformed(struct request *r, const char *code, const char *fmt
 	va_end(ap);
 }
 
+/* Names are compared pairwise (a head has a few), and only a name seen
+ * twice is looked for among the single ones. */
+static void check_repeats(struct request *r, const struct http_message *m)
+{
+	size_t i, j, k;
+
+	for (i = 1; i < m->n_headers; i++) {
+		const char *name = m->headers[i].name;
+
+		for (j = 0; j < i; j++) {
+			if (m->headers[j].name[0] != name[0] || strcmp(m->headers[j].name, name))
+				continue;
+			for (k = 0; k < sizeof(single_headers) / sizeof(single_headers[0]); k++)
+				if (strcmp(single_headers[k], name) == 0)
+					request__set_malformed(r, "duplicate_header",
+							       "the request repeats the %s header",
+							       single_headers[k]);
+			break;
+		}
+	}
+}
+
 static void read_token(struct request *r, const struct jwt_keyset *keys,
 		       struct jwt_cache *tokens)
 {
@@ -84,12 +106,7 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 
 	memset(r, 0, sizeof(*r));
 	r->http = m;
-	for (i = 0; i < sizeof(single_headers) / sizeof(single_headers[0]); i++) {
-		if (http_message__header_count(m, single_headers[i]) > 1) {
-			request__set_malformed(r, "duplicate_header",
-					       "the request repeats the %s header", single_headers[i]);
-		}
-	}
+	check_repeats(r, m);
 	r->session_id = http_message__header(m, "mcp-session-id");
 	r->protocol_version = http_message__header(m, "mcp-protocol-version");
 	r->user_agent = http_message__header(m, "user-agent");
