@@ -55,6 +55,16 @@ static bool fail(struct parser *ps, enum jl_error_code code, const char *fmt, ..
 	return false;
 }
 
+#define BLOCK_BYTES 16384
+
+/*
+ * One freed standard block per thread, for the next document: the daemon
+ * parses a body per request, and a 16 KiB block returned to malloc's top
+ * made every free consolidate the heap (malloc_consolidate and _int_free
+ * were ~7% of the daemon's samples on P1).
+ */
+static __thread struct block *spare;
+
 static void *arena(struct parser *ps, size_t size)
 {
 	struct block *b = ps->doc->blocks;
@@ -63,8 +73,13 @@ static void *arena(struct parser *ps, size_t size)
 	if (need < size)
 		return NULL;
 	if (!b || b->cap - b->used < need) {
-		cap = need > 16384 ? need : 16384;
-		b = malloc(sizeof(*b) + cap);
+		cap = need > BLOCK_BYTES ? need : BLOCK_BYTES;
+		if (cap == BLOCK_BYTES && spare) {
+			b = spare;
+			spare = NULL;
+		} else {
+			b = malloc(sizeof(*b) + cap);
+		}
 		if (!b)
 			return NULL;
 		b->cap = cap;
@@ -472,7 +487,10 @@ void jl__free(struct jl_doc *d)
 		return;
 	for (b = d->blocks; b; b = next) {
 		next = b->next;
-		free(b);
+		if (b->cap == BLOCK_BYTES && !spare)
+			spare = b;
+		else
+			free(b);
 	}
 	free(d);
 }
