@@ -417,14 +417,22 @@ static bool ident_differs(const struct ident *old, const struct ident *now, cons
 	return false;
 }
 
+static const char *nonempty(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
+/* The identity a request presents, borrowed from its claims (valid while
+ * it is judged): compared on every request, interned only when kept
+ * (ident_copy). */
 static void ident_from(struct ident *i, const char *client, const struct claim_view *v)
 {
-	i->client = intern0(client);
-	i->iss = intern0(v->iss);
-	i->sub = intern0(v->sub);
-	i->client_id = intern0(v->client_id);
-	i->azp = intern0(v->azp);
-	i->ci_name = intern0(v->client_info_name);
+	i->client = nonempty(client);
+	i->iss = nonempty(v->iss);
+	i->sub = nonempty(v->sub);
+	i->client_id = nonempty(v->client_id);
+	i->azp = nonempty(v->azp);
+	i->ci_name = nonempty(v->client_info_name);
 }
 
 static const char *ident_val(const struct ident *i, const char *what)
@@ -545,14 +553,15 @@ static bool check_conn_ident(struct decider *d, struct conn *c, const struct ide
 	return false;
 }
 
+/* Keeps a presented identity: its strings interned. */
 static void ident_copy(struct ident *dst, const struct ident *src)
 {
-	dst->client = intern__ref(src->client);
-	dst->iss = intern__ref(src->iss);
-	dst->sub = intern__ref(src->sub);
-	dst->client_id = intern__ref(src->client_id);
-	dst->azp = intern__ref(src->azp);
-	dst->ci_name = intern__ref(src->ci_name);
+	dst->client = intern0(src->client);
+	dst->iss = intern0(src->iss);
+	dst->sub = intern0(src->sub);
+	dst->client_id = intern0(src->client_id);
+	dst->azp = intern0(src->azp);
+	dst->ci_name = intern0(src->ci_name);
 }
 
 static void conn_set_ident(struct conn *c, const struct ident *i)
@@ -848,7 +857,6 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 			/* Let through: the connection still keeps what it was. */
 			ident_from(&now_ident, NULL, &cv);
 			conn_set_ident(c, &now_ident);
-			ident_free(&now_ident);
 		}
 		return;
 	}
@@ -878,7 +886,6 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 		d->verdicts[VERDICT_ALLOW]++;
 		record(d, c, r, client, &now_ident, now);
 	}
-	ident_free(&now_ident);
 }
 
 void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
