@@ -260,11 +260,17 @@ static __always_inline bool daemon_alive(const struct mcpw_config *cfg)
 	return hb && *hb && bpf_ktime_get_ns() - *hb < cfg->daemon_timeout_ns;
 }
 
-static __always_inline void fill_hdr(struct mcpw_event_hdr *h, __u32 type, __u32 size)
+static __always_inline void set_hdr(struct mcpw_event_hdr *h, __u32 type, __u32 size,
+				    __u64 ktime_ns)
 {
 	h->type = type;
 	h->size = size;
-	h->ktime_ns = bpf_ktime_get_ns();
+	h->ktime_ns = ktime_ns;
+}
+
+static __always_inline void fill_hdr(struct mcpw_event_hdr *h, __u32 type, __u32 size)
+{
+	set_hdr(h, type, size, bpf_ktime_get_ns());
 }
 
 #endif

@@ -171,9 +171,7 @@ static __always_inline void mirror_first(struct mcpw_data_event *e, __u64 cookie
 		return;
 	/* No time: the daemon times held bytes only, and reading the clock
 	 * cost ~120 ns a request here. */
-	e->hdr.type = MCPW_EV_DATA;
-	e->hdr.size = offsetof(struct mcpw_data_event, data) + n;
-	e->hdr.ktime_ns = 0;
+	set_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n, 0);
 	e->cookie = cookie;
 	e->offset = off;
 	e->len = n;

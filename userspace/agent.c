@@ -1800,6 +1800,12 @@ static void report_losses(struct agent *a)
 		emit_lost(a, "sockhash", cur[MCPW_CNT_SOCKHASH_FAIL] - a->counters[MCPW_CNT_SOCKHASH_FAIL],
 			  "protected connections could not be put under the payload hook "
 			  "(table full)");
+	if (cur[MCPW_CNT_STORAGE_FAIL] > a->counters[MCPW_CNT_STORAGE_FAIL])
+		emit_lost(a, "sock_storage", cur[MCPW_CNT_STORAGE_FAIL] -
+			  a->counters[MCPW_CNT_STORAGE_FAIL],
+			  "sockets got no kernel storage (out of memory): a client's connect() "
+			  "was not attributed, or a protected server's responses are not read "
+			  "(sessions it issues are bound at first use)");
 	if (cur[MCPW_CNT_FAST_COPY_LOST] > a->counters[MCPW_CNT_FAST_COPY_LOST])
 		emit_lost(a, "requests", cur[MCPW_CNT_FAST_COPY_LOST] -
 			  a->counters[MCPW_CNT_FAST_COPY_LOST],
@@ -1852,10 +1858,11 @@ static void recover_open(struct agent *a, struct mcpw_conn_event *e)
 }
 
 /*
- * Once the kernel has shown a segment again (srv_verdict), TCP has counted
- * those bytes as read twice, and a request's last bytes can then sit in the
- * socket with nothing to wake the verdict program: the client waits for an
- * answer that never comes. A connection whose count stops inside a request
+ * When the kernel shows a segment again (srv_verdict), the bytes shown
+ * before are cut off it; where they could not all be cut (more than 64
+ * KiB), TCP counts the rest as read twice, and a request's last bytes can
+ * then sit in the socket with nothing to wake the verdict program: the
+ * client waits for an answer that never comes. A connection whose count stops inside a request
  * the kernel passed, for two checks (1-2 s) with nothing held, is ended and
  * said so rather than left hanging (true: ended).
  */
