@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
 
 #include "hmap.h"
 
@@ -30,12 +33,28 @@ static uint64_t hash_u64(uint64_t k)
 	return k;
 }
 
+/*
+ * Seeded once per process: session ids and other keys come from peers,
+ * and a fixed hash would let one choose keys that all land in one chain.
+ */
+static uint64_t hash_seed = 1469598103934665603ull;
+
+__attribute__((constructor)) static void hash_seed_init(void)
+{
+	uint64_t r;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) == (ssize_t)sizeof(r))
+		hash_seed ^= r;
+	else
+		hash_seed ^= (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+}
+
 /* Eight bytes a step: a workload key is 416 bytes and a bearer token's
  * tail 64, hashed on every request; a multiply per byte showed in perf. */
 uint64_t hmap__hash_bytes(const void *p, size_t n)
 {
 	const unsigned char *b = p;
-	uint64_t h = 1469598103934665603ull ^ n, w;
+	uint64_t h = hash_seed ^ n, w;
 
 	for (; n >= 8; n -= 8, b += 8) {
 		memcpy(&w, b, 8);
