@@ -60,6 +60,17 @@ struct {
 	__type(value, __u64);
 } heartbeat SEC(".maps") __weak;
 
+/* Bumped by the daemon whenever a connection's response window may have
+ * opened again (a verdict asking for responses, a verdict removed, a new
+ * configuration): srv_egress then looks at every connection's verdict
+ * again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} egress_gen SEC(".maps") __weak;
+
 /* Protected local ports (host byte order) -> 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

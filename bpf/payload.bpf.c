@@ -500,7 +500,7 @@ int srv_egress(struct __sk_buff *skb)
 	struct mcpw_data_event *e;
 	struct mcpw_sock_attr *a;
 	struct bpf_sock *sk;
-	__u32 key = 0, n, hoff, plen;
+	__u32 key = 0, n, hoff, plen, *gen;
 	__u64 cookie, off, window;
 	__u8 b, doff;
 
@@ -515,13 +515,6 @@ int srv_egress(struct __sk_buff *skb)
 		return 1;
 	a = bpf_sk_storage_get(&sock_attr, sk, 0, 0);
 	if (!a || !(a->flags & MCPW_ATTR_SERVED))
-		return 1;
-	cfg = get_config();
-	if (!cfg)
-		return 1;
-	cookie = a->sock_cookie;
-	st = bpf_map_lookup_elem(&conn_state, &cookie);
-	if (!st)
 		return 1;
 	if (skb->protocol == ETH_P_IP_BE) {
 		if (bpf_skb_load_bytes(skb, 0, &b, 1))
@@ -538,6 +531,29 @@ int srv_egress(struct __sk_buff *skb)
 	if (hoff >= skb->len)
 		return 1;
 	plen = skb->len - hoff;
+	gen = bpf_map_lookup_elem(&egress_gen, &key);
+	if (!gen)
+		return 1;
+	/* A judged connection whose responses the daemon does not want (the
+	 * steady state of keep-alive traffic): counted in the storage, no
+	 * map searched. Any verdict that could want them again bumps the
+	 * generation. */
+	if ((a->flags & MCPW_ATTR_EGRESS_DONE) && a->egress_gen == *gen) {
+		a->out_skipped += plen;
+		return 1;
+	}
+	cfg = get_config();
+	if (!cfg)
+		return 1;
+	cookie = a->sock_cookie;
+	st = bpf_map_lookup_elem(&conn_state, &cookie);
+	if (!st)
+		return 1;
+	if (a->flags & MCPW_ATTR_EGRESS_DONE) {
+		st->bytes_out += a->out_skipped;
+		a->out_skipped = 0;
+		a->flags &= ~MCPW_ATTR_EGRESS_DONE;
+	}
 	off = st->bytes_out;
 	st->bytes_out = off + plen;
 	v = bpf_map_lookup_elem(&conn_verdict, &cookie);
@@ -545,6 +561,10 @@ int srv_egress(struct __sk_buff *skb)
 	 * initialize: nothing to learn from its responses. */
 	window = v ? v->egress_copy_until :
 		 (st->flags & MCPW_ST_INST_FAST) ? 0 : cfg->egress_window;
+	if (window == 0) {
+		a->egress_gen = *gen;
+		a->flags |= MCPW_ATTR_EGRESS_DONE;
+	}
 	if (off >= window)
 		return 1;
 	e = bpf_map_lookup_elem(&scratch, &key);

@@ -241,7 +241,8 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	srv_attr = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (srv_attr) {
 		srv_attr->sock_cookie = cookie;
-		srv_attr->flags |= MCPW_ATTR_SERVED;
+		srv_attr->flags = (srv_attr->flags | MCPW_ATTR_SERVED) & ~MCPW_ATTR_EGRESS_DONE;
+		srv_attr->out_skipped = 0;
 	} else
 		count(MCPW_CNT_STORAGE_FAIL, 1);
 
@@ -289,7 +290,10 @@ int on_sockops(struct bpf_sock_ops *skops)
 
 /* ---- close ------------------------------------------------------------ */
 
-static __always_inline int on_state(const struct sock *sk, int newstate)
+/* out_skipped: server -> client bytes srv_egress counted in the socket's
+ * storage rather than in conn_state (only tp_btf can read the storage; the
+ * daemon uses bytes_out for nothing but the record). */
+static __always_inline int on_state(const struct sock *sk, int newstate, __u64 out_skipped)
 {
 	struct mcpw_close_event *e;
 	struct mcpw_conn_state *st;
@@ -309,7 +313,7 @@ static __always_inline int on_state(const struct sock *sk, int newstate)
 		fill_hdr(&e->hdr, MCPW_EV_CONN_CLOSE, sizeof(*e));
 		e->cookie = cookie;
 		e->bytes_in = st->bytes_in;
-		e->bytes_out = st->bytes_out;
+		e->bytes_out = st->bytes_out + out_skipped;
 		e->failopen_bytes = st->failopen_bytes;
 		e->fast_requests = st->fast_requests;
 		bpf_ringbuf_submit(e, RB_EVENTS_BATCH);
@@ -325,13 +329,19 @@ static __always_inline int on_state(const struct sock *sk, int newstate)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	return on_state(sk, newstate);
+	struct mcpw_sock_attr *a;
+
+	if (newstate != TCP_CLOSE_STATE || !sk)
+		return 0;
+	a = bpf_sk_storage_get(&sock_attr, (struct sock *)sk, 0, 0);
+	return on_state(sk, newstate,
+			a && (a->flags & MCPW_ATTR_EGRESS_DONE) ? a->out_skipped : 0);
 }
 
 SEC("tp/sock/inet_sock_set_state")
 int state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	return on_state((const struct sock *)ctx->skaddr, ctx->newstate);
+	return on_state((const struct sock *)ctx->skaddr, ctx->newstate, 0);
 }
 
 /* ---- iterators -------------------------------------------------------- */

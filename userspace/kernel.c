@@ -73,6 +73,26 @@ struct kernel {
 	bool adopted;
 };
 
+/*
+ * Makes srv_egress look at every connection's verdict again (see
+ * MCPW_ATTR_EGRESS_DONE): called after anything that may open a response
+ * window, before the bytes it concerns are released. The value is read
+ * from the map the first time, so a daemon that reuses a previous one's
+ * pinned maps never repeats a generation the sockets still carry.
+ */
+static int bump_egress_gen(struct kernel *k)
+{
+	int fd = bpf_map__fd(k->skel->maps.egress_gen);
+	__u32 key = 0, gen = 0;
+
+	if (bpf_map_lookup_elem(fd, &key, &gen))
+		return -errno;
+	gen++;
+	if (bpf_map_update_elem(fd, &key, &gen, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 static void set_err(struct kernel_error *err, bool missing, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -174,7 +194,7 @@ int kernel__set_config(struct kernel *k, const struct mcpw_config *cfg)
 
 	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.mcpw_cfg), &key, cfg, BPF_ANY))
 		return -errno;
-	return 0;
+	return bump_egress_gen(k);
 }
 
 /*
@@ -240,7 +260,7 @@ int kernel__set_verdict(struct kernel *k, uint64_t cookie, const struct mcpw_con
 {
 	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.conn_verdict), &cookie, v, BPF_ANY))
 		return -errno;
-	return 0;
+	return v->egress_copy_until ? bump_egress_gen(k) : 0;
 }
 
 int kernel__get_verdict(struct kernel *k, uint64_t cookie, struct mcpw_conn_verdict *v)
@@ -252,9 +272,12 @@ int kernel__get_verdict(struct kernel *k, uint64_t cookie, struct mcpw_conn_verd
 
 int kernel__del_verdict(struct kernel *k, uint64_t cookie)
 {
-	if (bpf_map_delete_elem(bpf_map__fd(k->skel->maps.conn_verdict), &cookie) && errno != ENOENT)
-		return -errno;
-	return 0;
+	if (bpf_map_delete_elem(bpf_map__fd(k->skel->maps.conn_verdict), &cookie)) {
+		if (errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	return bump_egress_gen(k);	/* back to the default window */
 }
 
 int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state *st)

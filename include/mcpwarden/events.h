@@ -103,13 +103,19 @@ struct mcpw_sock_attr {
 	struct mcpw_task task;
 	__u64 sock_cookie;	/* of the socket this was recorded on */
 	__u32 flags;		/* MCPW_ATTR_* */
-	__u32 pad;
+	/* MCPW_ATTR_EGRESS_DONE: the egress generation it was set in, and the
+	 * server -> client bytes sent since (not yet in conn_state). */
+	__u32 egress_gen;
+	__u64 out_skipped;
 };
-_Static_assert(sizeof(struct mcpw_sock_attr) == 72, "sock_attr layout");
+_Static_assert(sizeof(struct mcpw_sock_attr) == 80, "sock_attr layout");
 
 #define MCPW_ATTR_CONNECT	(1u << 0)	/* recorded at connect() */
 #define MCPW_ATTR_BIND		(1u << 1)	/* recorded at bind() */
 #define MCPW_ATTR_SERVED	(1u << 2)	/* a protected server's connection */
+#define MCPW_ATTR_EGRESS_DONE	(1u << 3)	/* served: nothing of its responses to
+						 * copy while the egress generation
+						 * stays egress_gen (see srv_egress) */
 
 /* Key of the client attribution published at connect time. The netns is
  * set only for loopback addresses: 127.0.0.1 in two namespaces are two

@@ -1121,13 +1121,140 @@ cleanup:
 	env__cleanup(&e);
 }
 
+/* The session id the response `index` of a raw.mjs output carried. */
+static char *raw_session(const char *out, int index)
+{
+	char *buf = env__slurp(out, NULL), *line, *save = NULL, *sid = NULL;
+
+	if (!buf)
+		return NULL;
+	for (line = strtok_r(buf, "\n", &save); line && !sid; line = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(line, 0, NULL);
+		json_t *r = json_object_get(j, "response");
+		const char *v;
+
+		if (json_is_integer(r) && json_integer_value(r) == index) {
+			v = json_string_value(json_object_get(json_object_get(j, "headers"),
+							      "mcp-session-id"));
+			if (v)
+				sid = strdup(v);
+		}
+		json_decref(j);
+	}
+	free(buf);
+	return sid;
+}
+
+/*
+ * A session begun by a second initialize on a connection whose responses the
+ * daemon had stopped reading (judged, nothing pending): the kernel must read
+ * that initialize's response again, so the id counts as issued by the
+ * server to the owner, and a thief using it is a hijack of an issued session.
+ */
+static void judge_session_hijack_reinit(void)
+{
+	char policy[2048], cg_owner[256], cg_thief[256], cg_srv[256], spec[16384], out[512];
+	struct ident ci = { .client_id = "ci-bot", .sub = "svc-ci" };
+	struct ident ops = { .client_id = "ops-bot", .sub = "svc-ops" };
+	struct client thief = { .name = "reinit-thief", .tool = "echo", .marker = "mk-reinit-thief" };
+	struct server srv;
+	struct env e;
+	json_t *ev = NULL;
+	char *sid1 = NULL, *sid2 = NULL;
+	pid_t owner;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ci/owner", cg_owner, sizeof(cg_owner)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "ops/thief", cg_thief, sizeof(cg_thief)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
+		goto cleanup;
+	if (!ASSERT_OK(mint(&ci, "reinit"), "mint") || !ASSERT_OK(mint(&ops, "reinit-thief"), "mint"))
+		goto cleanup;
+	if (!ASSERT_TRUE(start_server(&e, cg_srv, "tickets", &srv), "server"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"tickets\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":["
+		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\"},"
+		 "\"workloads\":[{\"cgroup\":\"%s/ci/*\"}],\"tools\":[\"echo\"]},"
+		 "{\"name\":\"ops-bot\",\"claims\":{\"client_id\":\"ops-bot\"},"
+		 "\"workloads\":[{\"cgroup\":\"%s/ops/*\"}],\"tools\":[\"echo\"]}]}",
+		 srv.port, e.cg_root, e.cg_root);
+	if (!agent_start(&e, policy, true))
+		goto cleanup;
+
+	/* One connection: initialize, three calls in that session (their
+	 * responses need no reading), initialize again, a call in the new
+	 * session. */
+#define RI_HDR "\"headers\":{\"Authorization\":\"Bearer %s\",\"MCP-Protocol-Version\":\"2025-11-25\""
+#define RI_INIT(id) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\"," RI_HDR "},\"body\":{\"jsonrpc\":\"2.0\",\"id\":" #id "," \
+	"\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{}," \
+	"\"clientInfo\":{\"name\":\"reinit-owner\",\"version\":\"1\"}}}}"
+#define RI_NOTE \
+	"{\"method\":\"POST\",\"path\":\"/mcp\"," RI_HDR ",\"Mcp-Session-Id\":\"{{session}}\"}," \
+	"\"body\":{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}"
+#define RI_CALL(id) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\"," RI_HDR ",\"Mcp-Session-Id\":\"{{session}}\"}," \
+	"\"body\":{\"jsonrpc\":\"2.0\",\"id\":" #id ",\"method\":\"tools/call\"," \
+	"\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"mk-reinit-owner-" #id "\"}}}}"
+	snprintf(spec, sizeof(spec),
+		 "{\"port\":%d,\"timeout_ms\":15000,\"requests\":[" RI_INIT(1) "," RI_NOTE ","
+		 RI_CALL(2) "," RI_CALL(3) "," RI_CALL(4) "," RI_INIT(5) "," RI_NOTE "," RI_CALL(6) "]}",
+		 srv.port, ci.token, ci.token, ci.token, ci.token, ci.token, ci.token, ci.token,
+		 ci.token);
+#undef RI_HDR
+#undef RI_INIT
+#undef RI_NOTE
+#undef RI_CALL
+	owner = raw_start(&e, cg_owner, "owner", spec, out, sizeof(out));
+	if (!ASSERT_EQ(env__wait(&e, owner, CLIENT_MS), 0, "owner: every response on one connection")) {
+		show_file("raw output", out);
+		goto cleanup;
+	}
+	ASSERT_EQ(record_count(srv.record, "tool", "mk-reinit-owner-6"), 1, "owner's last call ran");
+	sid1 = raw_session(out, 0);
+	sid2 = raw_session(out, 5);
+	if (!ASSERT_OK_PTR(sid1, "first session id") || !ASSERT_OK_PTR(sid2, "second session id"))
+		goto cleanup;
+	ASSERT_TRUE(strcmp(sid1, sid2) != 0, "two sessions");
+
+	thief.cg = cg_thief;
+	thief.id = &ops;
+	thief.url = srv.url;
+	thief.session_id = sid2;
+	if (!ASSERT_GE(client_start(&e, &thief), 1, "thief"))
+		goto cleanup;
+	client_cut_off(&e, &thief, "session_hijack after re-initialize");
+	check_never_read(srv.record, thief.marker, "session_hijack after re-initialize");
+	ev = alert_of(&e, thief.pid, "tools/call");
+	if (ASSERT_OK_PTR(ev, "session_hijack alert")) {
+		ASSERT_STREQ(env__str(ev, "verdict"), "session_hijack", "verdict");
+		ASSERT_STREQ(env__str(ev, "claim.session_id"), sid2, "the second session");
+		/* Learned from the server's response, not from the owner's first use. */
+		ASSERT_TRUE(json_is_true(env__get(ev, "related.issued_by_server")),
+			    "the second session was seen issued by the server");
+		ASSERT_STREQ(env__str(ev, "related.session_owner.cgroup"), cg_owner,
+			     "the owner's cgroup");
+	}
+cleanup:
+	dump_on_failure(&e);
+	free(sid1);
+	free(sid2);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
 void test_judgment_session_hijack(void)
 {
-	test__set_timeout(240);
+	test__set_timeout(300);
 	if (test__start_subtest("enforce"))
 		judge_session_hijack(true);
 	if (test__start_subtest("monitor"))
 		judge_session_hijack(false);
+	if (test__start_subtest("second_initialize"))
+		judge_session_hijack_reinit();
 }
 
 /* ---- identity_switch ---------------------------------------------------- */
