@@ -235,6 +235,74 @@ static __always_inline void count(enum mcpw_counter c, __u64 n)
 		*v += n;
 }
 
+/*
+ * Per-CPU scratch records (a record is too big for the BPF stack). A
+ * program can be interrupted on its CPU by another that needs one: a
+ * softirq's stream verdict inside a server's backlog processing (which
+ * runs with bottom halves enabled), or, on a preemptible kernel, another
+ * task. Sharing one record per CPU would let the second overwrite the
+ * first's bytes between loading them and writing them to the ring (held
+ * bytes of one connection reported as another's). So each user takes a
+ * free record of its CPU's, atomically, and gives it back.
+ */
+#define SCRATCH_SLOTS 4
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mcpw_data_event);
+} scratch SEC(".maps") __weak;
+
+/* Bit i: record i of this CPU is in use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} scratch_busy SEC(".maps") __weak;
+
+struct scratch_ref {
+	__u32 *busy;
+	__u32 bit;
+};
+
+/* A free scratch record of this CPU, or NULL (counted): give it back with
+ * scratch_give() on every path. */
+static __always_inline struct mcpw_data_event *scratch_take(struct scratch_ref *ref)
+{
+	struct mcpw_data_event *e;
+	__u32 key = 0, i, bit, *busy;
+
+	busy = bpf_map_lookup_elem(&scratch_busy, &key);
+	if (!busy)
+		return NULL;
+	/* Unrolled: each try has its slot number as a constant. */
+#pragma clang loop unroll(full)
+	for (i = 0; i < SCRATCH_SLOTS; i++) {
+		__u32 slot = i;
+
+		bit = 1u << i;
+		if (__sync_fetch_and_or(busy, bit) & bit)
+			continue;
+		e = bpf_map_lookup_elem(&scratch, &slot);
+		if (!e) {
+			__sync_fetch_and_and(busy, ~bit);
+			return NULL;
+		}
+		ref->busy = busy;
+		ref->bit = bit;
+		return e;
+	}
+	count(MCPW_CNT_SCRATCH_BUSY, 1);
+	return NULL;
+}
+
+static __always_inline void scratch_give(struct scratch_ref *ref)
+{
+	__sync_fetch_and_and(ref->busy, ~ref->bit);
+}
+
 static __always_inline struct mcpw_config *get_config(void)
 {
 	__u32 key = 0;

@@ -38,14 +38,6 @@
 #define SK_DROP 0
 #define SK_PASS 1
 
-/* One data record of scratch per CPU: too big for the BPF stack. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mcpw_data_event);
-} scratch SEC(".maps");
-
 /* Room for len payload bytes in the data ring, so a segment is either
  * copied whole or not at all. */
 static __always_inline bool ring_has_room(__u32 len)
@@ -64,22 +56,11 @@ static __always_inline bool ring_has_room(__u32 len)
  * verified once, not again on every path of srv_verdict that reaches a
  * call (that alone took most of the verifier's one-million-instruction
  * budget). */
-__noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len,
-			__u64 flags_from)
+static __always_inline int copy_chunks(struct __sk_buff *skb, struct mcpw_data_event *e,
+				       __u64 cookie, __u64 off, __u32 len, __u32 flags, __u32 from)
 {
-	__u32 flags = (__u32)flags_from, from = (__u32)(flags_from >> 32);
-	struct mcpw_data_event *e;
-	__u32 key = 0, i;
+	__u32 i;
 
-	if (len > MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS) {
-		count(MCPW_CNT_SEG_TOO_BIG, 1);
-		return -1;
-	}
-	if (!ring_has_room(len))
-		return -1;
-	e = bpf_map_lookup_elem(&scratch, &key);
-	if (!e)
-		return -1;
 	e->cookie = cookie;
 	e->flags = flags;
 	e->seg_len = len;
@@ -109,6 +90,27 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	return 0;
 }
 
+__noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len,
+			__u64 flags_from)
+{
+	struct mcpw_data_event *e;
+	struct scratch_ref ref;
+	int ret;
+
+	if (len > MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS) {
+		count(MCPW_CNT_SEG_TOO_BIG, 1);
+		return -1;
+	}
+	if (!ring_has_room(len))
+		return -1;
+	e = scratch_take(&ref);
+	if (!e)
+		return -1;
+	ret = copy_chunks(skb, e, cookie, off, len, (__u32)flags_from, (__u32)(flags_from >> 32));
+	scratch_give(&ref);
+	return ret;
+}
+
 /* ---- fast path ---------------------------------------------------------- */
 
 /* The head of a fast-path request as same_bytes() reads it: the first
@@ -118,15 +120,6 @@ struct fast_buf {
 };
 
 _Static_assert(MCPW_CHUNK_LEN >= sizeof(struct fast_buf), "the head fits the record");
-
-/* The fast path's own record per CPU (the hold path's scratch is not
- * shared: its verification stays independent of this one's). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mcpw_data_event);
-} fast_scratch SEC(".maps");
 
 #define FAST_MASK (MCPW_FAST_HEAD_MAX - 1)
 
@@ -183,45 +176,17 @@ static __always_inline void mirror_first(struct mcpw_data_event *e, __u64 cookie
 		count(MCPW_CNT_FAST_COPY_LOST, 1);
 }
 
-/*
- * A request on a judged connection that needs no new judgment: its header
- * block is the judged template with other Content-Length digits. Passes it
- * (and its body, through fast_pass_until) without the daemon.
- */
-static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config *cfg,
-				      struct mcpw_conn_state *st, __u64 cookie, __u64 off, __u32 len)
+/* Whether the request at the segment's start matches template t: its
+ * first bytes are loaded into e (which reports it, when reported). */
+static __always_inline bool fast_match(struct __sk_buff *skb, struct mcpw_config *cfg,
+				       struct mcpw_conn_state *st, const struct mcpw_fast_tmpl *t,
+				       struct mcpw_data_event *e, __u64 cookie, __u64 off,
+				       __u32 len)
 {
-	struct mcpw_fast_tmpl *t = bpf_map_lookup_elem(&fast_tmpl, &cookie);
-	__u32 key = 0, n, loaded, cl, i, d, tail_off, tail, head_len;
-	struct mcpw_data_event *e;
-	struct fast_buf *fb;
+	struct fast_buf *fb = (struct fast_buf *)e->data;
+	__u32 n, loaded, cl, i, d, tail_off, tail, head_len;
 	__u64 body = 0;
-	bool adopt = false;
 
-	if (!t && off == 0 && st->client_tgid) {
-		/* A new connection of a judged client process. */
-		struct mcpw_inst_key ik = { .tgid = st->client_tgid, .start_ns = st->client_start };
-
-		t = bpf_map_lookup_elem(&inst_tmpl, &ik);
-		if (!t || t->port != st->server_port || t->uid != st->client_uid)
-			return false;
-		st->fast_gen = t->gen;
-		st->fast_next = 0;
-		adopt = true;
-	}
-	if (!t)
-		return false;
-	if (!adopt && t->gen != st->fast_gen) {
-		st->fast_gen = t->gen;
-		st->fast_next = t->start;
-	}
-	if (off != st->fast_next)
-		return false;
-	/* Loaded once, into the record that reports it (when reported). */
-	e = bpf_map_lookup_elem(&fast_scratch, &key);
-	if (!e)
-		return false;
-	fb = (struct fast_buf *)e->data;
 	loaded = cfg->mirror_fast ? MCPW_CHUNK_LEN : MCPW_FAST_HEAD_MAX;
 	loaded = len < loaded ? len : loaded;
 	loaded &= 2 * MCPW_CHUNK_LEN - 1;
@@ -266,6 +231,48 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 	 * record, counted; the request was already judged). */
 	if (cfg->mirror_fast)
 		mirror_first(e, cookie, off, loaded, i + tail + body);
+	return true;
+}
+
+/*
+ * A request on a judged connection that needs no new judgment: its header
+ * block is the judged template with other Content-Length digits. Passes it
+ * (and its body, through fast_pass_until) without the daemon.
+ */
+static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config *cfg,
+				      struct mcpw_conn_state *st, __u64 cookie, __u64 off, __u32 len)
+{
+	struct mcpw_fast_tmpl *t = bpf_map_lookup_elem(&fast_tmpl, &cookie);
+	struct mcpw_data_event *e;
+	struct scratch_ref ref;
+	bool adopt = false, ok;
+
+	if (!t && off == 0 && st->client_tgid) {
+		/* A new connection of a judged client process. */
+		struct mcpw_inst_key ik = { .tgid = st->client_tgid, .start_ns = st->client_start };
+
+		t = bpf_map_lookup_elem(&inst_tmpl, &ik);
+		if (!t || t->port != st->server_port || t->uid != st->client_uid)
+			return false;
+		st->fast_gen = t->gen;
+		st->fast_next = 0;
+		adopt = true;
+	}
+	if (!t)
+		return false;
+	if (!adopt && t->gen != st->fast_gen) {
+		st->fast_gen = t->gen;
+		st->fast_next = t->start;
+	}
+	if (off != st->fast_next)
+		return false;
+	e = scratch_take(&ref);
+	if (!e)
+		return false;
+	ok = fast_match(skb, cfg, st, t, e, cookie, off, len);
+	scratch_give(&ref);
+	if (!ok)
+		return false;
 	/* Its later requests use the same template as its own. */
 	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
 		st->flags |= MCPW_ST_INST_FAST;
@@ -499,6 +506,7 @@ int srv_egress(struct __sk_buff *skb)
 	struct mcpw_conn_state *st;
 	struct mcpw_data_event *e;
 	struct mcpw_sock_attr *a;
+	struct scratch_ref ref;
 	struct bpf_sock *sk;
 	__u32 key = 0, n, hoff, plen, *gen;
 	__u64 cookie, off, window;
@@ -567,15 +575,19 @@ int srv_egress(struct __sk_buff *skb)
 	}
 	if (off >= window)
 		return 1;
-	e = bpf_map_lookup_elem(&scratch, &key);
-	if (!e)
-		return 1;
 	n = plen < EGRESS_COPY_MAX ? plen : EGRESS_COPY_MAX;
 	n &= 2 * EGRESS_COPY_MAX - 1;
 	if (n == 0 || n > EGRESS_COPY_MAX)
 		return 1;
-	if (bpf_skb_load_bytes(skb, hoff, e->data, n))
+	e = scratch_take(&ref);
+	if (!e) {
+		count(MCPW_CNT_DATA_LOST, 1);
 		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, hoff, e->data, n)) {
+		scratch_give(&ref);
+		return 1;
+	}
 	fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
 	e->cookie = cookie;
 	e->offset = off;
@@ -589,6 +601,7 @@ int srv_egress(struct __sk_buff *skb)
 		count(MCPW_CNT_DATA_LOST, 1);
 	else
 		count(MCPW_CNT_EGRESS_COPIED, 1);
+	scratch_give(&ref);
 	return 1;
 }
 

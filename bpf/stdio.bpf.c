@@ -26,13 +26,6 @@ struct {
 	__type(value, __u64);	/* its buffer */
 } stdio_reads SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mcpw_data_event);
-} stdin_scratch SEC(".maps");
-
 SEC("tp/syscalls/sys_enter_read")
 int stdin_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -55,7 +48,8 @@ int stdin_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid(), *buf;
 	struct mcpw_data_event *e;
-	__u32 tgid = id >> 32, key = 0, n, *budget;
+	struct scratch_ref ref;
+	__u32 tgid = id >> 32, n, *budget;
 	long ret = ctx->ret;
 
 	buf = bpf_map_lookup_elem(&stdio_reads, &id);
@@ -65,9 +59,6 @@ int stdin_exit(struct trace_event_raw_sys_exit *ctx)
 	budget = bpf_map_lookup_elem(&stdio_watch, &tgid);
 	if (!budget || ret <= 0)
 		return 0;
-	e = bpf_map_lookup_elem(&stdin_scratch, &key);
-	if (!e)
-		return 0;
 	n = ret < MCPW_CHUNK_LEN ? ret : MCPW_CHUNK_LEN;
 	if (n > *budget)
 		n = *budget;
@@ -75,8 +66,15 @@ int stdin_exit(struct trace_event_raw_sys_exit *ctx)
 	barrier_var(n);
 	if (n == 0 || n > MCPW_CHUNK_LEN)
 		return 0;
-	if (bpf_probe_read_user(e->data, n, (void *)*buf))
+	e = scratch_take(&ref);
+	if (!e) {
+		count(MCPW_CNT_DATA_LOST, 1);
 		return 0;
+	}
+	if (bpf_probe_read_user(e->data, n, (void *)*buf)) {
+		scratch_give(&ref);
+		return 0;
+	}
 	*budget -= n;
 	fill_hdr(&e->hdr, MCPW_EV_DATA, offsetof(struct mcpw_data_event, data) + n);
 	e->cookie = tgid;
@@ -87,5 +85,6 @@ int stdin_exit(struct trace_event_raw_sys_exit *ctx)
 	e->sender_tgid = tgid;
 	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_NOW))
 		count(MCPW_CNT_DATA_LOST, 1);
+	scratch_give(&ref);
 	return 0;
 }

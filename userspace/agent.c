@@ -2288,6 +2288,7 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_FAST_COPY_LOST] = "fast_path_copies_lost",
 	[MCPW_CNT_RESEQUENCED] = "resequenced_segments",
 	[MCPW_CNT_RESHOWN_TRIMMED] = "reshown_bytes_trimmed",
+	[MCPW_CNT_SCRATCH_BUSY] = "scratch_busy",
 };
 
 static json_t *status_json(void *ctx)

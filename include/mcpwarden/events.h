@@ -323,6 +323,7 @@ enum mcpw_counter {
 	MCPW_CNT_FAST_COPY_LOST,	/* ... and not reported: data ring full */
 	MCPW_CNT_RESEQUENCED,		/* a segment shown again, or after a gap */
 	MCPW_CNT_RESHOWN_TRIMMED,	/* ... its bytes shown before cut off it */
+	MCPW_CNT_SCRATCH_BUSY,		/* every scratch record of the CPU in use */
 	MCPW_CNT__MAX,
 };
 
