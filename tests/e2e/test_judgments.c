@@ -1026,9 +1026,40 @@ void test_judgment_token_replay(void)
 
 /* ---- session_hijack ----------------------------------------------------- */
 
+/*
+ * Two clients in their own cgroups (ci/owner as ci-bot, ops/thief as
+ * ops-bot), a fresh token each, the recording server, and the agent on a
+ * policy that allows both the same tools.
+ */
+static bool hijack_setup(struct env *e, struct ident *ci, struct ident *ops,
+			 char cg_owner[256], char cg_thief[256], struct server *srv, bool enforce)
+{
+	char policy[2048], cg_srv[256];
+
+	if (!ASSERT_OK(env__cgroup(e, "ci/owner", cg_owner, 256), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "ops/thief", cg_thief, 256), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
+		return false;
+	if (!ASSERT_OK(mint(ci, "owner"), "mint") || !ASSERT_OK(mint(ops, "thief"), "mint"))
+		return false;
+	if (!ASSERT_TRUE(start_server(e, cg_srv, "tickets", srv), "server"))
+		return false;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"tickets\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":["
+		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\"},"
+		 "\"workloads\":[{\"cgroup\":\"%s/ci/*\"}],"
+		 "\"tools\":[\"echo\",\"search_tickets\"]},"
+		 "{\"name\":\"ops-bot\",\"claims\":{\"client_id\":\"ops-bot\"},"
+		 "\"workloads\":[{\"cgroup\":\"%s/ops/*\"}],"
+		 "\"tools\":[\"echo\",\"search_tickets\"]}]}",
+		 srv->port, e->cg_root, e->cg_root);
+	return agent_start(e, policy, enforce);
+}
+
 static void judge_session_hijack(bool enforce)
 {
-	char policy[2048], cg_owner[256], cg_thief[256], cg_srv[256], sidfile[512];
+	char cg_owner[256], cg_thief[256], sidfile[512];
 	char sidcond[64];
 	struct ident ci = { .client_id = "ci-bot", .sub = "svc-ci" };
 	struct ident ops = { .client_id = "ops-bot", .sub = "svc-ops" };
@@ -1042,25 +1073,7 @@ static void judge_session_hijack(bool enforce)
 
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	if (!ASSERT_OK(env__cgroup(&e, "ci/owner", cg_owner, sizeof(cg_owner)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "ops/thief", cg_thief, sizeof(cg_thief)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
-		goto cleanup;
-	if (!ASSERT_OK(mint(&ci, "owner"), "mint") || !ASSERT_OK(mint(&ops, "thief"), "mint"))
-		goto cleanup;
-	if (!ASSERT_TRUE(start_server(&e, cg_srv, "tickets", &srv), "server"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"tickets\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":["
-		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s/ci/*\"}],"
-		 "\"tools\":[\"echo\",\"search_tickets\"]},"
-		 "{\"name\":\"ops-bot\",\"claims\":{\"client_id\":\"ops-bot\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s/ops/*\"}],"
-		 "\"tools\":[\"echo\",\"search_tickets\"]}]}",
-		 srv.port, e.cg_root, e.cg_root);
-	if (!agent_start(&e, policy, enforce))
+	if (!hijack_setup(&e, &ci, &ops, cg_owner, cg_thief, &srv, enforce))
 		goto cleanup;
 
 	snprintf(sidfile, sizeof(sidfile), "%s/owner.sid", e.tmp);
@@ -1153,7 +1166,7 @@ static char *raw_session(const char *out, int index)
  */
 static void judge_session_hijack_reinit(void)
 {
-	char policy[2048], cg_owner[256], cg_thief[256], cg_srv[256], spec[16384], out[512];
+	char cg_owner[256], cg_thief[256], spec[16384], out[512];
 	struct ident ci = { .client_id = "ci-bot", .sub = "svc-ci" };
 	struct ident ops = { .client_id = "ops-bot", .sub = "svc-ops" };
 	struct client thief = { .name = "reinit-thief", .tool = "echo", .marker = "mk-reinit-thief" };
@@ -1165,23 +1178,7 @@ static void judge_session_hijack_reinit(void)
 
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	if (!ASSERT_OK(env__cgroup(&e, "ci/owner", cg_owner, sizeof(cg_owner)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "ops/thief", cg_thief, sizeof(cg_thief)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
-		goto cleanup;
-	if (!ASSERT_OK(mint(&ci, "reinit"), "mint") || !ASSERT_OK(mint(&ops, "reinit-thief"), "mint"))
-		goto cleanup;
-	if (!ASSERT_TRUE(start_server(&e, cg_srv, "tickets", &srv), "server"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"tickets\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":["
-		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s/ci/*\"}],\"tools\":[\"echo\"]},"
-		 "{\"name\":\"ops-bot\",\"claims\":{\"client_id\":\"ops-bot\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s/ops/*\"}],\"tools\":[\"echo\"]}]}",
-		 srv.port, e.cg_root, e.cg_root);
-	if (!agent_start(&e, policy, true))
+	if (!hijack_setup(&e, &ci, &ops, cg_owner, cg_thief, &srv, true))
 		goto cleanup;
 
 	/* One connection: initialize, three calls in that session (their
