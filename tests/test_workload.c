@@ -74,11 +74,14 @@ void test_workload_share(void)
 	ASSERT_TRUE(d && d != a, "another reason is another workload");
 	ASSERT_STREQ(a->exe, "/usr/bin/client", "content kept");
 	ASSERT_EQ(a->ancestors[0].pid, 1, "ancestors kept");
-	ASSERT_TRUE(workload__hold(a) == a, "hold");
-	workload__unshare(a);
 	workload__unshare(b);
 	ASSERT_EQ(workload__shared_count(), base + 3, "still held once");
 	ASSERT_STREQ(a->exe, "/usr/bin/client", "alive while held");
+	workload__unshare(a);
+	ASSERT_EQ(workload__shared_count(), base + 2, "freed with its last reference");
+	wl(&w, 10, "/usr/bin/client", NULL);
+	a = workload__share(&w);
+	ASSERT_TRUE(a && a != c && a != d, "shared again once freed");
 	workload__unshare(a);
 	workload__unshare(c);
 	workload__unshare(d);

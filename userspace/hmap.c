@@ -11,8 +11,8 @@
 
 struct hnode {
 	struct hnode *next;
-	uint64_t key;		/* the key, or a string key's hash */
-	char *skey;
+	uint64_t key;		/* the key, or a string or fixed key's hash */
+	const char *skey;	/* string keys: owned; fixed keys: borrowed */
 	void *val;
 };
 
@@ -20,7 +20,8 @@ struct hmap {
 	struct hnode **buckets;
 	size_t n_buckets;
 	size_t size;
-	bool string_keys;
+	bool string_keys;	/* keys by hash: strings, or fixed-length ... */
+	size_t key_len;		/* ... when this is not 0 */
 };
 
 static uint64_t hash_u64(uint64_t k)
@@ -74,7 +75,7 @@ static uint64_t hash_str(const char *s)
 	return hmap__hash_bytes(s, strlen(s));
 }
 
-struct hmap *hmap__new(bool string_keys)
+static struct hmap *new_map(bool string_keys, size_t key_len)
 {
 	struct hmap *m = calloc(1, sizeof(*m));
 
@@ -87,7 +88,24 @@ struct hmap *hmap__new(bool string_keys)
 		return NULL;
 	}
 	m->string_keys = string_keys;
+	m->key_len = key_len;
 	return m;
+}
+
+struct hmap *hmap__new(bool string_keys)
+{
+	return new_map(string_keys, 0);
+}
+
+struct hmap *hmap__new_fixed(size_t key_len)
+{
+	return key_len ? new_map(true, key_len) : NULL;
+}
+
+static void free_key(const struct hmap *m, struct hnode *n)
+{
+	if (!m->key_len)
+		free((char *)n->skey);
 }
 
 void hmap__free(struct hmap *m)
@@ -101,7 +119,7 @@ void hmap__free(struct hmap *m)
 
 		for (; n; n = next) {
 			next = n->next;
-			free(n->skey);
+			free_key(m, n);
 			free(n);
 		}
 	}
@@ -114,15 +132,20 @@ size_t hmap__size(const struct hmap *m)
 	return m->size;
 }
 
-/* A string key is looked for by its hash (key), kept in its node: only
- * an equal hash costs a strcmp. */
+static bool same_key(const struct hmap *m, const char *a, const char *b)
+{
+	return m->key_len ? memcmp(a, b, m->key_len) == 0 : strcmp(a, b) == 0;
+}
+
+/* A string or fixed key is looked for by its hash (key), kept in its
+ * node: only an equal hash costs a comparison. */
 static struct hnode **find(const struct hmap *m, uint64_t key, const char *skey)
 {
 	struct hnode **pp = &m->buckets[(m->string_keys ? key : hash_u64(key)) &
 					 (m->n_buckets - 1)];
 
 	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->key == key && (!m->string_keys || strcmp((*pp)->skey, skey) == 0))
+		if ((*pp)->key == key && (!m->string_keys || same_key(m, (*pp)->skey, skey)))
 			return pp;
 	}
 	return pp;
@@ -163,7 +186,9 @@ static int put(struct hmap *m, uint64_t key, const char *skey, void *val)
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	if (skey) {
+	if (skey && m->key_len) {
+		n->skey = skey;
+	} else if (skey) {
 		n->skey = strdup(skey);
 		if (!n->skey) {
 			free(n);
@@ -188,7 +213,7 @@ static void *del(struct hmap *m, uint64_t key, const char *skey)
 		return NULL;
 	*pp = n->next;
 	val = n->val;
-	free(n->skey);
+	free_key(m, n);
 	free(n);
 	m->size--;
 	return val;
@@ -211,6 +236,8 @@ void *hmap__del(struct hmap *m, uint64_t key)
 	return del(m, key, NULL);
 }
 
+/* Each kind of key only through its own calls: a u64 call on a string
+ * map (or the reverse) would read a key as the wrong type. */
 void *hmap__sget(const struct hmap *m, const char *key)
 {
 	struct hnode *n = *find(m, hash_str(key), key);
@@ -226,6 +253,23 @@ int hmap__sput(struct hmap *m, const char *key, void *val)
 void *hmap__sdel(struct hmap *m, const char *key)
 {
 	return del(m, hash_str(key), key);
+}
+
+void *hmap__bget(const struct hmap *m, const void *key)
+{
+	struct hnode *n = *find(m, hmap__hash_bytes(key, m->key_len), key);
+
+	return n ? n->val : NULL;
+}
+
+int hmap__bput(struct hmap *m, const void *key, void *val)
+{
+	return put(m, hmap__hash_bytes(key, m->key_len), key, val);
+}
+
+void *hmap__bdel(struct hmap *m, const void *key)
+{
+	return del(m, hmap__hash_bytes(key, m->key_len), key);
 }
 
 void hmap__iter_init(struct hmap *m, struct hmap_iter *it)

@@ -381,103 +381,67 @@ int workload__copy(struct workload *dst, const struct workload *src)
 /* ---- shared workloads ------------------------------------------------- */
 
 struct shared_wl {
-	struct shared_wl *next;
-	uint64_t hash;
 	unsigned int refs;
-	struct workload w;
+	struct workload w;	/* also its key in sw_map */
 };
 
 const struct workload workload__none;
-static struct shared_wl **sw_buckets;
-static size_t sw_n_buckets, sw_n;
+static struct hmap *sw_map;
 
 static struct shared_wl *sw_of(const struct workload *w)
 {
 	return (struct shared_wl *)((char *)w - offsetof(struct shared_wl, w));
 }
 
-static void sw_grow(void)
-{
-	size_t n = sw_n_buckets ? sw_n_buckets * 2 : 64, i;
-	struct shared_wl **nb = calloc(n, sizeof(*nb)), *e, *next;
-
-	if (!nb)
-		return;	/* longer chains, still correct */
-	for (i = 0; i < sw_n_buckets; i++) {
-		for (e = sw_buckets[i]; e; e = next) {
-			next = e->next;
-			e->next = nb[e->hash & (n - 1)];
-			nb[e->hash & (n - 1)] = e;
-		}
-	}
-	free(sw_buckets);
-	sw_buckets = nb;
-	sw_n_buckets = n;
-}
-
 const struct workload *workload__share(struct workload *w)
 {
-	uint64_t h = hmap__hash_bytes(w, sizeof(*w));
 	struct shared_wl *e;
 
-	if (sw_n >= sw_n_buckets)
-		sw_grow();
-	if (!sw_buckets) {
+	if (!sw_map)
+		sw_map = hmap__new_fixed(sizeof(*w));
+	if (!sw_map) {
 		workload__release(w);
 		return NULL;
 	}
-	for (e = sw_buckets[h & (sw_n_buckets - 1)]; e; e = e->next) {
-		if (e->hash == h && memcmp(&e->w, w, sizeof(*w)) == 0) {
-			workload__release(w);
-			e->refs++;
-			return &e->w;
-		}
+	e = hmap__bget(sw_map, w);
+	if (e) {
+		workload__release(w);
+		e->refs++;
+		return &e->w;
 	}
 	e = malloc(sizeof(*e));
 	if (!e) {
 		workload__release(w);
 		return NULL;
 	}
-	e->hash = h;
 	e->refs = 1;
 	e->w = *w;	/* its references move with it */
 	memset(w, 0, sizeof(*w));
-	e->next = sw_buckets[h & (sw_n_buckets - 1)];
-	sw_buckets[h & (sw_n_buckets - 1)] = e;
-	sw_n++;
+	if (hmap__bput(sw_map, &e->w, e)) {
+		workload__release(&e->w);
+		free(e);
+		return NULL;
+	}
 	return &e->w;
-}
-
-const struct workload *workload__hold(const struct workload *shared)
-{
-	if (shared && shared != &workload__none)
-		sw_of(shared)->refs++;
-	return shared;
 }
 
 void workload__unshare(const struct workload *shared)
 {
-	struct shared_wl *e, **pp;
+	struct shared_wl *e;
 
 	if (!shared || shared == &workload__none)
 		return;
 	e = sw_of(shared);
 	if (--e->refs)
 		return;
-	for (pp = &sw_buckets[e->hash & (sw_n_buckets - 1)]; *pp; pp = &(*pp)->next) {
-		if (*pp == e) {
-			*pp = e->next;
-			break;
-		}
-	}
-	sw_n--;
+	hmap__bdel(sw_map, &e->w);
 	workload__release(&e->w);
 	free(e);
 }
 
 size_t workload__shared_count(void)
 {
-	return sw_n;
+	return sw_map ? hmap__size(sw_map) : 0;
 }
 
 static const char *jdup(json_t *o, const char *key)
