@@ -226,7 +226,24 @@ static __always_inline __u64 rb_batch_flags(void *rb, __u32 which, __u64 size)
 #define RB_EVENTS_BATCH rb_batch_flags(&events, 0, MCPW_EVENTS_RING_BYTES)
 #define RB_DATA_BATCH   rb_batch_flags(&data, 1, MCPW_DATA_RING_BYTES)
 
+/*
+ * Counters are per CPU, but a program can still be interrupted on its CPU
+ * by another that counts too (see scratch_take): a plain add could then
+ * lose the other's increment. Losses and failures, which the daemon reports
+ * (losses are never silent), are added atomically; count_stat() is for the
+ * statistics of the hot paths, where an increment lost in such a race
+ * costs nothing and an atomic add costs on every packet.
+ */
 static __always_inline void count(enum mcpw_counter c, __u64 n)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline void count_stat(enum mcpw_counter c, __u64 n)
 {
 	__u32 key = c;
 	__u64 *v = bpf_map_lookup_elem(&counters, &key);

@@ -276,7 +276,7 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 	/* Its later requests use the same template as its own. */
 	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
 		st->flags |= MCPW_ST_INST_FAST;
-	count(MCPW_CNT_FAST_REQUESTS, 1);
+	count_stat(MCPW_CNT_FAST_REQUESTS, 1);
 	return true;
 }
 
@@ -320,8 +320,8 @@ static __always_inline int hold(struct __sk_buff *skb, struct mcpw_config *cfg,
 		return SK_DROP;
 	}
 	st->held_end = off + len;
-	count(MCPW_CNT_HELD_SEGS, 1);
-	count(MCPW_CNT_HELD_BYTES, len);
+	count_stat(MCPW_CNT_HELD_SEGS, 1);
+	count_stat(MCPW_CNT_HELD_BYTES, len);
 	return SK_DROP;
 }
 
@@ -412,13 +412,13 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 		}
 		t -= st->tcp_base;
 		if (t != off) {
-			count(MCPW_CNT_RESEQUENCED, 1);
+			count_stat(MCPW_CNT_RESEQUENCED, 1);
 			if (t < off) {
 				__u32 seen = off - t < len ? (__u32)(off - t) : len;
 				__u32 cut = trim_front(skb, seen);
 
 				if (cut)
-					count(MCPW_CNT_RESHOWN_TRIMMED, cut);
+					count_stat(MCPW_CNT_RESHOWN_TRIMMED, cut);
 				if (seen == len)	/* all shown before */
 					return cut == len ? SK_DROP :
 					       cfg->enforce ? SK_DROP : SK_PASS;
@@ -438,12 +438,12 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 
 	switch (action) {
 	case MCPW_ACT_DROP:
-		count(MCPW_CNT_DROP_SEGS, 1);
+		count_stat(MCPW_CNT_DROP_SEGS, 1);
 		return SK_DROP;
 	case MCPW_ACT_PASS:
 		if (from || st->held_end > v->released_end)
 			return hold(skb, cfg, st, v, cookie, off, len, from);
-		count(MCPW_CNT_PASS_SEGS, 1);
+		count_stat(MCPW_CNT_PASS_SEGS, 1);
 		return SK_PASS;
 	case MCPW_ACT_MIRROR: {
 		__u64 window = v ? v->copy_until : cfg->mirror_window;
@@ -454,7 +454,7 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 			st->lost_bytes += len;
 			count(MCPW_CNT_DATA_LOST, 1);
 		}
-		count(MCPW_CNT_MIRROR_SEGS, 1);
+		count_stat(MCPW_CNT_MIRROR_SEGS, 1);
 		return SK_PASS;
 	}
 	default:
@@ -462,7 +462,7 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 		if (!from && st->held_end <= (v ? v->released_end : 0) &&
 		    ((v && off + len <= v->pass_until) || off + len <= st->fast_pass_until ||
 		     fast_path(skb, cfg, st, cookie, off, len))) {
-			count(MCPW_CNT_PASS_SEGS, 1);
+			count_stat(MCPW_CNT_PASS_SEGS, 1);
 			return SK_PASS;
 		}
 		return hold(skb, cfg, st, v, cookie, off, len, from);
@@ -600,7 +600,7 @@ int srv_egress(struct __sk_buff *skb)
 	if (bpf_ringbuf_output(&data, e, offsetof(struct mcpw_data_event, data) + n, RB_DATA_BATCH))
 		count(MCPW_CNT_DATA_LOST, 1);
 	else
-		count(MCPW_CNT_EGRESS_COPIED, 1);
+		count_stat(MCPW_CNT_EGRESS_COPIED, 1);
 	scratch_give(&ref);
 	return 1;
 }
@@ -632,7 +632,7 @@ int inj_msg(struct sk_msg_md *msg)
 	 * of its bytes. Set only after a successful redirect, or a failed
 	 * frame's cached verdict would swallow the next frame. */
 	bpf_msg_apply_bytes(msg, h.len);
-	count(MCPW_CNT_INJECT_OK, 1);
+	count_stat(MCPW_CNT_INJECT_OK, 1);
 	return SK_PASS;
 fail:
 	count(MCPW_CNT_INJECT_FAIL, 1);

@@ -234,7 +234,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	key.netns = is_loopback(key.saddr) ? netns : 0;
 	a = bpf_map_lookup_elem(&tuple_attr, &key);
 	if (!a)
-		count(MCPW_CNT_TUPLE_MISS, 1);
+		count_stat(MCPW_CNT_TUPLE_MISS, 1);
 	init_conn(cookie, port, a ? &a->task : NULL);
 	/* Cloned from the listener: who bound it. The cookie is left here for
 	 * srv_egress, which cannot ask for it. */
