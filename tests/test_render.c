@@ -55,6 +55,7 @@ void test_render_workload_pairs(void)
 {
 	struct render *r = render__new();
 	struct output_raw cli, srv;
+	const struct workload *sc, *ss;
 	struct workload c, s;
 	char *want_c = NULL, *want_s = NULL;
 	uint64_t rendered = 0, reused = 0;
@@ -68,20 +69,22 @@ void test_render_workload_pairs(void)
 		make_workload(&s, 2 + (uint32_t)rand() % 4000000, "/usr/bin/server");
 		want_c = fresh(workload__json(&c));
 		want_s = fresh(workload__json(&s));
-		if (!render__workload(r, false, &c, &cli) || !render__workload(r, true, &s, &srv))
+		sc = workload__share(&c);
+		ss = workload__share(&s);
+		if (!render__workload(r, false, sc, &cli) || !render__workload(r, true, ss, &srv))
 			bad = 1;
 		else if (!same(&cli, want_c) || !same(&srv, want_s))
 			bad = 2;
 		/* The client again, as the next event of its connection
 		 * would: still kept, not rendered a third time. */
-		else if (!render__workload(r, false, &c, &cli) || !same(&cli, want_c))
+		else if (!render__workload(r, false, sc, &cli) || !same(&cli, want_c))
 			bad = 3;
 		ASSERT_STREQ(cli.key, "workload", "client key");
 		ASSERT_STREQ(srv.key, "server_workload", "server key");
 		free(want_c);
 		free(want_s);
-		workload__release(&c);
-		workload__release(&s);
+		workload__unshare(sc);
+		workload__unshare(ss);
 	}
 	ASSERT_EQ(bad, 0, "every pair rendered and both texts intact");
 	render__stats(r, &rendered, &reused);
@@ -94,6 +97,7 @@ void test_render_workload_pairs(void)
 void test_render_workload_changes(void)
 {
 	struct render *r = render__new();
+	const struct workload *s1, *s2, *s3;
 	struct output_raw a, b;
 	struct workload w;
 	char *want = NULL;
@@ -101,24 +105,33 @@ void test_render_workload_changes(void)
 	if (!ASSERT_OK_PTR(r, "render"))
 		return;
 	make_workload(&w, 4242, "/usr/bin/agent-x");
-	if (ASSERT_TRUE(render__workload(r, false, &w, &a), "first") &&
-	    ASSERT_TRUE(render__workload(r, false, &w, &b), "again"))
+	s1 = workload__share(&w);
+	if (ASSERT_TRUE(render__workload(r, false, s1, &a), "first") &&
+	    ASSERT_TRUE(render__workload(r, false, s1, &b), "again"))
 		ASSERT_TRUE(a.json == b.json, "kept, not rendered again");
+	/* A changed workload is another shared copy. */
+	make_workload(&w, 4242, "/usr/bin/agent-x");
 	w.attributed = false;
 	w.why_unattributed = "the sender's cgroup is not known";
 	want = fresh(workload__json(&w));
-	if (ASSERT_TRUE(render__workload(r, false, &w, &b), "changed"))
+	s2 = workload__share(&w);
+	if (ASSERT_TRUE(render__workload(r, false, s2, &b), "changed"))
 		ASSERT_TRUE(same(&b, want), "the change is in the text");
 	ASSERT_OK_PTR(strstr(want, "unattributed_reason"), "the reason is rendered");
 	free(want);
-	intern__put(w.exe);
-	w.exe = intern__get("/usr/bin/other");
+	/* The rendering holds its workload: freed by its owner, the copy
+	 * stays (no other workload can take its address and its text). */
+	workload__unshare(s1);
+	make_workload(&w, 4242, "/usr/bin/other");
 	want = fresh(workload__json(&w));
-	if (ASSERT_TRUE(render__workload(r, false, &w, &b), "other exe"))
+	s3 = workload__share(&w);
+	if (ASSERT_TRUE(render__workload(r, false, s3, &b), "other exe"))
 		ASSERT_TRUE(same(&b, want), "the new exe is in the text");
 	free(want);
-	workload__release(&w);
+	workload__unshare(s2);
+	workload__unshare(s3);
 	render__free(r);
+	ASSERT_EQ(workload__shared_count(), 0, "the renderings released their workloads");
 }
 
 /* A connection's member follows its render_gen; a closed one is dropped. */

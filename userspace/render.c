@@ -22,7 +22,7 @@ struct claim_render {
 };
 
 struct wl_render {
-	struct workload from;
+	const struct workload *from;	/* shared, held */
 	char *text;		/* NULL: empty */
 	size_t len;
 };
@@ -114,7 +114,7 @@ void render__forget(struct render *rc, uint64_t cookie)
 static void wl_render_clear(struct wl_render *r)
 {
 	free(r->text);
-	workload__release(&r->from);
+	workload__unshare(r->from);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -123,15 +123,14 @@ static void wl_render_clear(struct wl_render *r)
 bool render__workload(struct render *rc, bool server, const struct workload *w,
 		      struct output_raw *raw)
 {
-	uint64_t h = ((uint64_t)w->pid << 32 | w->tid) ^ w->start_ns ^ (w->cgroup_id << 7) ^
-		     (uint64_t)(uintptr_t)w->pod ^ w->instance;
+	uint64_t h = (uint64_t)(uintptr_t)w;
 	const char *key = server ? "server_workload" : "workload";
 	struct wl_render *r;
 	json_t *o;
 
 	r = &rc->wl[(server ? RENDER_WL_SLOTS / 2 : 0) +
-			  (h ^ (h >> 29)) % (RENDER_WL_SLOTS / 2)];
-	if (r->text && memcmp(&r->from, w, sizeof(*w)) == 0) {
+			  ((h >> 4) ^ (h >> 13)) % (RENDER_WL_SLOTS / 2)];
+	if (r->text && r->from == w) {
 		rc->workloads_reused++;
 	} else {
 		rc->workloads_rendered++;
@@ -142,7 +141,7 @@ bool render__workload(struct render *rc, bool server, const struct workload *w,
 		if (!r->text)
 			return false;
 		r->len = strlen(r->text);
-		workload__copy(&r->from, w);
+		r->from = workload__hold(w);
 	}
 	*raw = (struct output_raw){ key, r->text, r->len };
 	return true;

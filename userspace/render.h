@@ -29,11 +29,12 @@ struct render *render__new(void);
 void render__free(struct render *r);
 
 /*
- * w as the "workload" member (server false) or "server_workload" (true).
- * A workload is kept with a copy of what it was rendered from (holding its
- * interned strings and pod record): equal bytes mean an equal rendering,
- * and a changed workload (pod metadata, fleet attestation) renders anew.
- * raw stays valid until the next call with the same `server`.
+ * w, a shared workload (workload__share), as the "workload" member (server
+ * false) or "server_workload" (true). The rendering is kept with a
+ * reference to w: equal workloads are one shared copy, so the same pointer
+ * means the same rendering, and a changed workload (pod metadata, fleet
+ * attestation) is another copy and renders anew. raw stays valid until the
+ * next call with the same `server`.
  */
 bool render__workload(struct render *r, bool server, const struct workload *w,
 		      struct output_raw *raw);

@@ -425,6 +425,13 @@ const struct workload *workload__share(struct workload *w)
 	return &e->w;
 }
 
+const struct workload *workload__hold(const struct workload *shared)
+{
+	if (shared && shared != &workload__none)
+		sw_of(shared)->refs++;
+	return shared;
+}
+
 void workload__unshare(const struct workload *shared)
 {
 	struct shared_wl *e;
