@@ -119,8 +119,8 @@ void test_render_workload_changes(void)
 		ASSERT_TRUE(same(&b, want), "the change is in the text");
 	ASSERT_OK_PTR(strstr(want, "unattributed_reason"), "the reason is rendered");
 	free(want);
-	/* The rendering holds its workload: freed by its owner, the copy
-	 * stays (no other workload can take its address and its text). */
+	/* Freed, its address may go to another workload: that one is
+	 * rendered anew (kept by id, not by address). */
 	workload__unshare(s1);
 	make_workload(&w, 4242, "/usr/bin/other");
 	want = fresh(workload__json(&w));
@@ -131,7 +131,7 @@ void test_render_workload_changes(void)
 	workload__unshare(s2);
 	workload__unshare(s3);
 	render__free(r);
-	ASSERT_EQ(workload__shared_count(), 0, "the renderings released their workloads");
+	ASSERT_EQ(workload__shared_count(), 0, "the renderings hold no workload");
 }
 
 /* A connection's member follows its render_gen; a closed one is dropped. */

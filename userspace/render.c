@@ -22,7 +22,7 @@ struct claim_render {
 };
 
 struct wl_render {
-	const struct workload *from;	/* shared, held */
+	uint64_t from;		/* workload__id() it was rendered from */
 	char *text;		/* NULL: empty */
 	size_t len;
 };
@@ -114,7 +114,6 @@ void render__forget(struct render *rc, uint64_t cookie)
 static void wl_render_clear(struct wl_render *r)
 {
 	free(r->text);
-	workload__unshare(r->from);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -123,14 +122,13 @@ static void wl_render_clear(struct wl_render *r)
 bool render__workload(struct render *rc, bool server, const struct workload *w,
 		      struct output_raw *raw)
 {
-	uint64_t h = (uint64_t)(uintptr_t)w;
+	uint64_t id = workload__id(w);
 	const char *key = server ? "server_workload" : "workload";
 	struct wl_render *r;
 	json_t *o;
 
-	r = &rc->wl[(server ? RENDER_WL_SLOTS / 2 : 0) +
-			  ((h >> 4) ^ (h >> 13)) % (RENDER_WL_SLOTS / 2)];
-	if (r->text && r->from == w) {
+	r = &rc->wl[(server ? RENDER_WL_SLOTS / 2 : 0) + id % (RENDER_WL_SLOTS / 2)];
+	if (r->text && r->from == id) {
 		rc->workloads_reused++;
 	} else {
 		rc->workloads_rendered++;
@@ -141,7 +139,7 @@ bool render__workload(struct render *rc, bool server, const struct workload *w,
 		if (!r->text)
 			return false;
 		r->len = strlen(r->text);
-		r->from = workload__hold(w);
+		r->from = id;
 	}
 	*raw = (struct output_raw){ key, r->text, r->len };
 	return true;

@@ -30,11 +30,11 @@ void render__free(struct render *r);
 
 /*
  * w, a shared workload (workload__share), as the "workload" member (server
- * false) or "server_workload" (true). The rendering is kept with a
- * reference to w: equal workloads are one shared copy, so the same pointer
+ * false) or "server_workload" (true). The rendering is kept by w's
+ * workload__id(): equal workloads are one shared copy, so the same id
  * means the same rendering, and a changed workload (pod metadata, fleet
- * attestation) is another copy and renders anew. raw stays valid until the
- * next call with the same `server`.
+ * attestation) is another copy with another id and renders anew. raw
+ * stays valid until the next call with the same `server`.
  */
 bool render__workload(struct render *r, bool server, const struct workload *w,
 		      struct output_raw *raw);

@@ -382,11 +382,13 @@ int workload__copy(struct workload *dst, const struct workload *src)
 
 struct shared_wl {
 	unsigned int refs;
+	uint64_t id;		/* never reused (workload__id) */
 	struct workload w;	/* also its key in sw_map */
 };
 
 const struct workload workload__none;
 static struct hmap *sw_map;
+static uint64_t sw_last_id = 1;	/* 1: workload__none */
 
 static struct shared_wl *sw_of(const struct workload *w)
 {
@@ -415,6 +417,7 @@ const struct workload *workload__share(struct workload *w)
 		return NULL;
 	}
 	e->refs = 1;
+	e->id = ++sw_last_id;
 	e->w = *w;	/* its references move with it */
 	memset(w, 0, sizeof(*w));
 	if (hmap__bput(sw_map, &e->w, e)) {
@@ -425,11 +428,11 @@ const struct workload *workload__share(struct workload *w)
 	return &e->w;
 }
 
-const struct workload *workload__hold(const struct workload *shared)
+uint64_t workload__id(const struct workload *shared)
 {
-	if (shared && shared != &workload__none)
-		sw_of(shared)->refs++;
-	return shared;
+	if (!shared)
+		return 0;
+	return shared == &workload__none ? 1 : sw_of(shared)->id;
 }
 
 void workload__unshare(const struct workload *shared)

@@ -112,8 +112,9 @@ int workload__copy(struct workload *dst, const struct workload *src);
  */
 extern const struct workload workload__none;	/* the empty workload */
 const struct workload *workload__share(struct workload *w);
-/* Another reference to a shared workload (or workload__none, or NULL). */
-const struct workload *workload__hold(const struct workload *shared);
+/* A shared workload's number, never given to another (0: NULL): a cache
+ * keyed by it needs no reference. */
+uint64_t workload__id(const struct workload *shared);
 void workload__unshare(const struct workload *shared);
 size_t workload__shared_count(void);
 /* The selector view of w; strings point into w, the pod view into pv. */
