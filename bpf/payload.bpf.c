@@ -49,13 +49,7 @@ static __always_inline bool ring_has_room(__u32 len)
 	return avail + need <= MCPW_DATA_RING_BYTES;
 }
 
-/* Copies len bytes of a segment, from its byte `from` on, to the data ring
- * in chunks, as the stream's bytes at off. 0 or -1. flags_from: the
- * record's MCPW_DATA_* flags, and `from` in the upper 32 bits (a BPF
- * function takes five arguments). A global function: its 64-chunk loop is
- * verified once, not again on every path of srv_verdict that reaches a
- * call (that alone took most of the verifier's one-million-instruction
- * budget). */
+/* copy_skb's chunks, through the scratch record e. */
 static __always_inline int copy_chunks(struct __sk_buff *skb, struct mcpw_data_event *e,
 				       __u64 cookie, __u64 off, __u32 len, __u32 flags, __u32 from)
 {
@@ -90,6 +84,13 @@ static __always_inline int copy_chunks(struct __sk_buff *skb, struct mcpw_data_e
 	return 0;
 }
 
+/* Copies len bytes of a segment, from its byte `from` on, to the data ring
+ * in chunks, as the stream's bytes at off. 0 or -1. flags_from: the
+ * record's MCPW_DATA_* flags, and `from` in the upper 32 bits (a BPF
+ * function takes five arguments). A global function: its 64-chunk loop is
+ * verified once, not again on every path of srv_verdict that reaches a
+ * call (that alone took most of the verifier's one-million-instruction
+ * budget). */
 __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len,
 			__u64 flags_from)
 {
