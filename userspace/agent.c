@@ -110,7 +110,7 @@ struct agent {
 	struct jwt_keyset *keys;
 	struct jwt_cache *tokens;	/* facts of recent tokens (checked with keys) */
 	struct render *render;		/* event text reused across events */
-	struct fast_head *fast_heads;	/* FAST_HEAD_SLOTS, by cookie */
+	struct fast_head *fast_heads;	/* FAST_HEAD_SLOTS by cookie, as many by process */
 	uint64_t fast_heads_reused;
 	struct hmap *conns;		/* cookie -> struct conn */
 	/* Recently closed cookies (-> close time): records still in the data
@@ -960,13 +960,18 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
  * connection. The kernel passes a request only when its header block is a
  * judged one's but for the Content-Length digits, so the next request on
  * the connection usually has this very head: it is matched byte for byte
- * (the digits aside) and only the body is read. Bounded: FAST_HEAD_SLOTS
- * connections by cookie.
+ * (the digits aside) and only the body is read. A client process that
+ * opens a connection per request (churn) sends one head on each: the
+ * first request of a connection is matched against its process's last
+ * one. Bounded: FAST_HEAD_SLOTS connections by cookie, as many processes
+ * by pid and start time (the second half of the array). A key only says
+ * where to look: a head is reused only when its bytes match, so two keys
+ * sharing a slot cost a parse, never a wrong one.
  */
 #define FAST_HEAD_SLOTS 256
 
 struct fast_head {
-	uint64_t cookie;		/* 0: empty */
+	uint64_t cookie;		/* the key (cookie or process); 0: empty */
 	char *raw;			/* the head, blank line included */
 	size_t len;
 	size_t cl_off, cl_len;		/* its Content-Length digits */
@@ -988,11 +993,22 @@ static void fast_head_forget(struct agent *a, uint64_t cookie)
 		fast_head_clear(h);
 }
 
-/* Keeps m's head (it starts at data[0]) for the connection's next ones. */
-static bool fast_head_keep(struct agent *a, uint64_t cookie, const char *data,
+/* The slot of c's client process, or NULL (not a local process). */
+static struct fast_head *fast_head_of_process(struct agent *a, const struct conn *c,
+					      uint64_t *key)
+{
+	const struct workload *w = c->client;
+
+	if (!w || !w->pid)
+		return NULL;
+	*key = ((uint64_t)w->pid << 32 ^ w->start_ns) | 1;
+	return &a->fast_heads[FAST_HEAD_SLOTS + *key % FAST_HEAD_SLOTS];
+}
+
+/* Keeps m's head (it starts at data[0]) in h, under key. */
+static bool fast_head_keep(struct fast_head *h, uint64_t key, const char *data,
 			   struct http_message *m)
 {
-	struct fast_head *h = &a->fast_heads[cookie % FAST_HEAD_SLOTS];
 	size_t len = (size_t)(m->head_end - m->start), off, n;
 
 	if (m->start != 0 || m->chunked || m->content_length < 0 ||
@@ -1007,7 +1023,7 @@ static bool fast_head_keep(struct agent *a, uint64_t cookie, const char *data,
 	h->cl_off = off;
 	h->cl_len = n;
 	h->msg = m;
-	h->cookie = cookie;
+	h->cookie = key;
 	return true;
 }
 
@@ -1032,29 +1048,43 @@ static bool fast_head_match(const struct fast_head *h, const char *data, size_t 
 	return true;
 }
 
-static void handle_fast_record(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+/* Judges the record's request with h's parsed head, if its head is h's
+ * but for the Content-Length and its whole body is in the record. */
+static bool fast_head_reuse(struct agent *a, struct conn *c, const struct fast_head *h,
+			    const struct mcpw_data_event *e)
 {
-	struct fast_head *h = &a->fast_heads[c->cookie % FAST_HEAD_SLOTS];
-	struct http_parser *p;
-	struct http_message *m, same;
+	struct http_message same;
 	size_t head_len;
 	long long cl;
 
-	/* The same head as the last one, with its whole body in the record. */
-	if (h->cookie == c->cookie && fast_head_match(h, e->data, e->len, &head_len, &cl) &&
-	    head_len + (size_t)cl == e->seg_len && head_len + (size_t)cl <= e->len &&
-	    (size_t)cl <= a->limits.max_body_bytes) {
-		same = *h->msg;
-		same.body = (char *)e->data + head_len;
-		same.body_len = (size_t)cl;
-		same.content_length = cl;
-		same.start = 0;
-		same.head_end = head_len;
-		same.end = head_len + (size_t)cl;
-		a->fast_heads_reused++;
-		judge_fast(a, c, &same, NULL, e->seg_len);
+	if (!fast_head_match(h, e->data, e->len, &head_len, &cl) ||
+	    head_len + (size_t)cl != e->seg_len || head_len + (size_t)cl > e->len ||
+	    (size_t)cl > a->limits.max_body_bytes)
+		return false;
+	same = *h->msg;
+	same.body = (char *)e->data + head_len;
+	same.body_len = (size_t)cl;
+	same.content_length = cl;
+	same.start = 0;
+	same.head_end = head_len;
+	same.end = head_len + (size_t)cl;
+	a->fast_heads_reused++;
+	judge_fast(a, c, &same, NULL, e->seg_len);
+	return true;
+}
+
+static void handle_fast_record(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	struct fast_head *h = &a->fast_heads[c->cookie % FAST_HEAD_SLOTS], *hp, *keep = NULL;
+	struct http_parser *p;
+	struct http_message *m;
+	uint64_t pkey = 0;
+
+	if (h->cookie == c->cookie && fast_head_reuse(a, c, h, e))
 		return;
-	}
+	hp = c->requests == 0 ? fast_head_of_process(a, c, &pkey) : NULL;
+	if (hp && hp->cookie == pkey && fast_head_reuse(a, c, hp, e))
+		return;
 	p = http_parser__new(HTTP_REQUEST, &a->limits);
 	if (!p) {
 		a->fast_unread++;
@@ -1063,9 +1093,12 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	http_parser__feed(p, e->data, e->len);
 	m = http_parser__next(p);
 	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len);
-	/* Kept from a connection's second request on: most connections of a
-	 * churning client send one. */
-	if (!m || c->denied || c->requests < 2 || !fast_head_keep(a, c->cookie, e->data, m))
+	/* A connection's head is kept from its second request on (most
+	 * connections of a churning client send one); a first request's, for
+	 * its process's next connections. */
+	if (m && !c->denied)
+		keep = c->requests >= 2 ? h : hp;
+	if (!keep || !fast_head_keep(keep, keep == h ? c->cookie : pkey, e->data, m))
 		http_message__free(m);
 	http_parser__free(p);
 }
@@ -2808,7 +2841,7 @@ static void teardown(struct agent *a)
 	jwt_keyset__free(a->keys);
 	jwt_cache__free(a->tokens);
 	render__free(a->render);
-	for (size_t i = 0; a->fast_heads && i < FAST_HEAD_SLOTS; i++)
+	for (size_t i = 0; a->fast_heads && i < 2 * FAST_HEAD_SLOTS; i++)
 		fast_head_clear(&a->fast_heads[i]);
 	free(a->fast_heads);
 	policy__free(a->policy);
@@ -2900,7 +2933,7 @@ int agent__run(const struct agent_opts *o)
 	}
 	a.tokens = jwt_cache__new();
 	a.render = render__new();
-	a.fast_heads = calloc(FAST_HEAD_SLOTS, sizeof(*a.fast_heads));
+	a.fast_heads = calloc(2 * FAST_HEAD_SLOTS, sizeof(*a.fast_heads));
 	if (!a.tokens || !a.render || !a.fast_heads) {
 		fprintf(stderr, "mcpwarden: out of memory\n");
 		status = 1;

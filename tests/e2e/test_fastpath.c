@@ -405,6 +405,10 @@ void test_fastpath_churn_every_request_reported(void)
 	ASSERT_EQ(n, requests, "a request event for every request");
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"lost\"", ""), 0, "nothing lost");
 	ASSERT_EQ(count_lines(&e, "\"kind\":\"alert\"", ""), 0, "nothing refused");
+	/* Each connection sends one request, with the head its process's
+	 * other connections sent: parsed once, matched for the rest. */
+	ASSERT_GE(status_reuse(&e, "fast_heads_reused"), requests / 2,
+		  "the process's head reused on its new connections");
 	/* The reports were written as a plain task; idle, the loop is
 	 * real-time again. */
 	ASSERT_GE(status_int(&e, NULL, "plain_report_batches"), 1,
