@@ -12,7 +12,7 @@
 #define MCPW_PATH_LEN		256	/* exec filename bytes captured */
 #define MCPW_ARGS_LEN		512	/* exec argv bytes captured */
 #define MCPW_CHUNK_LEN		4096	/* payload bytes per data record */
-#define MCPW_MAX_SEG_CHUNKS	64	/* segments above 256 KiB are refused */
+#define MCPW_MAX_SEG_CHUNKS	512	/* segments above 2 MiB (the held limit) are refused */
 
 #define MCPW_MAX_CONNS		65536	/* protected connections tracked */
 #define MCPW_MAX_TUPLES		65536	/* client attributions awaiting accept */
