@@ -374,27 +374,40 @@ static __always_inline __u64 tcp_offset(struct __sk_buff *skb)
 }
 
 /* bpf_skb_adjust_room takes at most this many bytes off an sk_skb's front
- * per call; 16 calls cover a 64 KiB segment. */
+ * per call; TRIM_CALLS calls cover a segment as large as copy_skb takes. */
 #define TRIM_STEP 4095
-#define TRIM_CALLS 16
+#define TRIM_CALLS (MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS / TRIM_STEP + 1)
+
+struct trim_ctx {
+	struct __sk_buff *skb;
+	__u32 n, done;
+};
+
+/* One bpf_skb_adjust_room() call of trim_front(); 1 stops the loop. */
+static int trim_step(__u32 i, void *p)
+{
+	struct trim_ctx *t = p;
+	__u32 k;
+
+	if (t->done >= t->n)
+		return 1;
+	k = t->n - t->done < TRIM_STEP ? t->n - t->done : TRIM_STEP;
+	if (bpf_skb_adjust_room(t->skb, -(__s32)k, 0, 0))
+		return 1;
+	t->done += k;
+	return 0;
+}
 
 /*
  * Cuts the first n bytes off the segment; returns how many it cut (fewer
- * if the kernel refused, or n was larger than TRIM_CALLS steps).
+ * if the kernel refused). bpf_loop() steps: verified once, however many.
  */
 static __always_inline __u32 trim_front(struct __sk_buff *skb, __u32 n)
 {
-	__u32 done = 0, i, k;
+	struct trim_ctx t = { .skb = skb, .n = n };
 
-	for (i = 0; i < TRIM_CALLS; i++) {
-		if (done >= n)
-			break;
-		k = n - done < TRIM_STEP ? n - done : TRIM_STEP;
-		if (bpf_skb_adjust_room(skb, -(__s32)k, 0, 0))
-			break;
-		done += k;
-	}
-	return done;
+	bpf_loop(TRIM_CALLS, trim_step, &t, 0);
+	return t.done;
 }
 
 /*
