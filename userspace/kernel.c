@@ -976,6 +976,14 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 		goto fail;
 	}
 
+	/* Held segments are copied, and re-shown bytes cut, in bpf_loop()
+	 * steps (5.17+): said plainly here rather than as a verifier error. */
+	if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_SKB, BPF_FUNC_loop, NULL) == 0) {
+		ret = -EOPNOTSUPP;
+		set_err(err, true, "this kernel has no bpf_loop helper, which mcpwarden's "
+			"request-byte programs use (Linux 5.17 or later)");
+		goto fail;
+	}
 	/* Segments are placed by TCP's own count where the kernel lets a
 	 * program read it (bpf_cast_to_kern_ctx, bpf_rdonly_cast: 6.2+). */
 	k->verdict_by_seq = kernel_has_kfuncs("bpf_cast_to_kern_ctx", "bpf_rdonly_cast");
@@ -994,7 +1002,7 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 	if (ret) {
 		set_err(err, true, "the BPF programs do not load on this kernel (%s). mcpwarden "
 			"needs BTF, tracepoints, cgroup-bpf, sockops, SOCKHASH with sk_msg and "
-			"sk_skb, and ring buffers (Linux 5.15 or later); run with --log-level debug "
+			"sk_skb, ring buffers and bpf_loop (Linux 5.17 or later); run with --log-level debug "
 			"for the verifier's words", strerror(-ret));
 		goto fail;
 	}
