@@ -1892,8 +1892,8 @@ static void recover_open(struct agent *a, struct mcpw_conn_event *e)
 
 /*
  * When the kernel shows a segment again (srv_verdict), the bytes shown
- * before are cut off it; where they could not all be cut (more than 64
- * KiB), TCP counts the rest as read twice, and a request's last bytes can
+ * before are cut off it; where they could not all be cut (the kernel
+ * refused a cut), TCP counts the rest as read twice, and a request's last bytes can
  * then sit in the socket with nothing to wake the verdict program: the
  * client waits for an answer that never comes. A connection whose count stops inside a request
  * the kernel passed, for two checks (1-2 s) with nothing held, is ended and

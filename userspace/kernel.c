@@ -71,6 +71,8 @@ struct kernel {
 	bool verdict_by_seq;		/* srv_verdict, else srv_verdict_sum */
 	char *pin_dir;
 	bool adopted;
+	bool egress_gen_read;		/* egress_gen holds the map's value */
+	__u32 egress_gen;
 };
 
 /*
@@ -83,13 +85,17 @@ struct kernel {
 static int bump_egress_gen(struct kernel *k)
 {
 	int fd = bpf_map__fd(k->skel->maps.egress_gen);
-	__u32 key = 0, gen = 0;
+	__u32 key = 0, gen;
 
-	if (bpf_map_lookup_elem(fd, &key, &gen))
-		return -errno;
-	gen++;
+	if (!k->egress_gen_read) {
+		if (bpf_map_lookup_elem(fd, &key, &k->egress_gen))
+			return -errno;
+		k->egress_gen_read = true;
+	}
+	gen = k->egress_gen + 1;
 	if (bpf_map_update_elem(fd, &key, &gen, BPF_ANY))
 		return -errno;
+	k->egress_gen = gen;
 	return 0;
 }
 
