@@ -60,7 +60,7 @@ struct copy_ctx {
 	int err;
 };
 
-/* Chunk i of copy_chunks(); 1 stops the loop. */
+/* Chunk i of copy_skb(); 1 stops the loop. */
 static int copy_chunk(__u32 i, void *p)
 {
 	struct copy_ctx *c = p;
@@ -89,44 +89,25 @@ fail:
 }
 
 /*
- * copy_skb's chunks, through the scratch record e, one bpf_loop() step
- * each: the verifier checks a step once, whatever the segment's size (an
- * unrolled loop cost it a walk per chunk and ran out of its budget above
- * ~140 chunks; TCP coalesces a loopback segment up to 17 frags of 32 KiB).
- * The clock and the wakeup are decided once a segment; only the last
- * chunk asks for a wakeup.
- */
-static __always_inline int copy_chunks(struct __sk_buff *skb, struct mcpw_data_event *e,
-				       __u64 cookie, __u64 off, __u32 len, __u32 flags, __u32 from)
-{
-	struct copy_ctx c = {
-		.skb = skb, .e = e, .off = off, .ts = bpf_ktime_get_ns(),
-		.wake = (flags & MCPW_DATA_HELD) ? RB_NOW : RB_DATA_BATCH,
-		.len = len, .from = from,
-	};
-
-	e->cookie = cookie;
-	e->flags = flags;
-	e->seg_len = len;
-	e->sender_tgid = 0;
-	if (bpf_loop(MCPW_MAX_SEG_CHUNKS, copy_chunk, &c, 0) < 0)
-		return -1;
-	return c.err;
-}
-
-/* Copies len bytes of a segment, from its byte `from` on, to the data ring
+ * Copies len bytes of a segment, from its byte `from` on, to the data ring
  * in chunks, as the stream's bytes at off. 0 or -1. flags_from: the
  * record's MCPW_DATA_* flags, and `from` in the upper 32 bits (a BPF
- * function takes five arguments). A global function: its 64-chunk loop is
- * verified once, not again on every path of srv_verdict that reaches a
- * call (that alone took most of the verifier's one-million-instruction
- * budget). */
+ * function takes five arguments). A global function, verified once rather
+ * than on every path of srv_verdict that calls it; its chunks are
+ * bpf_loop() steps, verified once whatever the segment's size (an unrolled
+ * loop cost the verifier a walk per chunk and ran out of its budget above
+ * ~140 chunks; TCP coalesces a loopback segment up to 17 frags of 32 KiB).
+ * The clock and the wakeup are decided once a segment; only the last chunk
+ * asks for a wakeup.
+ */
 __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 len,
 			__u64 flags_from)
 {
-	struct mcpw_data_event *e;
+	__u32 flags = (__u32)flags_from;
+	struct copy_ctx c = {
+		.skb = skb, .off = off, .len = len, .from = (__u32)(flags_from >> 32),
+	};
 	struct scratch_ref ref;
-	int ret;
 
 	if (len > MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS) {
 		count(MCPW_CNT_SEG_TOO_BIG, 1);
@@ -134,12 +115,19 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	}
 	if (!ring_has_room(len))
 		return -1;
-	e = scratch_take(&ref);
-	if (!e)
+	c.e = scratch_take(&ref);
+	if (!c.e)
 		return -1;
-	ret = copy_chunks(skb, e, cookie, off, len, (__u32)flags_from, (__u32)(flags_from >> 32));
+	c.ts = bpf_ktime_get_ns();
+	c.wake = (flags & MCPW_DATA_HELD) ? RB_NOW : RB_DATA_BATCH;
+	c.e->cookie = cookie;
+	c.e->flags = flags;
+	c.e->seg_len = len;
+	c.e->sender_tgid = 0;
+	if (bpf_loop(MCPW_MAX_SEG_CHUNKS, copy_chunk, &c, 0) < 0)
+		c.err = -1;
 	scratch_give(&ref);
-	return ret;
+	return c.err;
 }
 
 /* ---- fast path ---------------------------------------------------------- */

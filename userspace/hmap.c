@@ -20,7 +20,7 @@ struct hmap {
 	struct hnode **buckets;
 	size_t n_buckets;
 	size_t size;
-	bool string_keys;	/* keys by hash: strings, or fixed-length ... */
+	bool byte_keys;		/* keys of bytes, found by hash: strings, or fixed-length ... */
 	size_t key_len;		/* ... when this is not 0 */
 };
 
@@ -75,7 +75,7 @@ static uint64_t hash_str(const char *s)
 	return hmap__hash_bytes(s, strlen(s));
 }
 
-static struct hmap *new_map(bool string_keys, size_t key_len)
+static struct hmap *new_map(bool byte_keys, size_t key_len)
 {
 	struct hmap *m = calloc(1, sizeof(*m));
 
@@ -87,7 +87,7 @@ static struct hmap *new_map(bool string_keys, size_t key_len)
 		free(m);
 		return NULL;
 	}
-	m->string_keys = string_keys;
+	m->byte_keys = byte_keys;
 	m->key_len = key_len;
 	return m;
 }
@@ -141,11 +141,11 @@ static bool same_key(const struct hmap *m, const char *a, const char *b)
  * node: only an equal hash costs a comparison. */
 static struct hnode **find(const struct hmap *m, uint64_t key, const char *skey)
 {
-	struct hnode **pp = &m->buckets[(m->string_keys ? key : hash_u64(key)) &
+	struct hnode **pp = &m->buckets[(m->byte_keys ? key : hash_u64(key)) &
 					 (m->n_buckets - 1)];
 
 	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->key == key && (!m->string_keys || same_key(m, (*pp)->skey, skey)))
+		if ((*pp)->key == key && (!m->byte_keys || same_key(m, (*pp)->skey, skey)))
 			return pp;
 	}
 	return pp;
@@ -165,7 +165,7 @@ static void grow(struct hmap *m)
 			size_t s;
 
 			next = node->next;
-			s = (m->string_keys ? node->key : hash_u64(node->key)) & (n - 1);
+			s = (m->byte_keys ? node->key : hash_u64(node->key)) & (n - 1);
 			node->next = nb[s];
 			nb[s] = node;
 		}
@@ -293,7 +293,7 @@ bool hmap__iter_next(struct hmap_iter *it, uint64_t *key, const char **skey, voi
 	it->node = n;
 	it->next = n->next;
 	if (key)
-		*key = it->map->string_keys ? 0 : n->key;
+		*key = it->map->byte_keys ? 0 : n->key;
 	if (skey)
 		*skey = n->skey;
 	if (val)
