@@ -436,7 +436,8 @@ async function rrBench(conns, secs, body = 0, churn = 0) {
   try { j = JSON.parse(h.out.trim().split('\n').pop()); } catch {
     throw new Error(`rr_bench gave no result (exit ${h.code}): ${h.err.trim().slice(-200)}`);
   }
-  return { value: j.rps, requests: j.requests, p50_us: j.p50_us, p99_us: j.p99_us, errors: j.errors };
+  return { value: j.rps, requests: j.requests, p50_us: j.p50_us, p99_us: j.p99_us, errors: j.errors,
+    tcp_rwnd_limited_us: j.tcp_rwnd_limited_us, tcp_busy_us: j.tcp_busy_us };
 }
 
 async function stressNg(kind, secs) {
@@ -536,6 +537,17 @@ async function loopbackRtt() {
   }
 }
 
+// What waking a sleeping thread costs here (tests/helpers/wake_lat.c): a
+// held request wakes the agent's loop, its release wakes the server. On a
+// virtual machine a sleeper on an idle vCPU can cost far more than a RTT.
+async function wakeLatency() {
+  if (!fs.existsSync(bin('tests/wake_lat'))) return { error: 'build/tests/wake_lat is missing' };
+  const h = await run(bin('tests/wake_lat'), ['300', '2000'], { cg: cg.tools, timeoutMs: 30000 });
+  try { return JSON.parse(h.out.trim().split('\n').pop()); } catch {
+    return { error: `wake_lat exit ${h.code}: ${(h.err || h.out).trim().slice(-200)}` };
+  }
+}
+
 // Kernel cost of the agent's programs (bpf_stats), ids from the daemon's fds.
 function agentProgIds(pid) {
   const ids = new Set();
@@ -559,7 +571,7 @@ async function progStats(ids) {
   return out;
 }
 
-async function p2(rtt) {
+async function p2(rtt, wake) {
   const rows = [];
   const a = await agentStart();
   try {
@@ -591,6 +603,8 @@ async function p2(rtt) {
         p50_us: pct(l, 50), p99_us: pct(l, 99), max_us: l[l.length - 1] ?? null,
         p50_rtt: rttUnits(pct(l, 50)), p99_rtt: rttUnits(pct(l, 99)),
         wait_p50_us: pct(waitOf(sel), 50), wait_p99_us: pct(waitOf(sel), 99),
+        // The same run's cost of one wakeup of a thread on an idle CPU.
+        wake_cross_p50_us: wake?.cross_p50_us ?? null, wake_cross_p99_us: wake?.cross_p99_us ?? null,
         client_p50_us: round(cli.p50_us, 1), client_p99_us: round(cli.p99_us, 1), client_errors: cli.errors, alerts,
         target, target_text: targetText };
       r.pass = target == null ? null : r.p99_us != null && r.p99_us <= target;
@@ -885,12 +899,13 @@ http {
     });
   }
 
-  let rtt = {};
+  let rtt = {}, wake = {};
   await step('P2', 'verdict latency', async () => {
     rtt = await loopbackRtt();
+    wake = await wakeLatency();
     const m = missing('wrk') || missing('bpftool');
     if (m) throw new Error(m);
-    return p2(rtt);
+    return p2(rtt, wake);
   });
 
   for (const kind of ['exec', 'fork']) {
@@ -917,12 +932,19 @@ http {
     run: async (s) => { const r = await rrBench(1, s, cfg.bulk_body_bytes, 0); r.value = (r.value * cfg.bulk_body_bytes) / 1e6; return r; },
     check: (r) => {
       r.worst_vs_baseline = round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3);
+      // The client's time waiting for the server's receive window
+      // (TCP_INFO, 4 ms granularity): a first request held whole while
+      // the window closes shows here.
+      r.agent_rwnd_limited_ms = r.a.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
+      r.baseline_rwnd_limited_ms = r.b.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
       return r.ratio >= 0.8 && r.worst_vs_baseline >= 0.25 && r.errors.a === 0 && r.alerts === 0;
     },
     note: (r) => {
       r.note = `slowest agent run ${r.worst_vs_baseline}× the baseline median` +
         `${r.worst_vs_baseline < 0.25 ? ' (a collapse: below 0.25×)' : ' (no collapse: a collapse is below 0.25×)'}; ` +
-        `first-request verdict latency p50 ${r.verdict_p50_us} µs (the body is held whole before the verdict)`;
+        `first-request verdict latency p50 ${r.verdict_p50_us} µs (the body is held whole before the verdict); ` +
+        `client limited by the receive window, ms a run: agent ${r.agent_rwnd_limited_ms.join('/')}, ` +
+        `baseline ${r.baseline_rwnd_limited_ms.join('/')}`;
     } }));
 
   await step('M', 'memory', memory);
@@ -935,7 +957,7 @@ http {
     time: new Date().toISOString(), duration_s: Math.round((Date.now() - t0) / 1000),
     agent_scheduling: agentScheduling,
     host: { cpus: os.cpus().length, kernel, loadavg_start: load0, loadavg_end: os.loadavg() },
-    config: cfg, tools, loopback_rtt: rtt,
+    config: cfg, tools, loopback_rtt: rtt, wake_latency: wake,
     method: 'A = with the agent (enforce, fresh daemon per run), B = without; warm-up pair, then A B pairs; ratio = median(A)/median(B); pairs min-max = range of A_i/B_i',
     rows, missed,
   };
@@ -945,6 +967,14 @@ http {
   console.log(table(rows));
   console.log('');
   if (rtt.p50_us) console.log(`loopback RTT (${rtt.tool}): p50 ${rtt.p50_us} µs, p99 ${rtt.p99_us} µs`);
+  if (wake.cross_p50_us != null) {
+    console.log(`waking a thread asleep on another (idle) CPU: p50 ${wake.cross_p50_us} µs, p99 ${wake.cross_p99_us} µs ` +
+      `(the waker's write ${wake.waker_write_cross_p50_us} µs); on the waker's CPU p50 ${wake.same_p50_us} µs, ` +
+      `p99 ${wake.same_p99_us} µs (tests/helpers/wake_lat: a first sight pays one such wakeup before the daemon reads ` +
+      `the held bytes, and one to wake the server at release)`);
+  } else if (wake.error) {
+    console.log(`wakeup latency not measured: ${wake.error}`);
+  }
   console.log(`daemon event loop scheduling: ${agentScheduling ?? 'unknown'}`);
   for (const r of rows) {
     if (r.note) console.log(`${r.id} ${r.name}: ${r.note}`);

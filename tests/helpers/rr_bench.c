@@ -13,8 +13,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>	/* struct tcp_info with the *_limited times */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ static size_t request_len;
 struct worker {
 	pthread_t th;
 	uint64_t requests, errors;
+	uint64_t busy_us, rwnd_limited_us, sndbuf_limited_us;	/* TCP_INFO, kept connections */
 	uint32_t *lat_us;
 	size_t n_lat;
 };
@@ -140,8 +142,21 @@ static void *run(void *arg)
 			fd = -1;
 		}
 	}
-	if (fd >= 0)
+	if (fd >= 0) {
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+
+		/* Where the sending time went: the receiver's window, our send
+		 * buffer, or neither. */
+		memset(&ti, 0, sizeof(ti));
+		if (!getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) &&
+		    tl >= offsetof(struct tcp_info, tcpi_sndbuf_limited) + sizeof(ti.tcpi_sndbuf_limited)) {
+			w->busy_us = ti.tcpi_busy_time;
+			w->rwnd_limited_us = ti.tcpi_rwnd_limited;
+			w->sndbuf_limited_us = ti.tcpi_sndbuf_limited;
+		}
 		close(fd);
+	}
 	free(buf);
 	return NULL;
 }
@@ -159,7 +174,7 @@ int main(int argc, char **argv)
 	struct worker *ws;
 	uint32_t *all;
 	size_t n_all = 0, i;
-	uint64_t reqs = 0, errs = 0, t0, t1;
+	uint64_t reqs = 0, errs = 0, t0, t1, busy = 0, rwnd = 0, sndbuf = 0;
 	int conns;
 	char *pad, *body;
 
@@ -200,11 +215,16 @@ int main(int argc, char **argv)
 		n_all += ws[i].n_lat;
 		reqs += ws[i].requests;
 		errs += ws[i].errors;
+		busy += ws[i].busy_us;
+		rwnd += ws[i].rwnd_limited_us;
+		sndbuf += ws[i].sndbuf_limited_us;
 	}
 	qsort(all, n_all, sizeof(*all), cmp_u32);
 	printf("{\"requests\":%llu,\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%u,\"p99_us\":%u,"
-	       "\"errors\":%llu}\n", (unsigned long long)reqs, (double)(t1 - t0) / 1e9,
+	       "\"errors\":%llu,\"tcp_busy_us\":%llu,\"tcp_rwnd_limited_us\":%llu,"
+	       "\"tcp_sndbuf_limited_us\":%llu}\n", (unsigned long long)reqs, (double)(t1 - t0) / 1e9,
 	       (double)reqs * 1e9 / (double)(t1 - t0), n_all ? all[n_all / 2] : 0,
-	       n_all ? all[n_all * 99 / 100] : 0, (unsigned long long)errs);
+	       n_all ? all[n_all * 99 / 100] : 0, (unsigned long long)errs,
+	       (unsigned long long)busy, (unsigned long long)rwnd, (unsigned long long)sndbuf);
 	return 0;
 }
