@@ -1198,10 +1198,10 @@ static int on_data(void *ctx, void *data, size_t size)
 		stdio__on_stdin(&a->stdio, e);
 		return 0;
 	}
-	if (hmap__get(a->closed, e->cookie))
-		return 0;
-	c = conn_get(a, e->cookie, true);
-	if (!c)
+	/* A live connection first: the closed table (tens of thousands of
+	 * cookies under churn) is only asked about cookies not known. */
+	c = conn_get(a, e->cookie, false);
+	if (!c && (hmap__get(a->closed, e->cookie) || !(c = conn_get(a, e->cookie, true))))
 		return 0;
 	if (e->flags & MCPW_DATA_EGRESS) {
 		handle_egress(a, c, e);
