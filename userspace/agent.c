@@ -111,7 +111,7 @@ struct agent {
 	struct jwt_cache *tokens;	/* facts of recent tokens (checked with keys) */
 	struct render *render;		/* event text reused across events */
 	struct fast_head *fast_heads;	/* FAST_HEAD_SLOTS by cookie, as many by process */
-	uint64_t fast_heads_reused;
+	uint64_t fast_heads_reused, fast_bodies_reused;
 	struct hmap *conns;		/* cookie -> struct conn */
 	/* Recently closed cookies (-> close time): records still in the data
 	 * ring for them must not resurrect the connection. */
@@ -917,15 +917,37 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
  * alert says so (alerted) and the connection's templates are dropped, so
  * its next request waits for a verdict again.
  */
+/* A fast head's last body, parsed: the next request with the same head
+ * and the same body bytes (a client repeating a call) is not parsed again.
+ * Bodies up to FAST_BODY_MAX bytes. */
+#define FAST_BODY_MAX 4096
+
+struct fast_body {
+	char *raw;
+	size_t len;
+	struct mcp_body parsed;
+};
+
+/*
+ * cache: the body cache of the fast head m's head came from, or NULL. A
+ * hit lends its parse to the request; a miss leaves the request's parse in
+ * it for the next one.
+ */
 static void judge_fast(struct agent *a, struct conn *c, const struct http_message *m,
-		       const struct http_message *head_only, uint32_t seg_len)
+		       const struct http_message *head_only, uint32_t seg_len,
+		       struct fast_body *cache)
 {
 	struct http_message head;
 	struct decision d = {};
 	struct request r;
-	bool have = false;
+	bool have = false, hit = false;
 
-	if (m && request__read(&r, m, a->keys, a->tokens) == 0) {
+	if (m && cache && cache->raw && cache->len == m->body_len &&
+	    memcmp(cache->raw, m->body, m->body_len) == 0) {
+		hit = true;
+		have = request__read_parsed(&r, m, a->keys, a->tokens, &cache->parsed) == 0;
+		a->fast_bodies_reused++;
+	} else if (m && request__read(&r, m, a->keys, a->tokens) == 0) {
 		have = true;
 	} else if (!m && head_only) {
 		head = *head_only;
@@ -952,6 +974,20 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 			inst_forget_instance(a, c->client->cgroup_id);
 	}
 	json_decref(d.related);
+	if (cache && m && !hit && r.has_body && m->body_len <= FAST_BODY_MAX) {
+		char *raw = malloc(m->body_len ? m->body_len : 1);
+
+		if (raw) {
+			/* The request's parse moves into the cache. */
+			memcpy(raw, m->body, m->body_len);
+			free(cache->raw);
+			mcp_body__release(&cache->parsed);
+			cache->raw = raw;
+			cache->len = m->body_len;
+			cache->parsed = r.body;
+			r.body_shared = true;
+		}
+	}
 	request__release(&r);
 }
 
@@ -976,12 +1012,15 @@ struct fast_head {
 	size_t len;
 	size_t cl_off, cl_len;		/* its Content-Length digits */
 	struct http_message *msg;	/* parsed from it (body: the first one's) */
+	struct fast_body body;		/* the last body judged with it */
 };
 
 static void fast_head_clear(struct fast_head *h)
 {
 	free(h->raw);
 	http_message__free(h->msg);
+	free(h->body.raw);
+	mcp_body__release(&h->body.parsed);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -1050,7 +1089,7 @@ static bool fast_head_match(const struct fast_head *h, const char *data, size_t 
 
 /* Judges the record's request with h's parsed head, if its head is h's
  * but for the Content-Length and its whole body is in the record. */
-static bool fast_head_reuse(struct agent *a, struct conn *c, const struct fast_head *h,
+static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h,
 			    const struct mcpw_data_event *e)
 {
 	struct http_message same;
@@ -1069,7 +1108,7 @@ static bool fast_head_reuse(struct agent *a, struct conn *c, const struct fast_h
 	same.head_end = head_len;
 	same.end = head_len + (size_t)cl;
 	a->fast_heads_reused++;
-	judge_fast(a, c, &same, NULL, e->seg_len);
+	judge_fast(a, c, &same, NULL, e->seg_len, &h->body);
 	return true;
 }
 
@@ -1092,7 +1131,7 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	}
 	http_parser__feed(p, e->data, e->len);
 	m = http_parser__next(p);
-	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len);
+	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len, NULL);
 	/* A connection's head is kept from its second request on (most
 	 * connections of a churning client send one); a first request's, for
 	 * its process's next connections. */
@@ -2384,10 +2423,11 @@ static json_t *status_json(void *ctx)
 		 * handle_fast_record). */
 		jwt_cache__stats(a->tokens, &th, &tm);
 		render__stats(a->render, &wr, &wu);
-		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I}",
+		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
 			"token_facts_reused", (json_int_t)th, "token_facts_parsed", (json_int_t)tm,
 			"workloads_reused", (json_int_t)wu, "workloads_rendered", (json_int_t)wr,
-			"fast_heads_reused", (json_int_t)a->fast_heads_reused));
+			"fast_heads_reused", (json_int_t)a->fast_heads_reused,
+			"fast_bodies_reused", (json_int_t)a->fast_bodies_reused));
 	}
 	if (a->store) {
 		struct store_health sh;

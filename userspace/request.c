@@ -97,8 +97,9 @@ static void summarize_body(struct request *r)
 	}
 }
 
-int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys,
-		  struct jwt_cache *tokens)
+static int read_request(struct request *r, const struct http_message *m,
+			const struct jwt_keyset *keys, struct jwt_cache *tokens,
+			const struct mcp_body *parsed)
 {
 	struct mcp_headers hdrs;
 	size_t i;
@@ -117,9 +118,12 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 		hdrs.method = http_message__header(m, "mcp-method");
 		hdrs.name = http_message__header(m, "mcp-name");
 		hdrs.protocol_version = r->protocol_version;
-		err = mcp__parse(m->body ? m->body : "", m->body_len, &hdrs, &r->body);
-		if (err)
+		if (parsed) {
+			r->body = *parsed;
+			r->body_shared = true;
+		} else if ((err = mcp__parse(m->body ? m->body : "", m->body_len, &hdrs, &r->body))) {
 			return err;
+		}
 		r->has_body = true;
 		if (r->body.error)
 			request__set_malformed(r, r->body.error, "%s",
@@ -145,6 +149,19 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 	return 0;
 }
 
+int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys,
+		  struct jwt_cache *tokens)
+{
+	return read_request(r, m, keys, tokens, NULL);
+}
+
+int request__read_parsed(struct request *r, const struct http_message *m,
+			 const struct jwt_keyset *keys, struct jwt_cache *tokens,
+			 const struct mcp_body *parsed)
+{
+	return read_request(r, m, keys, tokens, parsed);
+}
+
 int request__read_head(struct request *r, const struct http_message *m,
 		       const struct jwt_keyset *keys, struct jwt_cache *tokens)
 {
@@ -163,7 +180,8 @@ void request__release(struct request *r)
 {
 	if (!r->token_shared)
 		jwt_facts__release(&r->token);
-	mcp_body__release(&r->body);
+	if (!r->body_shared)
+		mcp_body__release(&r->body);
 }
 
 static void set_str(json_t *o, const char *key, const char *val)

@@ -20,6 +20,7 @@ struct request {
 	struct jwt_facts token;
 	bool token_shared;		/* token's strings belong to a jwt_cache */
 	struct mcp_body body;
+	bool body_shared;		/* body belongs to the caller (request__read_parsed) */
 	bool has_body;
 	const char *session_id;		/* Mcp-Session-Id */
 	const char *protocol_version;	/* MCP-Protocol-Version */
@@ -46,6 +47,11 @@ struct request {
  * r is released) may be NULL. Returns 0 or -ENOMEM. */
 int request__read(struct request *r, const struct http_message *m, const struct jwt_keyset *keys,
 		  struct jwt_cache *tokens);
+/* As request__read, with m's body already parsed (same body bytes, same
+ * head): parsed is borrowed, and must outlive r. */
+int request__read_parsed(struct request *r, const struct http_message *m,
+			 const struct jwt_keyset *keys, struct jwt_cache *tokens,
+			 const struct mcp_body *parsed);
 /* The head only (a fast-path record whose body was not copied): token,
  * headers, no JSON-RPC. */
 int request__read_head(struct request *r, const struct http_message *m,

@@ -187,6 +187,34 @@ void test_fastpath_resync(void)
 		ASSERT_GE(status_reuse(&e, "fast_heads_reused") - reused0, 3,
 			  "33, 1234 and the broken one read with the kept head");
 	}
+	if (test__start_subtest("bodies_reused")) {
+		/* 61 judged; 61 again fast, its head kept; 61 fast with the
+		 * kept head, its body parsed and kept; 61 fast, the kept parse
+		 * reused; 62 fast, a body of the same length that differs
+		 * (parsed, not taken for 61's); 62 again, 62's parse reused. */
+		long long bodies0 = status_reuse(&e, "fast_bodies_reused");
+
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":["
+			 "%s,%s,%s,%s,%s,%s]}", port,
+			 CALL(61, "ua-3", "same"), CALL(61, "ua-3", "same"), CALL(61, "ua-3", "same"),
+			 CALL(61, "ua-3", "same"), CALL(62, "ua-3", "same"), CALL(62, "ua-3", "same"));
+		snprintf(out, sizeof(out), "%s/raw-bodies.out", e.tmp);
+		ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "all six answered on one connection");
+		ev = env__find_event(&e, 3000, "kind=request", "request.id=62", "fast_path=true", NULL);
+		ASSERT_OK_PTR(ev, "62 passed in the kernel and reported");
+		json_decref(ev);
+		ev = NULL;
+		usleep(300 * 1000);	/* the second 62's record */
+		ASSERT_EQ(env__count_events(&e, "kind=request", "request.id=61", NULL), 4,
+			  "four requests reported as 61");
+		ASSERT_EQ(env__count_events(&e, "kind=request", "request.id=62", "fast_path=true",
+					    "request.tool=echo", NULL), 2,
+			  "both 62s reported as 62, passed in the kernel");
+		ASSERT_EQ(env__count_events(&e, "kind=alert", "request.id=62", NULL), 0,
+			  "no alert for 62");
+		ASSERT_EQ(status_reuse(&e, "fast_bodies_reused") - bodies0, 2,
+			  "the fourth 61 and the second 62 were not parsed again");
+	}
 	if (test__start_subtest("held_again_after_bulk")) {
 		/* 41 judged (small: a large first request is held whole); 42-53
 		 * fast, 220 kB each: more than a connection may hold (2 MiB)
