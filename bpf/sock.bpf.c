@@ -404,10 +404,14 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 		e.flags |= MCPW_CONN_LISTENER;
 	else if (server) {
 		struct mcpw_sock_attr *a;
+		long err = 0;
 
-		long err = bpf_map_update_elem(&srv, &e.cookie, sk, BPF_NOEXIST);
-
-		/* -EEXIST: adopted from a previous daemon, already held. */
+		/* Already under the payload hook when it has a state: put
+		 * there by on_passive (accepted after the attach, before this
+		 * walk) or by a previous daemon. Adding a socket that has a
+		 * verdict program again fails (-EBUSY), and is no failure. */
+		if (!bpf_map_lookup_elem(&conn_state, &e.cookie))
+			err = bpf_map_update_elem(&srv, &e.cookie, sk, BPF_NOEXIST);
 		if (err && err != -17)
 			count(MCPW_CNT_SOCKHASH_FAIL, 1);
 		init_conn(e.cookie, lport, NULL);

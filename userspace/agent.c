@@ -1699,7 +1699,12 @@ static int on_event(void *ctx, void *data, size_t size)
 			const struct mcpw_conn_event *e = data;
 			struct conn *c = conn_get(a, e->cookie, true);
 
-			if (c)
+			/* Accepted between the attach and the start-up walk of
+			 * the sockets, a connection is opened twice: the walk
+			 * named its client from /proc; a record without the
+			 * kernel's connect() attribution (the connect() came
+			 * before the hook) must not unname it. */
+			if (c && !(c->open_seen && !(e->flags & MCPW_CONN_CLIENT_KNOWN)))
 				open_conn(a, c, e);
 		}
 		break;
@@ -1718,6 +1723,30 @@ static int on_event(void *ctx, void *data, size_t size)
 }
 
 /* ---- connections that predate the agent ------------------------------ */
+
+/*
+ * Tests only (MCPW_TEST_BARRIER_DIR): stops at a named point, programs
+ * attached, until the test says go: NAME.reached is created, NAME.go
+ * awaited (10 s at most). What happens at start-up in a few microseconds
+ * can then be made to happen on purpose.
+ */
+static void test_barrier(const char *name)
+{
+	const char *dir = getenv("MCPW_TEST_BARRIER_DIR");
+	char path[PATH_MAX];
+	int i, fd;
+
+	if (!dir || !*dir)
+		return;
+	snprintf(path, sizeof(path), "%s/%s.reached", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "%s/%s.go", dir, name);
+	for (i = 0; i < 1000 && access(path, F_OK); i++)
+		usleep(10 * 1000);
+	pr_info("test barrier %s: %s", name, i < 1000 ? "released" : "timed out");
+}
 
 struct seed_ctx {
 	struct mcpw_conn_event *recs;
@@ -3122,6 +3151,7 @@ int agent__run(const struct agent_opts *o)
 		status = 2;
 		goto out;
 	}
+	test_barrier("before_seed");
 	/* The process table after attaching, so nothing falls in between. */
 	err = proctab__seed(a.procs);
 	if (err < 0)

@@ -202,6 +202,107 @@ cleanup:
 	env__cleanup(&e);
 }
 
+/*
+ * A connection whose connect() came before the agent's hooks and whose
+ * handshake completes after them (its SYN was dropped by a full accept
+ * queue and retransmitted): the kernel's open record cannot name its
+ * client, the agent's start-up walk of the sockets names it from /proc,
+ * and the record read after the walk must not take that back. Neither
+ * may the walk count the socket the open already put under the payload
+ * hook as a failure to do so. The agent is held between attaching and
+ * walking (MCPW_TEST_BARRIER_DIR) while the handshake completes.
+ */
+void test_attribution_connected_during_start(void)
+{
+	char policy[512], cg_a[256], cg_b[256], dir[512], req[512], portstr[16];
+	char script[4096], sh[600], out_a[600], out_b[600], srvout[600], go[600];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv, cli_a, cli_b;
+	int port, err;
+
+	test__set_timeout(90);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (!ASSERT_OK(env__cgroup(&e, "clients/a", cg_a, sizeof(cg_a)), "cgroup a") ||
+	    !ASSERT_OK(env__cgroup(&e, "servers/b", cg_b, sizeof(cg_b)), "cgroup b"))
+		goto cleanup;
+	/* Backlog 0, accepting nothing until told: A's connection waits in
+	 * the accept queue, B's SYNs are dropped. */
+	snprintf(dir, sizeof(dir), "%s/srv", e.tmp);
+	mkdir(dir, 0755);
+	snprintf(srvout, sizeof(srvout), "%s/server.out", dir);
+	snprintf(go, sizeof(go), "%s/accept-now", e.tmp);
+	so.cgroup = cg_b;
+	so.stdout_path = srvout;
+	srv = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+					      "127.0.0.1", portstr, dir, "0", go, NULL });
+	if (!ASSERT_GE(srv, 1, "server") ||
+	    !ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server listening"))
+		goto cleanup;
+	write_req(&e, req, sizeof(req));
+	snprintf(out_a, sizeof(out_a), "%s/a.out", e.tmp);
+	snprintf(out_b, sizeof(out_b), "%s/b.out", e.tmp);
+	so.cgroup = cg_a;
+	so.stdout_path = out_a;
+	cli_a = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "hold",
+						"127.0.0.1", portstr, req, "1", NULL });
+	if (!ASSERT_TRUE(env__wait_file(out_a, "connected", 5000), "A connected (queued)"))
+		goto cleanup;
+	so.stdout_path = out_b;
+	cli_b = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "hold",
+						"127.0.0.1", portstr, req, "3", NULL });
+	usleep(200 * 1000);
+	if (!ASSERT_FALSE(env__wait_file(out_b, "connected", 10), "B's SYN waits"))
+		goto cleanup;
+	/* At the barrier: let the server accept, wait for B's retransmitted
+	 * SYN to get through, then let the agent walk the sockets. */
+	snprintf(sh, sizeof(sh), "%s/at-barrier.sh", e.tmp);
+	snprintf(script, sizeof(script),
+		 "i=0; while [ ! -e '%s/before_seed.reached' ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done\n"
+		 "touch '%s'\n"
+		 "i=0; while ! grep -q connected '%s' && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done\n"
+		 "touch '%s/before_seed.go'\n",
+		 e.tmp, go, out_b, e.tmp);
+	env__write(sh, script, strlen(script));
+	so.cgroup = NULL;
+	so.stdout_path = NULL;
+	env__spawn(&e, &so, (char *[]){ "sh", sh, NULL });
+	setenv("MCPW_TEST_BARRIER_DIR", e.tmp, 1);
+	err = env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL);
+	unsetenv("MCPW_TEST_BARRIER_DIR");
+	if (!ASSERT_OK(err, "agent start") ||
+	    !ASSERT_TRUE(env__wait_file(out_b, "connected", 1000), "B connected at the barrier"))
+		goto cleanup;
+	{
+		char pid_b[32];
+
+		snprintf(pid_b, sizeof(pid_b), "workload.pid=%d", cli_b);
+		ev = env__find_event(&e, 10000, "kind=alert", "request.method=tools/list", pid_b, NULL);
+		if (ASSERT_OK_PTR(ev, "B's request judged")) {
+			ASSERT_STREQ(env__str(ev, "verdict"), "unknown_client",
+				     "judged as the process it is (no policy client), not unattributed");
+			ASSERT_TRUE(json_is_true(env__get(ev, "workload.attributed")), "attributed");
+			ASSERT_STREQ(env__str(ev, "workload.cgroup"), cg_a, "B's cgroup");
+			ASSERT_TRUE(json_is_true(env__get(ev, "connection.preexisting")),
+				    "named by the start-up walk");
+		}
+	}
+	ASSERT_EQ(env__wait(&e, cli_b, 15000), 0, "B got its reply (monitor mode)");
+	ASSERT_EQ(env__wait(&e, cli_a, 5000), 0, "A got its reply");
+	ASSERT_EQ(env__count_events(&e, "kind=alert", "verdict=unattributed", NULL), 0,
+		  "no request judged unattributed");
+	ASSERT_EQ(env__count_events(&e, "kind=connection", "workload.attributed=false", NULL), 0,
+		  "no connection reported unattributed");
+	ASSERT_EQ(env__count_events(&e, "kind=lost", NULL), 0, "nothing reported lost");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
 /* A connection to a port the policy does not list produces nothing. */
 void test_attribution_unprotected_port(void)
 {

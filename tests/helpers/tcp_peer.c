@@ -2,10 +2,13 @@
 /*
  * A TCP peer for end-to-end tests, exact to the byte.
  *
- *   tcp_peer server ADDR PORT DIR   accept; each connection's bytes are
+ *   tcp_peer server ADDR PORT DIR [BACKLOG [ACCEPT_AFTER]]
+ *       accept; each connection's bytes are
  *       appended to DIR/conn-N.bin as read; every complete HTTP request
  *       (head + Content-Length body) gets a small 200 JSON-RPC reply and a
- *       line in DIR/requests.log ("N <offset> <length>").
+ *       line in DIR/requests.log ("N <offset> <length>"). BACKLOG: listen()'s
+ *       (default 128; 0 queues one connection and drops the next SYNs);
+ *       ACCEPT_AFTER: accept nothing until this file exists.
  *   tcp_peer client ADDR PORT FILE [SPLIT [DELAY_MS [REPLIES]]]
  *       send FILE in SPLIT-byte writes (0: one write), DELAY_MS apart, then
  *       read until REPLIES HTTP responses (default 1) or EOF/reset.
@@ -147,7 +150,8 @@ static void serve(int fd, const char *dir, int n)
 	close(fd);
 }
 
-static int server(const char *addr, const char *port, const char *dir)
+static int server(const char *addr, const char *port, const char *dir, int backlog,
+		  const char *accept_after)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -158,12 +162,14 @@ static int server(const char *addr, const char *port, const char *dir)
 		return 1;
 	lfd = socket(ss.ss_family, SOCK_STREAM, 0);
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&ss, len) || listen(lfd, 128)) {
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&ss, len) || listen(lfd, backlog)) {
 		perror("listen");
 		return 1;
 	}
 	printf("listening\n");
 	fflush(stdout);
+	while (accept_after && access(accept_after, F_OK))
+		usleep(20 * 1000);
 	for (;;) {
 		int fd = accept(lfd, NULL, NULL);
 
@@ -410,7 +416,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 5 && strcmp(argv[1], "server") == 0)
-		return server(argv[2], argv[3], argv[4]);
+		return server(argv[2], argv[3], argv[4], argc > 5 ? atoi(argv[5]) : 128,
+			      argc > 6 ? argv[6] : NULL);
 	if (argc >= 4 && strcmp(argv[1], "quick") == 0) {
 		int fd = dial(argv[2], argv[3]);
 
