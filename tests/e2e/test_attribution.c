@@ -24,8 +24,11 @@ static const char *monitor_policy(char *buf, size_t len, int port)
 	return buf;
 }
 
-static pid_t start_server(struct env *e, const char *cg, const char *netns, const char *addr,
-			  int port, char *dir, size_t dlen)
+/* tcp_peer's server; backlog and accept_after (both or neither): its
+ * optional BACKLOG and ACCEPT_AFTER arguments. */
+static pid_t start_server_with(struct env *e, const char *cg, const char *netns, const char *addr,
+			       int port, char *dir, size_t dlen, const char *backlog,
+			       const char *accept_after)
 {
 	char ports[16], out[512];
 	struct spawn_opts so = { .cgroup = cg, .netns = netns };
@@ -37,10 +40,17 @@ static pid_t start_server(struct env *e, const char *cg, const char *netns, cons
 	snprintf(ports, sizeof(ports), "%d", port);
 	so.stdout_path = out;
 	pid = env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
-					     (char *)addr, ports, dir, NULL });
+					     (char *)addr, ports, dir, (char *)backlog,
+					     (char *)accept_after, NULL });
 	if (pid > 0 && !env__wait_file(out, "listening", 5000))
 		return -1;
 	return pid;
+}
+
+static pid_t start_server(struct env *e, const char *cg, const char *netns, const char *addr,
+			  int port, char *dir, size_t dlen)
+{
+	return start_server_with(e, cg, netns, addr, port, dir, dlen, NULL, NULL);
 }
 
 static int write_req(struct env *e, char *path, size_t len)
@@ -215,7 +225,7 @@ cleanup:
 void test_attribution_connected_during_start(void)
 {
 	char policy[512], cg_a[256], cg_b[256], dir[512], req[512], portstr[16];
-	char script[4096], sh[600], out_a[600], out_b[600], srvout[600], go[600];
+	char script[4096], sh[600], out_a[600], out_b[600], go[600];
 	struct spawn_opts so = {};
 	struct env e;
 	json_t *ev = NULL;
@@ -232,16 +242,9 @@ void test_attribution_connected_during_start(void)
 		goto cleanup;
 	/* Backlog 0, accepting nothing until told: A's connection waits in
 	 * the accept queue, B's SYNs are dropped. */
-	snprintf(dir, sizeof(dir), "%s/srv", e.tmp);
-	mkdir(dir, 0755);
-	snprintf(srvout, sizeof(srvout), "%s/server.out", dir);
 	snprintf(go, sizeof(go), "%s/accept-now", e.tmp);
-	so.cgroup = cg_b;
-	so.stdout_path = srvout;
-	srv = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
-					      "127.0.0.1", portstr, dir, "0", go, NULL });
-	if (!ASSERT_GE(srv, 1, "server") ||
-	    !ASSERT_TRUE(env__wait_file(srvout, "listening", 5000), "server listening"))
+	srv = start_server_with(&e, cg_b, NULL, "127.0.0.1", port, dir, sizeof(dir), "0", go);
+	if (!ASSERT_GE(srv, 1, "server"))
 		goto cleanup;
 	write_req(&e, req, sizeof(req));
 	snprintf(out_a, sizeof(out_a), "%s/a.out", e.tmp);
