@@ -909,14 +909,6 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 	return true;
 }
 
-/*
- * A request the kernel passed on the fast path: judged already (its header
- * block is a judged one's), so it only needs its `request` event, and a
- * judgment to keep live state (instances, sessions) current. Should that
- * judgment find something now, the request was already delivered: the
- * alert says so (alerted) and the connection's templates are dropped, so
- * its next request waits for a verdict again.
- */
 /* A fast head's last body, parsed: the next request with the same head
  * and the same body bytes (a client repeating a call) is not parsed again.
  * Bodies up to FAST_BODY_MAX bytes. */
@@ -929,9 +921,14 @@ struct fast_body {
 };
 
 /*
- * cache: the body cache of the fast head m's head came from, or NULL. A
- * hit lends its parse to the request; a miss leaves the request's parse in
- * it for the next one.
+ * A request the kernel passed on the fast path: judged already (its header
+ * block is a judged one's), so it only needs its `request` event, and a
+ * judgment to keep live state (instances, sessions) current. Should that
+ * judgment find something now, the request was already delivered: the
+ * alert says so (alerted) and the connection's templates are dropped, so
+ * its next request waits for a verdict again. cache: the body cache of the
+ * fast head m's head came from, or NULL; a hit lends its parse to the
+ * request, a miss leaves the request's parse in it for the next one.
  */
 static void judge_fast(struct agent *a, struct conn *c, const struct http_message *m,
 		       const struct http_message *head_only, uint32_t seg_len,
