@@ -135,7 +135,20 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(USER_HDRS) $(wildcard tests/lib/*.h) tests/h
 $(BUILD)/tests/%: tests/helpers/%.c $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Ilib/attest $< $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a $(LIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) -Ilib/attest -I$(BUILD)/tests $< $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden-attest.a $(LIBS) -o $@
+
+# A helper's own BPF program (not the agent's): tests/helpers/bpf/NAME.bpf.c
+# -> build/tests/NAME.skel.h, included by tests/helpers/NAME.c.
+$(BUILD)/tests/bpf/%.bpf.o: tests/helpers/bpf/%.bpf.c $(VMLINUX_H)
+	@mkdir -p $(dir $@)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -include $(VMLINUX_H) -c $< -o $@
+
+$(BUILD)/tests/%.skel.h: $(BUILD)/tests/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
+
+$(BUILD)/tests/sockmap_floor: $(BUILD)/tests/sockmap_floor.skel.h
 
 $(BUILD)/obj/lib/%.o: lib/%.c $(wildcard lib/attest/*.h)
 	@mkdir -p $(dir $@)
