@@ -512,3 +512,73 @@ cleanup:
 	json_decref(ev);
 	env__cleanup(&e);
 }
+
+/*
+ * --request-events judged: requests the kernel passes get no event and no
+ * copy; the fast path still needs only the header block, whatever the
+ * body, and a Content-Length with more digits than the template's still
+ * matches. A request whose head differs is held and judged.
+ */
+void test_fastpath_judged_events(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], spec[8192], out[600], rec[600], srvout[600];
+	char script[PATH_MAX], port_s[16], sha_a[65], *raw = NULL;
+	const char *extra[] = { "--request-events", "judged", NULL };
+	struct spawn_opts so = {};
+	struct env e;
+	long long fast0;
+	int port;
+
+#define TEXT100 "0123456789012345678901234567890123456789012345678901234567890123456789" \
+		"012345678901234567890123456789"
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c);
+	if (!ASSERT_OK(env__agent_start(&e, policy, extra), "agent"))
+		goto cleanup;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
+	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
+					port_s, "--record", rec, NULL });
+	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server"))
+		goto cleanup;
+	fast0 = status_counter(&e, "fast_path_requests");
+	/* 81 judged; 82 fast; 83 fast, a body of ~1000 bytes (a
+	 * Content-Length of 4 digits against the template's 3); 84 another
+	 * User-Agent: held and judged. */
+	snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s,%s]}",
+		 port, CALL(81, "ua-j", "one"), CALL(82, "ua-j", "two"),
+		 CALL(83, "ua-j", TEXT100 TEXT100 TEXT100 TEXT100 TEXT100 TEXT100 TEXT100 TEXT100
+		      TEXT100 TEXT100),
+		 CALL(84, "ua-k", "four"));
+	snprintf(out, sizeof(out), "%s/raw-judged.out", e.tmp);
+	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "all four answered on one connection");
+	raw = env__slurp(out, NULL);
+	ASSERT_OK_PTR(raw ? strstr(raw, "\"response\":3,\"status\":200") : NULL, "84 answered");
+	check_request(&e, "81", false, NULL, NULL);
+	check_request(&e, "84", false, NULL, NULL);
+	ASSERT_EQ(env__count_events(&e, "kind=request", "request.id=82", NULL), 0,
+		  "82 passed in the kernel: no event (judged only)");
+	ASSERT_EQ(env__count_events(&e, "kind=request", "request.id=83", NULL), 0,
+		  "83 passed in the kernel: no event (judged only)");
+	ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 2, "82 and 83 on the fast path");
+	ASSERT_EQ(status_counter(&e, "fast_path_copies_lost"), 0, "nothing copied to lose");
+cleanup:
+	free(raw);
+	env__cleanup(&e);
+#undef TEXT100
+}
