@@ -206,7 +206,13 @@ static __always_inline bool fast_match(struct __sk_buff *skb, struct mcpw_config
 	__u32 n, loaded, cl, i, d, tail_off, tail, head_len;
 	__u64 body = 0;
 
-	loaded = cfg->mirror_fast ? MCPW_CHUNK_LEN : MCPW_FAST_HEAD_MAX;
+	/* Reported: the record's first chunk. Not reported: the header block
+	 * alone (its Content-Length may have up to 10 digits where the
+	 * template has one), never the body. */
+	if (cfg->mirror_fast)
+		loaded = MCPW_CHUNK_LEN;
+	else
+		loaded = t->head_len < MCPW_FAST_HEAD_MAX - 10 ? t->head_len + 10 : MCPW_FAST_HEAD_MAX;
 	loaded = len < loaded ? len : loaded;
 	loaded &= 2 * MCPW_CHUNK_LEN - 1;
 	if (loaded < 16 || loaded > MCPW_CHUNK_LEN)
