@@ -234,10 +234,16 @@ static __always_inline __u64 rb_batch_flags(void *rb, __u32 which, __u64 size)
  * statistics of the hot paths, where an increment lost in such a race
  * costs nothing and an atomic add costs on every packet.
  */
-static __always_inline void count(enum mcpw_counter c, __u64 n)
+static __always_inline __u64 *counter_of(enum mcpw_counter c)
 {
 	__u32 key = c;
-	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	return bpf_map_lookup_elem(&counters, &key);
+}
+
+static __always_inline void count(enum mcpw_counter c, __u64 n)
+{
+	__u64 *v = counter_of(c);
 
 	if (v)
 		__sync_fetch_and_add(v, n);
@@ -245,8 +251,7 @@ static __always_inline void count(enum mcpw_counter c, __u64 n)
 
 static __always_inline void count_stat(enum mcpw_counter c, __u64 n)
 {
-	__u32 key = c;
-	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+	__u64 *v = counter_of(c);
 
 	if (v)
 		*v += n;
