@@ -911,13 +911,18 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 
 /* A fast head's last body, parsed: the next request with the same head
  * and the same body bytes (a client repeating a call) is not parsed again.
- * Bodies up to FAST_BODY_MAX bytes. */
+ * Bodies up to FAST_BODY_MAX bytes. Most clients number their calls, so
+ * bodies rarely repeat: a kept body that was never reused is replaced only
+ * every FAST_BODY_RETRY misses, not copied on every request. */
 #define FAST_BODY_MAX 4096
+#define FAST_BODY_RETRY 16
 
 struct fast_body {
 	char *raw;
 	size_t len;
 	struct mcp_body parsed;
+	bool reused;		/* since it was kept */
+	unsigned int misses;	/* since it was kept */
 };
 
 /*
@@ -943,6 +948,7 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 	    memcmp(cache->raw, m->body, m->body_len) == 0) {
 		hit = true;
 		have = request__read_parsed(&r, m, a->keys, a->tokens, &cache->parsed) == 0;
+		cache->reused = true;
 		a->fast_bodies_reused++;
 	} else if (m && request__read(&r, m, a->keys, a->tokens) == 0) {
 		have = true;
@@ -971,7 +977,8 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 			inst_forget_instance(a, c->client->cgroup_id);
 	}
 	json_decref(d.related);
-	if (cache && m && !hit && r.has_body && m->body_len <= FAST_BODY_MAX) {
+	if (cache && m && !hit && r.has_body && m->body_len <= FAST_BODY_MAX &&
+	    (!cache->raw || cache->reused || ++cache->misses >= FAST_BODY_RETRY)) {
 		char *raw = malloc(m->body_len ? m->body_len : 1);
 
 		if (raw) {
@@ -982,6 +989,8 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 			cache->raw = raw;
 			cache->len = m->body_len;
 			cache->parsed = r.body;
+			cache->reused = false;
+			cache->misses = 0;
 			r.body_shared = true;
 		}
 	}
