@@ -854,36 +854,34 @@ async function main() {
   // on the server's sockets and a stream verdict that passes every
   // segment), without the agent. What P1 loses to it, any agent built on
   // it loses too (tests/helpers/sockmap_floor).
-  if (want('P1f')) {
-    for (const c of [1, 16]) {
-      await step('P1f', `P1, ${c} conn${c > 1 ? 's' : ''}, bare sockmap (no agent)`, async () => {
-        const m = missing('wrk');
-        if (m) throw new Error(m);
-        if (!fs.existsSync(bin('tests/sockmap_floor'))) throw new Error('build/tests/sockmap_floor is missing');
-        const withFloor = async (fn) => {
-          const h = start(bin('tests/sockmap_floor'), [cg.srv, String(srvPort)], { cg: cg.tools });
-          try {
-            await waitFor(() => {
-              if (h.code !== null) throw new Error(`sockmap_floor exited ${h.code}: ${h.err.trim().slice(-200)}`);
-              return h.out.includes('ready');
-            }, 10000, 'sockmap_floor');
-            const r = await fn();
-            await stop(h);
-            const m = /sockets (\d+) segments (\d+)/.exec(h.out);
-            if (!m || !Number(m[1]) || !Number(m[2])) throw new Error(`the bare sockmap was not in the path (${h.out.trim().slice(-80)})`);
-            r.floor_sockets = Number(m[1]);
-            r.floor_segments = Number(m[2]);
-            return r;
-          } finally {
-            await stop(h);
-          }
-        };
-        return abRow({ id: 'P1f', name: `P1, ${c} conn${c > 1 ? 's' : ''}, bare sockmap, no agent (wrk)`,
-          metric: 'requests/s', unit: 'req/s', target: null, target_text: 'reported (the floor under P1)',
-          a_label: 'sockmap', b_label: 'baseline', run: (s) => wrk(srvPort, c, s),
-          runA: (s) => withFloor(() => wrk(srvPort, c, s)), note: lowLat });
-      });
+  const withFloor = async (fn) => {
+    const h = start(bin('tests/sockmap_floor'), [cg.srv, String(srvPort)], { cg: cg.tools });
+    let r;
+    try {
+      await waitFor(() => {
+        if (h.code !== null) throw new Error(`sockmap_floor exited ${h.code}: ${h.err.trim().slice(-200)}`);
+        return h.out.includes('ready');
+      }, 10000, 'sockmap_floor');
+      r = await fn();
+    } finally {
+      await stop(h);	// it prints what it held as it goes
     }
+    const m = /sockets (\d+) segments (\d+)/.exec(h.out);
+    if (!m || !Number(m[1]) || !Number(m[2])) throw new Error(`the bare sockmap was not in the path (${h.out.trim().slice(-80)})`);
+    r.floor_sockets = Number(m[1]);
+    r.floor_segments = Number(m[2]);
+    return r;
+  };
+  for (const c of [1, 16]) {
+    await step('P1f', `P1, ${c} conn${c > 1 ? 's' : ''}, bare sockmap (no agent)`, async () => {
+      const m = missing('wrk');
+      if (m) throw new Error(m);
+      if (!fs.existsSync(bin('tests/sockmap_floor'))) throw new Error('build/tests/sockmap_floor is missing');
+      return abRow({ id: 'P1f', name: `P1, ${c} conn${c > 1 ? 's' : ''}, bare sockmap, no agent (wrk)`,
+        metric: 'requests/s', unit: 'req/s', target: null, target_text: 'reported (the floor under P1)',
+        a_label: 'sockmap', b_label: 'baseline', run: (s) => wrk(srvPort, c, s),
+        runA: (s) => withFloor(() => wrk(srvPort, c, s)), note: lowLat });
+    });
   }
 
   let nginx = null;
