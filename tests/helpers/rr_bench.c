@@ -9,12 +9,16 @@
  * BODY_BYTES pads the tools/call arguments (bulk bodies); NEW_CONN_EACH=1
  * opens a new connection per request (connection churn). A connect, write
  * or read that stalls for STALL_SECONDS counts as an error.
+ * RR_FIRST_BODY=N: each connection's first request pads N bytes instead
+ * (a session that starts small, as MCP clients do with initialize).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <linux/inet_diag.h>	/* struct tcp_bbr_info */
 #include <linux/tcp.h>	/* struct tcp_info with the *_limited times */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,13 +34,15 @@
 
 static const char *addr;
 static int port, seconds, body_bytes, churn;
-static char *request;
-static size_t request_len;
+static char *request, *first_request;
+static size_t request_len, first_request_len;
 
 struct worker {
 	pthread_t th;
 	uint64_t requests, errors;
 	uint64_t busy_us, rwnd_limited_us, sndbuf_limited_us;	/* TCP_INFO, kept connections */
+	uint64_t retrans, reord_seen;	/* TCP_INFO: segments sent again, reorderings seen */
+	int bbr, bbr_startup;		/* a BBR connection; still in its start-up gain */
 	uint32_t *lat_us;
 	size_t n_lat;
 };
@@ -95,39 +101,71 @@ static int read_response(int fd, char *buf, size_t cap)
 	}
 }
 
+/*
+ * Whether the connection's congestion control is BBR and still in its
+ * start-up (cwnd gain 2.89; 2 once it has decided the path is full). On
+ * loopback that decides P6's rate: see the README's Performance section.
+ */
+static void bbr_state(int fd, struct worker *w)
+{
+	char cc[16] = "";
+	union tcp_cc_info info;
+	socklen_t l = sizeof(cc);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &l) || strncmp(cc, "bbr", sizeof(cc)))
+		return;
+	l = sizeof(info);
+	memset(&info, 0, sizeof(info));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &info, &l) || l < sizeof(info.bbr))
+		return;
+	w->bbr = 1;
+	w->bbr_startup = info.bbr.bbr_cwnd_gain > 2 * 256 + 128;
+}
+
 static void *run(void *arg)
 {
 	struct worker *w = arg;
 	uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
 	char *buf = malloc(1 << 16);
 	int fd = -1;
+	bool fresh = false;
 
 	while (now_ns() < end) {
+		const char *req = request;
+		size_t len = request_len;
 		uint64_t t0;
 		size_t off = 0;
 
-		if (fd < 0 && (fd = dial()) < 0) {
-			w->errors++;
-			usleep(1000);
-			continue;
+		if (fd < 0) {
+			if ((fd = dial()) < 0) {
+				w->errors++;
+				usleep(1000);
+				continue;
+			}
+			fresh = true;
 		}
+		if (fresh && first_request) {
+			req = first_request;
+			len = first_request_len;
+		}
+		fresh = false;
 		t0 = now_ns();
 		errno = 0;
-		while (off < request_len) {
-			ssize_t n = write(fd, request + off, request_len - off);
+		while (off < len) {
+			ssize_t n = write(fd, req + off, len - off);
 
 			if (n <= 0)
 				break;
 			off += (size_t)n;
 		}
-		if (off < request_len || read_response(fd, buf, 1 << 16)) {
+		if (off < len || read_response(fd, buf, 1 << 16)) {
 			struct sockaddr_in me;
 			socklen_t ml = sizeof(me);
 
 			if (getsockname(fd, (struct sockaddr *)&me, &ml))
 				me.sin_port = 0;
 			fprintf(stderr, "rr_bench: request failed (%s, %s) from port %u after %llu us\n",
-				off < request_len ? "write" : "read", errno ? strerror(errno) : "closed",
+				off < len ? "write" : "read", errno ? strerror(errno) : "closed",
 				ntohs(me.sin_port), (unsigned long long)((now_ns() - t0) / 1000));
 			w->errors++;
 			close(fd);
@@ -149,12 +187,20 @@ static void *run(void *arg)
 		/* Where the sending time went: the receiver's window, our send
 		 * buffer, or neither. */
 		memset(&ti, 0, sizeof(ti));
-		if (!getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) &&
-		    tl >= offsetof(struct tcp_info, tcpi_sndbuf_limited) + sizeof(ti.tcpi_sndbuf_limited)) {
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl))
+			tl = 0;
+		if (tl >= offsetof(struct tcp_info, tcpi_sndbuf_limited) + sizeof(ti.tcpi_sndbuf_limited)) {
 			w->busy_us = ti.tcpi_busy_time;
 			w->rwnd_limited_us = ti.tcpi_rwnd_limited;
 			w->sndbuf_limited_us = ti.tcpi_sndbuf_limited;
 		}
+		/* Segments sent again and reorderings the sender saw: on
+		 * loopback, a connection that reordered (see P6). */
+		if (tl >= offsetof(struct tcp_info, tcpi_reord_seen) + sizeof(ti.tcpi_reord_seen)) {
+			w->retrans = ti.tcpi_total_retrans;
+			w->reord_seen = ti.tcpi_reord_seen;
+		}
+		bbr_state(fd, w);
 		close(fd);
 	}
 	free(buf);
@@ -168,15 +214,42 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A tools/call whose arguments carry pad_bytes of padding. */
+static char *make_request(const char *token, int pad_bytes)
+{
+	char *pad, *body, *req;
+
+	if (pad_bytes < 0)
+		pad_bytes = 0;
+	pad = malloc((size_t)pad_bytes + 1);
+	if (!pad)
+		return NULL;
+	memset(pad, 'x', (size_t)pad_bytes);
+	pad[pad_bytes] = '\0';
+	if (asprintf(&body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+		     "{\"name\":\"echo\",\"arguments\":{\"text\":\"hello%s\"}}}", pad) < 0) {
+		free(pad);
+		return NULL;
+	}
+	free(pad);
+	if (asprintf(&req, "POST /mcp HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+		     "Accept: application/json, text/event-stream\r\nAuthorization: Bearer %s\r\n"
+		     "Mcp-Session-Id: bench-session\r\nMcp-Protocol-Version: 2025-11-25\r\n"
+		     "Content-Length: %zu\r\n\r\n%s", token, strlen(body), body) < 0)
+		req = NULL;
+	free(body);
+	return req;
+}
+
 int main(int argc, char **argv)
 {
 	const char *token = getenv("RR_TOKEN") ? getenv("RR_TOKEN") : "opaque-bench-token";
 	struct worker *ws;
 	uint32_t *all;
 	size_t n_all = 0, i;
-	uint64_t reqs = 0, errs = 0, t0, t1, busy = 0, rwnd = 0, sndbuf = 0;
+	uint64_t reqs = 0, errs = 0, t0, t1, busy = 0, rwnd = 0, sndbuf = 0, retrans = 0, reord = 0;
+	int bbr = 0, bbr_startup = 0;
 	int conns;
-	char *pad, *body;
 
 	if (argc < 5) {
 		fprintf(stderr, "usage: rr_bench ADDR PORT CONNS SECONDS [BODY_BYTES [NEW_CONN_EACH]]\n");
@@ -188,18 +261,16 @@ int main(int argc, char **argv)
 	seconds = atoi(argv[4]);
 	body_bytes = argc > 5 ? atoi(argv[5]) : 0;
 	churn = argc > 6 ? atoi(argv[6]) : 0;
-	pad = malloc((size_t)body_bytes + 1);
-	memset(pad, 'x', (size_t)body_bytes);
-	pad[body_bytes] = '\0';
-	if (asprintf(&body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
-		     "{\"name\":\"echo\",\"arguments\":{\"text\":\"hello%s\"}}}", pad) < 0)
-		return 1;
-	if (asprintf(&request, "POST /mcp HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-		     "Accept: application/json, text/event-stream\r\nAuthorization: Bearer %s\r\n"
-		     "Mcp-Session-Id: bench-session\r\nMcp-Protocol-Version: 2025-11-25\r\n"
-		     "Content-Length: %zu\r\n\r\n%s", token, strlen(body), body) < 0)
+	request = make_request(token, body_bytes);
+	if (!request)
 		return 1;
 	request_len = strlen(request);
+	if (getenv("RR_FIRST_BODY")) {
+		first_request = make_request(token, atoi(getenv("RR_FIRST_BODY")));
+		if (!first_request)
+			return 1;
+		first_request_len = strlen(first_request);
+	}
 	ws = calloc((size_t)conns, sizeof(*ws));
 	t0 = now_ns();
 	for (i = 0; i < (size_t)conns; i++) {
@@ -218,13 +289,19 @@ int main(int argc, char **argv)
 		busy += ws[i].busy_us;
 		rwnd += ws[i].rwnd_limited_us;
 		sndbuf += ws[i].sndbuf_limited_us;
+		retrans += ws[i].retrans;
+		reord += ws[i].reord_seen;
+		bbr += ws[i].bbr;
+		bbr_startup += ws[i].bbr_startup;
 	}
 	qsort(all, n_all, sizeof(*all), cmp_u32);
 	printf("{\"requests\":%llu,\"seconds\":%.3f,\"rps\":%.1f,\"p50_us\":%u,\"p99_us\":%u,"
 	       "\"errors\":%llu,\"tcp_busy_us\":%llu,\"tcp_rwnd_limited_us\":%llu,"
-	       "\"tcp_sndbuf_limited_us\":%llu}\n", (unsigned long long)reqs, (double)(t1 - t0) / 1e9,
+	       "\"tcp_sndbuf_limited_us\":%llu,\"tcp_retrans\":%llu,\"tcp_reord_seen\":%llu,"
+	       "\"bbr_conns\":%d,\"bbr_startup_conns\":%d}\n", (unsigned long long)reqs, (double)(t1 - t0) / 1e9,
 	       (double)reqs * 1e9 / (double)(t1 - t0), n_all ? all[n_all / 2] : 0,
 	       n_all ? all[n_all * 99 / 100] : 0, (unsigned long long)errs,
-	       (unsigned long long)busy, (unsigned long long)rwnd, (unsigned long long)sndbuf);
+	       (unsigned long long)busy, (unsigned long long)rwnd, (unsigned long long)sndbuf,
+	       (unsigned long long)retrans, (unsigned long long)reord, bbr, bbr_startup);
 	return 0;
 }
