@@ -437,8 +437,19 @@ async function rrBench(conns, secs, body = 0, churn = 0) {
     throw new Error(`rr_bench gave no result (exit ${h.code}): ${h.err.trim().slice(-200)}`);
   }
   return { value: j.rps, requests: j.requests, p50_us: j.p50_us, p99_us: j.p99_us, errors: j.errors,
-    tcp_rwnd_limited_us: j.tcp_rwnd_limited_us, tcp_busy_us: j.tcp_busy_us };
+    tcp_rwnd_limited_us: j.tcp_rwnd_limited_us, tcp_busy_us: j.tcp_busy_us,
+    tcp_retrans: j.tcp_retrans, tcp_reord_seen: j.tcp_reord_seen,
+    bbr_conns: j.bbr_conns, bbr_startup_conns: j.bbr_startup_conns };
 }
+
+// Runs whose client connection's BBR had left its start-up by the end
+// (null: not BBR). On loopback BBR's steady state bounds the window by
+// twice a few microseconds' worth of bandwidth: those runs are the slow
+// ones (README, Performance).
+const bbrLeft = (runs) => runs.filter((x) => x.bbr_conns).length
+  ? runs.filter((x) => x.bbr_conns && x.bbr_startup_conns < x.bbr_conns).length : null;
+const bbrText = (a, b, label) => (bbrLeft(a) === null && bbrLeft(b) === null ? ''
+  : `; runs whose client BBR left start-up: ${label} ${bbrLeft(a)}/${a.length}, baseline ${bbrLeft(b)}/${b.length}`);
 
 async function stressNg(kind, secs) {
   const sng = kind === 'exec'
@@ -971,6 +982,12 @@ http {
       // the window closes shows here.
       r.agent_rwnd_limited_ms = r.a.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
       r.baseline_rwnd_limited_ms = r.b.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
+      // Segments the client sent again: on loopback nothing is lost, so
+      // these are a run that reordered (the host's slow mode, see README).
+      r.agent_retrans = r.a.map((x) => x.tcp_retrans ?? null);
+      r.baseline_retrans = r.b.map((x) => x.tcp_retrans ?? null);
+      r.agent_bbr_left_startup = bbrLeft(r.a);
+      r.baseline_bbr_left_startup = bbrLeft(r.b);
       return r.ratio >= 0.8 && r.worst_vs_baseline >= 0.25 && r.errors.a === 0 && r.alerts === 0;
     },
     note: (r) => {
@@ -978,8 +995,25 @@ http {
         `${r.worst_vs_baseline < 0.25 ? ' (a collapse: below 0.25×)' : ' (no collapse: a collapse is below 0.25×)'}; ` +
         `first-request verdict latency p50 ${r.verdict_p50_us} µs (the body is held whole before the verdict); ` +
         `client limited by the receive window, ms a run: agent ${r.agent_rwnd_limited_ms.join('/')}, ` +
-        `baseline ${r.baseline_rwnd_limited_ms.join('/')}`;
+        `baseline ${r.baseline_rwnd_limited_ms.join('/')}; segments sent again a run: ` +
+        `agent ${r.agent_retrans.join('/')}, baseline ${r.baseline_retrans.join('/')}` + bbrText(r.a, r.b, 'agent');
     } }));
+
+  // P6's floor: the same bulk bodies through a bare sockmap (no agent).
+  await step('P6f', 'bulk transfer, bare sockmap (no agent)', () => {
+    if (!fs.existsSync(bin('tests/sockmap_floor'))) throw new Error('build/tests/sockmap_floor is missing');
+    const bulk = async (s) => { const r = await rrBench(1, s, cfg.bulk_body_bytes, 0); r.value = (r.value * cfg.bulk_body_bytes) / 1e6; return r; };
+    return abRow({ id: 'P6f', name: `P6, ${cfg.bulk_body_bytes >> 10} KiB request bodies, bare sockmap, no agent (rr_bench)`,
+      metric: 'request body MB/s', unit: 'MB/s', target: null, target_text: 'reported (the floor under P6)',
+      a_label: 'sockmap', b_label: 'baseline', run: bulk, runA: (s) => withFloor(() => bulk(s)),
+      note: (r) => {
+        const ms = (xs) => xs.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0)).join('/');
+        const rt = (xs) => xs.map((x) => x.tcp_retrans ?? null).join('/');
+        r.note = `slowest sockmap run ${round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3)}× the baseline median; ` +
+          `client limited by the receive window, ms a run: sockmap ${ms(r.a)}, baseline ${ms(r.b)}; ` +
+          `segments sent again a run: sockmap ${rt(r.a)}, baseline ${rt(r.b)}` + bbrText(r.a, r.b, 'sockmap');
+      } });
+  });
 
   await step('M', 'memory', memory);
   await step('P7', 'fleet sighting round trip', p7);
