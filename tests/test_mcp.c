@@ -428,3 +428,53 @@ void test_mcp_era(void)
 	ASSERT_EQ(mcp__era("2026/07/28"), MCP_ERA_UNKNOWN, "slashes");
 	ASSERT_EQ(mcp__era("DRAFT-2026"), MCP_ERA_UNKNOWN, "draft");
 }
+
+/* The method of a body known only by its first bytes (id in *id). */
+static int prefix(const char *body, size_t len, char *out, char *id)
+{
+	struct mcp_prefix p;
+	int ret = mcp__prefix(body, len, &p);
+
+	strcpy(out, p.method);
+	if (id)
+		strcpy(id, p.id);
+	return ret;
+}
+
+void test_mcp_prefix(void)
+{
+	const char *body = "{\"jsonrpc\":\"2.0\",\"id\":{\"a\":[1,\"}\\\"]\"]},\"params\":"
+			   "{\"x\":\"method\"} , \"method\" : \"tools/call\",\"more\":1}";
+	const char *m = strstr(body, "\"method\" :");
+	char out[64], id[64];
+	size_t n;
+
+	/* Found once its value's closing quote is in, whatever precedes it
+	 * (nested containers, brackets and quotes inside strings, a nested
+	 * member named method). */
+	ASSERT_EQ(prefix(body, strlen(body), out, id), 1, "whole body");
+	ASSERT_STREQ(out, "tools/call", "method");
+	ASSERT_STREQ(id, "", "an id that is an object is not named");
+	n = (size_t)(strstr(m, "call\"") - body) + 5;
+	ASSERT_EQ(prefix(body, n, out, NULL), 1, "cut just after the value");
+	ASSERT_STREQ(out, "tools/call", "method at the cut");
+	for (n = 0; n < (size_t)(strstr(m, "call\"") - body) + 4; n++)
+		if (!ASSERT_EQ(prefix(body, n, out, NULL), 0, "any shorter prefix: not yet"))
+			break;
+	ASSERT_EQ(prefix("{\"id\":17,\"method\":\"ping\"}", 26, out, id), 1, "number id");
+	ASSERT_STREQ(id, "17", "id");
+	ASSERT_EQ(prefix("{\"method\":\"ping\",\"id\":\"a-b\",\"params\":{", 38, out, id), 1,
+		  "string id after the method");
+	ASSERT_STREQ(id, "\"a-b\"", "id as compact JSON");
+
+	/* Not a plain request object: refused, so the request is held whole. */
+	ASSERT_EQ(prefix("[{\"method\":\"ping\"}]", 19, out, NULL), -1, "batch");
+	ASSERT_EQ(prefix("{\"id\":1}", 8, out, NULL), -1, "object without method");
+	ASSERT_EQ(prefix("{\"method\":7}", 12, out, NULL), -1, "method not a string");
+	ASSERT_EQ(prefix("{\"method\":\"tools\\/call\"}", 24, out, NULL), -1, "escaped method");
+	ASSERT_EQ(prefix("{\"m\\u0065thod\":\"x\"}", 19, out, NULL), -1, "escaped key: not matched");
+	ASSERT_EQ(prefix("{\"method\":\"012345678901234567890123456789012345678901234567890123456789"
+			 "0123\"}", 77, out, NULL), -1, "method longer than out");
+	ASSERT_EQ(prefix("x", 1, out, NULL), -1, "not JSON");
+	ASSERT_EQ(prefix("  \n", 3, out, NULL), 0, "whitespace only: not yet");
+}

@@ -88,6 +88,10 @@ struct agent {
 	struct podmeta *pods;
 	struct k8s *k8s;
 	bool policy_uses_pods;		/* some selector needs pod facts */
+	/* No body can change a verdict (no tool limits, no clientInfo
+	 * identities): a large request can be judged on its head. */
+	bool judge_on_head;
+	uint64_t judged_on_head;	/* requests judged so (status) */
 	struct decider *decider;
 	struct output *out;
 	struct ctl *ctl;
@@ -432,7 +436,7 @@ static void write_verdict(struct agent *a, struct conn *c, __u32 action)
 	struct mcpw_conn_verdict v = {
 		.action = action,
 		.released_end = c->released_end,
-		.pass_until = c->released_end,
+		.pass_until = c->pass_until > c->released_end ? c->pass_until : c->released_end,
 		.copy_until = c->copy_until,
 		.egress_copy_until = c->pending_initialize ? UINT64_MAX : 0,
 	};
@@ -516,6 +520,16 @@ static bool uses_pods(const struct policy *p)
 			return true;
 	for (i = 0; i < p->n_servers; i++)
 		if (selectors_use_pods(p->servers[i].launchers, p->servers[i].n_launchers))
+			return true;
+	return false;
+}
+
+static bool uses_tools(const struct policy *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_clients; i++)
+		if (p->clients[i].has_tools)
 			return true;
 	return false;
 }
@@ -611,6 +625,21 @@ static bool resync_after_fast(struct agent *a, struct conn *c, const struct mcpw
 	return true;
 }
 
+/* The kernel passed the rest of a request judged on its head: the stream
+ * resumes at the first segment it held again, inside that range (its start
+ * is then released unparsed, see skip_until) or at its end. */
+static bool resync_after_head(struct conn *c, const struct mcpw_data_event *e)
+{
+	if (e->offset < c->next_off || e->offset > c->pass_until || c->held_len)
+		return false;
+	http_parser__free(c->parser);
+	c->parser = NULL;
+	c->released_end = c->held_base = c->next_off = e->offset;
+	if (c->parsed_end < e->offset)
+		c->parsed_end = e->offset;
+	return true;
+}
+
 /* A release that did not happen ends the connection: what follows the
  * bytes could not be delivered in order. */
 static void release_failed(struct agent *a, struct conn *c, int err, const char *what)
@@ -677,6 +706,100 @@ static void handle_request(struct agent *a, struct conn *c, const struct http_me
 	finish_request(a, c, &r, &d, m);
 	json_decref(d.related);
 	request__release(&r);
+}
+
+/*
+ * A large request judged once its head and the first bytes of its body are
+ * in, instead of once all of it is: held whole, its bytes would count as
+ * unread at the server's socket until released, and a body larger than the
+ * socket's receive window (128 KiB by default) would close that window and
+ * stall the client on its zero-window probe (~200 ms; see README). Only
+ * where no body can change a verdict (agent->judge_on_head: no tool limits,
+ * no clientInfo identities), for a session-era POST with a Content-Length
+ * body within the inspected limit, whose body starts as a JSON-RPC request
+ * object naming a method other than initialize. The kernel passes the rest
+ * of the body (pass_until); as on the fast path, a body that breaks after
+ * its first bytes is not seen.
+ */
+#define HEAD_JUDGE_MIN_BODY (32u << 10)
+#define HEAD_JUDGE_MAX_SCAN (64u << 10)	/* body bytes searched for the method */
+
+static void judge_on_head(struct agent *a, struct conn *c, const struct http_message *partial)
+{
+	struct http_message m = *partial;
+	struct mcpw_fast_tmpl *t;
+	struct mcp_prefix pre;
+	struct decision d;
+	struct request r;
+	uint64_t held_end = c->held_base + c->held_len, released_ns = 0;
+	size_t body_off, body_len;
+	int found, err;
+
+	/* Stream offsets, as process_requests() makes them. */
+	m.start += c->parser_base;
+	m.head_end += c->parser_base;
+	if (!a->enforce || !a->judge_on_head || c->blind || c->denied ||
+	    c->no_head_judge_at == m.start + 1 || strcmp(m.method, "POST") || m.chunked ||
+	    m.content_length < HEAD_JUDGE_MIN_BODY ||
+	    (unsigned long long)m.content_length > a->limits.max_body_bytes ||
+	    m.start < c->held_base || m.head_end > held_end ||
+	    http_message__header(&m, "mcp-method") || http_message__header(&m, "mcp-name") ||
+	    http_message__header(&m, "expect"))
+		return;
+	m.end = m.head_end + (uint64_t)m.content_length;
+	body_off = (size_t)(m.head_end - c->held_base);
+	body_len = (size_t)(held_end - m.head_end);
+	found = mcp__prefix(c->held + body_off, body_len < HEAD_JUDGE_MAX_SCAN ? body_len :
+			    HEAD_JUDGE_MAX_SCAN, &pre);
+	if (found == 0 && body_len < HEAD_JUDGE_MAX_SCAN)
+		return;		/* more of the body first */
+	if (found != 1 || strcmp(pre.method, "initialize") == 0) {
+		c->no_head_judge_at = m.start + 1;	/* held whole, judged as usual */
+		return;
+	}
+	if (request__read_head(&r, &m, a->keys, a->tokens)) {
+		pr_err("out of memory reading a request");
+		return;
+	}
+	if (r.malformed || r.era != MCP_ERA_SESSION) {
+		c->no_head_judge_at = m.start + 1;
+		request__release(&r);
+		return;
+	}
+	r.method = pre.method;
+	r.id = pre.id[0] ? pre.id : NULL;
+	c->requests++;
+	a->judged_on_head++;
+	decider__judge(a->decider, c, &r, now_ns(), &d);
+	/* All that was fed is this request's. */
+	a->pending_total -= c->pending;
+	c->pending = 0;
+	c->parsed_end = m.end;
+	if (d.deny) {
+		emit_decision(a, c, &r, &d, true, 0);
+		deny_conn(a, c);
+	} else {
+		/* The rest of the body passes in the kernel, and whatever of it
+		 * the kernel held meanwhile is released unparsed. */
+		t = fast_template(a, c, &r, &d, &m);
+		c->pass_until = c->skip_until = m.end;
+		err = release(a, c, held_end);
+		released_ns = err ? 0 : now_ns();
+		if (t && !err)
+			install_fast(a, c, &d, t);
+		else
+			free(t);
+		emit_decision(a, c, &r, &d, false, released_ns);
+		if (err)
+			release_failed(a, c, err, "an allowed request");
+	}
+	c->req_start_ktime = 0;
+	json_decref(d.related);
+	request__release(&r);
+	/* m's head lives in the parser: freed last. The next request gets a
+	 * parser of its own (on_data). */
+	http_parser__free(c->parser);
+	c->parser = NULL;
 }
 
 /* A stream that cannot be parsed, or bytes that were lost: judged as
@@ -789,6 +912,11 @@ static void process_requests(struct agent *a, struct conn *c)
 		snprintf(why, sizeof(why), "the HTTP stream is not valid HTTP/1.1 (%s)", err);
 		stream_failure(a, c, err, why);
 		return;
+	}
+	if (http_parser__partial(c->parser)) {
+		judge_on_head(a, c, http_parser__partial(c->parser));
+		if (!c->parser)
+			return;
 	}
 	/* Idle between requests: the parser's buffers go until needed. */
 	if (c->parser_base + http_parser__offset(c->parser) == c->parsed_end) {
@@ -1229,6 +1357,10 @@ static void back_to_realtime(struct agent *a)
 	}
 }
 
+/* Less than half the smallest default receive window: bytes held count as
+ * unread at the server's socket until released (see judge_on_head). */
+#define SKIP_RELEASE_BATCH (32u << 10)
+
 static int on_data(void *ctx, void *data, size_t size)
 {
 	struct agent *a = ctx;
@@ -1263,7 +1395,7 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	if (e->offset != c->next_off && !resync_after_fast(a, c, e) &&
-	    !resync_after_failopen(a, c, e)) {
+	    !resync_after_head(c, e) && !resync_after_failopen(a, c, e)) {
 		char why[160];
 
 		snprintf(why, sizeof(why), "%llu bytes of the stream were lost before the agent "
@@ -1293,7 +1425,12 @@ static int on_data(void *ctx, void *data, size_t size)
 			stream_failure(a, c, "out_of_memory", "the agent ran out of memory");
 			return 0;
 		}
-		if (skip && (err = release(a, c, e->offset + skip))) {
+		/* Released at the range's end, or every SKIP_RELEASE_BATCH bytes
+		 * (the rest of a request judged on its head can come this way
+		 * whole: one injection per record would cost more than it). */
+		if (skip && (e->offset + skip >= c->skip_until ||
+			     e->offset + skip - c->released_end >= SKIP_RELEASE_BATCH) &&
+		    (err = release(a, c, e->offset + skip))) {
 			release_failed(a, c, err, "the end of a passed request");
 			return 0;
 		}
@@ -2283,6 +2420,7 @@ static void reload(struct agent *a)
 	inst_clear(a);
 	a->policy_uses_client_info = uses_client_info(np);
 	a->policy_uses_pods = uses_pods(np);
+	a->judge_on_head = !a->policy_uses_client_info && !uses_tools(np);
 	a->stdio.policy = np;
 	a->stdio.enforce = cfg.enforce;
 	err = stdio__sync(&a->stdio);
@@ -2420,6 +2558,7 @@ static json_t *status_json(void *ctx)
 			    json_integer((json_int_t)a->plain_report_batches));
 	json_object_set_new(st, "reshown_stalls_ended",
 			    json_integer((json_int_t)a->reshown_stalls));
+	json_object_set_new(st, "judged_on_head", json_integer((json_int_t)a->judged_on_head));
 	json_object_set_new(st, "mode", json_string(a->enforce ? "enforce" : "monitor"));
 	json_object_set_new(st, "uptime_s", json_integer((json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
 	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
@@ -3086,6 +3225,7 @@ int agent__run(const struct agent_opts *o)
 	decider__set_policy(a.decider, a.policy);
 	a.policy_uses_client_info = uses_client_info(a.policy);
 	a.policy_uses_pods = uses_pods(a.policy);
+	a.judge_on_head = !a.policy_uses_client_info && !uses_tools(a.policy);
 
 	ropts.cgroup_mount = a.cgroup_mount;
 	ropts.cgroup_root = a.cgroup_root;

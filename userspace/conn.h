@@ -59,6 +59,12 @@ struct conn {
 	 * showed their segment again, or merged with the next request's):
 	 * released as they come, never parsed. */
 	uint64_t skip_until;
+	/* The kernel may pass bytes up to here once everything held before
+	 * them is released: the rest of a request judged on its head. */
+	uint64_t pass_until;
+	/* The request starting at this offset is not to be judged on its
+	 * head (its body's first bytes did not allow it); 0: none. */
+	uint64_t no_head_judge_at;
 	/* After a segment was shown again: the kernel's byte count when last
 	 * checked, and how many checks it has not moved inside a request. */
 	uint64_t stall_bytes_in;

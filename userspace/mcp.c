@@ -807,3 +807,132 @@ void mcp_body__release(struct mcp_body *b)
 	free(b->error_detail);
 	memset(b, 0, sizeof(*b));
 }
+
+/* ---- a body's first bytes ---------------------------------------------- */
+
+static size_t skip_ws(const char *b, size_t i, size_t len)
+{
+	while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+		i++;
+	return i;
+}
+
+#define NOT_WITHIN ((size_t)-1)
+
+/* Past the string whose opening quote is at b[i]; NOT_WITHIN if it does not
+ * end within len. *escaped: it has a backslash. */
+static size_t skip_string(const char *b, size_t i, size_t len, bool *escaped)
+{
+	for (i++; i < len; i++) {
+		if (b[i] == '\\') {
+			*escaped = true;
+			i++;
+		} else if (b[i] == '"') {
+			return i + 1;
+		}
+	}
+	return NOT_WITHIN;
+}
+
+/* Past the value at b[i] (which is not whitespace); len if it does not end
+ * within len. Containers are skipped by their brackets, strings included. */
+static size_t skip_value(const char *b, size_t i, size_t len)
+{
+	size_t depth = 0;
+	bool esc;
+
+	if (b[i] == '"') {
+		i = skip_string(b, i, len, &esc);
+		return i == NOT_WITHIN ? len : i;
+	}
+	if (b[i] != '{' && b[i] != '[') {
+		while (i < len && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' &&
+		       b[i] != '\t' && b[i] != '\n' && b[i] != '\r')
+			i++;
+		return i;
+	}
+	while (i < len) {
+		if (b[i] == '"') {
+			i = skip_string(b, i, len, &esc);
+			if (i == NOT_WITHIN)
+				return len;
+			continue;
+		}
+		if (b[i] == '{' || b[i] == '[')
+			depth++;
+		else if ((b[i] == '}' || b[i] == ']') && --depth == 0)
+			return i + 1;
+		i++;
+	}
+	return len;
+}
+
+/* Whether key b[k, k + klen) is name. */
+static bool key_is(const char *b, size_t k, size_t klen, const char *name)
+{
+	return klen == strlen(name) && memcmp(b + k, name, klen) == 0;
+}
+
+int mcp__prefix(const char *b, size_t len, struct mcp_prefix *out)
+{
+	size_t i = skip_ws(b, 0, len), k, klen, v, end;
+	bool esc, found = false;
+	int more;
+
+	memset(out, 0, sizeof(*out));
+	if (i >= len)
+		return 0;
+	if (b[i] != '{')
+		return -1;
+	for (i++;;) {
+		/* When the bytes run out: not yet, unless the method is in. */
+		more = found ? 1 : 0;
+		i = skip_ws(b, i, len);
+		if (i >= len)
+			return more;
+		if (b[i] != '"')
+			return found ? 1 : -1;	/* the end of the object, or not JSON */
+		esc = false;
+		k = i + 1;
+		end = skip_string(b, i, len, &esc);
+		if (end == NOT_WITHIN)
+			return more;
+		klen = esc ? 0 : end - 1 - k;	/* escaped keys match nothing */
+		i = skip_ws(b, end, len);
+		if (i >= len)
+			return more;
+		if (b[i] != ':')
+			return found ? 1 : -1;
+		v = i = skip_ws(b, i + 1, len);
+		if (i >= len)
+			return more;
+		esc = false;
+		if (b[v] == '"') {
+			end = skip_string(b, v, len, &esc);
+			if (end == NOT_WITHIN)
+				return more;
+		} else {
+			end = skip_value(b, v, len);
+			if (end >= len)
+				return more;	/* a number may go on */
+		}
+		if (!found && key_is(b, k, klen, "method")) {
+			if (b[v] != '"' || esc || end - v - 2 >= sizeof(out->method))
+				return -1;
+			memcpy(out->method, b + v + 1, end - v - 2);
+			out->method[end - v - 2] = '\0';
+			found = true;
+		} else if (!out->id[0] && key_is(b, k, klen, "id") && !esc &&
+			   (b[v] == '"' || b[v] == '-' || (b[v] >= '0' && b[v] <= '9')) &&
+			   end - v < sizeof(out->id)) {
+			memcpy(out->id, b + v, end - v);	/* compact JSON, quotes kept */
+			out->id[end - v] = '\0';
+		}
+		i = skip_ws(b, end, len);
+		if (i >= len)
+			return found ? 1 : 0;
+		if (b[i] != ',')
+			return found ? 1 : -1;
+		i++;
+	}
+}

@@ -72,4 +72,22 @@ int mcp__parse(const char *body, size_t len, const struct mcp_headers *hdrs,
 	       struct mcp_body *out);
 void mcp_body__release(struct mcp_body *b);
 
+/* What a JSON-RPC request object's first bytes say (mcp__prefix). */
+struct mcp_prefix {
+	char method[64];
+	char id[64];		/* compact JSON (a number or a plain string); "" if not seen */
+};
+
+/*
+ * The top-level "method" (and "id", when seen first or within the same
+ * bytes) of a JSON-RPC request object from the first len bytes of its body,
+ * for a request judged before its whole body is in (agent.c,
+ * judge_on_head). 1: method found; 0: not within these bytes; -1: not a
+ * plain request object (a batch, an escaped or too long method, a member
+ * that is not JSON). Keys written with escapes are not matched, and a later
+ * duplicate cannot be seen: what it returns names the request in its
+ * event, never decides a verdict.
+ */
+int mcp__prefix(const char *body, size_t len, struct mcp_prefix *out);
+
 #endif

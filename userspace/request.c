@@ -167,6 +167,7 @@ int request__read_head(struct request *r, const struct http_message *m,
 {
 	memset(r, 0, sizeof(*r));
 	r->http = m;
+	check_repeats(r, m);
 	r->session_id = http_message__header(m, "mcp-session-id");
 	r->protocol_version = http_message__header(m, "mcp-protocol-version");
 	r->user_agent = http_message__header(m, "user-agent");
@@ -268,7 +269,9 @@ void request__write_request(const struct request *r, struct output_line *l)
 	}
 	oline__str(l, "era", r->era == MCP_ERA_STATELESS ? "2026-07-28+" :
 			     r->era == MCP_ERA_SESSION ? "session" : "unknown");
-	oline__int(l, "body_bytes", (long long)r->http->body_len);
+	/* A body not read (or not all in yet) is as long as its head says. */
+	oline__int(l, "body_bytes", r->body_unread && r->http->content_length >= 0 ?
+		   r->http->content_length : (long long)r->http->body_len);
 	if (r->body_unread)
 		oline__bool(l, "body_unread", true);
 	oline__close(l);

@@ -52,8 +52,8 @@ int request__read(struct request *r, const struct http_message *m, const struct 
 int request__read_parsed(struct request *r, const struct http_message *m,
 			 const struct jwt_keyset *keys, struct jwt_cache *tokens,
 			 const struct mcp_body *parsed);
-/* The head only (a fast-path record whose body was not copied): token,
- * headers, no JSON-RPC. */
+/* The head only (a fast-path record whose body was not copied, a request
+ * judged before its body is in): token, headers, no JSON-RPC. */
 int request__read_head(struct request *r, const struct http_message *m,
 		       const struct jwt_keyset *keys, struct jwt_cache *tokens);
 void request__release(struct request *r);

@@ -582,3 +582,191 @@ cleanup:
 	env__cleanup(&e);
 #undef TEXT100
 }
+
+/* A tools/call whose text argument is text_len x's, as raw.mjs sends it
+ * (its body is JSON.stringify of the object: body_json, no spaces). */
+static void big_call(char **req, char **body_json, int id, const char *token, size_t text_len)
+{
+	char *text = malloc(text_len + 1);
+
+	memset(text, 'x', text_len);
+	text[text_len] = '\0';
+	if (asprintf(body_json, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":"
+		     "{\"name\":\"echo\",\"arguments\":{\"text\":\"%s\"}}}", id, text) < 0)
+		*body_json = NULL;
+	if (!*body_json || asprintf(req, "{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":"
+				    "{\"Authorization\":\"Bearer %s\",\"User-Agent\":\"ua-big\","
+				    "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":%s}",
+				    token, *body_json) < 0)
+		*req = NULL;
+	free(text);
+}
+
+/* The longest run of c in s. */
+static size_t longest_run(const char *s, char c)
+{
+	size_t best = 0, n = 0;
+
+	for (; s && *s; s++) {
+		n = *s == c ? n + 1 : 0;
+		best = n > best ? n : best;
+	}
+	return best;
+}
+
+/* Starts the agent on policy and the SDK test server (stateless, JSON
+ * responses) in cg_s, recording tool calls to rec. */
+static bool start_big(struct env *e, const char *policy, const char *cg_s, int port, char *rec,
+		      size_t reclen)
+{
+	char script[PATH_MAX], port_s[16], srvout[600];
+	struct spawn_opts so = { .cgroup = cg_s, .stdout_path = srvout };
+
+	if (!ASSERT_OK(env__agent_start(e, policy, NULL), "agent"))
+		return false;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, reclen, "%s/srv.rec", e->tmp);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e->tmp);
+	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
+	env__spawn(e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
+				       port_s, "--record", rec, NULL });
+	return ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server");
+}
+
+/*
+ * A large first request, where no body can change a verdict, is judged on
+ * its head and the first bytes of its body; the kernel passes the rest. The
+ * server gets every byte, in order, and the request pipelined behind it
+ * (whose head shares a segment with the first one's tail) is judged as
+ * usual. A denied one is refused on its head: the server sees none of it.
+ */
+void test_fastpath_large_first_request(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], out[600], rec[600], sha_a[65], *spec = NULL;
+	char *big = NULL, *body = NULL, *raw = NULL, *recs = NULL;
+	const size_t text_len = 200000;
+	struct env e;
+	json_t *ev;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c);
+	if (!start_big(&e, policy, cg_s, port, rec, sizeof(rec)))
+		goto cleanup;
+
+	big_call(&big, &body, 1, TOKEN_A, text_len);
+	if (!ASSERT_OK_PTR(big, "request") ||
+	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"pipeline\":true,\"max_body\":400000,"
+		     "\"requests\":[%s,%s]}", port, big, CALL(2, "ua-big", "after")) < 0)
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/raw-big.out", e.tmp);
+	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "both answered on one connection");
+	raw = env__slurp(out, NULL);
+	ASSERT_EQ(longest_run(raw, 'x'), text_len, "the server echoed every byte of the text");
+	ASSERT_OK_PTR(raw ? strstr(raw, "\"response\":1,\"status\":200") : NULL,
+		      "the pipelined request answered");
+	ASSERT_EQ(status_int(&e, NULL, "judged_on_head"), 1, "judged on its head");
+	ev = env__find_event(&e, 3000, "kind=request", "request.id=1", NULL);
+	if (ASSERT_OK_PTR(ev, "its request event")) {
+		ASSERT_STREQ(env__str(ev, "verdict"), "allow", "allowed");
+		ASSERT_STREQ(env__str(ev, "request.method"), "tools/call", "method from the body's start");
+		ASSERT_TRUE(json_is_true(env__get(ev, "request.body_unread")), "body not read whole");
+		ASSERT_EQ(env__int(ev, "request.body_bytes"), (long long)strlen(body),
+			  "body length from Content-Length");
+	}
+	json_decref(ev);
+	/* In the kernel or judged here, as its segments fell. */
+	ev = env__find_event(&e, 3000, "kind=request", "request.id=2", "verdict=allow", NULL);
+	ASSERT_OK_PTR(ev, "the pipelined request allowed");
+	json_decref(ev);
+
+	/* Unknown token: denied on its head, nothing reaches the server. */
+	free(big);
+	free(body);
+	free(spec);
+	spec = NULL;
+	big_call(&big, &body, 3, "not-a-known-token", text_len);
+	if (!ASSERT_OK_PTR(big, "request") ||
+	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"timeout_ms\":3000,\"requests\":[%s]}",
+		     port, big) < 0)
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/raw-denied.out", e.tmp);
+	ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "no answer");
+	ev = env__find_event(&e, 3000, "kind=alert", "verdict=unknown_client", NULL);
+	if (ASSERT_OK_PTR(ev, "the alert"))
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+	json_decref(ev);
+	ASSERT_EQ(status_int(&e, NULL, "judged_on_head"), 2, "judged on its head");
+	recs = env__slurp(rec, NULL);
+	ASSERT_TRUE(recs && strstr(recs, "\"requestId\":1") && !strstr(recs, "\"requestId\":3"),
+		    "the server saw the allowed call, not the denied one");
+cleanup:
+	free(recs);
+	free(raw);
+	free(spec);
+	free(big);
+	free(body);
+	env__cleanup(&e);
+}
+
+/* Where a body can change the verdict (here a tool limit), a large request
+ * is held whole and judged on its body, as any other. */
+void test_fastpath_large_request_tools(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], out[600], rec[600], sha_a[65], *spec = NULL;
+	char *big = NULL, *body = NULL, *raw = NULL;
+	const size_t text_len = 100000;
+	struct env e;
+	json_t *ev;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"tools\":[\"echo\"],"
+		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c);
+	if (!start_big(&e, policy, cg_s, port, rec, sizeof(rec)))
+		goto cleanup;
+	big_call(&big, &body, 5, TOKEN_A, text_len);
+	if (!ASSERT_OK_PTR(big, "request") ||
+	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"max_body\":200000,\"requests\":[%s]}",
+		     port, big) < 0)
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/raw-tools.out", e.tmp);
+	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "answered");
+	raw = env__slurp(out, NULL);
+	ASSERT_EQ(longest_run(raw, 'x'), text_len, "the server echoed every byte of the text");
+	ASSERT_EQ(status_int(&e, NULL, "judged_on_head"), 0, "not judged on its head");
+	ev = env__find_event(&e, 3000, "kind=request", "request.id=5", NULL);
+	if (ASSERT_OK_PTR(ev, "its request event")) {
+		ASSERT_STREQ(env__str(ev, "request.tool"), "echo", "judged on its body");
+		ASSERT_FALSE(json_is_true(env__get(ev, "request.body_unread")), "body read");
+	}
+	json_decref(ev);
+cleanup:
+	free(raw);
+	free(spec);
+	free(big);
+	free(body);
+	env__cleanup(&e);
+}
