@@ -381,6 +381,7 @@ async function withAgent(fn, extraArgs) {
     if (st) {
       r.kernel_counters = st.kernel_counters;
       r.verdicts = st.verdicts;
+      r.judged_on_head = st.judged_on_head;
     }
     const evs = agentEvents(a);
     r.alerts = evs.filter((e) => e.kind === 'alert').length;
@@ -511,6 +512,7 @@ async function abRow(spec) {
     row.fast_path_requests = row.a.reduce((s, r) => s + (r.kernel_counters?.fast_path_requests || 0), 0);
     row.held_segments = row.a.reduce((s, r) => s + (r.kernel_counters?.held_segments || 0), 0);
     row.egress_copied = row.a.reduce((s, r) => s + (r.kernel_counters?.egress_copied || 0), 0);
+    row.judged_on_head = row.a.reduce((s, r) => s + (r.judged_on_head || 0), 0);
     row.agent_requests = row.a.reduce((s, r) => s + (r.requests || 0), 0);
     row.agent_runqueue_wait_s = median(row.a.map((r) => r.agent_runqueue_wait_s));
     row.agent_wakeups = median(row.a.map((r) => r.agent_wakeups));
@@ -993,7 +995,7 @@ http {
     note: (r) => {
       r.note = `slowest agent run ${r.worst_vs_baseline}× the baseline median` +
         `${r.worst_vs_baseline < 0.25 ? ' (a collapse: below 0.25×)' : ' (no collapse: a collapse is below 0.25×)'}; ` +
-        `first-request verdict latency p50 ${r.verdict_p50_us} µs (the body is held whole before the verdict); ` +
+        `first-request verdict latency p50 ${r.verdict_p50_us} µs (requests judged on their head: ${r.judged_on_head} in ${r.a.length} runs); ` +
         `client limited by the receive window, ms a run: agent ${r.agent_rwnd_limited_ms.join('/')}, ` +
         `baseline ${r.baseline_rwnd_limited_ms.join('/')}; segments sent again a run: ` +
         `agent ${r.agent_retrans.join('/')}, baseline ${r.baseline_retrans.join('/')}` + bbrText(r.a, r.b, 'agent');
