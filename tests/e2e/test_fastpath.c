@@ -614,23 +614,38 @@ static size_t longest_run(const char *s, char c)
 	return best;
 }
 
-/* Starts the agent on policy and the SDK test server (stateless, JSON
- * responses) in cg_s, recording tool calls to rec. */
-static bool start_big(struct env *e, const char *policy, const char *cg_s, int port, char *rec,
-		      size_t reclen)
+/*
+ * One client cgroup (cg_c) with TOKEN_A, its policy member extra (tool
+ * limits, or ""), the agent, and the SDK test server (stateless, JSON
+ * responses) recording tool calls to rec. The port, or 0 when something
+ * failed (asserted).
+ */
+static int start_big(struct env *e, const char *extra, char *cg_c, size_t cglen, char *rec,
+		     size_t reclen)
 {
-	char script[PATH_MAX], port_s[16], srvout[600];
+	char policy[1024], cg_s[256], sha_a[65], script[PATH_MAX], port_s[16], srvout[600];
 	struct spawn_opts so = { .cgroup = cg_s, .stdout_path = srvout };
+	int port = env__free_port();
 
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(e, "c", cg_c, cglen), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		return 0;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"}%s,"
+		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, extra, cg_c);
 	if (!ASSERT_OK(env__agent_start(e, policy, NULL), "agent"))
-		return false;
+		return 0;
 	snprintf(port_s, sizeof(port_s), "%d", port);
 	snprintf(rec, reclen, "%s/srv.rec", e->tmp);
 	snprintf(srvout, sizeof(srvout), "%s/srv.out", e->tmp);
 	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
 	env__spawn(e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
 				       port_s, "--record", rec, NULL });
-	return ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server");
+	return ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ? port : 0;
 }
 
 /*
@@ -642,7 +657,7 @@ static bool start_big(struct env *e, const char *policy, const char *cg_s, int p
  */
 void test_fastpath_large_first_request(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], out[600], rec[600], sha_a[65], *spec = NULL;
+	char cg_c[256], out[600], rec[600], *spec = NULL;
 	char *big = NULL, *body = NULL, *raw = NULL, *recs = NULL;
 	const size_t text_len = 200000;
 	struct env e;
@@ -652,17 +667,7 @@ void test_fastpath_large_first_request(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	env__sha256_hex(TOKEN_A, sha_a);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, cg_c);
-	if (!start_big(&e, policy, cg_s, port, rec, sizeof(rec)))
+	if (!(port = start_big(&e, "", cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 
 	big_call(&big, &body, 1, TOKEN_A, text_len);
@@ -724,7 +729,7 @@ cleanup:
  * is held whole and judged on its body, as any other. */
 void test_fastpath_large_request_tools(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], out[600], rec[600], sha_a[65], *spec = NULL;
+	char cg_c[256], out[600], rec[600], *spec = NULL;
 	char *big = NULL, *body = NULL, *raw = NULL;
 	const size_t text_len = 100000;
 	struct env e;
@@ -734,18 +739,7 @@ void test_fastpath_large_request_tools(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	env__sha256_hex(TOKEN_A, sha_a);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"tools\":[\"echo\"],"
-		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, cg_c);
-	if (!start_big(&e, policy, cg_s, port, rec, sizeof(rec)))
+	if (!(port = start_big(&e, ",\"tools\":[\"echo\"]", cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 	big_call(&big, &body, 5, TOKEN_A, text_len);
 	if (!ASSERT_OK_PTR(big, "request") ||
