@@ -716,6 +716,25 @@ void test_fastpath_large_first_request(void)
 	recs = env__slurp(rec, NULL);
 	ASSERT_TRUE(recs && strstr(recs, "\"requestId\":1") && !strstr(recs, "\"requestId\":3"),
 		    "the server saw the allowed call, not the denied one");
+
+	/* A slow sender: 4000-byte pieces 1 ms apart. Judged on the first
+	 * piece; the rest trickles through the kernel (and the daemon, for
+	 * what the kernel held meanwhile) in order. */
+	free(big);
+	free(body);
+	free(spec);
+	free(raw);
+	spec = raw = NULL;
+	big_call(&big, &body, 4, TOKEN_A, text_len);
+	if (!ASSERT_OK_PTR(big, "request") ||
+	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"split\":4000,\"delay_ms\":1,"
+		     "\"max_body\":400000,\"requests\":[%s]}", port, big) < 0)
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/raw-slow.out", e.tmp);
+	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "answered");
+	raw = env__slurp(out, NULL);
+	ASSERT_EQ(longest_run(raw, 'x'), text_len, "the server echoed every byte of the text");
+	ASSERT_EQ(status_int(&e, NULL, "judged_on_head"), 3, "judged on its head");
 cleanup:
 	free(recs);
 	free(raw);
