@@ -1270,3 +1270,79 @@ cleanup:
 	json_decref(line);
 	env__cleanup(&s.e);
 }
+
+/* ---- a large call from the SDK client ----------------------------------- */
+
+/* The length of the echo text the server's tool got for marker; -1 if none. */
+static long long tool_text_len(const char *rec, const char *marker)
+{
+	char *buf = env__slurp(rec, NULL), *line, *save = NULL;
+	long long n = -1;
+
+	for (line = buf ? strtok_r(buf, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+		json_t *o = json_loads(line, 0, NULL);
+		const char *v = o ? env__str(o, "args.text") : NULL;
+
+		if (o && strcmp(env__str(o, "kind") ? env__str(o, "kind") : "", "tool") == 0 && v &&
+		    strstr(v, marker))
+			n = (long long)strlen(v);
+		json_decref(o);
+	}
+	free(buf);
+	return n;
+}
+
+/*
+ * The SDK client calls a tool with a 100 KB argument (the shape of a file
+ * or a document handed to a tool). Its tools/call, on a judged session but
+ * with headers the first request did not have, is judged on its head: no
+ * tool limits or clientInfo identities in this policy, so no body can
+ * change the verdict. The call succeeds and the tool gets every byte.
+ */
+void test_scenarios_large_call(void)
+{
+	char pol[4096], clients[1024], cg_a[256], tok[2048], out[512], jti[64], marker[64];
+	char path[600], *args = NULL;
+	const size_t pad = 100000;
+	struct sc s;
+	json_t *st = NULL;
+	pid_t pid;
+	int status;
+
+	if (!sc_init(&s, false))
+		goto cleanup;
+	test__set_timeout(180);
+	if (!ASSERT_OK(env__cgroup(&s.e, "app/a", cg_a, sizeof(cg_a)), "cgroup"))
+		goto cleanup;
+	snprintf(clients, sizeof(clients),
+		 "{\"name\":\"ci-bot\",\"claims\":{\"client_id\":\"ci-bot\",\"iss\":\"" ISS_GLOB "\"},"
+		 "\"workloads\":[{\"cgroup\":\"%s\"}]}", cg_a);
+	if (!start_server(&s, NULL, "127.0.0.1", &s.port, s.rec, false) ||
+	    !start_agent(&s, policy(&s, pol, sizeof(pol), NULL, clients)) ||
+	    !mint(&s, tok, sizeof(tok), "ci-bot", jti_of("large", jti, sizeof(jti))))
+		goto cleanup;
+	snprintf(marker, sizeof(marker), "large-%d-", getpid());
+	args = malloc(pad + 128);
+	if (!ASSERT_OK_PTR(args, "args"))
+		goto cleanup;
+	snprintf(args, pad + 128, "{\"text\":\"%s", marker);
+	memset(args + strlen(args), 'x', pad);
+	strcpy(args + strlen(marker) + 9 + pad, "\"}");
+	tmp_path(&s, "large.out", out, sizeof(out));
+	status = run_node(&s, NULL, cg_a, NULL, out, "client.mjs",
+			  ARGS("--url", s.url, "--token", tok, "--name", "large", "--version", "1.0.0",
+			       "--tool", "echo", "--args", args, "--no-get-stream", "--timeout-ms",
+			       "15000", "--max-result-chars", "64"), &pid);
+	check_allowed(&s, "large call", status, pid, s.rec, marker, "ci-bot");
+	ASSERT_EQ(tool_text_len(s.rec, marker), (long long)(strlen(marker) + pad),
+		  "the tool got every byte");
+	snprintf(path, sizeof(path), "%s/status.json", s.e.tmp);
+	env__sh("%s status --state-dir %s > %s", env__bin(), s.e.agent.state_dir, path);
+	st = json_load_file(path, 0, NULL);
+	ASSERT_GE(json_integer_value(json_object_get(st, "judged_on_head")), 1,
+		  "the call was judged on its head");
+cleanup:
+	json_decref(st);
+	free(args);
+	env__cleanup(&s.e);
+}
