@@ -441,6 +441,12 @@ static int prefix(const char *body, size_t len, char *out, char *id)
 	return ret;
 }
 
+/* The same for a whole C string. */
+static int whole(const char *body, char *out, char *id)
+{
+	return prefix(body, strlen(body), out, id);
+}
+
 void test_mcp_prefix(void)
 {
 	const char *body = "{\"jsonrpc\":\"2.0\",\"id\":{\"a\":[1,\"}\\\"]\"]},\"params\":"
@@ -452,7 +458,7 @@ void test_mcp_prefix(void)
 	/* Found once its value's closing quote is in, whatever precedes it
 	 * (nested containers, brackets and quotes inside strings, a nested
 	 * member named method). */
-	ASSERT_EQ(prefix(body, strlen(body), out, id), 1, "whole body");
+	ASSERT_EQ(whole(body, out, id), 1, "whole body");
 	ASSERT_STREQ(out, "tools/call", "method");
 	ASSERT_STREQ(id, "", "an id that is an object is not named");
 	n = (size_t)(strstr(m, "call\"") - body) + 5;
@@ -461,20 +467,25 @@ void test_mcp_prefix(void)
 	for (n = 0; n < (size_t)(strstr(m, "call\"") - body) + 4; n++)
 		if (!ASSERT_EQ(prefix(body, n, out, NULL), 0, "any shorter prefix: not yet"))
 			break;
-	ASSERT_EQ(prefix("{\"id\":17,\"method\":\"ping\"}", 26, out, id), 1, "number id");
+	ASSERT_EQ(whole("{\"id\":17,\"method\":\"ping\"}", out, id), 1, "number id");
 	ASSERT_STREQ(id, "17", "id");
-	ASSERT_EQ(prefix("{\"method\":\"ping\",\"id\":\"a-b\",\"params\":{", 38, out, id), 1,
+	ASSERT_EQ(whole("{\"method\":\"ping\",\"id\":\"a-b\",\"params\":{", out, id), 1,
 		  "string id after the method");
 	ASSERT_STREQ(id, "\"a-b\"", "id as compact JSON");
+	/* An id that could not go into an event as it is: left out. */
+	ASSERT_EQ(whole("{\"id\":\"a\nb\",\"method\":\"ping\"}", out, id), 1, "raw newline in id");
+	ASSERT_STREQ(id, "", "not taken");
+	ASSERT_EQ(whole("{\"id\":true,\"method\":\"ping\"}", out, id), 1, "literal id");
+	ASSERT_STREQ(id, "", "not taken");
 
 	/* Not a plain request object: refused, so the request is held whole. */
-	ASSERT_EQ(prefix("[{\"method\":\"ping\"}]", 19, out, NULL), -1, "batch");
-	ASSERT_EQ(prefix("{\"id\":1}", 8, out, NULL), -1, "object without method");
-	ASSERT_EQ(prefix("{\"method\":7}", 12, out, NULL), -1, "method not a string");
-	ASSERT_EQ(prefix("{\"method\":\"tools\\/call\"}", 24, out, NULL), -1, "escaped method");
-	ASSERT_EQ(prefix("{\"m\\u0065thod\":\"x\"}", 19, out, NULL), -1, "escaped key: not matched");
-	ASSERT_EQ(prefix("{\"method\":\"012345678901234567890123456789012345678901234567890123456789"
-			 "0123\"}", 77, out, NULL), -1, "method longer than out");
-	ASSERT_EQ(prefix("x", 1, out, NULL), -1, "not JSON");
-	ASSERT_EQ(prefix("  \n", 3, out, NULL), 0, "whitespace only: not yet");
+	ASSERT_EQ(whole("[{\"method\":\"ping\"}]", out, NULL), -1, "batch");
+	ASSERT_EQ(whole("{\"id\":1}", out, NULL), -1, "object without method");
+	ASSERT_EQ(whole("{\"method\":7}", out, NULL), -1, "method not a string");
+	ASSERT_EQ(whole("{\"method\":\"tools\\/call\"}", out, NULL), -1, "escaped method");
+	ASSERT_EQ(whole("{\"m\\u0065thod\":\"x\"}", out, NULL), -1, "escaped key: not matched");
+	ASSERT_EQ(whole("{\"method\":\"012345678901234567890123456789012345678901234567890123456789"
+			"0123\"}", out, NULL), -1, "method longer than out");
+	ASSERT_EQ(whole("x", out, NULL), -1, "not JSON");
+	ASSERT_EQ(whole("  \n", out, NULL), 0, "whitespace only: not yet");
 }

@@ -867,6 +867,27 @@ static size_t skip_value(const char *b, size_t i, size_t len)
 	return len;
 }
 
+/*
+ * Whether v (len bytes) is an id that can go into an event as it is: a
+ * number's characters, or a string of printable ASCII (no escapes: the
+ * caller checked). Anything else is left out rather than trusted.
+ */
+static bool plain_id(const char *v, size_t len)
+{
+	size_t i;
+
+	if (len && v[0] == '"') {
+		for (i = 1; i + 1 < len; i++)
+			if (v[i] < 0x20 || v[i] > 0x7e)
+				return false;
+		return len >= 2;
+	}
+	for (i = 0; i < len; i++)
+		if (!strchr("0123456789+-.eE", v[i]) || !v[i])
+			return false;
+	return len > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'));
+}
+
 /* Whether key b[k, k + klen) is name. */
 static bool key_is(const char *b, size_t k, size_t klen, const char *name)
 {
@@ -923,8 +944,7 @@ int mcp__prefix(const char *b, size_t len, struct mcp_prefix *out)
 			out->method[end - v - 2] = '\0';
 			found = true;
 		} else if (!out->id[0] && key_is(b, k, klen, "id") && !esc &&
-			   (b[v] == '"' || b[v] == '-' || (b[v] >= '0' && b[v] <= '9')) &&
-			   end - v < sizeof(out->id)) {
+			   end - v < sizeof(out->id) && plain_id(b + v, end - v)) {
 			memcpy(out->id, b + v, end - v);	/* compact JSON, quotes kept */
 			out->id[end - v] = '\0';
 		}
