@@ -429,9 +429,9 @@ async function wrk(port, conns, secs) {
   return { value: j.requests / (j.duration_us / 1e6), requests: j.requests, p50_us: j.p50_us, p99_us: j.p99_us, errors: j.errors };
 }
 
-async function rrBench(conns, secs, body = 0, churn = 0) {
+async function rrBench(conns, secs, body = 0, churn = 0, cc = null) {
   const h = await run(bin('tests/rr_bench'), ['127.0.0.1', String(srvPort), String(conns), String(secs), String(body), String(churn)],
-    { cg: cg.cli, env: { RR_TOKEN: token }, timeoutMs: (secs + 30) * 1000 });
+    { cg: cg.cli, env: { RR_TOKEN: token, ...(cc ? { RR_CC: cc } : {}) }, timeoutMs: (secs + 30) * 1000 });
   if (h.err) fs.appendFileSync(path.join(tmp, 'rr_bench.log'), h.err);
   let j;
   try { j = JSON.parse(h.out.trim().split('\n').pop()); } catch {
@@ -999,6 +999,20 @@ http {
         `client limited by the receive window, ms a run: agent ${r.agent_rwnd_limited_ms.join('/')}, ` +
         `baseline ${r.baseline_rwnd_limited_ms.join('/')}; segments sent again a run: ` +
         `agent ${r.agent_retrans.join('/')}, baseline ${r.baseline_retrans.join('/')}` + bbrText(r.a, r.b, 'agent');
+    } }));
+
+  // P6 with the client on cubic, agent and baseline alike: on loopback
+  // BBR's steady state (which any early stall of a connection can put it
+  // in) halves the rate, and that, not the agent's work, is most of what
+  // moves P6 from run to run (README, Performance).
+  await step('P6c', 'bulk transfer, client on cubic', () => abRow({ id: 'P6c',
+    name: `P6, ${cfg.bulk_body_bytes >> 10} KiB request bodies, client congestion control cubic (rr_bench)`,
+    metric: 'request body MB/s', unit: 'MB/s', target: null, target_text: 'reported (P6 without BBR)',
+    run: async (s) => { const r = await rrBench(1, s, cfg.bulk_body_bytes, 0, 'cubic'); r.value = (r.value * cfg.bulk_body_bytes) / 1e6; return r; },
+    note: (r) => {
+      const ms = (xs) => xs.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0)).join('/');
+      r.note = `slowest agent run ${round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3)}× the baseline median; ` +
+        `client limited by the receive window, ms a run: agent ${ms(r.a)}, baseline ${ms(r.b)}`;
     } }));
 
   // P6's floor: the same bulk bodies through a bare sockmap (no agent).

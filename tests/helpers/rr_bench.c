@@ -11,6 +11,8 @@
  * or read that stalls for STALL_SECONDS counts as an error.
  * RR_FIRST_BODY=N: each connection's first request pads N bytes instead
  * (a session that starts small, as MCP clients do with initialize).
+ * RR_CC=NAME: the connections' congestion control (TCP_CONGESTION), e.g.
+ * cubic instead of the host's default.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,7 +34,7 @@
 #define MAX_SAMPLES (1u << 20)
 #define STALL_SECONDS 5
 
-static const char *addr;
+static const char *addr, *cong;
 static int port, seconds, body_bytes, churn;
 static char *request, *first_request;
 static size_t request_len, first_request_len;
@@ -67,6 +69,8 @@ static int dial(void)
 	if (fd >= 0) {
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+		if (cong)	/* checked in main() */
+			setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cong, strlen(cong));
 	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
 		if (fd >= 0)
@@ -261,6 +265,19 @@ int main(int argc, char **argv)
 	seconds = atoi(argv[4]);
 	body_bytes = argc > 5 ? atoi(argv[5]) : 0;
 	churn = argc > 6 ? atoi(argv[6]) : 0;
+	cong = getenv("RR_CC");
+	if (cong) {
+		/* A run with another congestion control than asked measures
+		 * something else: refused before it starts. */
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cong, strlen(cong))) {
+			fprintf(stderr, "rr_bench: cannot use congestion control %s: %s\n", cong,
+				strerror(errno));
+			return 2;
+		}
+		close(fd);
+	}
 	request = make_request(token, body_bytes);
 	if (!request)
 		return 1;
