@@ -514,6 +514,40 @@ cleanup:
 }
 
 /*
+ * One client cgroup (cg_c) with TOKEN_A, its policy member extra (tool
+ * limits, or ""), the agent (with agent_args, or none), and the SDK test
+ * server (stateless, JSON responses) recording tool calls to rec. The
+ * port, or 0 when something failed (asserted).
+ */
+static int start_one_client(struct env *e, const char *extra, const char *const *agent_args,
+			    char *cg_c, size_t cglen, char *rec, size_t reclen)
+{
+	char policy[1024], cg_s[256], sha_a[65], script[PATH_MAX], port_s[16], srvout[600];
+	struct spawn_opts so = { .cgroup = cg_s, .stdout_path = srvout };
+	int port = env__free_port();
+
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(e, "c", cg_c, cglen), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		return 0;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"}%s,"
+		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, extra, cg_c);
+	if (!ASSERT_OK(env__agent_start(e, policy, agent_args), "agent"))
+		return 0;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, reclen, "%s/srv.rec", e->tmp);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e->tmp);
+	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
+	env__spawn(e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
+				       port_s, "--record", rec, NULL });
+	return ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ? port : 0;
+}
+
+/*
  * --request-events judged: requests the kernel passes get no event and no
  * copy; the fast path still needs only the header block, whatever the
  * body, and a Content-Length with more digits than the template's still
@@ -521,10 +555,8 @@ cleanup:
  */
 void test_fastpath_judged_events(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], spec[8192], out[600], rec[600], srvout[600];
-	char script[PATH_MAX], port_s[16], sha_a[65], *raw = NULL;
+	char cg_c[256], spec[8192], out[600], rec[600], *raw = NULL;
 	const char *extra[] = { "--request-events", "judged", NULL };
-	struct spawn_opts so = {};
 	struct env e;
 	long long fast0;
 	int port;
@@ -534,27 +566,7 @@ void test_fastpath_judged_events(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	env__sha256_hex(TOKEN_A, sha_a);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, cg_c);
-	if (!ASSERT_OK(env__agent_start(&e, policy, extra), "agent"))
-		goto cleanup;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
-	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
-	so.cgroup = cg_s;
-	so.stdout_path = srvout;
-	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
-					port_s, "--record", rec, NULL });
-	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server"))
+	if (!(port = start_one_client(&e, "", extra, cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 	fast0 = status_counter(&e, "fast_path_requests");
 	/* 81 judged; 82 fast; 83 fast, a body of ~1000 bytes (a
@@ -615,40 +627,6 @@ static size_t longest_run(const char *s, char c)
 }
 
 /*
- * One client cgroup (cg_c) with TOKEN_A, its policy member extra (tool
- * limits, or ""), the agent, and the SDK test server (stateless, JSON
- * responses) recording tool calls to rec. The port, or 0 when something
- * failed (asserted).
- */
-static int start_big(struct env *e, const char *extra, char *cg_c, size_t cglen, char *rec,
-		     size_t reclen)
-{
-	char policy[1024], cg_s[256], sha_a[65], script[PATH_MAX], port_s[16], srvout[600];
-	struct spawn_opts so = { .cgroup = cg_s, .stdout_path = srvout };
-	int port = env__free_port();
-
-	env__sha256_hex(TOKEN_A, sha_a);
-	if (!ASSERT_OK(env__cgroup(e, "c", cg_c, cglen), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		return 0;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"}%s,"
-		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, extra, cg_c);
-	if (!ASSERT_OK(env__agent_start(e, policy, NULL), "agent"))
-		return 0;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(rec, reclen, "%s/srv.rec", e->tmp);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e->tmp);
-	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
-	env__spawn(e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
-				       port_s, "--record", rec, NULL });
-	return ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ? port : 0;
-}
-
-/*
  * A large first request, where no body can change a verdict, is judged on
  * its head and the first bytes of its body; the kernel passes the rest. The
  * server gets every byte, in order, and the request pipelined behind it
@@ -667,7 +645,7 @@ void test_fastpath_large_first_request(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	if (!(port = start_big(&e, "", cg_c, sizeof(cg_c), rec, sizeof(rec))))
+	if (!(port = start_one_client(&e, "", NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 
 	big_call(&big, &body, 1, TOKEN_A, text_len);
@@ -758,7 +736,8 @@ void test_fastpath_large_request_tools(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	if (!(port = start_big(&e, ",\"tools\":[\"echo\"]", cg_c, sizeof(cg_c), rec, sizeof(rec))))
+	if (!(port = start_one_client(&e, ",\"tools\":[\"echo\"]", NULL, cg_c, sizeof(cg_c), rec,
+				      sizeof(rec))))
 		goto cleanup;
 	big_call(&big, &body, 5, TOKEN_A, text_len);
 	if (!ASSERT_OK_PTR(big, "request") ||
