@@ -974,20 +974,33 @@ http {
     metric: 'requests/s', unit: 'req/s', target: 0.9, target_text: '≥0.90×', run: (s) => rrBench(cfg.churn_clients, s, 0, 1), note: lowLat,
     check: (r) => r.ratio >= 0.9 && r.errors.a === 0 && r.alerts === 0 }));
 
+  // P6's runs: bulk bodies on one connection (cc: the client's congestion
+  // control, or the host's), in MB/s of body.
+  const bulk = (cc = null) => async (s) => {
+    const r = await rrBench(1, s, cfg.bulk_body_bytes, 0, cc);
+    r.value = (r.value * cfg.bulk_body_bytes) / 1e6;
+    return r;
+  };
+  // What the client's TCP says of each run (TCP_INFO, TCP_CC_INFO): time
+  // waiting for the server's receive window (4 ms granularity), segments
+  // sent again (on loopback nothing is lost: a run that reordered), and
+  // whether its BBR left start-up (README, Performance).
+  const rwndMs = (runs) => runs.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
+  const retrans = (runs) => runs.map((x) => x.tcp_retrans ?? null);
+  const slowest = (r) => round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3);
+  const tcpText = (r, label) => `client limited by the receive window, ms a run: ${label} ` +
+    `${rwndMs(r.a).join('/')}, baseline ${rwndMs(r.b).join('/')}; segments sent again a run: ` +
+    `${label} ${retrans(r.a).join('/')}, baseline ${retrans(r.b).join('/')}` + bbrText(r.a, r.b, label);
+
   await step('P6', 'bulk transfer', () => abRow({ id: 'P6', name: `bulk: ${cfg.bulk_body_bytes >> 10} KiB request bodies, 1 conn (rr_bench)`,
     metric: 'request body MB/s', unit: 'MB/s', target: 0.8, target_text: '≥0.80×, no collapse',
-    run: async (s) => { const r = await rrBench(1, s, cfg.bulk_body_bytes, 0); r.value = (r.value * cfg.bulk_body_bytes) / 1e6; return r; },
+    run: bulk(),
     check: (r) => {
-      r.worst_vs_baseline = round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3);
-      // The client's time waiting for the server's receive window
-      // (TCP_INFO, 4 ms granularity): a first request held whole while
-      // the window closes shows here.
-      r.agent_rwnd_limited_ms = r.a.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
-      r.baseline_rwnd_limited_ms = r.b.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
-      // Segments the client sent again: on loopback nothing is lost, so
-      // these are a run that reordered (the host's slow mode, see README).
-      r.agent_retrans = r.a.map((x) => x.tcp_retrans ?? null);
-      r.baseline_retrans = r.b.map((x) => x.tcp_retrans ?? null);
+      r.worst_vs_baseline = slowest(r);
+      r.agent_rwnd_limited_ms = rwndMs(r.a);
+      r.baseline_rwnd_limited_ms = rwndMs(r.b);
+      r.agent_retrans = retrans(r.a);
+      r.baseline_retrans = retrans(r.b);
       r.agent_bbr_left_startup = bbrLeft(r.a);
       r.baseline_bbr_left_startup = bbrLeft(r.b);
       return r.ratio >= 0.8 && r.worst_vs_baseline >= 0.25 && r.errors.a === 0 && r.alerts === 0;
@@ -996,9 +1009,7 @@ http {
       r.note = `slowest agent run ${r.worst_vs_baseline}× the baseline median` +
         `${r.worst_vs_baseline < 0.25 ? ' (a collapse: below 0.25×)' : ' (no collapse: a collapse is below 0.25×)'}; ` +
         `first-request verdict latency p50 ${r.verdict_p50_us} µs (requests judged on their head: ${r.judged_on_head} in ${r.a.length} runs); ` +
-        `client limited by the receive window, ms a run: agent ${r.agent_rwnd_limited_ms.join('/')}, ` +
-        `baseline ${r.baseline_rwnd_limited_ms.join('/')}; segments sent again a run: ` +
-        `agent ${r.agent_retrans.join('/')}, baseline ${r.baseline_retrans.join('/')}` + bbrText(r.a, r.b, 'agent');
+        tcpText(r, 'agent');
     } }));
 
   // P6 with the client on cubic, agent and baseline alike: on loopback
@@ -1008,27 +1019,16 @@ http {
   await step('P6c', 'bulk transfer, client on cubic', () => abRow({ id: 'P6c',
     name: `P6, ${cfg.bulk_body_bytes >> 10} KiB request bodies, client congestion control cubic (rr_bench)`,
     metric: 'request body MB/s', unit: 'MB/s', target: null, target_text: 'reported (P6 without BBR)',
-    run: async (s) => { const r = await rrBench(1, s, cfg.bulk_body_bytes, 0, 'cubic'); r.value = (r.value * cfg.bulk_body_bytes) / 1e6; return r; },
-    note: (r) => {
-      const ms = (xs) => xs.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0)).join('/');
-      r.note = `slowest agent run ${round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3)}× the baseline median; ` +
-        `client limited by the receive window, ms a run: agent ${ms(r.a)}, baseline ${ms(r.b)}`;
-    } }));
+    run: bulk('cubic'),
+    note: (r) => { r.note = `slowest agent run ${slowest(r)}× the baseline median; ${tcpText(r, 'agent')}`; } }));
 
   // P6's floor: the same bulk bodies through a bare sockmap (no agent).
   await step('P6f', 'bulk transfer, bare sockmap (no agent)', () => {
     if (!fs.existsSync(bin('tests/sockmap_floor'))) throw new Error('build/tests/sockmap_floor is missing');
-    const bulk = async (s) => { const r = await rrBench(1, s, cfg.bulk_body_bytes, 0); r.value = (r.value * cfg.bulk_body_bytes) / 1e6; return r; };
     return abRow({ id: 'P6f', name: `P6, ${cfg.bulk_body_bytes >> 10} KiB request bodies, bare sockmap, no agent (rr_bench)`,
       metric: 'request body MB/s', unit: 'MB/s', target: null, target_text: 'reported (the floor under P6)',
-      a_label: 'sockmap', b_label: 'baseline', run: bulk, runA: (s) => withFloor(() => bulk(s)),
-      note: (r) => {
-        const ms = (xs) => xs.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0)).join('/');
-        const rt = (xs) => xs.map((x) => x.tcp_retrans ?? null).join('/');
-        r.note = `slowest sockmap run ${round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3)}× the baseline median; ` +
-          `client limited by the receive window, ms a run: sockmap ${ms(r.a)}, baseline ${ms(r.b)}; ` +
-          `segments sent again a run: sockmap ${rt(r.a)}, baseline ${rt(r.b)}` + bbrText(r.a, r.b, 'sockmap');
-      } });
+      a_label: 'sockmap', b_label: 'baseline', run: bulk(), runA: (s) => withFloor(() => bulk()(s)),
+      note: (r) => { r.note = `slowest sockmap run ${slowest(r)}× the baseline median; ${tcpText(r, 'sockmap')}`; } });
   });
 
   await step('M', 'memory', memory);

@@ -9,8 +9,6 @@
  * BODY_BYTES pads the tools/call arguments (bulk bodies); NEW_CONN_EACH=1
  * opens a new connection per request (connection churn). A connect, write
  * or read that stalls for STALL_SECONDS counts as an error.
- * RR_FIRST_BODY=N: each connection's first request pads N bytes instead
- * (a session that starts small, as MCP clients do with initialize).
  * RR_CC=NAME: the connections' congestion control (TCP_CONGESTION), e.g.
  * cubic instead of the host's default.
  */
@@ -20,7 +18,6 @@
 #include <linux/inet_diag.h>	/* struct tcp_bbr_info */
 #include <linux/tcp.h>	/* struct tcp_info with the *_limited times */
 #include <pthread.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,8 +33,8 @@
 
 static const char *addr, *cong;
 static int port, seconds, body_bytes, churn;
-static char *request, *first_request;
-static size_t request_len, first_request_len;
+static char *request;
+static size_t request_len;
 
 struct worker {
 	pthread_t th;
@@ -132,44 +129,33 @@ static void *run(void *arg)
 	uint64_t end = now_ns() + (uint64_t)seconds * 1000000000ull;
 	char *buf = malloc(1 << 16);
 	int fd = -1;
-	bool fresh = false;
 
 	while (now_ns() < end) {
-		const char *req = request;
-		size_t len = request_len;
 		uint64_t t0;
 		size_t off = 0;
 
-		if (fd < 0) {
-			if ((fd = dial()) < 0) {
-				w->errors++;
-				usleep(1000);
-				continue;
-			}
-			fresh = true;
+		if (fd < 0 && (fd = dial()) < 0) {
+			w->errors++;
+			usleep(1000);
+			continue;
 		}
-		if (fresh && first_request) {
-			req = first_request;
-			len = first_request_len;
-		}
-		fresh = false;
 		t0 = now_ns();
 		errno = 0;
-		while (off < len) {
-			ssize_t n = write(fd, req + off, len - off);
+		while (off < request_len) {
+			ssize_t n = write(fd, request + off, request_len - off);
 
 			if (n <= 0)
 				break;
 			off += (size_t)n;
 		}
-		if (off < len || read_response(fd, buf, 1 << 16)) {
+		if (off < request_len || read_response(fd, buf, 1 << 16)) {
 			struct sockaddr_in me;
 			socklen_t ml = sizeof(me);
 
 			if (getsockname(fd, (struct sockaddr *)&me, &ml))
 				me.sin_port = 0;
 			fprintf(stderr, "rr_bench: request failed (%s, %s) from port %u after %llu us\n",
-				off < len ? "write" : "read", errno ? strerror(errno) : "closed",
+				off < request_len ? "write" : "read", errno ? strerror(errno) : "closed",
 				ntohs(me.sin_port), (unsigned long long)((now_ns() - t0) / 1000));
 			w->errors++;
 			close(fd);
@@ -282,12 +268,6 @@ int main(int argc, char **argv)
 	if (!request)
 		return 1;
 	request_len = strlen(request);
-	if (getenv("RR_FIRST_BODY")) {
-		first_request = make_request(token, atoi(getenv("RR_FIRST_BODY")));
-		if (!first_request)
-			return 1;
-		first_request_len = strlen(first_request);
-	}
 	ws = calloc((size_t)conns, sizeof(*ws));
 	t0 = now_ns();
 	for (i = 0; i < (size_t)conns; i++) {
