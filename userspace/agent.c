@@ -544,6 +544,14 @@ static bool uses_client_info(const struct policy *p)
 	return false;
 }
 
+/* What the daemon's paths need to know of a policy, at start and reload. */
+static void policy_facts(struct agent *a, const struct policy *p)
+{
+	a->policy_uses_client_info = uses_client_info(p);
+	a->policy_uses_pods = uses_pods(p);
+	a->judge_on_head = !a->policy_uses_client_info && !uses_tools(p);
+}
+
 /*
  * After an allowed request, the template that lets the kernel pass later
  * requests on this connection whose header block is the same byte for byte
@@ -726,20 +734,24 @@ static void handle_request(struct agent *a, struct conn *c, const struct http_me
 
 static void judge_on_head(struct agent *a, struct conn *c, const struct http_message *partial)
 {
-	struct http_message m = *partial;
+	uint64_t held_end = c->held_base + c->held_len, released_ns = 0;
 	struct mcpw_fast_tmpl *t;
+	struct http_message m;
 	struct mcp_prefix pre;
 	struct decision d;
 	struct request r;
-	uint64_t held_end = c->held_base + c->held_len, released_ns = 0;
 	size_t body_off, body_len;
 	int found, err;
 
+	/* Called for every record fed while a request is incomplete: what
+	 * needs no look at the request first. */
+	if (!a->enforce || !a->judge_on_head || c->blind || c->denied)
+		return;
 	/* Stream offsets, as process_requests() makes them. */
+	m = *partial;
 	m.start += c->parser_base;
 	m.head_end += c->parser_base;
-	if (!a->enforce || !a->judge_on_head || c->blind || c->denied ||
-	    c->no_head_judge_at == m.start + 1 || strcmp(m.method, "POST") || m.chunked ||
+	if (c->no_head_judge_at == m.start + 1 || strcmp(m.method, "POST") || m.chunked ||
 	    m.content_length < HEAD_JUDGE_MIN_BODY ||
 	    (unsigned long long)m.content_length > a->limits.max_body_bytes ||
 	    m.start < c->held_base || m.head_end > held_end ||
@@ -2418,9 +2430,7 @@ static void reload(struct agent *a)
 	/* Templates were judged by the old policy. */
 	kernel__clear_fast(a->kernel);
 	inst_clear(a);
-	a->policy_uses_client_info = uses_client_info(np);
-	a->policy_uses_pods = uses_pods(np);
-	a->judge_on_head = !a->policy_uses_client_info && !uses_tools(np);
+	policy_facts(a, np);
 	a->stdio.policy = np;
 	a->stdio.enforce = cfg.enforce;
 	err = stdio__sync(&a->stdio);
@@ -3223,9 +3233,7 @@ int agent__run(const struct agent_opts *o)
 		goto out;
 	}
 	decider__set_policy(a.decider, a.policy);
-	a.policy_uses_client_info = uses_client_info(a.policy);
-	a.policy_uses_pods = uses_pods(a.policy);
-	a.judge_on_head = !a.policy_uses_client_info && !uses_tools(a.policy);
+	policy_facts(&a, a.policy);
 
 	ropts.cgroup_mount = a.cgroup_mount;
 	ropts.cgroup_root = a.cgroup_root;
