@@ -155,6 +155,7 @@ static __always_inline __u16 skops_remote_port(struct bpf_sock_ops *skops)
 
 static __always_inline void publish_client(struct bpf_sock_ops *skops)
 {
+	struct mcpw_config *cfg;
 	struct mcpw_tuple_key key = {};
 	struct mcpw_sock_attr *a;
 	struct bpf_sock *sk = skops->sk;
@@ -171,8 +172,10 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 	bpf_map_update_elem(&tuple_attr, &key, a, BPF_ANY);
 
 	/* Fleet mode: the server may be on another node, whose agent can
-	 * only learn who this is from ours. */
-	if (bpf_map_lookup_elem(&ports, &key.sport)) {
+	 * only learn who this is from ours. A lone node's daemon reads the
+	 * client from CONN_OPEN: no record (and no wakeup) per connect. */
+	cfg = get_config();
+	if (cfg && cfg->fleet && bpf_map_lookup_elem(&ports, &key.sport)) {
 		struct mcpw_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 		if (!e) {

@@ -285,8 +285,10 @@ struct mcpw_config {
 	__u64 egress_window;	/* server -> client bytes copied by default */
 	__u32 self_tgid;	/* the daemon: its own sockets are ignored */
 	__u32 mirror_fast;	/* copy fast-path requests for their events */
+	__u32 fleet;		/* report client connects (MCPW_EV_CLIENT_CONNECT) */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct mcpw_config) == 48, "config layout");
+_Static_assert(sizeof(struct mcpw_config) == 56, "config layout");
 
 /* Frame header the daemon writes before each re-injected chunk. */
 struct mcpw_inject_hdr {
