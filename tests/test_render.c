@@ -197,3 +197,43 @@ void test_render_conn_and_claim(void)
 	workload__unshare(c.client);
 	render__free(r);
 }
+
+/* The connection text, byte for byte: ends of every width, IPv4 (written
+ * by hand) and IPv6, and cookies past 32 bits. */
+void test_render_conn_text(void)
+{
+	static const unsigned char v4a[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 200, 255 };
+	static const unsigned char v4b[16] = { [10] = 0xff, [11] = 0xff, 0, 0, 0, 0 };
+	static const unsigned char v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+	struct conn c;
+	char buf[CONN_TEXT_MAX], a[64];
+	size_t n;
+
+	memset(&c, 0, sizeof(c));
+	memcpy(c.tuple.saddr, v4a, 16);
+	memcpy(c.tuple.daddr, v4b, 16);
+	c.tuple.sport = 65535;
+	c.tuple.dport = 0;
+	c.netns = 4026531833u;
+	c.cookie = 0x123456789abull;
+	c.preexisting = true;
+	conn__addr(&c.tuple, true, a, sizeof(a));
+	ASSERT_STREQ(a, "10.0.200.255:65535", "server end");
+	conn__addr(&c.tuple, false, a, sizeof(a));
+	ASSERT_STREQ(a, "0.0.0.0:0", "client end");
+	conn__addr(&c.tuple, true, a, 8);
+	ASSERT_STREQ(a, "10.0.20", "cut to the buffer, terminated");
+	n = conn__text(&c, buf, sizeof(buf));
+	ASSERT_STREQ(buf, "{\"src\":\"0.0.0.0:0\",\"dst\":\"10.0.200.255:65535\","
+		     "\"netns\":4026531833,\"cookie\":1250999896491,\"preexisting\":true}", "text");
+	ASSERT_EQ(n, strlen(buf), "its length");
+	ASSERT_EQ(conn__text(&c, buf, n), 0, "a buffer one short takes nothing");
+	memcpy(c.tuple.daddr, v6, 16);
+	c.tuple.dport = 443;
+	c.preexisting = false;
+	c.cookie = 7;
+	n = conn__text(&c, buf, sizeof(buf));
+	ASSERT_STREQ(buf, "{\"src\":\"[2001:db8::1]:443\",\"dst\":\"10.0.200.255:65535\","
+		     "\"netns\":4026531833,\"cookie\":7,\"preexisting\":false}", "IPv6");
+	ASSERT_EQ(n, strlen(buf), "its length");
+}

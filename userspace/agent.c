@@ -73,6 +73,7 @@
 #define PROC_GRACE_NS		(60ull * 1000000000)
 #define PENDING_OPEN_NS		(300ull * 1000000)
 #define MAX_CONNS		MCPW_MAX_CONNS
+#define CLOSED_SLOTS		16384	/* a power of two: closed_slot() */
 /* Unjudged bytes the daemon keeps across all connections (held copies and
  * partial requests in parsers). A peer pushing past it is denied. */
 #define MAX_PENDING_TOTAL	(256ull << 20)
@@ -117,9 +118,10 @@ struct agent {
 	struct fast_head *fast_heads;	/* FAST_HEAD_SLOTS by cookie, as many by process */
 	uint64_t fast_heads_reused, fast_bodies_reused;
 	struct hmap *conns;		/* cookie -> struct conn */
-	/* Recently closed cookies (-> close time): records still in the data
-	 * ring for them must not resurrect the connection. */
-	struct hmap *closed;
+	/* Cookies of connections freed lately, direct-mapped (CLOSED_SLOTS):
+	 * records still in the data ring for them must not resurrect the
+	 * connection. */
+	uint64_t *closed;
 	struct hmap *listeners;		/* (netns << 16 | port) -> struct mcpw_task */
 	struct hmap *netns_fds;		/* netns inode -> fd + 1 */
 	struct http_limits limits;
@@ -202,6 +204,25 @@ static void conn_free(struct agent *a, struct conn *c)
 	free(c->init_client_name);
 	free(c->init_client_version);
 	free(c);
+}
+
+/*
+ * The closed cookies: a slot a cookie, overwritten by a later one. The
+ * records of a closed connection are all drained within a tick or two of
+ * its reaping; 16384 slots keep a cookie for over a second at 10k closes
+ * a second. One forgotten too soon costs a connection entry that
+ * check_conns() finds gone from the kernel and closes. Fixed memory and
+ * no allocation per close (a table of every cookie of the last seconds
+ * cost a node per close and a sweep, ~5% of the daemon under churn).
+ */
+static size_t closed_slot(uint64_t cookie)
+{
+	return (size_t)((cookie * 0x9e3779b97f4a7c15ull) >> 50) & (CLOSED_SLOTS - 1);
+}
+
+static bool was_closed(const struct agent *a, uint64_t cookie)
+{
+	return cookie && a->closed[closed_slot(cookie)] == cookie;
 }
 
 static struct conn *conn_get(struct agent *a, uint64_t cookie, bool create)
@@ -1387,10 +1408,9 @@ static int on_data(void *ctx, void *data, size_t size)
 		stdio__on_stdin(&a->stdio, e);
 		return 0;
 	}
-	/* A live connection first: the closed table (tens of thousands of
-	 * cookies under churn) is only asked about cookies not known. */
+	/* A live connection first, then the closed cookies. */
 	c = conn_get(a, e->cookie, false);
-	if (!c && (hmap__get(a->closed, e->cookie) || !(c = conn_get(a, e->cookie, true))))
+	if (!c && (was_closed(a, e->cookie) || !(c = conn_get(a, e->cookie, true))))
 		return 0;
 	if (e->flags & MCPW_DATA_EGRESS) {
 		handle_egress(a, c, e);
@@ -1810,8 +1830,7 @@ static void reap_closed(struct agent *a)
 			continue;
 		hmap__del(a->conns, cookie);
 		/* Records still in flight for it must not resurrect it. */
-		if (hmap__size(a->closed) < MAX_CONNS)
-			hmap__put(a->closed, cookie, (void *)(uintptr_t)(now_ns() / 1000000 + 1));
+		a->closed[closed_slot(cookie)] = cookie;
 		decider__conn_closed(a->decider, c, now_ns());
 		conn_free(a, c);
 	}
@@ -2302,15 +2321,6 @@ static void tick(struct agent *a)
 		release_free_memory();
 	}
 	if (a->ticks % 50 == 0) {
-		struct hmap_iter it;
-		uint64_t cookie;
-		void *when;
-
-		/* Forget closed cookies after 5 s: the ring is long drained. */
-		hmap__iter_init(a->closed, &it);
-		while (hmap__iter_next(&it, &cookie, NULL, &when))
-			if (now / 1000000 - ((uintptr_t)when - 1) > 5000)
-				hmap__del(a->closed, cookie);
 		proctab__reap(a->procs, now, PROC_GRACE_NS);
 		decider__expire(a->decider, now);
 		save_state(a);
@@ -2386,6 +2396,7 @@ static struct mcpw_config kernel_config(const struct agent *a, const struct poli
 		.egress_window = EGRESS_WINDOW,
 		.self_tgid = (__u32)getpid(),
 		.mirror_fast = !a->opts->request_events || strcmp(a->opts->request_events, "judged"),
+		.fleet = a->opts->cluster != NULL,
 	};
 
 	return cfg;
@@ -3031,7 +3042,7 @@ static void teardown(struct agent *a)
 			conn_free(a, val);
 		hmap__free(a->conns);
 	}
-	hmap__free(a->closed);
+	free(a->closed);
 	if (a->inst) {
 		hmap__iter_init(a->inst, &it);
 		while (hmap__iter_next(&it, NULL, NULL, &val)) {
@@ -3184,7 +3195,7 @@ int agent__run(const struct agent_opts *o)
 
 	a.out = output__new(a.node);
 	a.conns = hmap__new(false);
-	a.closed = hmap__new(false);
+	a.closed = calloc(CLOSED_SLOTS, sizeof(*a.closed));
 	a.inst = hmap__new(false);
 	a.listeners = hmap__new(false);
 	a.netns_fds = hmap__new(false);
