@@ -130,6 +130,7 @@ struct agent {
 	char cgroup_dir[PATH_MAX];	/* its directory */
 	char node[256];
 	char pin_dir[PATH_MAX];
+	json_t *stale_pins;		/* other layouts' pin directories removed at start */
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
 	uint64_t reshown_stalls;	/* connections ended after a re-shown segment */
@@ -2527,6 +2528,8 @@ static void emit_ready(struct agent *a)
 		json_object_set_new(ev, "pinned", json_string(a->pin_dir));
 		json_object_set_new(ev, "adopted", json_boolean(kernel__adopted(a->kernel)));
 	}
+	if (json_array_size(a->stale_pins))
+		json_object_set(ev, "removed_pins", a->stale_pins);
 	output__emit(a->out, "ready", ev);
 }
 
@@ -3043,6 +3046,7 @@ static void teardown(struct agent *a)
 		hmap__free(a->conns);
 	}
 	free(a->closed);
+	json_decref(a->stale_pins);
 	if (a->inst) {
 		hmap__iter_init(a->inst, &it);
 		while (hmap__iter_next(&it, NULL, NULL, &val)) {
@@ -3093,23 +3097,78 @@ static void teardown(struct agent *a)
 		close(a->timerfd);
 }
 
-void agent__pin_dir(const char *state_dir, char *buf, size_t len)
+/*
+ * The layout of the pinned maps: bumped whenever a pinned map's key or value
+ * changes shape (2: mcpw_config gained `fleet`), so that a build never adopts
+ * maps it cannot read.
+ */
+#define PIN_LAYOUT	"v2"
+#define PIN_ROOT	"/sys/fs/bpf/mcpwarden"
+
+/* One pinned instance per state directory: its name's first 16 characters. */
+static void pin_prefix(const char *state_dir, char *buf, size_t len)
 {
 	uint64_t h = 1469598103934665603ull;
 	const char *p;
 
-	/* One pinned instance per state directory; "v1" is the layout of
-	 * the pinned maps, so an incompatible build never adopts them. */
 	for (p = state_dir; *p; p++) {
 		h ^= (unsigned char)*p;
 		h *= 1099511628211ull;
 	}
-	snprintf(buf, len, "/sys/fs/bpf/mcpwarden/%016llx-v1", (unsigned long long)h);
+	snprintf(buf, len, "%016llx-", (unsigned long long)h);
+}
+
+void agent__pin_dir(const char *state_dir, char *buf, size_t len)
+{
+	char prefix[32];
+
+	pin_prefix(state_dir, prefix, sizeof(prefix));
+	snprintf(buf, len, PIN_ROOT "/%s" PIN_LAYOUT, prefix);
+}
+
+/*
+ * Removes what builds of another pinned layout left for this state directory
+ * (an upgrade after a pinned stop): this build cannot adopt those maps, and
+ * their programs would go on judging the subtree with no daemon behind them.
+ * Bytes they held are lost with them; each directory removed is said, and
+ * named in *removed (a JSON array, for the ready event) when it is given.
+ * 0, or -errno with msg set.
+ */
+static int remove_other_layouts(const char *state_dir, json_t *removed, char *msg, size_t len)
+{
+	char prefix[32], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir(PIN_ROOT);
+	int err = 0;
+
+	if (!d)
+		return 0;	/* nothing pinned, or no bpffs: the load says so */
+	pin_prefix(state_dir, prefix, sizeof(prefix));
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+		    strcmp(de->d_name + strlen(prefix), PIN_LAYOUT) == 0)
+			continue;
+		snprintf(path, sizeof(path), PIN_ROOT "/%s", de->d_name);
+		pr_warn("removing the kernel side an earlier mcpwarden build pinned at %s (layout %s; "
+			"this build's is " PIN_LAYOUT "): it cannot be adopted, and bytes it held are lost",
+			path, de->d_name + strlen(prefix));
+		err = kernel__cleanup_pins(path);
+		if (err) {
+			snprintf(msg, len, "cannot remove the kernel side an earlier build pinned at "
+				 "%s: %s; remove it (rm -r %s) and start again", path,
+				 strerror(-err), path);
+			break;
+		}
+		if (removed)
+			json_array_append_new(removed, json_string(path));
+	}
+	closedir(d);
+	return err;
 }
 
 static int cleanup_pins(const struct agent_opts *o)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], msg[PATH_MAX + 200];
 	int err;
 
 	agent__pin_dir(o->state_dir, dir, sizeof(dir));
@@ -3117,6 +3176,10 @@ static int cleanup_pins(const struct agent_opts *o)
 	if (err) {
 		fprintf(stderr, "mcpwarden: cannot remove pinned state in %s: %s\n", dir,
 			strerror(-err));
+		return 1;
+	}
+	if (remove_other_layouts(o->state_dir, NULL, msg, sizeof(msg))) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
 		return 1;
 	}
 	printf("removed pinned state for %s (%s)\n", o->state_dir, dir);
@@ -3259,6 +3322,11 @@ int agent__run(const struct agent_opts *o)
 	resolver__set_podmeta(a.resolver, a.pods);
 
 	kopts.cgroup_dir = a.cgroup_dir;
+	a.stale_pins = json_array();
+	if (remove_other_layouts(o->state_dir, a.stale_pins, msg, sizeof(msg))) {
+		fprintf(stderr, "mcpwarden: %s\n", msg);
+		goto out;
+	}
 	if (o->pin == 1 || (o->pin == -1 && a.enforce)) {
 		agent__pin_dir(o->state_dir, a.pin_dir, sizeof(a.pin_dir));
 		kopts.pin_dir = a.pin_dir;

@@ -1027,6 +1027,48 @@ void test_lifecycle_stop_detaches(void)
 		ASSERT_EQ(env__wait(&e, cl, 20000), 0, "run --cleanup");
 		after = run_capture(&e, "cg-cleaned", cmd);
 		ASSERT_TRUE(cgroup_bare(after), "nothing attached after run --cleanup");
+		free(after);
+		after = NULL;
+	}
+
+	/* An upgrade: what a build of another pinned layout left is removed
+	 * (its maps cannot be adopted, its programs would judge with no daemon
+	 * behind them) and said, and only the new build's programs stay. */
+	if (test__start_subtest("earlier_layout")) {
+		char pinned[600], earlier[600], *v;
+		const char *p, *q;
+		int n = 0;
+
+		if (!ASSERT_OK(agent_start(&e, policy, (const char *const[]){ "--pin", NULL }),
+			       "agent start --pin"))
+			goto cleanup;
+		ev = env__find_event(&e, 2000, "kind=ready", NULL);
+		snprintf(pinned, sizeof(pinned), "%s", env__str(ev, "pinned") ?: "");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent exit status");
+		v = strrchr(pinned, '-');
+		if (!ASSERT_TRUE(v && strcmp(v, "-v2") == 0, "pinned under layout v2"))
+			goto cleanup;
+		snprintf(earlier, sizeof(earlier), "%.*s-v1", (int)(v - pinned), pinned);
+		if (!ASSERT_OK(rename(pinned, earlier) ? -errno : 0, "made an earlier layout's"))
+			goto cleanup;
+
+		e.agent.events_read = 0;
+		if (!ASSERT_OK(agent_start(&e, policy, (const char *const[]){ "--pin", NULL }),
+			       "agent start over an earlier layout"))
+			goto cleanup;
+		ASSERT_NEQ(access(earlier, F_OK), 0, "the earlier layout's pins are gone");
+		ev = env__find_event(&e, 2000, "kind=ready", NULL);
+		ASSERT_TRUE(json_is_array(env__get(ev, "removed_pins")) &&
+			    json_array_size(env__get(ev, "removed_pins")) == 1 &&
+			    strcmp(json_string_value(json_array_get(env__get(ev, "removed_pins"), 0)) ?: "",
+				   earlier) == 0, "ready names what it removed");
+		after = run_capture(&e, "cg-upgraded", cmd);
+		for (p = after; p && (q = strstr(p, "cgroup_sock_ops")); p = q + 1)
+			n++;
+		ASSERT_EQ(n, 1, "one sock_ops program on the subtree: the new build's");
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent exit status");
 	}
 cleanup:
 	if (e.agent.state_dir[0])
