@@ -1004,6 +1004,15 @@ http {
   await step('P5', 'connection churn', () => abRow({ id: 'P5', name: `connection churn, new conn per request, ${cfg.churn_clients} clients (rr_bench)`,
     metric: 'requests/s', unit: 'req/s', target: 0.9, target_text: '≥0.90×', run: (s) => rrBench(cfg.churn_clients, s, 0, 1), note: lowLat,
     check: (r) => r.ratio >= 0.9 && r.errors.a === 0 && r.alerts === 0 }));
+  // P5's floor: every accepted socket joins a bare sockmap (its psock made
+  // and torn down per connection), nothing else.
+  await step('P5f', 'connection churn, bare sockmap (no agent)', async () => {
+    if (!fs.existsSync(bin('tests/sockmap_floor'))) throw new Error('build/tests/sockmap_floor is missing');
+    return abRow({ id: 'P5f', name: `P5, bare sockmap, no agent (rr_bench)`,
+      metric: 'requests/s', unit: 'req/s', target: null, target_text: 'reported (the floor under P5)',
+      a_label: 'sockmap', b_label: 'baseline', run: (s) => rrBench(cfg.churn_clients, s, 0, 1),
+      runA: (s) => withFloor(() => rrBench(cfg.churn_clients, s, 0, 1)), note: lowLat });
+  });
 
   // P6's runs: bulk bodies on one connection (cc: the client's congestion
   // control, or the host's), in MB/s of body.
