@@ -980,8 +980,9 @@ http {
     const shipped = rows.find((x) => x.id === 'P2' && x.programs && x.target != null);
     if (shipped?.value != null && r[0].value != null) {
       r[0].report_ns = round(shipped.value - r[0].value, 1);
-      r[0].note = `srv_verdict ${r[0].value} ns a message without the report, ${shipped.value} ns with it: ` +
-        `the data-ring record that reports each request costs ${r[0].report_ns} ns of it`;
+      r[0].note = `srv_verdict ${r[0].value} ns a message without the report, ${shipped.value} ns with it` +
+        (r[0].report_ns > 0 ? `: the data-ring record that reports each request costs ${r[0].report_ns} ns of it`
+          : ' (no cost of the report measured in this run)');
     }
     return r;
   });
