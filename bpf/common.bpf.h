@@ -79,6 +79,25 @@ struct {
 	__type(value, __u32);
 } ports SEC(".maps") __weak;
 
+/* The same ports as a bitmap: bit port % 64 of word port / 64. One array
+ * load tells a packet or a socket of a protected port from the rest of
+ * the subtree's (and, for the state tracepoint, the host's) before any
+ * socket storage or hash map is searched. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MCPW_PORT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} port_bits SEC(".maps") __weak;
+
+static __always_inline bool port_protected(__u32 port)
+{
+	__u32 key = (port >> 6) & (MCPW_PORT_WORDS - 1);
+	__u64 *w = bpf_map_lookup_elem(&port_bits, &key);
+
+	return w && ((*w >> (port & 63)) & 1);
+}
+
 /* ---- attribution ------------------------------------------------------ */
 
 /* Who created/connected/bound a socket. Cloned to accepted sockets, so a

@@ -550,9 +550,13 @@ int srv_egress(struct __sk_buff *skb)
 	__u64 cookie, off, window;
 	__u8 b, doff;
 
-	/* Every packet every socket of the subtree sends comes here: the
-	 * socket's own storage (a pointer away) says whether it is a
-	 * protected server's connection before any map is searched. */
+	/* Every packet every socket of the subtree sends comes here: its
+	 * local port (one array load) sets aside the packets of clients and
+	 * of every unprotected server; then the socket's own storage (a
+	 * pointer away) says whether it is a protected server's connection
+	 * before any map is searched. */
+	if (!port_protected(skb->local_port))
+		return 1;
 	sk = skb->sk;
 	if (!sk)
 		return 1;

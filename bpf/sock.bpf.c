@@ -334,7 +334,13 @@ int BPF_PROG(state_btf, const struct sock *sk, int oldstate, int newstate)
 {
 	struct mcpw_sock_attr *a;
 
-	if (newstate != TCP_CLOSE_STATE || !sk)
+	/* Every TCP socket of the host changes state through here: the
+	 * closes of sockets on unprotected ports end at one array load. By
+	 * TCP_CLOSE an accepted socket has given its port back (inet_num is
+	 * 0): its source port is what is left, as the tracepoint's own
+	 * `sport` is (state_tp). */
+	if (newstate != TCP_CLOSE_STATE || !sk ||
+	    !port_protected(bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport))))
 		return 0;
 	a = bpf_sk_storage_get(&sock_attr, (struct sock *)sk, 0, 0);
 	return on_state(sk, newstate,
@@ -344,6 +350,8 @@ int BPF_PROG(state_btf, const struct sock *sk, int oldstate, int newstate)
 SEC("tp/sock/inet_sock_set_state")
 int state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 {
+	if (ctx->newstate != TCP_CLOSE_STATE || !port_protected(ctx->sport))
+		return 0;
 	return on_state((const struct sock *)ctx->skaddr, ctx->newstate, 0);
 }
 

@@ -17,6 +17,7 @@
 #define MCPW_MAX_CONNS		65536	/* protected connections tracked */
 #define MCPW_MAX_TUPLES		65536	/* client attributions awaiting accept */
 #define MCPW_MAX_PORTS		256	/* protected ports */
+#define MCPW_PORT_WORDS		1024	/* 65536 ports, a bit each (port_bits) */
 
 #define MCPW_EVENTS_RING_BYTES	(2u << 20)
 #define MCPW_DATA_RING_BYTES	(8u << 20)

@@ -757,6 +757,26 @@ static int one_request(struct env *e, const char *cg, struct peer *p, const char
 	return env__wait(e, start_client(e, cg, p, file, 0, 0, 1, out), 20000);
 }
 
+static char *run_capture(struct env *e, const char *tag, const char *cmd);
+
+/* The daemon's count of connections it tracks (status), or -1. */
+static long tracked_conns(struct env *e)
+{
+	char cmd[700], *out;
+	json_t *st, *n;
+	long v = -1;
+
+	snprintf(cmd, sizeof(cmd), "'%s' status --state-dir '%s'", env__bin(), e->agent.state_dir);
+	out = run_capture(e, "status", cmd);
+	st = out ? json_loads(out, 0, NULL) : NULL;
+	n = env__get(st, "tables.connections.size");
+	if (json_is_integer(n))
+		v = (long)json_integer_value(n);
+	json_decref(st);
+	free(out);
+	return v;
+}
+
 void test_lifecycle_sighup(void)
 {
 	char policy[2048], cg_a[256], cg_s[256], f_del[600], f_del2[600], f_del3[600], f_bad[600];
@@ -859,6 +879,37 @@ void test_lifecycle_sighup(void)
 			ASSERT_FALSE(found, "unknown client never reached the server");
 		}
 	}
+
+	/* A reload that protects another port: its requests are judged, and
+	 * its connections' closes are seen (the kernel's per-port filters
+	 * follow the policy), so none is tracked after it ends. */
+	if (test__start_subtest("new_port")) {
+		struct peer srv2 = {};
+		char f_ok[600];
+		long n = -1;
+		int i;
+
+		srv2.port = env__free_port();
+		write_req(&e, "ok5.bin", ALLOWED_UA, 5, "echo", 8, f_ok, sizeof(f_ok));
+		policy_text(policy, sizeof(policy), srv2.port, cg_a, "closed", "[\"echo\"]");
+		if (!ASSERT_OK(start_peer(&e, cg_s, &srv2, "b"), "second server") ||
+		    !ASSERT_OK(env__write(e.agent.policy_path, policy, strlen(policy)), "policy"))
+			goto done;
+		kill(e.agent.pid, SIGHUP);
+		ev = env__wait_event(&e, 10000, "kind=policy", "status=loaded", NULL);
+		ASSERT_OK_PTR(ev, "the new policy is loaded");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_EQ(one_request(&e, cg_a, &srv2, f_ok, "ok5"), 0, "request on the new port");
+		ev = env__wait_event(&e, 5000, "kind=request", "request.id=5", NULL);
+		ASSERT_OK_PTR(ev, "judged on the new port");
+		json_decref(ev);
+		ev = NULL;
+		for (i = 0; i < 50 && (n = tracked_conns(&e)) != 0; i++)
+			env__sleep_ms(100);
+		ASSERT_EQ(n, 0, "the closed connection is no longer tracked");
+	}
+done:
 	free((char *)old_digest);
 cleanup:
 	free(digest);
