@@ -219,3 +219,49 @@ void test_output_emit_object(void)
 	free(seen.line);
 	output__free(o);
 }
+
+static bool alerts_only(void *ctx, const char *kind)
+{
+	(void)ctx;
+	return strcmp(kind, "alert") == 0;
+}
+
+/* A sink that reads the objects of some kinds only gets the line of the
+ * others and no object (the line is not parsed back for it), while a sink
+ * that reads every object still gets one; nothing counts as dropped. */
+void test_output_object_only_where_needed(void)
+{
+	struct seen picky = {}, every = {};
+	struct output *o = output__new("n");
+	struct output_stats st;
+	struct output_line *l;
+
+	if (!ASSERT_OK_PTR(o, "output"))
+		return;
+	ASSERT_OK(output__add_sink_needs(o, object_sink, alerts_only, &picky), "picky sink");
+	l = output__begin(o, "request");
+	oline__str(l, "verdict", "allow");
+	output__end(o, l);
+	ASSERT_NULL(picky.obj, "no object for a kind the sink does not read");
+	ASSERT_STRSTR(picky.line ?: "", "\"kind\":\"request\"", "its line all the same");
+	l = output__begin(o, "alert");
+	oline__str(l, "verdict", "clone");
+	output__end(o, l);
+	if (ASSERT_OK_PTR(picky.obj, "the object of a kind it reads"))
+		ASSERT_STREQ(json_string_value(json_object_get(picky.obj, "verdict")), "clone",
+			     "parsed from the line");
+
+	ASSERT_OK(output__add_sink(o, object_sink, &every), "a sink of every object");
+	l = output__begin(o, "request");
+	oline__str(l, "verdict", "allow");
+	output__end(o, l);
+	ASSERT_NULL(picky.obj, "still none for the picky sink");
+	ASSERT_OK_PTR(every.obj, "the other sink gets the object");
+	output__stats(o, &st);
+	ASSERT_EQ(st.dropped, 0, "nothing dropped");
+	json_decref(picky.obj);
+	json_decref(every.obj);
+	free(picky.line);
+	free(every.line);
+	output__free(o);
+}

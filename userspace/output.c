@@ -24,6 +24,7 @@ struct jsonl_sink {
 
 struct sink {
 	output_sink_fn fn;
+	output_needs_fn needs;	/* NULL: the object of every event */
 	void *ctx;
 	bool line_only;
 };
@@ -143,21 +144,32 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 	return 0;
 }
 
-int output__add_sink(struct output *o, output_sink_fn fn, void *ctx)
+int output__add_sink_needs(struct output *o, output_sink_fn fn, output_needs_fn needs,
+			   void *ctx)
 {
 	if (o->n_sinks == MAX_SINKS)
 		return -E2BIG;
-	o->sinks[o->n_sinks++] = (struct sink){ fn, ctx, false };
+	o->sinks[o->n_sinks++] = (struct sink){ fn, needs, ctx, false };
 	o->object_sinks = true;
 	return 0;
+}
+
+int output__add_sink(struct output *o, output_sink_fn fn, void *ctx)
+{
+	return output__add_sink_needs(o, fn, NULL, ctx);
 }
 
 int output__add_line_sink(struct output *o, output_sink_fn fn, void *ctx)
 {
 	if (o->n_sinks == MAX_SINKS)
 		return -E2BIG;
-	o->sinks[o->n_sinks++] = (struct sink){ fn, ctx, true };
+	o->sinks[o->n_sinks++] = (struct sink){ fn, NULL, ctx, true };
 	return 0;
+}
+
+static bool needs_object(const struct sink *s, const char *kind)
+{
+	return !s->line_only && (!s->needs || s->needs(s->ctx, kind));
 }
 
 static int kind_index(const char *kind)
@@ -175,6 +187,7 @@ static int kind_index(const char *kind)
 static void send_line(struct output *o, const char *kind, const char *line, size_t len)
 {
 	json_t *whole = NULL;
+	bool parse = false;
 	size_t i;
 	int k;
 
@@ -188,14 +201,18 @@ static void send_line(struct output *o, const char *kind, const char *line, size
 		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
 			o->stats.dropped++;
 	}
-	if (o->object_sinks)
+	for (i = 0; o->object_sinks && i < o->n_sinks && !parse; i++)
+		parse = needs_object(&o->sinks[i], kind);
+	if (parse)
 		whole = json_loadb(line, len, 0, NULL);
 	for (i = 0; i < o->n_sinks; i++) {
-		if (!o->sinks[i].line_only && !whole) {
+		bool needs = needs_object(&o->sinks[i], kind);
+
+		if (needs && !whole) {
 			o->stats.dropped++;
 			continue;
 		}
-		o->sinks[i].fn(o->sinks[i].ctx, kind, o->sinks[i].line_only ? NULL : whole, line, len);
+		o->sinks[i].fn(o->sinks[i].ctx, kind, needs ? whole : NULL, line, len);
 	}
 	json_decref(whole);
 }

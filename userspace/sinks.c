@@ -1090,16 +1090,33 @@ static void stat_add(struct sink *s, uint64_t *counter, uint64_t n)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Events of kinds the sink does not write (--output ...,kinds=, and OCSF
+ * writes alerts only). */
+static bool sink_skips(const struct sink *s, const char *kind)
+{
+	int k = kind_index(kind, strlen(kind));
+
+	return (s->kinds && (k < 0 || !(s->kinds & (1u << k)))) ||
+	       (s->format == FMT_OCSF && strcmp(kind, "alert"));
+}
+
+/* Whether format_line() reads the event's object (the native format to a
+ * file or stream writes the line output__end made). */
+static bool sink_needs(void *ctx, const char *kind)
+{
+	const struct sink *s = ctx;
+
+	return !sink_skips(s, kind) && !(s->format == FMT_NATIVE && s->target != TGT_SYSLOG);
+}
+
 static void sink_on_event(void *ctx, const char *kind, json_t *ev, const char *native,
 			  size_t native_len)
 {
 	struct sink *s = ctx;
-	int k = kind_index(kind, strlen(kind));
 	char *line;
 	size_t len = 0;
 
-	if ((s->kinds && (k < 0 || !(s->kinds & (1u << k)))) ||
-	    (s->format == FMT_OCSF && strcmp(kind, "alert"))) {
+	if (sink_skips(s, kind)) {
 		stat_add(s, &s->st.skipped, 1);
 		return;
 	}
@@ -1645,7 +1662,7 @@ int sinks__add(struct output *o, const char *spec, struct sink **list, char *err
 		goto fail;
 	}
 	s->started = true;
-	ret = output__add_sink(o, sink_on_event, s);
+	ret = output__add_sink_needs(o, sink_on_event, sink_needs, s);
 	if (ret) {
 		snprintf(err, errlen, "--output %s: too many event outputs", spec);
 		sinks_stop(s, 0);
