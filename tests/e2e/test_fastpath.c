@@ -595,23 +595,44 @@ cleanup:
 #undef TEXT100
 }
 
-/* A tools/call whose text argument is text_len x's, as raw.mjs sends it
- * (its body is JSON.stringify of the object: body_json, no spaces). */
-static void big_call(char **req, char **body_json, int id, const char *token, size_t text_len)
+/*
+ * Sends one tools/call whose text argument is text_len x's (as raw.mjs sends
+ * it: its body is JSON.stringify of the object, no spaces), from cgroup cg to
+ * port, with raw.mjs options opts (JSON members, each followed by a comma)
+ * and the requests in `after` (",{...}" or ""). raw.mjs's exit status, or
+ * -ENOMEM; its output in *raw (when raw is given), the body's length in
+ * *body_len.
+ */
+static int send_big(struct env *e, const char *cg, int port, int id, const char *token,
+		    size_t text_len, const char *opts, const char *after, const char *tag,
+		    char **raw, size_t *body_len)
 {
-	char *text = malloc(text_len + 1);
+	char out[600], *text = malloc(text_len + 1), *body = NULL, *spec = NULL;
+	int st = -ENOMEM;
 
+	if (!text)
+		return st;
 	memset(text, 'x', text_len);
 	text[text_len] = '\0';
-	if (asprintf(body_json, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":"
+	if (asprintf(&body, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":"
 		     "{\"name\":\"echo\",\"arguments\":{\"text\":\"%s\"}}}", id, text) < 0)
-		*body_json = NULL;
-	if (!*body_json || asprintf(req, "{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":"
-				    "{\"Authorization\":\"Bearer %s\",\"User-Agent\":\"ua-big\","
-				    "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":%s}",
-				    token, *body_json) < 0)
-		*req = NULL;
+		body = NULL;
+	if (body && asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,%s\"requests\":[{\"method\":"
+			     "\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer %s\","
+			     "\"User-Agent\":\"ua-big\",\"MCP-Protocol-Version\":\"2025-11-25\"},"
+			     "\"body\":%s}%s]}", port, opts, token, body, after) < 0)
+		spec = NULL;
+	if (spec) {
+		*body_len = strlen(body);
+		snprintf(out, sizeof(out), "%s/raw-%s.out", e->tmp, tag);
+		st = run_raw(e, cg, spec, out);
+		if (raw)
+			*raw = env__slurp(out, NULL);
+	}
+	free(spec);
+	free(body);
 	free(text);
+	return st;
 }
 
 /* The longest run of c in s. */
@@ -635,9 +656,9 @@ static size_t longest_run(const char *s, char c)
  */
 void test_fastpath_large_first_request(void)
 {
-	char cg_c[256], out[600], rec[600], *spec = NULL;
-	char *big = NULL, *body = NULL, *raw = NULL, *recs = NULL;
+	char cg_c[256], rec[600], *raw = NULL, *recs = NULL;
 	const size_t text_len = 200000;
+	size_t body_len = 0;
 	struct env e;
 	json_t *ev;
 	int port;
@@ -648,14 +669,9 @@ void test_fastpath_large_first_request(void)
 	if (!(port = start_one_client(&e, "", NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 
-	big_call(&big, &body, 1, TOKEN_A, text_len);
-	if (!ASSERT_OK_PTR(big, "request") ||
-	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"pipeline\":true,\"max_body\":400000,"
-		     "\"requests\":[%s,%s]}", port, big, CALL(2, "ua-big", "after")) < 0)
-		goto cleanup;
-	snprintf(out, sizeof(out), "%s/raw-big.out", e.tmp);
-	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "both answered on one connection");
-	raw = env__slurp(out, NULL);
+	ASSERT_EQ(send_big(&e, cg_c, port, 1, TOKEN_A, text_len, "\"pipeline\":true,\"max_body\":400000,",
+			   "," CALL(2, "ua-big", "after"), "big", &raw, &body_len), 0,
+		  "both answered on one connection");
 	ASSERT_EQ(longest_run(raw, 'x'), text_len, "the server echoed every byte of the text");
 	ASSERT_OK_PTR(raw ? strstr(raw, "\"response\":1,\"status\":200") : NULL,
 		      "the pipelined request answered");
@@ -665,7 +681,7 @@ void test_fastpath_large_first_request(void)
 		ASSERT_STREQ(env__str(ev, "verdict"), "allow", "allowed");
 		ASSERT_STREQ(env__str(ev, "request.method"), "tools/call", "method from the body's start");
 		ASSERT_TRUE(json_is_true(env__get(ev, "request.body_unread")), "body not read whole");
-		ASSERT_EQ(env__int(ev, "request.body_bytes"), (long long)strlen(body),
+		ASSERT_EQ(env__int(ev, "request.body_bytes"), (long long)body_len,
 			  "body length from Content-Length");
 	}
 	json_decref(ev);
@@ -675,17 +691,8 @@ void test_fastpath_large_first_request(void)
 	json_decref(ev);
 
 	/* Unknown token: denied on its head, nothing reaches the server. */
-	free(big);
-	free(body);
-	free(spec);
-	spec = NULL;
-	big_call(&big, &body, 3, "not-a-known-token", text_len);
-	if (!ASSERT_OK_PTR(big, "request") ||
-	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"timeout_ms\":3000,\"requests\":[%s]}",
-		     port, big) < 0)
-		goto cleanup;
-	snprintf(out, sizeof(out), "%s/raw-denied.out", e.tmp);
-	ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "no answer");
+	ASSERT_NEQ(send_big(&e, cg_c, port, 3, "not-a-known-token", text_len, "\"timeout_ms\":3000,",
+			    "", "denied", NULL, &body_len), 0, "no answer");
 	ev = env__find_event(&e, 3000, "kind=alert", "verdict=unknown_client", NULL);
 	if (ASSERT_OK_PTR(ev, "the alert"))
 		ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
@@ -698,27 +705,16 @@ void test_fastpath_large_first_request(void)
 	/* A slow sender: 4000-byte pieces 1 ms apart. Judged on the first
 	 * piece; the rest trickles through the kernel (and the daemon, for
 	 * what the kernel held meanwhile) in order. */
-	free(big);
-	free(body);
-	free(spec);
 	free(raw);
-	spec = raw = NULL;
-	big_call(&big, &body, 4, TOKEN_A, text_len);
-	if (!ASSERT_OK_PTR(big, "request") ||
-	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"split\":4000,\"delay_ms\":1,"
-		     "\"max_body\":400000,\"requests\":[%s]}", port, big) < 0)
-		goto cleanup;
-	snprintf(out, sizeof(out), "%s/raw-slow.out", e.tmp);
-	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "answered");
-	raw = env__slurp(out, NULL);
+	raw = NULL;
+	ASSERT_EQ(send_big(&e, cg_c, port, 4, TOKEN_A, text_len,
+			   "\"split\":4000,\"delay_ms\":1,\"max_body\":400000,", "", "slow", &raw,
+			   &body_len), 0, "answered");
 	ASSERT_EQ(longest_run(raw, 'x'), text_len, "the server echoed every byte of the text");
 	ASSERT_EQ(status_int(&e, NULL, "judged_on_head"), 3, "judged on its head");
 cleanup:
 	free(recs);
 	free(raw);
-	free(spec);
-	free(big);
-	free(body);
 	env__cleanup(&e);
 }
 
@@ -726,9 +722,9 @@ cleanup:
  * is held whole and judged on its body, as any other. */
 void test_fastpath_large_request_tools(void)
 {
-	char cg_c[256], out[600], rec[600], *spec = NULL;
-	char *big = NULL, *body = NULL, *raw = NULL;
+	char cg_c[256], rec[600], *raw = NULL;
 	const size_t text_len = 100000;
+	size_t body_len = 0;
 	struct env e;
 	json_t *ev;
 	int port;
@@ -739,14 +735,8 @@ void test_fastpath_large_request_tools(void)
 	if (!(port = start_one_client(&e, ",\"tools\":[\"echo\"]", NULL, cg_c, sizeof(cg_c), rec,
 				      sizeof(rec))))
 		goto cleanup;
-	big_call(&big, &body, 5, TOKEN_A, text_len);
-	if (!ASSERT_OK_PTR(big, "request") ||
-	    asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"max_body\":200000,\"requests\":[%s]}",
-		     port, big) < 0)
-		goto cleanup;
-	snprintf(out, sizeof(out), "%s/raw-tools.out", e.tmp);
-	ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "answered");
-	raw = env__slurp(out, NULL);
+	ASSERT_EQ(send_big(&e, cg_c, port, 5, TOKEN_A, text_len, "\"max_body\":200000,", "", "tools",
+			   &raw, &body_len), 0, "answered");
 	ASSERT_EQ(longest_run(raw, 'x'), text_len, "the server echoed every byte of the text");
 	ASSERT_EQ(status_int(&e, NULL, "judged_on_head"), 0, "not judged on its head");
 	ev = env__find_event(&e, 3000, "kind=request", "request.id=5", NULL);
@@ -757,8 +747,5 @@ void test_fastpath_large_request_tools(void)
 	json_decref(ev);
 cleanup:
 	free(raw);
-	free(spec);
-	free(big);
-	free(body);
 	env__cleanup(&e);
 }
