@@ -186,8 +186,8 @@ static int kind_index(const char *kind)
  * read objects get it parsed back. */
 static void send_line(struct output *o, const char *kind, const char *line, size_t len)
 {
+	bool need[MAX_SINKS], parse = false;
 	json_t *whole = NULL;
-	bool parse = false;
 	size_t i;
 	int k;
 
@@ -201,18 +201,19 @@ static void send_line(struct output *o, const char *kind, const char *line, size
 		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
 			o->stats.dropped++;
 	}
-	for (i = 0; o->object_sinks && i < o->n_sinks && !parse; i++)
-		parse = needs_object(&o->sinks[i], kind);
+	/* Asked once a sink and event: a sink's answer costs a kind lookup. */
+	for (i = 0; i < o->n_sinks; i++) {
+		need[i] = o->object_sinks && needs_object(&o->sinks[i], kind);
+		parse |= need[i];
+	}
 	if (parse)
 		whole = json_loadb(line, len, 0, NULL);
 	for (i = 0; i < o->n_sinks; i++) {
-		bool needs = needs_object(&o->sinks[i], kind);
-
-		if (needs && !whole) {
+		if (need[i] && !whole) {
 			o->stats.dropped++;
 			continue;
 		}
-		o->sinks[i].fn(o->sinks[i].ctx, kind, needs ? whole : NULL, line, len);
+		o->sinks[i].fn(o->sinks[i].ctx, kind, need[i] ? whole : NULL, line, len);
 	}
 	json_decref(whole);
 }
