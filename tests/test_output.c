@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -264,4 +265,42 @@ void test_output_object_only_where_needed(void)
 	free(picky.line);
 	free(every.line);
 	output__free(o);
+}
+
+/*
+ * Events reach the file a batch at a time: forty 1 KiB events stay in the
+ * stream's buffer until output__flush() (glibc's own buffer, 4 KiB, wrote
+ * every few events: a write(2) each), then arrive whole and in order.
+ */
+void test_output_written_in_batches(void)
+{
+	char path[] = "/tmp/mcpw-output-XXXXXX", err[128], pad[1024];
+	struct output *o = output__new("node");
+	struct output_line *l;
+	struct stat st;
+	char *line;
+	int i, fd = mkstemp(path);
+
+	if (!ASSERT_OK_PTR(o, "output") || !ASSERT_GE(fd, 0, "mkstemp"))
+		return;
+	close(fd);
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	ASSERT_OK(output__add_jsonl(o, path, err, sizeof(err)), "events file");
+	for (i = 0; i < 40; i++) {
+		l = output__begin(o, "request");
+		oline__int(l, "n", i);
+		oline__str(l, "pad", pad);
+		output__end(o, l);
+	}
+	ASSERT_OK(stat(path, &st), "stat");
+	ASSERT_EQ(st.st_size, 0, "nothing written before the batch ends");
+	output__flush(o);
+	ASSERT_OK(stat(path, &st), "stat");
+	ASSERT_GE(st.st_size, 40 * 1024, "the whole batch after the flush");
+	line = last_line(path);
+	ASSERT_STRSTR(line ?: "", "\"n\":39,", "the last event last");
+	free(line);
+	output__free(o);
+	unlink(path);
 }
