@@ -2163,17 +2163,54 @@ static bool reshown_stalled(struct agent *a, struct conn *c, const struct mcpw_c
 }
 
 /* Kernel-flagged trouble on connections with held bytes. */
+/* What the kernel's state of a live connection says. */
+static void check_state(struct agent *a, struct conn *c, const struct mcpw_conn_state *st)
+{
+	if (c->denied || ((st->flags & MCPW_ST_RESHOWN) && reshown_stalled(a, c, st)))
+		return;
+	if (st->flags & MCPW_ST_OVERLIMIT)
+		stream_failure(a, c, "over_limit", "the client sent more unjudged bytes "
+			       "than a connection may hold");
+	else if ((st->flags & MCPW_ST_LOST) && !c->blind)
+		stream_failure(a, c, "bytes_lost", "request bytes were lost before the "
+			       "agent could read them");
+	if (st->failopen_bytes > c->failopen_reported) {
+		report_failopen(a, c, st->failopen_bytes - c->failopen_reported);
+		c->failopen_reported = st->failopen_bytes;
+	}
+}
+
+/* Gone from the kernel and its close record lost with a full ring: close
+ * it here, or it would stay forever. */
+static void state_gone(struct agent *a, struct conn *c)
+{
+	if (!c->closing && c->open_seen) {
+		c->closing = true;
+		c->closed_tick = a->ticks;
+	}
+}
+
+static void state_seen(void *ctx, uint64_t cookie, const struct mcpw_conn_state *st)
+{
+	struct agent *a = ctx;
+	struct conn *c = hmap__get(a->conns, cookie);
+
+	if (!c || c->state_round == a->ticks)
+		return;
+	c->state_round = a->ticks;
+	check_state(a, c, st);
+}
+
 static void check_conns(struct agent *a)
 {
 	struct hmap_iter it;
 	uint64_t cookie, now = now_ns();
+	bool batched;
 	void *val;
 
 	hmap__iter_init(a->conns, &it);
 	while (hmap__iter_next(&it, &cookie, NULL, &val)) {
 		struct conn *c = val;
-		struct mcpw_conn_state st;
-		int err;
 
 		if (!c->open_seen && now - c->opened_ns > PENDING_OPEN_NS) {
 			/* Its CONN_OPEN record was lost: judge what we know. */
@@ -2188,28 +2225,30 @@ static void check_conns(struct agent *a)
 		/* Fleet: instances with open connections stay live everywhere. */
 		if (a->store && decider__conn_client(c))
 			fleet_sighting(a, decider__conn_client(c), c->client);
+	}
+	/* The kernel's states read in batches: with thousands of connections
+	 * open, a lookup each was thousands of syscalls a second. A state
+	 * read before its connection's open record is seen here next time. */
+	batched = kernel__each_state(a->kernel, state_seen, a) == 0;
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, &cookie, NULL, &val)) {
+		struct conn *c = val;
+		struct mcpw_conn_state st;
+		int err;
+
+		if (c->state_round == a->ticks)
+			continue;
+		if (batched) {
+			state_gone(a, c);
+			continue;
+		}
+		/* No batch lookups in this kernel (or they failed): one each. */
+		c->state_round = a->ticks;
 		err = kernel__get_state(a->kernel, cookie, &st);
-		if (err) {
-			/* Gone from the kernel and its close record lost with a
-			 * full ring: close it here, or it would stay forever. */
-			if (!c->closing && c->open_seen && err == -ENOENT) {
-				c->closing = true;
-				c->closed_tick = a->ticks;
-			}
-			continue;
-		}
-		if (c->denied || ((st.flags & MCPW_ST_RESHOWN) && reshown_stalled(a, c, &st)))
-			continue;
-		if (st.flags & MCPW_ST_OVERLIMIT)
-			stream_failure(a, c, "over_limit", "the client sent more unjudged bytes "
-				       "than a connection may hold");
-		else if ((st.flags & MCPW_ST_LOST) && !c->blind)
-			stream_failure(a, c, "bytes_lost", "request bytes were lost before the "
-				       "agent could read them");
-		if (st.failopen_bytes > c->failopen_reported) {
-			report_failopen(a, c, st.failopen_bytes - c->failopen_reported);
-			c->failopen_reported = st.failopen_bytes;
-		}
+		if (err == -ENOENT)
+			state_gone(a, c);
+		else if (!err)
+			check_state(a, c, &st);
 	}
 }
 

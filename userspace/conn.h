@@ -32,6 +32,7 @@ struct conn {
 	bool pod_wait;			/* requests wait for pod metadata */
 	bool closing;			/* closed; freed after the next drain */
 	uint64_t closed_tick;
+	uint64_t state_round;		/* tick its kernel state was last checked */
 	bool remote_wait;		/* requests wait for the client's node */
 
 	/* Both ends' workloads are shared (workload__share): thousands of

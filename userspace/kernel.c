@@ -309,6 +309,45 @@ int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state 
 	return 0;
 }
 
+#define STATE_BATCH 256
+
+int kernel__each_state(struct kernel *k, kernel_state_fn fn, void *ctx)
+{
+	int fd = bpf_map__fd(k->skel->maps.conn_state);
+	struct mcpw_conn_state *vals = malloc(STATE_BATCH * sizeof(*vals));
+	uint64_t *keys = malloc(STATE_BATCH * sizeof(*keys));
+	/* A hash map's batch token is a bucket index. */
+	uint64_t token = 0;
+	bool first = true;
+	int err = 0;
+	__u32 i;
+
+	while (keys && vals) {
+		__u32 n = STATE_BATCH;
+		bool done;
+
+		if (bpf_map_lookup_batch(fd, first ? NULL : &token, &token, keys, vals, &n, NULL)) {
+			if (errno != ENOENT) {
+				err = -errno;
+				break;
+			}
+			done = true;	/* the last batch, n entries in it */
+		} else {
+			done = false;
+		}
+		for (i = 0; i < n && i < STATE_BATCH; i++)
+			fn(ctx, keys[i], &vals[i]);
+		if (done)
+			break;
+		first = false;
+	}
+	if (!keys || !vals)
+		err = -ENOMEM;
+	free(keys);
+	free(vals);
+	return err;
+}
+
 int kernel__set_fast(struct kernel *k, uint64_t cookie, const struct mcpw_fast_tmpl *t)
 {
 	if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.fast_tmpl), &cookie, t, BPF_ANY))

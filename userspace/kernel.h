@@ -66,6 +66,15 @@ int kernel__del_verdict(struct kernel *k, uint64_t cookie);
 int kernel__get_state(struct kernel *k, uint64_t cookie, struct mcpw_conn_state *st);
 
 /*
+ * Calls fn for every connection the kernel has a state for, read a few
+ * hundred at a time (a syscall a batch rather than one a connection).
+ * 0, or -errno (-EINVAL or -EOPNOTSUPP: the kernel has no batch lookups);
+ * fn may have been called for some before a failure.
+ */
+typedef void (*kernel_state_fn)(void *ctx, uint64_t cookie, const struct mcpw_conn_state *st);
+int kernel__each_state(struct kernel *k, kernel_state_fn fn, void *ctx);
+
+/*
  * Re-injects len bytes into the receive queue of the server socket with
  * this cookie. Returns 0, -ENOTCONN when that socket is gone, -EAGAIN when
  * the injection path is congested (retry later), other -errno.
