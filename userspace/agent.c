@@ -2783,10 +2783,16 @@ static int attest_lookup(void *ctx, const struct attest_query *q, json_t **out)
 	struct agent *a = ctx;
 	struct mcpw_tuple_key key = {};
 	struct mcpw_sock_attr attr;
-	struct conn *c = q->sock_cookie ? hmap__get(a->conns, q->sock_cookie) : NULL;
 	struct hmap_iter it;
 	struct workload w;
+	struct conn *c;
 	void *val;
+
+	/* A protected connection accepted a moment ago may still be a record
+	 * in the ring, and the kernel gave its client's attribution to that
+	 * record (the 4-tuple's entry is gone): read the rings first. */
+	rings__consume(a->rings);
+	c = q->sock_cookie ? hmap__get(a->conns, q->sock_cookie) : NULL;
 
 	if (!c) {
 		hmap__iter_init(a->conns, &it);
