@@ -3438,6 +3438,7 @@ int agent__run(const struct agent_opts *o)
 	seed_all(&a);
 	set_scheduling(&a);
 	emit_ready(&a);
+	output__flush(a.out);	/* readiness is read from it at once */
 	run_loop(&a);
 	shutdown_agent(&a, "signal");
 	save_state(&a);

@@ -141,8 +141,10 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 	if (strcmp(target, "-") == 0) {
 		static bool stdout_set;
 
-		/* Before anything is written to stdout; a second "-" shares it. */
-		if (!stdout_set && setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf)) == 0)
+		/* Before anything is written to stdout; a second "-" shares it.
+		 * A terminal keeps its line buffering. */
+		if (!stdout_set && !isatty(STDOUT_FILENO) &&
+		    setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf)) == 0)
 			stdout_set = true;
 		o->jsonl[o->n_jsonl++] = (struct jsonl_sink){ stdout, false, NULL };
 		return 0;
