@@ -11,7 +11,8 @@
  *                      PASSIVE_ESTABLISHED_CB on a protected port puts the
  *                      server's accepted socket in the `srv` SOCKHASH (so
  *                      payload.bpf.c sees its bytes) and emits CONN_OPEN
- *                      with both ends.
+ *                      with both ends (the client's 4-tuple entry is
+ *                      consumed: CONN_OPEN carries it on).
  *   inet_sock_set_state  a protected connection closing: CONN_CLOSE.
  *   iter/tcp           seeding connections that predate the agent, and
  *                      ending denied ones with bpf_sock_destroy().
