@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "output.h"
+#include "jsonesc.h"
 #include "utf8.h"
 
 #define MAX_SINKS 8
@@ -274,53 +275,15 @@ static void line_put(struct output_line *l, const char *s, size_t n)
 	l->len += n;
 }
 
+static void line_put_cb(void *l, const char *s, size_t n)
+{
+	line_put(l, s, n);
+}
+
 /* s as a JSON string, escaped as jansson escapes (no \/, UTF-8 kept). */
 static void line_put_string(struct output_line *l, const char *s)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s), *run;
-	char esc[8];
-
-	line_put(l, "\"", 1);
-	while (p < end) {
-		size_t n;
-
-		for (run = p; p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\'; p++)
-			;
-		if (p > run)
-			line_put(l, (const char *)run, (size_t)(p - run));
-		if (p == end)
-			break;
-		if (*p >= 0x80) {
-			n = utf8__seq_len(p, end);
-			if (n) {
-				line_put(l, (const char *)p, n);
-				p += n;
-			} else {
-				line_put(l, "\\ufffd", 6);
-				p++;
-			}
-			continue;
-		}
-		esc[0] = '\\';
-		switch (*p) {
-		case '"': esc[1] = '"'; n = 2; break;
-		case '\\': esc[1] = '\\'; n = 2; break;
-		case '\b': esc[1] = 'b'; n = 2; break;
-		case '\f': esc[1] = 'f'; n = 2; break;
-		case '\n': esc[1] = 'n'; n = 2; break;
-		case '\r': esc[1] = 'r'; n = 2; break;
-		case '\t': esc[1] = 't'; n = 2; break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 15];
-			n = 6;
-		}
-		line_put(l, esc, n);
-		p++;
-	}
-	line_put(l, "\"", 1);
+	json_escape_string(s, line_put_cb, l);
 }
 
 /* ,"key": (no comma right after an opening brace or bracket; key NULL:
@@ -404,17 +367,8 @@ void oline__str(struct output_line *l, const char *key, const char *val)
 
 void oline__int(struct output_line *l, const char *key, long long v)
 {
-	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-	char num[24], *p = num + sizeof(num);
-
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--p = '-';
 	line_key(l, key);
-	line_put(l, p, (size_t)(num + sizeof(num) - p));
+	json_put_int(v, line_put_cb, l);
 }
 
 void oline__bool(struct output_line *l, const char *key, bool v)
