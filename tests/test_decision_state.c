@@ -58,7 +58,7 @@ void test_decision_state_roundtrip(void)
 	ASSERT_EQ(st.sessions, 5, "sessions kept");
 
 	if (!ASSERT_OK(decider__save(d, path, 2000), "save"))
-		goto out;
+		goto cleanup;
 	if (ASSERT_OK(stat(path, &sb), "state file"))
 		ASSERT_EQ(sb.st_mode & 0777, 0600, "root's eyes only");
 	root = json_load_file(path, 0, NULL);
@@ -92,6 +92,7 @@ void test_decision_state_roundtrip(void)
 	ASSERT_ERR(decider__save(d, bad, 2000), "save into a missing directory");
 	snprintf(bad, sizeof(bad), "%s/missing/state.json.tmp", dir);
 	ASSERT_NEQ(access(bad, F_OK), 0, "no temporary left");
+cleanup:
 	unlink(path);
 	rmdir(dir);
 	decider__conn_release(&c);
