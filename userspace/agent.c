@@ -2162,8 +2162,8 @@ static bool reshown_stalled(struct agent *a, struct conn *c, const struct mcpw_c
 	return true;
 }
 
-/* Kernel-flagged trouble on connections with held bytes. */
-/* What the kernel's state of a live connection says. */
+/* What the kernel's state of a live connection says: trouble flagged on
+ * its held bytes, and bytes passed unjudged while the daemon was away. */
 static void check_state(struct agent *a, struct conn *c, const struct mcpw_conn_state *st)
 {
 	if (c->denied || ((st->flags & MCPW_ST_RESHOWN) && reshown_stalled(a, c, st)))

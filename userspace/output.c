@@ -10,7 +10,6 @@
 
 #include "output.h"
 #include "jsonesc.h"
-#include "utf8.h"
 
 #define MAX_SINKS 8
 
