@@ -71,18 +71,11 @@ struct {
 	__type(value, __u32);
 } egress_gen SEC(".maps") __weak;
 
-/* Protected local ports (host byte order) -> 1. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MCPW_MAX_PORTS);
-	__type(key, __u16);
-	__type(value, __u32);
-} ports SEC(".maps") __weak;
-
-/* The same ports as a bitmap: bit port % 64 of word port / 64. One array
- * load tells a packet or a socket of a protected port from the rest of
- * the subtree's (and, for the state tracepoint, the host's) before any
- * socket storage or hash map is searched. */
+/* The protected local ports (host byte order), a bit each: bit port % 64
+ * of word port / 64. One array load tells a packet or a socket of a
+ * protected port from the rest of the subtree's (and, for the state
+ * tracepoint, the host's) before any socket storage or hash map is
+ * searched; sockops and the start-up walk ask the same. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MCPW_PORT_WORDS);

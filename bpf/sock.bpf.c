@@ -176,7 +176,7 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 	 * only learn who this is from ours. A lone node's daemon reads the
 	 * client from CONN_OPEN: no record (and no wakeup) per connect. */
 	cfg = get_config();
-	if (cfg && cfg->fleet && bpf_map_lookup_elem(&ports, &key.sport)) {
+	if (cfg && cfg->fleet && port_protected(key.sport)) {
 		struct mcpw_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 		if (!e) {
@@ -225,7 +225,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	__u32 netns;
 	__u64 cookie;
 
-	if (!sk || !bpf_map_lookup_elem(&ports, &port))
+	if (!sk || !port_protected(port))
 		return;
 	cookie = bpf_get_socket_cookie(skops);
 	if (bpf_sock_hash_update(skops, &srv, &cookie, BPF_NOEXIST))
@@ -397,11 +397,11 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 	sk = (struct sock *)tp;
 	lport = BPF_CORE_READ(skc, skc_num);
 	rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
-	server = bpf_map_lookup_elem(&ports, &lport) != NULL;
+	server = port_protected(lport);
 	listener = state == TCP_LISTEN_STATE;
 	if (listener && !server)
 		return 0;
-	if (!server && !bpf_map_lookup_elem(&ports, &rport))
+	if (!server && !port_protected(rport))
 		return 0;
 
 	fill_hdr(&e.hdr, MCPW_EV_CONN_PREEXISTING, sizeof(e));

@@ -244,18 +244,14 @@ static void clear_map(int fd)
 			break;
 }
 
-/* The ports as the hash sockops asks and as the bitmap (port_bits) the
- * per-packet and per-state-change programs ask: every word written, so
- * that a reload (or an adopted map) keeps no stale bit. */
+/* The ports as the bitmap every program asks (port_bits): every word
+ * written, so that a reload (or an adopted map) keeps no stale bit. */
 int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n)
 {
 	static __u32 keys[MCPW_PORT_WORDS];
 	__u64 words[MCPW_PORT_WORDS] = {};
 	__u32 count = MCPW_PORT_WORDS, i;
-	int err = sync_set(bpf_map__fd(k->skel->maps.ports), ports, n, sizeof(*ports));
 
-	if (err)
-		return err;
 	for (i = 0; i < MCPW_PORT_WORDS; i++)
 		keys[i] = i;
 	for (i = 0; i < n; i++)
