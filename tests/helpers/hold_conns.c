@@ -4,8 +4,11 @@
  * (`make bench`, M). With JUDGE=1 every connection first carries one
  * tools/call (bearer token from RR_TOKEN, its own session id) and waits for
  * its response, so the agent has judged each one before the count is
- * taken. Prints one JSON line, then keeps the connections open until stdin
- * closes or SIGTERM/SIGINT arrives.
+ * taken. JUDGE=2: every connection sends the same head (one session id),
+ * the first one alone (and 100 ms) before the others, so that they can be
+ * admitted on the process's template. Prints one JSON line, then keeps the connections
+ * open until stdin closes or SIGTERM/SIGINT arrives (HOLD_STDIN=0: until
+ * the signal alone, for a caller whose stdin is /dev/null).
  *
  *   hold_conns ADDR PORT N [JUDGE]
  *   {"open":N,"judged":J,"errors":E,"seconds":S}
@@ -19,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,18 +105,22 @@ static int read_response(int fd)
 	}
 }
 
-static int send_request(int fd, const char *token, long i)
+static int send_request(int fd, const char *token, long i, bool same)
 {
-	char body[256], req[4096];
+	char body[256], req[4096], session[32];
 	int blen, rlen;
 
 	blen = snprintf(body, sizeof(body), "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\","
 			"\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"hold\"}}}", i);
+	if (same)
+		snprintf(session, sizeof(session), "hold-same");
+	else
+		snprintf(session, sizeof(session), "hold-%ld", i);
 	rlen = snprintf(req, sizeof(req), "POST /mcp HTTP/1.1\r\nHost: bench\r\n"
 			"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
-			"Authorization: Bearer %s\r\nMcp-Session-Id: hold-%ld\r\n"
+			"Authorization: Bearer %s\r\nMcp-Session-Id: %s\r\n"
 			"Mcp-Protocol-Version: 2025-11-25\r\nContent-Length: %d\r\n\r\n%s",
-			token, i, blen, body);
+			token, session, blen, body);
 	if (rlen <= 0 || (size_t)rlen >= sizeof(req))
 		return -1;
 	return send_all(fd, req, (size_t)rlen);
@@ -123,16 +131,16 @@ int main(int argc, char **argv)
 	const char *token = getenv("RR_TOKEN") ? getenv("RR_TOKEN") : "opaque-bench-token";
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	struct sigaction sa = { .sa_handler = on_signal };
-	long want, open_n = 0, judged = 0, errors = 0, i, j;
+	long want, open_n = 0, judged = 0, errors = 0, i, j, end;
 	struct rlimit rl;
 	double t0 = now_s();
-	int judge, *fds;
+	int judge, watch_stdin, *fds;
 
 	if (argc < 4 || (want = strtol(argv[3], NULL, 10)) <= 0) {
 		fprintf(stderr, "usage: hold_conns ADDR PORT N [JUDGE]\n");
 		return 2;
 	}
-	judge = argc > 4 && atoi(argv[4]);
+	judge = argc > 4 ? atoi(argv[4]) : 0;
 	a.sin_port = htons((uint16_t)atoi(argv[2]));
 	if (inet_pton(AF_INET, argv[1], &a.sin_addr) != 1) {
 		fprintf(stderr, "hold_conns: bad address %s\n", argv[1]);
@@ -166,25 +174,30 @@ int main(int argc, char **argv)
 	}
 	/* In batches: every request of a batch is sent before any answer is
 	 * awaited, so the agent judges a batch concurrently. */
-	for (i = 0; judge && i < open_n && !stop; i += BATCH) {
-		long end = i + BATCH < open_n ? i + BATCH : open_n;
+	for (i = 0; judge && i < open_n && !stop; i = end) {
 		int sent[BATCH];
 
+		end = judge == 2 && i == 0 ? 1 : i + BATCH < open_n ? i + BATCH : open_n;
 		for (j = i; j < end; j++)
-			sent[j - i] = send_request(fds[j], token, j) == 0;
+			sent[j - i] = send_request(fds[j], token, j, judge == 2) == 0;
 		for (j = i; j < end; j++) {
 			if (sent[j - i] && read_response(fds[j]) == 0)
 				judged++;
 			else
 				errors++;
 		}
+		/* The agent installs the template it made just after it lets
+		 * the request through: the answer can come first. */
+		if (judge == 2 && i == 0)
+			usleep(100 * 1000);
 	}
 	printf("{\"open\":%ld,\"judged\":%ld,\"errors\":%ld,\"seconds\":%.3f}\n", open_n, judged,
 	       errors, now_s() - t0);
 	fflush(stdout);
 
+	watch_stdin = !getenv("HOLD_STDIN") || strcmp(getenv("HOLD_STDIN"), "0");
 	while (!stop) {
-		struct pollfd p = { .fd = 0, .events = POLLIN };
+		struct pollfd p = { .fd = watch_stdin ? 0 : -1, .events = POLLIN };
 		char buf[64];
 
 		if (poll(&p, 1, 1000) > 0 && read(0, buf, sizeof(buf)) <= 0)
