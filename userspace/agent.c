@@ -2606,8 +2606,8 @@ static json_t *status_json(void *ctx)
 	struct proctab_stats ps;
 	struct output_stats os;
 	uint64_t cnt[MCPW_CNT__MAX];
+	size_t i, own_tmpl, proc_tmpl;
 	json_t *st, *k, *v;
-	size_t i;
 
 	decider__stats(a->decider, &ds);
 	proctab__stats(a->procs, &ps);
@@ -2631,12 +2631,14 @@ static json_t *status_json(void *ctx)
 		kernel__tracepoint_flavour(a->kernel), "stream_offsets",
 		kernel__stream_offsets(a->kernel), "attachments",
 		(json_int_t)kernel__n_links(a->kernel)));
-	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,s:I}",
+	kernel__count_templates(a->kernel, &own_tmpl, &proc_tmpl);
+	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,s:I,s:{s:I,s:I}}",
 		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,
 		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)MAX_CONNS,
 		"sessions", (json_int_t)ds.sessions, "tokens", (json_int_t)ds.tokens,
 		"instances", (json_int_t)ds.instances,
-		"workloads", (json_int_t)workload__shared_count()));
+		"workloads", (json_int_t)workload__shared_count(),
+		"fast_templates", "connections", (json_int_t)own_tmpl, "processes", (json_int_t)proc_tmpl));
 	k = json_object();
 	if (kernel__counters(a->kernel, cnt) == 0)
 		for (i = 0; i < MCPW_CNT__MAX; i++)

@@ -363,6 +363,26 @@ void kernel__clear_fast(struct kernel *k)
 	clear_map(bpf_map__fd(k->skel->maps.fast_tmpl));
 }
 
+static size_t count_keys(int fd)
+{
+	unsigned char key[32], next[32];
+	size_t n = 0;
+	void *prev = NULL;
+
+	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, sizeof(key));
+		prev = key;
+		n++;
+	}
+	return n;
+}
+
+void kernel__count_templates(struct kernel *k, size_t *conns, size_t *procs)
+{
+	*conns = count_keys(bpf_map__fd(k->skel->maps.fast_tmpl));
+	*procs = count_keys(bpf_map__fd(k->skel->maps.inst_tmpl));
+}
+
 int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
 		     const struct mcpw_fast_tmpl *t)
 {

@@ -96,6 +96,9 @@ int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int net
 int kernel__set_fast(struct kernel *k, uint64_t cookie, const struct mcpw_fast_tmpl *t);
 int kernel__del_fast(struct kernel *k, uint64_t cookie);
 void kernel__clear_fast(struct kernel *k);
+/* Fast-path templates in the kernel: connections' own and processes'
+ * (2 KiB of kernel memory each). Walks both maps: for status, not a hot path. */
+void kernel__count_templates(struct kernel *k, size_t *conns, size_t *procs);
 
 /* Instance templates: a judged workload instance's new connections. */
 int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
