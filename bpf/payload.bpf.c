@@ -263,31 +263,47 @@ static __always_inline bool fast_match(struct __sk_buff *skb, struct mcpw_config
  * A request on a judged connection that needs no new judgment: its header
  * block is the judged template with other Content-Length digits. Passes it
  * (and its body, through fast_pass_until) without the daemon.
+ *
+ * A connection admitted on its process's template (MCPW_ST_INST_REF) reads
+ * that template in place for as long as it stays the one it was admitted
+ * on: no copy of 2 KiB per connection (allocated, copied and freed again
+ * under churn, and kernel memory for every open one). A replaced or
+ * dropped process template is never the same generation again: the
+ * connection then has only a template of its own, if the daemon judged it
+ * one, and otherwise its requests are held and judged.
  */
 static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config *cfg,
 				      struct mcpw_conn_state *st, __u64 cookie, __u64 off, __u32 len)
 {
-	struct mcpw_fast_tmpl *t = bpf_map_lookup_elem(&fast_tmpl, &cookie);
+	struct mcpw_inst_key ik = { .tgid = st->client_tgid, .start_ns = st->client_start };
+	struct mcpw_fast_tmpl *t = NULL;
 	struct mcpw_data_event *e;
 	struct scratch_ref ref;
-	bool adopt = false, ok;
+	bool adopt = false, by_inst = false, ok;
 
-	if (!t && off == 0 && st->client_tgid) {
-		/* A new connection of a judged client process. */
-		struct mcpw_inst_key ik = { .tgid = st->client_tgid, .start_ns = st->client_start };
-
+	if (st->flags & MCPW_ST_INST_REF) {
 		t = bpf_map_lookup_elem(&inst_tmpl, &ik);
-		if (!t || t->port != st->server_port || t->uid != st->client_uid)
-			return false;
-		st->fast_gen = t->gen;
-		st->fast_next = 0;
-		adopt = true;
+		if (t && t->gen == st->fast_gen)
+			by_inst = true;
+		else
+			st->flags &= ~MCPW_ST_INST_REF;
 	}
-	if (!t)
-		return false;
-	if (!adopt && t->gen != st->fast_gen) {
-		st->fast_gen = t->gen;
-		st->fast_next = t->start;
+	if (!by_inst) {
+		t = bpf_map_lookup_elem(&fast_tmpl, &cookie);
+		if (!t && off == 0 && st->client_tgid) {
+			/* A new connection of a judged client process. */
+			t = bpf_map_lookup_elem(&inst_tmpl, &ik);
+			if (!t || t->port != st->server_port || t->uid != st->client_uid)
+				return false;
+			st->fast_gen = t->gen;
+			st->fast_next = 0;
+			adopt = true;
+		} else if (!t) {
+			return false;
+		} else if (t->gen != st->fast_gen) {
+			st->fast_gen = t->gen;
+			st->fast_next = t->start;
+		}
 	}
 	if (off != st->fast_next)
 		return false;
@@ -298,9 +314,9 @@ static __always_inline bool fast_path(struct __sk_buff *skb, struct mcpw_config 
 	scratch_give(&ref);
 	if (!ok)
 		return false;
-	/* Its later requests use the same template as its own. */
-	if (adopt && bpf_map_update_elem(&fast_tmpl, &cookie, t, BPF_NOEXIST) == 0)
-		st->flags |= MCPW_ST_INST_FAST;
+	/* Its later requests use its process's template too. */
+	if (adopt)
+		st->flags |= MCPW_ST_INST_FAST | MCPW_ST_INST_REF;
 	count_stat(MCPW_CNT_FAST_REQUESTS, 1);
 	return true;
 }

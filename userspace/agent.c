@@ -1134,7 +1134,12 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 	emit_decision(a, c, &r, &d, false, 0);
 	a->emitting_fast = false;
 	if (d.alert) {
+		/* The connection may read its process's template in place
+		 * (MCPW_ST_INST_REF): that goes too, whatever the instance. */
+		struct mcpw_inst_key ik = { .tgid = c->client->pid, .start_ns = c->client->start_ns };
+
 		kernel__del_fast(a->kernel, c->cookie);
+		inst_drop(a, inst_hash(&ik));
 		if (!c->client->remote && c->client->cgroup_id)
 			inst_forget_instance(a, c->client->cgroup_id);
 	}

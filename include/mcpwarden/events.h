@@ -232,6 +232,7 @@ struct mcpw_inst_key {
 #define MCPW_ST_INST_FAST	(1u << 4)	/* admitted by its instance's template */
 #define MCPW_ST_TCP_BASE	(1u << 5)	/* tcp_base is set */
 #define MCPW_ST_RESHOWN	(1u << 6)	/* a segment was shown again (see srv_verdict) */
+#define MCPW_ST_INST_REF	(1u << 7)	/* reads its process's template in place */
 
 enum mcpw_action {
 	MCPW_ACT_HOLD = 0,	/* judge in userspace (default) */

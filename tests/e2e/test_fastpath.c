@@ -33,19 +33,27 @@ static int run_raw(struct env *e, const char *cg, const char *spec, const char *
 
 /* An integer of `mcpwarden status`: member name of object obj (NULL: the
  * top level). */
-static long long status_int(struct env *e, const char *obj, const char *name)
+/* A member of the agent's status, by its dotted path ("tables.sessions"). */
+static long long status_at(struct env *e, const char *dotted)
 {
 	char path[600];
-	json_t *st, *o;
 	long long v;
+	json_t *st;
 
 	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
 	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
 	st = json_load_file(path, 0, NULL);
-	o = obj ? json_object_get(st, obj) : st;
-	v = json_integer_value(json_object_get(o, name));
+	v = json_integer_value(env__get(st, dotted));
 	json_decref(st);
 	return v;
+}
+
+static long long status_int(struct env *e, const char *obj, const char *name)
+{
+	char dotted[128];
+
+	snprintf(dotted, sizeof(dotted), "%s%s%s", obj ? obj : "", obj ? "." : "", name);
+	return status_at(e, dotted);
 }
 
 static long long status_counter(struct env *e, const char *name)
@@ -449,6 +457,43 @@ void test_fastpath_churn_every_request_reported(void)
 		env__sleep_ms(250);
 	ASSERT_EQ(status_int(&e, "tables", "workloads"), 0,
 		  "no shared workload outlives its connections");
+cleanup:
+	env__cleanup(&e);
+}
+
+/*
+ * Connections of one process admitted on its template read it in place:
+ * 64 connections of one process, each with the same request (the first
+ * judged alone), hold one template of their own between them (the first
+ * one's) and the process's, not a 2 KiB copy each in the kernel.
+ */
+void test_fastpath_adopted_share_template(void)
+{
+	char cg_c[256], port_s[16], out[600];
+	char *env_tok[] = { "RR_TOKEN=" TOKEN_A, "HOLD_STDIN=0", "PATH=/usr/bin:/bin", NULL };
+	struct spawn_opts so = { .envp = env_tok, .stdout_path = out };
+	struct env e;
+	pid_t h;
+
+	test__set_timeout(90);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (churn_setup(&e, NULL, cg_c, port_s))
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/hold.out", e.tmp);
+	so.cgroup = cg_c;
+	h = env__spawn(&e, &so, (char *[]){ (char *)env__helper("hold_conns"), "127.0.0.1", port_s,
+					    "64", "2", NULL });
+	if (!ASSERT_TRUE(env__wait_file(out, "\"judged\":64,\"errors\":0", 20000),
+			 "64 connections, every request answered"))
+		goto stop;
+	ASSERT_GE(status_counter(&e, "fast_path_requests"), 63,
+		  "the later connections passed in the kernel");
+	ASSERT_EQ(status_at(&e, "tables.fast_templates.processes"), 1, "the process's template");
+	ASSERT_EQ(status_at(&e, "tables.fast_templates.connections"), 1,
+		  "one connection template: the judged connection's, none per admitted one");
+stop:
+	env__kill(&e, h);
 cleanup:
 	env__cleanup(&e);
 }
