@@ -363,13 +363,17 @@ void kernel__clear_fast(struct kernel *k)
 	clear_map(bpf_map__fd(k->skel->maps.fast_tmpl));
 }
 
-static size_t count_keys(int fd)
+/* Entries of a hash map, walked key by key. A key deleted under the walk
+ * sends it back to the first one: at most max steps, so that churn can
+ * make the count approximate but never endless. */
+static size_t count_keys(const struct bpf_map *map)
 {
 	unsigned char key[32], next[32];
-	size_t n = 0;
+	size_t n = 0, max = bpf_map__max_entries(map);
+	int fd = bpf_map__fd(map);
 	void *prev = NULL;
 
-	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+	while (n < max && bpf_map_get_next_key(fd, prev, next) == 0) {
 		memcpy(key, next, sizeof(key));
 		prev = key;
 		n++;
@@ -379,8 +383,8 @@ static size_t count_keys(int fd)
 
 void kernel__count_templates(struct kernel *k, size_t *conns, size_t *procs)
 {
-	*conns = count_keys(bpf_map__fd(k->skel->maps.fast_tmpl));
-	*procs = count_keys(bpf_map__fd(k->skel->maps.inst_tmpl));
+	*conns = count_keys(k->skel->maps.fast_tmpl);
+	*procs = count_keys(k->skel->maps.inst_tmpl);
 }
 
 int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
