@@ -1053,6 +1053,7 @@ static void ident_load(struct ident *i, json_t *o)
 struct state_out {
 	int fd;
 	bool ok;
+	char last;		/* the last byte put: '{' or '[' needs no comma */
 	size_t len;
 	char buf[64 * 1024];	/* written out whole: a few syscalls a save */
 };
@@ -1078,6 +1079,8 @@ static void out_put(void *ctx, const char *p, size_t n)
 {
 	struct state_out *o = ctx;
 
+	if (n)
+		o->last = p[n - 1];
 	while (o->ok && n) {
 		size_t room = sizeof(o->buf) - o->len, k = n < room ? n : room;
 
@@ -1090,64 +1093,68 @@ static void out_put(void *ctx, const char *p, size_t n)
 	}
 }
 
-static void out_raw(struct state_out *o, const char *s)
+/* A comma, unless right after an opening brace or bracket. */
+static void out_sep(struct state_out *o)
 {
-	out_put(o, s, strlen(s));
+	if (o->last != '{' && o->last != '[')
+		out_put(o, ",", 1);
 }
 
-/* ,"key": (no comma before the first member of an object). */
-static void out_key(struct state_out *o, bool *first, const char *key)
+/* ,"key": with the key escaped (session ids and token hashes are keys). */
+static void out_key(struct state_out *o, const char *key)
 {
-	if (!*first)
-		out_put(o, ",", 1);
-	*first = false;
+	out_sep(o);
 	json_escape_string(key, out_put, o);
 	out_put(o, ":", 1);
 }
 
-/* A string, or null as json_pack's "s?" writes a NULL. */
-static void out_str(struct state_out *o, bool *first, const char *key, const char *val)
+/* An object as a member (key) or as an array element (key NULL). */
+static void out_open(struct state_out *o, const char *key)
 {
-	out_key(o, first, key);
+	if (key)
+		out_key(o, key);
+	else
+		out_sep(o);
+	out_put(o, "{", 1);
+}
+
+/* A string, or null as json_pack's "s?" writes a NULL. */
+static void out_str(struct state_out *o, const char *key, const char *val)
+{
+	out_key(o, key);
 	if (val)
 		json_escape_string(val, out_put, o);
 	else
 		out_put(o, "null", 4);
 }
 
-static void out_int(struct state_out *o, bool *first, const char *key, long long v)
+static void out_int(struct state_out *o, const char *key, long long v)
 {
-	out_key(o, first, key);
+	out_key(o, key);
 	json_put_int(v, out_put, o);
 }
 
-static void out_who(struct state_out *o, bool *first, const struct who *w)
+static void out_who(struct state_out *o, const struct who *w)
 {
-	bool in = true;
-
-	out_key(o, first, "who");
-	out_put(o, "{", 1);
-	out_int(o, &in, "instance", (long long)w->instance);
-	out_int(o, &in, "cgroup_id", (long long)w->cgroup_id);
-	out_int(o, &in, "pid", (int)w->pid);
-	out_str(o, &in, "exe", w->exe);
-	out_str(o, &in, "cgroup", w->cgroup);
-	out_str(o, &in, "node", w->node);
+	out_open(o, "who");
+	out_int(o, "instance", (long long)w->instance);
+	out_int(o, "cgroup_id", (long long)w->cgroup_id);
+	out_int(o, "pid", (int)w->pid);
+	out_str(o, "exe", w->exe);
+	out_str(o, "cgroup", w->cgroup);
+	out_str(o, "node", w->node);
 	out_put(o, "}", 1);
 }
 
-static void out_ident(struct state_out *o, bool *first, const struct ident *i)
+static void out_ident(struct state_out *o, const struct ident *i)
 {
-	bool in = true;
-
-	out_key(o, first, "ident");
-	out_put(o, "{", 1);
-	out_str(o, &in, "client", i->client);
-	out_str(o, &in, "iss", i->iss);
-	out_str(o, &in, "sub", i->sub);
-	out_str(o, &in, "client_id", i->client_id);
-	out_str(o, &in, "azp", i->azp);
-	out_str(o, &in, "ci_name", i->ci_name);
+	out_open(o, "ident");
+	out_str(o, "client", i->client);
+	out_str(o, "iss", i->iss);
+	out_str(o, "sub", i->sub);
+	out_str(o, "client_id", i->client_id);
+	out_str(o, "azp", i->azp);
+	out_str(o, "ci_name", i->ci_name);
 	out_put(o, "}", 1);
 }
 
@@ -1157,7 +1164,6 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	struct hmap_iter it;
 	const char *key;
 	char tmp[4096], boot[64];
-	bool first, in;
 	void *val;
 	int err = 0;
 
@@ -1173,73 +1179,62 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	}
 	out->ok = true;
 	out->len = 0;
-	first = true;
+	out->last = 0;
 	out_put(out, "{", 1);
-	out_int(out, &first, "version", 1);
-	out_str(out, &first, "boot_id", boot);
-	out_int(out, &first, "saved_ns", (long long)now);
-	out_key(out, &first, "sessions");
-	out_put(out, "{", 1);
-	first = true;
+	out_int(out, "version", 1);
+	out_str(out, "boot_id", boot);
+	out_int(out, "saved_ns", (long long)now);
+	out_open(out, "sessions");
 	hmap__iter_init(d->sessions, &it);
 	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
 		const struct session *se = val;
 
-		in = true;
-		out_key(out, &first, key);
-		out_put(out, "{", 1);
-		out_who(out, &in, &se->who);
-		out_key(out, &in, "issued");
-		out_raw(out, se->issued ? "true" : "false");
-		out_str(out, &in, "client_name", se->client_name);
-		out_str(out, &in, "client_version", se->client_version);
-		out_int(out, &in, "last_ns", (long long)se->last_ns);
+		out_open(out, key);
+		out_who(out, &se->who);
+		out_key(out, "issued");
+		out_put(out, se->issued ? "true" : "false", se->issued ? 4 : 5);
+		out_str(out, "client_name", se->client_name);
+		out_str(out, "client_version", se->client_version);
+		out_int(out, "last_ns", (long long)se->last_ns);
 		if (se->has_ident)
-			out_ident(out, &in, &se->ident);
+			out_ident(out, &se->ident);
 		out_put(out, "}", 1);
 	}
-	out_raw(out, "},\"tokens\":{");
-	first = true;
+	out_put(out, "}", 1);
+	out_open(out, "tokens");
 	hmap__iter_init(d->tokens, &it);
 	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
 		const struct token *t = val;
 
-		in = true;
-		out_key(out, &first, key);
-		out_put(out, "{", 1);
-		out_who(out, &in, &t->who);
-		out_str(out, &in, "client", t->client);
-		out_int(out, &in, "expires_ns", (long long)t->expires_ns);
-		out_int(out, &in, "last_ns", (long long)t->last_ns);
+		out_open(out, key);
+		out_who(out, &t->who);
+		out_str(out, "client", t->client);
+		out_int(out, "expires_ns", (long long)t->expires_ns);
+		out_int(out, "last_ns", (long long)t->last_ns);
 		out_put(out, "}", 1);
 	}
-	out_raw(out, "},\"clients\":{");
-	first = true;
+	out_put(out, "}", 1);
+	out_open(out, "clients");
 	hmap__iter_init(d->clients, &it);
 	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
 		const struct client_live *cl = val;
 		struct hmap_iter it2;
-		bool elem = true;
 		void *v2;
 
-		out_key(out, &first, key);
+		out_key(out, key);
 		out_put(out, "[", 1);
 		hmap__iter_init(cl->instances, &it2);
 		while (out->ok && hmap__iter_next(&it2, NULL, NULL, &v2)) {
 			const struct instance *ins = v2;
 
-			if (!elem)
-				out_put(out, ",", 1);
-			elem = false;
-			in = true;
-			out_put(out, "{", 1);
-			out_who(out, &in, &ins->who);
-			out_int(out, &in, "last_ns", (long long)ins->last_ns);
+			out_open(out, NULL);
+			out_who(out, &ins->who);
+			out_int(out, "last_ns", (long long)ins->last_ns);
 			out_put(out, "}", 1);
 		}
 		out_put(out, "]", 1);
 	}
-	out_raw(out, "}}");
+	out_put(out, "}}", 2);
 	out_flush(out);
 	if (close(out->fd))
 		out->ok = false;
