@@ -1096,10 +1096,11 @@ struct fast_body {
  * its next request waits for a verdict again. cache: the body cache of the
  * fast head m's head came from, or NULL; a hit lends its parse to the
  * request, a miss leaves the request's parse in it for the next one.
+ * memo: the judgment last made with m's head on c, or NULL (not c's).
  */
 static void judge_fast(struct agent *a, struct conn *c, const struct http_message *m,
 		       const struct http_message *head_only, uint32_t seg_len,
-		       struct fast_body *cache)
+		       struct fast_body *cache, struct decider_memo *memo)
 {
 	struct http_message head;
 	struct decision d = {};
@@ -1128,7 +1129,9 @@ static void judge_fast(struct agent *a, struct conn *c, const struct http_messag
 		return;
 	}
 	c->requests++;
-	if (m)
+	if (m && memo)
+		decider__judge_again(a->decider, c, &r, now_ns(), &d, memo);
+	else if (m)
 		decider__judge(a->decider, c, &r, now_ns(), &d);
 	a->emitting_fast = true;
 	emit_decision(a, c, &r, &d, false, 0);
@@ -1186,6 +1189,7 @@ struct fast_head {
 	size_t cl_off, cl_len;		/* its Content-Length digits */
 	struct http_message *msg;	/* parsed from it (body: the first one's) */
 	struct fast_body body;		/* the last body judged with it */
+	struct decider_memo memo;	/* its connection's last judgment with it */
 };
 
 static void fast_head_clear(struct fast_head *h)
@@ -1194,6 +1198,7 @@ static void fast_head_clear(struct fast_head *h)
 	http_message__free(h->msg);
 	free(h->body.raw);
 	mcp_body__release(&h->body.parsed);
+	decider__memo_clear(&h->memo);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -1261,8 +1266,9 @@ static bool fast_head_match(const struct fast_head *h, const char *data, size_t 
 }
 
 /* Judges the record's request with h's parsed head, if its head is h's
- * but for the Content-Length and its whole body is in the record. */
-static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h,
+ * but for the Content-Length and its whole body is in the record. own: h
+ * is c's own slot (not its process's), its judgment c's. */
+static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h, bool own,
 			    const struct mcpw_data_event *e)
 {
 	struct http_message same;
@@ -1281,7 +1287,7 @@ static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h
 	same.head_end = head_len;
 	same.end = head_len + (size_t)cl;
 	a->fast_heads_reused++;
-	judge_fast(a, c, &same, NULL, e->seg_len, &h->body);
+	judge_fast(a, c, &same, NULL, e->seg_len, &h->body, own ? &h->memo : NULL);
 	return true;
 }
 
@@ -1292,10 +1298,10 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	struct http_message *m;
 	uint64_t pkey = 0;
 
-	if (h->cookie == c->cookie && fast_head_reuse(a, c, h, e))
+	if (h->cookie == c->cookie && fast_head_reuse(a, c, h, true, e))
 		return;
 	hp = c->requests == 0 ? fast_head_of_process(a, c, &pkey) : NULL;
-	if (hp && hp->cookie == pkey && fast_head_reuse(a, c, hp, e))
+	if (hp && hp->cookie == pkey && fast_head_reuse(a, c, hp, false, e))
 		return;
 	p = http_parser__new(HTTP_REQUEST, &a->limits);
 	if (!p) {
@@ -1304,7 +1310,7 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	}
 	http_parser__feed(p, e->data, e->len);
 	m = http_parser__next(p);
-	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len, NULL);
+	judge_fast(a, c, m, m ? NULL : http_parser__partial(p), e->seg_len, NULL, NULL);
 	/* A connection's head is kept from its second request on (most
 	 * connections of a churning client send one); a first request's, for
 	 * its process's next connections. */
@@ -2667,11 +2673,12 @@ static json_t *status_json(void *ctx)
 		 * handle_fast_record). */
 		jwt_cache__stats(a->tokens, &th, &tm);
 		render__stats(a->render, &wr, &wu);
-		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
+		json_object_set_new(st, "reuse", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
 			"token_facts_reused", (json_int_t)th, "token_facts_parsed", (json_int_t)tm,
 			"workloads_reused", (json_int_t)wu, "workloads_rendered", (json_int_t)wr,
 			"fast_heads_reused", (json_int_t)a->fast_heads_reused,
-			"fast_bodies_reused", (json_int_t)a->fast_bodies_reused));
+			"fast_bodies_reused", (json_int_t)a->fast_bodies_reused,
+			"judgments_repeated", (json_int_t)ds.repeated));
 	}
 	if (a->store) {
 		struct store_health sh;

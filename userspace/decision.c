@@ -74,7 +74,7 @@ struct ident {
 	const char *iss, *sub, *client_id, *azp, *ci_name;
 };
 
-struct session {
+struct decider_session {
 	struct who who;
 	bool issued;		/* seen issued by the server (else first use) */
 	const char *client_name, *client_version;	/* its initialize's clientInfo */
@@ -83,32 +83,37 @@ struct session {
 	uint64_t last_ns;
 };
 
-struct token {
+struct decider_token {
 	struct who who;
 	const char *client;
 	uint64_t expires_ns;
 	uint64_t last_ns;
 };
 
-struct instance {
+struct decider_instance {
 	struct who who;
 	uint64_t last_ns;
 	unsigned int open_conns;
 };
 
 struct client_live {
-	struct hmap *instances;	/* instance id -> struct instance */
+	struct hmap *instances;	/* instance id -> struct decider_instance */
 };
 
 struct decider {
 	const struct policy *policy;
 	struct decider_fleet fleet;
 	bool has_fleet;
-	struct hmap *sessions;	/* sid -> struct session */
-	struct hmap *tokens;	/* token key -> struct token */
+	struct hmap *sessions;	/* sid -> struct decider_session */
+	struct hmap *tokens;	/* token key -> struct decider_token */
 	struct hmap *clients;	/* client name -> struct client_live */
 	uint64_t evicted;
 	uint64_t verdicts[VERDICT__MAX];
+	/* Moves whenever a kept judgment may no longer hold (struct
+	 * decider_memo): a session or token binding changed or went, an
+	 * instance went, the policy or saved state came in. */
+	uint64_t gen;
+	uint64_t memo_hits;
 };
 
 /* An interned copy of s, NULL for NULL or "". */
@@ -160,7 +165,7 @@ static void ident_free(struct ident *i)
 	memset(i, 0, sizeof(*i));
 }
 
-static void session_free(struct session *s)
+static void session_free(struct decider_session *s)
 {
 	who_free(&s->who);
 	intern__put(s->client_name);
@@ -169,7 +174,7 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-static void token_free(struct token *t)
+static void token_free(struct decider_token *t)
 {
 	who_free(&t->who);
 	intern__put(t->client);
@@ -183,7 +188,7 @@ static void client_live_free(struct client_live *cl)
 
 	hmap__iter_init(cl->instances, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
-		who_free(&((struct instance *)val)->who);
+		who_free(&((struct decider_instance *)val)->who);
 		free(val);
 	}
 	hmap__free(cl->instances);
@@ -199,6 +204,7 @@ struct decider *decider__new(void)
 	d->sessions = hmap__new(true);
 	d->tokens = hmap__new(true);
 	d->clients = hmap__new(true);
+	d->gen = 1;
 	if (!d->sessions || !d->tokens || !d->clients) {
 		decider__free(d);
 		return NULL;
@@ -237,6 +243,7 @@ void decider__free(struct decider *d)
 void decider__set_policy(struct decider *d, const struct policy *p)
 {
 	d->policy = p;
+	d->gen++;
 }
 
 void decider__set_fleet(struct decider *d, const struct decider_fleet *f)
@@ -353,7 +360,7 @@ static struct client_live *client_live(struct decider *d, const char *name)
 	return cl;
 }
 
-static bool instance_live(const struct decider *d, const struct instance *in, uint64_t now)
+static bool instance_live(const struct decider *d, const struct decider_instance *in, uint64_t now)
 {
 	return in->open_conns > 0 || now - in->last_ns < window_ns(d);
 }
@@ -368,8 +375,9 @@ static void prune_instances(struct decider *d, struct client_live *cl, uint64_t 
 	hmap__iter_init(cl->instances, &it);
 	while (hmap__iter_next(&it, &key, NULL, &val)) {
 		if (!instance_live(d, val, now)) {
+			d->gen++;
 			hmap__del(cl->instances, key);
-			who_free(&((struct instance *)val)->who);
+			who_free(&((struct decider_instance *)val)->who);
 			free(val);
 		}
 	}
@@ -509,7 +517,7 @@ static bool check_tools(struct decider *d, const struct policy_client *client,
 static bool check_session(struct decider *d, struct conn *c, const struct request *r,
 			  const struct ident *now_ident, struct decision *out)
 {
-	struct session *s;
+	struct decider_session *s;
 	char owner[300], sender[300];
 	const char *what;
 
@@ -579,7 +587,7 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 {
 	const struct jwt_facts *t = &r->token;
 	char key[600], first[300], sender[300];
-	struct token *tok;
+	struct decider_token *tok;
 
 	if (!t->present)
 		return true;
@@ -667,7 +675,7 @@ static bool check_clone(struct decider *d, struct conn *c, const struct policy_c
 	}
 	hmap__iter_init(cl->instances, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
-		struct instance *in = val;
+		struct decider_instance *in = val;
 
 		if (!first[0])
 			describe_who(&in->who, first, sizeof(first));
@@ -687,7 +695,7 @@ static bool check_clone(struct decider *d, struct conn *c, const struct policy_c
 static void register_instance(struct decider *d, struct conn *c, const char *client, uint64_t now)
 {
 	struct client_live *cl = client_live(d, client);
-	struct instance *in;
+	struct decider_instance *in;
 
 	if (!cl)
 		return;
@@ -751,7 +759,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		register_instance(d, c, client->name, now);
 	if (t->present) {
 		char key[600];
-		struct token *tok;
+		struct decider_token *tok;
 
 		token_key(t, key, sizeof(key));
 		tok = hmap__sget(d->tokens, key);
@@ -773,7 +781,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 			tok->last_ns = now;
 	}
 	if (r->session_id) {
-		struct session *s = hmap__sget(d->sessions, r->session_id);
+		struct decider_session *s = hmap__sget(d->sessions, r->session_id);
 
 		if (!s && hmap__size(d->sessions) < DECISION_MAX_SESSIONS) {
 			/* Not seen issued (issued before the agent started, or
@@ -799,7 +807,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 
 void decider__session_client_info(struct decider *d, struct request *r)
 {
-	struct session *s;
+	struct decider_session *s;
 
 	if (r->client_name || !r->session_id)
 		return;
@@ -889,10 +897,89 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 	}
 }
 
+void decider__memo_clear(struct decider_memo *m)
+{
+	intern__put(m->ci_name);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Keeps the allowed judgment of r on c in m, when what it read can be
+ * found again by reference: the session, the token's binding and the
+ * instance (all made by record() if they were new). */
+static void memo_fill(struct decider *d, struct conn *c, const struct request *r,
+		      const struct policy_client *pc, struct decider_memo *m)
+{
+	struct client_live *cl;
+	char key[600];
+
+	if (!c->ident || !c->instance_registered || c->instance != c->client->instance)
+		return;
+	if (r->session_id && !(m->sess = hmap__sget(d->sessions, r->session_id)))
+		return;
+	if (r->token.present) {
+		token_key(&r->token, key, sizeof(key));
+		m->tok = hmap__sget(d->tokens, key);
+		if (!m->tok || m->tok->who.instance != c->client->instance)
+			return;
+	}
+	cl = hmap__sget(d->clients, pc->name);
+	m->inst = cl ? hmap__get(cl->instances, c->instance) : NULL;
+	if (!m->inst)
+		return;
+	m->ci_name = intern0(r->client_name);
+	m->pc = pc;
+	m->client = c->client;
+	m->gen = d->gen;
+}
+
+static bool same_name(const char *kept, const char *now)
+{
+	if (!now || !*now)
+		return !kept;
+	return kept && strcmp(kept, now) == 0;
+}
+
+void decider__judge_again(struct decider *d, struct conn *c, struct request *r, uint64_t now,
+			  struct decision *out, struct decider_memo *m)
+{
+	if (m->gen == d->gen && m->client == c->client && !r->malformed &&
+	    c->instance_registered && c->instance == c->client->instance) {
+		if (!r->client_name && r->session_id && m->sess->client_name) {
+			r->client_name = m->sess->client_name;
+			r->client_version = m->sess->client_version;
+			r->client_info_from_session = true;
+		}
+		if (same_name(m->ci_name, r->client_name)) {
+			/* The identity checks read what they read last
+			 * time: only the tools are the body's own. */
+			memset(out, 0, sizeof(*out));
+			out->verdict = VERDICT_ALLOW;
+			out->client = m->pc;
+			if (!check_tools(d, m->pc, r, out))
+				return;
+			d->verdicts[VERDICT_ALLOW]++;
+			/* record(), for bindings that exist already. */
+			m->inst->last_ns = now;
+			if (d->has_fleet && d->fleet.sighting)
+				d->fleet.sighting(d->fleet.ctx, m->pc->name, c->client);
+			if (m->tok)
+				m->tok->last_ns = now;
+			if (m->sess)
+				m->sess->last_ns = now;
+			d->memo_hits++;
+			return;
+		}
+	}
+	decider__memo_clear(m);
+	decider__judge(d, c, r, now, out);
+	if (out->verdict == VERDICT_ALLOW && !out->alert && out->client)
+		memo_fill(d, c, r, out->client, m);
+}
+
 void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
 			     uint64_t now)
 {
-	struct session *s = hmap__sget(d->sessions, sid);
+	struct decider_session *s = hmap__sget(d->sessions, sid);
 
 	if (s && s->issued)
 		return;	/* a server does not issue one id twice */
@@ -910,6 +997,7 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 		}
 	} else {
 		who_free(&s->who);
+		d->gen++;	/* bound again, to the issuing connection */
 	}
 	who_set(&s->who, c->client);
 	s->issued = true;
@@ -922,16 +1010,18 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 
 void decider__session_ended(struct decider *d, const char *sid)
 {
-	struct session *s = hmap__sdel(d->sessions, sid);
+	struct decider_session *s = hmap__sdel(d->sessions, sid);
 
-	if (s)
+	if (s) {
+		d->gen++;
 		session_free(s);
+	}
 }
 
 void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now)
 {
 	struct client_live *cl;
-	struct instance *in;
+	struct decider_instance *in;
 
 	if (!c->instance_registered || !c->instance_client)
 		return;
@@ -970,18 +1060,20 @@ void decider__expire(struct decider *d, uint64_t now)
 
 	hmap__iter_init(d->tokens, &it);
 	while (hmap__iter_next(&it, NULL, &skey, &val)) {
-		struct token *t = val;
+		struct decider_token *t = val;
 
 		if (now > t->expires_ns) {
+			d->gen++;
 			hmap__sdel(d->tokens, skey);
 			token_free(t);
 		}
 	}
 	hmap__iter_init(d->sessions, &it);
 	while (hmap__iter_next(&it, NULL, &skey, &val)) {
-		struct session *s = val;
+		struct decider_session *s = val;
 
 		if (now - s->last_ns > DECISION_SESSION_IDLE_NS) {
+			d->gen++;
 			hmap__sdel(d->sessions, skey);
 			session_free(s);
 		}
@@ -1003,6 +1095,7 @@ void decider__stats(const struct decider *d, struct decider_stats *s)
 	while (hmap__iter_next(&it, NULL, NULL, &val))
 		s->instances += hmap__size(((struct client_live *)val)->instances);
 	s->evicted = d->evicted;
+	s->repeated = d->memo_hits;
 	memcpy(s->verdicts, d->verdicts, sizeof(s->verdicts));
 }
 
@@ -1187,7 +1280,7 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	out_open(out, "sessions");
 	hmap__iter_init(d->sessions, &it);
 	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
-		const struct session *se = val;
+		const struct decider_session *se = val;
 
 		out_open(out, key);
 		out_who(out, &se->who);
@@ -1204,7 +1297,7 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	out_open(out, "tokens");
 	hmap__iter_init(d->tokens, &it);
 	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
-		const struct token *t = val;
+		const struct decider_token *t = val;
 
 		out_open(out, key);
 		out_who(out, &t->who);
@@ -1225,7 +1318,7 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 		out_put(out, "[", 1);
 		hmap__iter_init(cl->instances, &it2);
 		while (out->ok && hmap__iter_next(&it2, NULL, NULL, &v2)) {
-			const struct instance *ins = v2;
+			const struct decider_instance *ins = v2;
 
 			out_open(out, NULL);
 			out_who(out, &ins->who);
@@ -1263,7 +1356,7 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 		return -ESTALE;
 	}
 	json_object_foreach(json_object_get(root, "sessions"), key, o) {
-		struct session *se;
+		struct decider_session *se;
 
 		if (hmap__size(d->sessions) >= DECISION_MAX_SESSIONS || hmap__sget(d->sessions, key))
 			continue;
@@ -1283,7 +1376,7 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 			session_free(se);
 	}
 	json_object_foreach(json_object_get(root, "tokens"), key, o) {
-		struct token *t;
+		struct decider_token *t;
 
 		if (hmap__size(d->tokens) >= DECISION_MAX_TOKENS || hmap__sget(d->tokens, key))
 			continue;
@@ -1301,7 +1394,7 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 		struct client_live *cl = client_live(d, key);
 
 		json_array_foreach(o, i, v) {
-			struct instance *in;
+			struct decider_instance *in;
 
 			if (!cl || hmap__size(cl->instances) >= DECISION_MAX_INSTANCES)
 				break;
@@ -1320,5 +1413,6 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 		}
 	}
 	json_decref(root);
+	d->gen++;
 	return 0;
 }

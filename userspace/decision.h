@@ -78,6 +78,7 @@ struct decider_stats {
 	size_t sessions, tokens, instances;
 	uint64_t evicted;
 	uint64_t verdicts[VERDICT__MAX];
+	uint64_t repeated;	/* judgments repeated from a memo */
 };
 
 struct decider *decider__new(void);
@@ -88,6 +89,38 @@ void decider__set_fleet(struct decider *d, const struct decider_fleet *f);
 
 void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64_t now_ns,
 		    struct decision *out);
+
+/*
+ * A judgment kept to be repeated. The fast path's requests on a connection
+ * send the head of an allowed one again byte for byte (token, session id,
+ * headers): only their bodies are new. What the identity checks read of
+ * the live state (the session, the token's first user, the instance) is
+ * kept by reference, and stays valid for as long as the decider's
+ * generation does: it moves whenever a session or token binding changes
+ * or goes, or the policy or the saved state is loaded. Zeroed: empty.
+ */
+struct decider_session;
+struct decider_token;
+struct decider_instance;
+struct decider_memo {
+	uint64_t gen;				/* 0: empty */
+	const struct workload *client;		/* the connection's, when kept */
+	const struct policy_client *pc;
+	struct decider_session *sess;
+	struct decider_token *tok;
+	struct decider_instance *inst;
+	const char *ci_name;			/* interned clientInfo name judged */
+};
+/*
+ * decider__judge for a request whose head is byte for byte the head of
+ * the request memo was last filled with, on the same connection (the
+ * caller's promise): repeats the kept identity checks when memo is still
+ * valid for it (checking only what the body can change: its clientInfo
+ * and tools), else judges in full and keeps the judgment in memo.
+ */
+void decider__judge_again(struct decider *d, struct conn *c, struct request *r,
+			  uint64_t now_ns, struct decision *out, struct decider_memo *memo);
+void decider__memo_clear(struct decider_memo *memo);
 /* Fills r's clientInfo from its session when the body has none. */
 void decider__session_client_info(struct decider *d, struct request *r);
 /* The server issued session id sid on connection c (response to initialize). */

@@ -201,6 +201,7 @@ void test_fastpath_resync(void)
 		 * reused; 62 fast, a body of the same length that differs
 		 * (parsed, not taken for 61's); 62 again, 62's parse reused. */
 		long long bodies0 = status_reuse(&e, "fast_bodies_reused");
+		long long repeated0 = status_reuse(&e, "judgments_repeated");
 
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":["
 			 "%s,%s,%s,%s,%s,%s]}", port,
@@ -222,6 +223,10 @@ void test_fastpath_resync(void)
 			  "no alert for 62");
 		ASSERT_EQ(status_reuse(&e, "fast_bodies_reused") - bodies0, 2,
 			  "the fourth 61 and the second 62 were not parsed again");
+		/* The third 61 made the connection's memo (decider.h), the
+		 * rest repeat it: same head, same identity. */
+		ASSERT_GE(status_reuse(&e, "judgments_repeated") - repeated0, 3,
+			  "the fourth 61 and both 62s were not judged in full again");
 	}
 	if (test__start_subtest("held_again_after_bulk")) {
 		/* 41 judged (small: a large first request is held whole); 42-53

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Repeated judgments (decider__judge_again): a connection's fast-path
+ * requests send an allowed head again, and the identity checks are not
+ * done again while what they read still holds. Each case changes one thing
+ * they read (the session's owner, the token's binding, the policy, the
+ * body's clientInfo or tool) and wants the finding a full judgment gives.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decision.h"
+#include "harness.h"
+#include "intern.h"
+#include "policy.h"
+
+#define POLICY_X "{\"servers\":[{\"name\":\"t\",\"port\":8080}],\"clients\":[" \
+	"{\"name\":\"a\",\"claims\":{\"client_id\":\"a\"},\"workloads\":[{\"cgroup\":\"/x/*\"}]," \
+	"\"tools\":[\"echo\"]}]}"
+
+struct fixture {
+	struct decider *d;
+	struct policy *p;
+	struct conn c, c2;		/* two workload instances, both in /x */
+	struct mcp_message msg;
+	struct request r;
+	struct decider_memo memo;
+};
+
+static void make_conn(struct conn *c, uint32_t pid, const char *cgroup)
+{
+	struct workload w = {};
+
+	memset(c, 0, sizeof(*c));
+	c->cookie = 1000 + pid;
+	c->server_name = "t";
+	w.attributed = true;
+	w.pid = pid;
+	w.cgroup_id = 5000 + pid;
+	w.instance = 5000 + pid;
+	w.exe = intern__get("/usr/bin/client");
+	w.cgroup = intern__get(cgroup);
+	w.node = "node-a";
+	conn__set_client(c, &w);
+	intern__put(w.exe);
+	intern__put(w.cgroup);
+}
+
+/* A tools/call of tool with token sha (client_id a) and session s1. */
+static void make_request(struct fixture *f, const char *sha, const char *tool)
+{
+	memset(&f->r, 0, sizeof(f->r));
+	memset(&f->msg, 0, sizeof(f->msg));
+	f->msg.method = "tools/call";
+	f->msg.tool = (char *)tool;
+	f->msg.is_request = true;
+	f->r.body.n_msgs = 1;
+	f->r.body.msgs = &f->msg;
+	f->r.has_body = true;
+	f->r.method = "tools/call";
+	f->r.tool = tool;
+	f->r.session_id = "s1";
+	f->r.token.present = true;
+	f->r.token.is_jwt = true;
+	f->r.token.client_id = "a";
+	snprintf(f->r.token.sha256, sizeof(f->r.token.sha256), "%s", sha);
+}
+
+static bool setup(struct fixture *f)
+{
+	struct policy_error err = {};
+
+	memset(f, 0, sizeof(*f));
+	f->d = decider__new();
+	if (!ASSERT_OK_PTR(f->d, "decider") ||
+	    !ASSERT_OK(policy__load_buffer("t.json", POLICY_X, strlen(POLICY_X), &f->p, &err),
+		       err.msg))
+		return false;
+	decider__set_policy(f->d, f->p);
+	make_conn(&f->c, 41, "/x/one");
+	make_conn(&f->c2, 42, "/x/two");
+	make_request(f, "aaaa", "echo");
+	return true;
+}
+
+static void teardown(struct fixture *f)
+{
+	decider__memo_clear(&f->memo);
+	decider__conn_release(&f->c);
+	decider__conn_release(&f->c2);
+	workload__unshare(f->c.client);
+	workload__unshare(f->c2.client);
+	decider__free(f->d);
+	policy__free(f->p);
+}
+
+/* c's request again, through the memo: its verdict. */
+static enum verdict again(struct fixture *f, uint64_t now)
+{
+	struct decision out;
+
+	decider__judge_again(f->d, &f->c, &f->r, now, &out, &f->memo);
+	json_decref(out.related);
+	return out.verdict;
+}
+
+static uint64_t repeated(struct fixture *f)
+{
+	struct decider_stats st;
+
+	decider__stats(f->d, &st);
+	return st.repeated;
+}
+
+/* The connection judged allowed twice: the memo is made, then used. */
+static bool warm(struct fixture *f)
+{
+	return ASSERT_EQ(again(f, 1000), VERDICT_ALLOW, "first: judged in full") &&
+	       ASSERT_EQ(again(f, 2000), VERDICT_ALLOW, "second: repeated") &&
+	       ASSERT_EQ(repeated(f), 1, "one judgment repeated");
+}
+
+void test_decision_memo(void)
+{
+	struct decision out;
+	struct fixture f;
+
+	if (test__start_subtest("repeats_and_tools")) {
+		if (setup(&f) && warm(&f)) {
+			make_request(&f, "aaaa", "rm");
+			ASSERT_EQ(again(&f, 3000), VERDICT_TOOL_DENIED,
+				  "the body's tool is checked");
+			make_request(&f, "aaaa", "echo");
+			ASSERT_EQ(again(&f, 4000), VERDICT_ALLOW, "allowed again");
+			ASSERT_EQ(repeated(&f), 2, "and repeated: the identity had not changed");
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("client_info_in_the_body")) {
+		if (setup(&f)) {
+			f.r.client_name = "one";
+			if (warm(&f)) {
+				f.r.client_name = "two";
+				ASSERT_EQ(again(&f, 3000), VERDICT_IDENTITY_SWITCH,
+					  "another clientInfo is judged in full");
+			}
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("session_bound_again")) {
+		/* The session ends; another instance uses its id first; the
+		 * first connection's next request is a hijack. */
+		if (setup(&f) && warm(&f)) {
+			decider__session_ended(f.d, "s1");
+			make_request(&f, "bbbb", "echo");
+			decider__judge(f.d, &f.c2, &f.r, 3000, &out);
+			ASSERT_EQ(out.verdict, VERDICT_ALLOW, "the other instance binds s1");
+			make_request(&f, "aaaa", "echo");
+			ASSERT_EQ(again(&f, 4000), VERDICT_SESSION_HIJACK, "s1 is no longer c's");
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("token_bound_again")) {
+		/* The token's binding expires; another instance uses it first. */
+		if (setup(&f)) {
+			f.r.session_id = NULL;
+			if (warm(&f)) {
+				uint64_t later = DECISION_TOKEN_TTL_NS + 10000;
+
+				decider__expire(f.d, later);
+				decider__judge(f.d, &f.c2, &f.r, later + 1, &out);
+				ASSERT_EQ(out.verdict, VERDICT_ALLOW,
+					  "the other instance binds the token");
+				json_decref(out.related);
+				ASSERT_EQ(again(&f, later + 2), VERDICT_TOKEN_REPLAY,
+					  "the token is no longer c's");
+			}
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("policy_reloaded")) {
+		static const char other[] = "{\"servers\":[{\"name\":\"t\",\"port\":8080}],"
+			"\"clients\":[{\"name\":\"a\",\"claims\":{\"client_id\":\"a\"},"
+			"\"workloads\":[{\"cgroup\":\"/y/*\"}]}]}";
+		struct policy_error err = {};
+		struct policy *p2 = NULL;
+
+		if (setup(&f) && warm(&f) &&
+		    ASSERT_OK(policy__load_buffer("t2.json", other, strlen(other), &p2, &err),
+			      err.msg)) {
+			decider__set_policy(f.d, p2);
+			ASSERT_EQ(again(&f, 3000), VERDICT_MISMATCH, "judged on the new policy");
+		}
+		teardown(&f);
+		policy__free(p2);
+	}
+}
