@@ -279,10 +279,14 @@ static void line_put_cb(void *l, const char *s, size_t n)
 	line_put(l, s, n);
 }
 
-/* s as a JSON string, escaped as jansson escapes (no \/, UTF-8 kept). */
+/* s as a JSON string, escaped as jansson escapes (no \/, UTF-8 kept):
+ * room for the most it can take, then written in place. */
 static void line_put_string(struct output_line *l, const char *s)
 {
-	json_escape_string(s, line_put_cb, l);
+	size_t n = strlen(s);
+
+	if (line_reserve(l, JSON_ESCAPED_MAX(n)))
+		l->len += json_escape_buf(l->buf + l->len, s, n);
 }
 
 /* ,"key": (no comma right after an opening brace or bracket; key NULL:
