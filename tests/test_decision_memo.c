@@ -15,20 +15,22 @@
 #include "intern.h"
 #include "policy.h"
 
-#define POLICY_X "{\"servers\":[{\"name\":\"t\",\"port\":8080}],\"clients\":[" \
-	"{\"name\":\"a\",\"claims\":{\"client_id\":\"a\"},\"workloads\":[{\"cgroup\":\"/x/*\"}]," \
-	"\"tools\":[\"echo\"]}]}"
+#define POLICY_X "{\"servers\":[{\"name\":\"t\",\"port\":8080},{\"name\":\"u\",\"port\":8081}]," \
+	"\"clients\":[{\"name\":\"a\",\"claims\":{\"client_id\":\"a\"}," \
+	"\"workloads\":[{\"cgroup\":\"/x/*\"}],\"tools\":[\"echo\"],\"servers\":[\"t\"]}]}"
 
 struct fixture {
 	struct decider *d;
 	struct policy *p;
 	struct conn c, c2;		/* two workload instances, both in /x */
+	struct conn c3;			/* another connection of c's process */
+	struct conn c4;			/* one of another thread of it */
 	struct mcp_message msg;
 	struct request r;
 	struct decider_memo memo;
 };
 
-static void make_conn(struct conn *c, uint32_t pid, const char *cgroup)
+static void make_conn(struct conn *c, uint32_t pid, uint32_t tid, const char *cgroup)
 {
 	struct workload w = {};
 
@@ -37,6 +39,7 @@ static void make_conn(struct conn *c, uint32_t pid, const char *cgroup)
 	c->server_name = "t";
 	w.attributed = true;
 	w.pid = pid;
+	w.tid = tid;
 	w.cgroup_id = 5000 + pid;
 	w.instance = 5000 + pid;
 	w.exe = intern__get("/usr/bin/client");
@@ -78,8 +81,12 @@ static bool setup(struct fixture *f)
 		       err.msg))
 		return false;
 	decider__set_policy(f->d, f->p);
-	make_conn(&f->c, 41, "/x/one");
-	make_conn(&f->c2, 42, "/x/two");
+	make_conn(&f->c, 41, 41, "/x/one");
+	make_conn(&f->c2, 42, 42, "/x/two");
+	make_conn(&f->c3, 41, 41, "/x/one");
+	f->c3.cookie = 3000;
+	make_conn(&f->c4, 41, 43, "/x/one");	/* another thread */
+	f->c4.cookie = 4000;
 	make_request(f, "aaaa", "echo");
 	return true;
 }
@@ -89,20 +96,29 @@ static void teardown(struct fixture *f)
 	decider__memo_clear(&f->memo);
 	decider__conn_release(&f->c);
 	decider__conn_release(&f->c2);
+	decider__conn_release(&f->c3);
+	decider__conn_release(&f->c4);
 	workload__unshare(f->c.client);
 	workload__unshare(f->c2.client);
+	workload__unshare(f->c3.client);
+	workload__unshare(f->c4.client);
 	decider__free(f->d);
 	policy__free(f->p);
 }
 
-/* c's request again, through the memo: its verdict. */
-static enum verdict again(struct fixture *f, uint64_t now)
+/* c's request again from conn, through the memo: its verdict. */
+static enum verdict again_on(struct fixture *f, struct conn *conn, uint64_t now)
 {
 	struct decision out;
 
-	decider__judge_again(f->d, &f->c, &f->r, now, &out, &f->memo);
+	decider__judge_again(f->d, conn, &f->r, now, &out, &f->memo);
 	json_decref(out.related);
 	return out.verdict;
+}
+
+static enum verdict again(struct fixture *f, uint64_t now)
+{
+	return again_on(f, &f->c, now);
 }
 
 static uint64_t repeated(struct fixture *f)
@@ -134,6 +150,44 @@ void test_decision_memo(void)
 			make_request(&f, "aaaa", "echo");
 			ASSERT_EQ(again(&f, 4000), VERDICT_ALLOW, "allowed again");
 			ASSERT_EQ(repeated(&f), 2, "and repeated: the identity had not changed");
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("next_connection_of_the_process")) {
+		/* Churn: the same head on the process's next connection. */
+		if (setup(&f) && warm(&f)) {
+			ASSERT_EQ(f.c3.client, f.c.client, "one shared workload");
+			ASSERT_EQ(again_on(&f, &f.c3, 3000), VERDICT_ALLOW, "allowed");
+			ASSERT_EQ(repeated(&f), 2, "repeated");
+			ASSERT_STREQ(decider__conn_client(&f.c3), "a",
+				     "the new connection counts as the instance's");
+			f.c3.server_name = "u";
+			ASSERT_EQ(again_on(&f, &f.c3, 4000), VERDICT_SERVER_DENIED,
+				  "another server is judged in full");
+			ASSERT_EQ(repeated(&f), 2, "not repeated");
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("threads_of_the_process")) {
+		/* Each thread is a workload of its own, of one instance: the
+		 * first judgment of another thread joins the memo. */
+		if (setup(&f) && warm(&f)) {
+			ASSERT_NEQ(f.c4.client, f.c.client, "the thread's own workload");
+			ASSERT_EQ(again_on(&f, &f.c4, 3000), VERDICT_ALLOW, "judged in full");
+			ASSERT_EQ(repeated(&f), 1, "not repeated");
+			ASSERT_EQ(again_on(&f, &f.c4, 4000), VERDICT_ALLOW, "allowed");
+			ASSERT_EQ(again(&f, 5000), VERDICT_ALLOW, "allowed");
+			ASSERT_EQ(repeated(&f), 3, "both threads' judgments repeated");
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("other_workload")) {
+		/* Another instance sends the same head: not its judgment. */
+		if (setup(&f) && warm(&f)) {
+			f.r.session_id = NULL;
+			ASSERT_EQ(again_on(&f, &f.c2, 3000), VERDICT_TOKEN_REPLAY,
+				  "the token is c's");
+			ASSERT_EQ(repeated(&f), 1, "not repeated");
 		}
 		teardown(&f);
 	}

@@ -1096,7 +1096,7 @@ struct fast_body {
  * its next request waits for a verdict again. cache: the body cache of the
  * fast head m's head came from, or NULL; a hit lends its parse to the
  * request, a miss leaves the request's parse in it for the next one.
- * memo: the judgment last made with m's head on c, or NULL (not c's).
+ * memo: the judgment last made with m's head, or NULL.
  */
 static void judge_fast(struct agent *a, struct conn *c, const struct http_message *m,
 		       const struct http_message *head_only, uint32_t seg_len,
@@ -1189,7 +1189,7 @@ struct fast_head {
 	size_t cl_off, cl_len;		/* its Content-Length digits */
 	struct http_message *msg;	/* parsed from it (body: the first one's) */
 	struct fast_body body;		/* the last body judged with it */
-	struct decider_memo memo;	/* its connection's last judgment with it */
+	struct decider_memo memo;	/* the last judgment made with it */
 };
 
 static void fast_head_clear(struct fast_head *h)
@@ -1266,9 +1266,8 @@ static bool fast_head_match(const struct fast_head *h, const char *data, size_t 
 }
 
 /* Judges the record's request with h's parsed head, if its head is h's
- * but for the Content-Length and its whole body is in the record. own: h
- * is c's own slot (not its process's), its judgment c's. */
-static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h, bool own,
+ * but for the Content-Length and its whole body is in the record. */
+static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h,
 			    const struct mcpw_data_event *e)
 {
 	struct http_message same;
@@ -1287,7 +1286,7 @@ static bool fast_head_reuse(struct agent *a, struct conn *c, struct fast_head *h
 	same.head_end = head_len;
 	same.end = head_len + (size_t)cl;
 	a->fast_heads_reused++;
-	judge_fast(a, c, &same, NULL, e->seg_len, &h->body, own ? &h->memo : NULL);
+	judge_fast(a, c, &same, NULL, e->seg_len, &h->body, &h->memo);
 	return true;
 }
 
@@ -1298,10 +1297,10 @@ static void handle_fast_record(struct agent *a, struct conn *c, const struct mcp
 	struct http_message *m;
 	uint64_t pkey = 0;
 
-	if (h->cookie == c->cookie && fast_head_reuse(a, c, h, true, e))
+	if (h->cookie == c->cookie && fast_head_reuse(a, c, h, e))
 		return;
 	hp = c->requests == 0 ? fast_head_of_process(a, c, &pkey) : NULL;
-	if (hp && hp->cookie == pkey && fast_head_reuse(a, c, hp, false, e))
+	if (hp && hp->cookie == pkey && fast_head_reuse(a, c, hp, e))
 		return;
 	p = http_parser__new(HTTP_REQUEST, &a->limits);
 	if (!p) {

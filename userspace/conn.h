@@ -15,7 +15,7 @@
 #include "workload.h"
 #include "mcpwarden/events.h"
 
-struct ident;
+struct decider_ident;
 
 struct conn {
 	uint64_t cookie;		/* server-side socket */
@@ -72,7 +72,7 @@ struct conn {
 	unsigned int stall_checks;
 
 	/* Identity first presented on this connection (decision.c). */
-	struct ident *ident;
+	struct decider_ident *ident;
 	uint64_t instance;		/* registered with ident->client */
 	bool instance_registered;
 	const char *instance_client;	/* whose instance it registered (interned) */

@@ -69,7 +69,7 @@ struct who {
 /* Stable claims of an identity. Its strings, and those of sessions and
  * tokens, are interned: thousands of connections and sessions present
  * the same few identities. */
-struct ident {
+struct decider_ident {
 	const char *client;
 	const char *iss, *sub, *client_id, *azp, *ci_name;
 };
@@ -78,7 +78,7 @@ struct decider_session {
 	struct who who;
 	bool issued;		/* seen issued by the server (else first use) */
 	const char *client_name, *client_version;	/* its initialize's clientInfo */
-	struct ident ident;
+	struct decider_ident ident;
 	bool has_ident;
 	uint64_t last_ns;
 };
@@ -154,7 +154,7 @@ static json_t *who_json(const struct who *w)
 	return o;
 }
 
-static void ident_free(struct ident *i)
+static void ident_free(struct decider_ident *i)
 {
 	intern__put(i->client);
 	intern__put(i->iss);
@@ -397,7 +397,7 @@ static bool differs(const char *a, const char *b)
 }
 
 /* A different identity: a stable claim present on both sides changed. */
-static bool ident_differs(const struct ident *old, const struct ident *now, const char **what)
+static bool ident_differs(const struct decider_ident *old, const struct decider_ident *now, const char **what)
 {
 	if (differs(old->client, now->client)) {
 		*what = "policy client";
@@ -434,7 +434,7 @@ static const char *nonempty(const char *s)
 /* The identity a request presents, borrowed from its claims (valid while
  * it is judged): compared on every request, interned only when kept
  * (ident_copy). */
-static void ident_from(struct ident *i, const char *client, const struct claim_view *v)
+static void ident_from(struct decider_ident *i, const char *client, const struct claim_view *v)
 {
 	i->client = nonempty(client);
 	i->iss = nonempty(v->iss);
@@ -444,7 +444,7 @@ static void ident_from(struct ident *i, const char *client, const struct claim_v
 	i->ci_name = nonempty(v->client_info_name);
 }
 
-static const char *ident_val(const struct ident *i, const char *what)
+static const char *ident_val(const struct decider_ident *i, const char *what)
 {
 	if (strcmp(what, "policy client") == 0)
 		return i->client;
@@ -515,7 +515,7 @@ static bool check_tools(struct decider *d, const struct policy_client *client,
 }
 
 static bool check_session(struct decider *d, struct conn *c, const struct request *r,
-			  const struct ident *now_ident, struct decision *out)
+			  const struct decider_ident *now_ident, struct decision *out)
 {
 	struct decider_session *s;
 	char owner[300], sender[300];
@@ -546,10 +546,10 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 	return true;
 }
 
-static bool check_conn_ident(struct decider *d, struct conn *c, const struct ident *now_ident,
+static bool check_conn_ident(struct decider *d, struct conn *c, const struct decider_ident *now_ident,
 			     struct decision *out)
 {
-	const struct ident *old = c->ident;
+	const struct decider_ident *old = c->ident;
 	const char *what;
 
 	if (!old || !ident_differs(old, now_ident, &what))
@@ -563,7 +563,7 @@ static bool check_conn_ident(struct decider *d, struct conn *c, const struct ide
 }
 
 /* Keeps a presented identity: its strings interned. */
-static void ident_copy(struct ident *dst, const struct ident *src)
+static void ident_copy(struct decider_ident *dst, const struct decider_ident *src)
 {
 	dst->client = intern0(src->client);
 	dst->iss = intern0(src->iss);
@@ -573,7 +573,7 @@ static void ident_copy(struct ident *dst, const struct ident *src)
 	dst->ci_name = intern0(src->ci_name);
 }
 
-static void conn_set_ident(struct conn *c, const struct ident *i)
+static void conn_set_ident(struct conn *c, const struct decider_ident *i)
 {
 	if (c->ident)
 		return;
@@ -750,7 +750,7 @@ static uint64_t token_ttl(const struct jwt_facts *t)
 
 /* An allowed request updates the live state. */
 static void record(struct decider *d, struct conn *c, const struct request *r,
-		   const struct policy_client *client, const struct ident *now_ident, uint64_t now)
+		   const struct policy_client *client, const struct decider_ident *now_ident, uint64_t now)
 {
 	const struct jwt_facts *t = &r->token;
 
@@ -825,7 +825,7 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 	const struct policy *p = d->policy;
 	const struct policy_client *client, *claimed;
 	struct claim_view cv;
-	struct ident now_ident = {};
+	struct decider_ident now_ident = {};
 	char who[300], claims[400];
 	bool untrusted;
 
@@ -899,8 +899,23 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 
 void decider__memo_clear(struct decider_memo *m)
 {
-	intern__put(m->ci_name);
+	if (m->ident) {
+		ident_free(m->ident);
+		free(m->ident);
+	}
+	intern__put(m->server);
 	memset(m, 0, sizeof(*m));
+}
+
+/* Another reference to each of src's interned strings. */
+static void ident_ref(struct decider_ident *dst, const struct decider_ident *src)
+{
+	dst->client = src->client ? intern__ref(src->client) : NULL;
+	dst->iss = src->iss ? intern__ref(src->iss) : NULL;
+	dst->sub = src->sub ? intern__ref(src->sub) : NULL;
+	dst->client_id = src->client_id ? intern__ref(src->client_id) : NULL;
+	dst->azp = src->azp ? intern__ref(src->azp) : NULL;
+	dst->ci_name = src->ci_name ? intern__ref(src->ci_name) : NULL;
 }
 
 /* Keeps the allowed judgment of r on c in m, when what it read can be
@@ -909,8 +924,11 @@ void decider__memo_clear(struct decider_memo *m)
 static void memo_fill(struct decider *d, struct conn *c, const struct request *r,
 		      const struct policy_client *pc, struct decider_memo *m)
 {
+	struct claim_view cv;
+	struct decider_ident now;
 	struct client_live *cl;
 	char key[600];
+	bool untrusted;
 
 	if (!c->ident || !c->instance_registered || c->instance != c->client->instance)
 		return;
@@ -924,12 +942,58 @@ static void memo_fill(struct decider *d, struct conn *c, const struct request *r
 	}
 	cl = hmap__sget(d->clients, pc->name);
 	m->inst = cl ? hmap__get(cl->instances, c->instance) : NULL;
-	if (!m->inst)
+	m->ident = calloc(1, sizeof(*m->ident));
+	if (!m->inst || !m->ident)
 		return;
-	m->ci_name = intern0(r->client_name);
+	/* The identity judged (the connection's own may be older). */
+	claim_view(d, r, &cv, &untrusted);
+	ident_from(&now, pc->name, &cv);
+	ident_copy(m->ident, &now);
+	m->server = intern0(c->server_name);
 	m->pc = pc;
-	m->client = c->client;
+	m->clients[0] = workload__id(c->client);
 	m->gen = d->gen;
+}
+
+static bool ident_equal(const struct decider_ident *a, const struct decider_ident *b)
+{
+	return a->client == b->client && a->iss == b->iss && a->sub == b->sub &&
+	       a->client_id == b->client_id && a->azp == b->azp && a->ci_name == b->ci_name;
+}
+
+/* A workload m was made for (by id: ids are never reused). */
+static bool memo_knows(const struct decider_memo *m, uint64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < DECIDER_MEMO_CLIENTS; i++)
+		if (m->clients[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * After a full judgment that allowed r on c: keeps it in m. When m holds
+ * a judgment that read the very same things for another workload of the
+ * same instance (the threads of one process are workloads of their own),
+ * c's workload joins it instead of replacing it.
+ */
+static void memo_keep(struct decider *d, struct conn *c, const struct request *r,
+		      const struct policy_client *pc, struct decider_memo *m)
+{
+	struct decider_memo t = {};
+
+	memo_fill(d, c, r, pc, &t);
+	if (t.gen && m->gen == t.gen && m->pc == t.pc && m->server == t.server &&
+	    m->sess == t.sess && m->tok == t.tok && m->inst == t.inst &&
+	    ident_equal(m->ident, t.ident)) {
+		m->clients[m->next_client++ % DECIDER_MEMO_CLIENTS] = t.clients[0];
+		decider__memo_clear(&t);
+		return;
+	}
+	decider__memo_clear(m);
+	*m = t;
+	m->next_client = 1;
 }
 
 static bool same_name(const char *kept, const char *now)
@@ -942,14 +1006,19 @@ static bool same_name(const char *kept, const char *now)
 void decider__judge_again(struct decider *d, struct conn *c, struct request *r, uint64_t now,
 			  struct decision *out, struct decider_memo *m)
 {
-	if (m->gen == d->gen && m->client == c->client && !r->malformed &&
-	    c->instance_registered && c->instance == c->client->instance) {
-		if (!r->client_name && r->session_id && m->sess->client_name) {
+	const char *what;
+
+	if (m->gen == d->gen && memo_knows(m, workload__id(c->client)) && !r->malformed &&
+	    !r->session_id == !m->sess && !r->token.present == !m->tok &&
+	    same_name(m->server, c->server_name) &&
+	    (!c->instance_registered || c->instance == c->client->instance) &&
+	    (!c->ident || !ident_differs(c->ident, m->ident, &what))) {
+		if (!r->client_name && m->sess && m->sess->client_name) {
 			r->client_name = m->sess->client_name;
 			r->client_version = m->sess->client_version;
 			r->client_info_from_session = true;
 		}
-		if (same_name(m->ci_name, r->client_name)) {
+		if (same_name(m->ident->ci_name, r->client_name)) {
 			/* The identity checks read what they read last
 			 * time: only the tools are the body's own. */
 			memset(out, 0, sizeof(*out));
@@ -958,7 +1027,17 @@ void decider__judge_again(struct decider *d, struct conn *c, struct request *r, 
 			if (!check_tools(d, m->pc, r, out))
 				return;
 			d->verdicts[VERDICT_ALLOW]++;
-			/* record(), for bindings that exist already. */
+			/* record(): a new connection of the workload takes
+			 * the identity and counts as the instance's. */
+			if (!c->ident && (c->ident = calloc(1, sizeof(*c->ident))))
+				ident_ref(c->ident, m->ident);
+			if (!c->instance_registered) {
+				m->inst->open_conns++;
+				c->instance_registered = true;
+				c->instance = c->client->instance;
+				intern__put(c->instance_client);
+				c->instance_client = intern__ref(m->ident->client);
+			}
 			m->inst->last_ns = now;
 			if (d->has_fleet && d->fleet.sighting)
 				d->fleet.sighting(d->fleet.ctx, m->pc->name, c->client);
@@ -970,10 +1049,11 @@ void decider__judge_again(struct decider *d, struct conn *c, struct request *r, 
 			return;
 		}
 	}
-	decider__memo_clear(m);
 	decider__judge(d, c, r, now, out);
 	if (out->verdict == VERDICT_ALLOW && !out->alert && out->client)
-		memo_fill(d, c, r, out->client, m);
+		memo_keep(d, c, r, out->client, m);
+	else
+		decider__memo_clear(m);
 }
 
 void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
@@ -1124,7 +1204,7 @@ static void who_load(struct who *w, json_t *o)
 	w->cgroup = intern__get(json_string_value(json_object_get(o, "cgroup")));
 }
 
-static void ident_load(struct ident *i, json_t *o)
+static void ident_load(struct decider_ident *i, json_t *o)
 {
 	i->client = intern0(json_string_value(json_object_get(o, "client")));
 	i->iss = intern0(json_string_value(json_object_get(o, "iss")));
@@ -1239,7 +1319,7 @@ static void out_who(struct state_out *o, const struct who *w)
 	out_put(o, "}", 1);
 }
 
-static void out_ident(struct state_out *o, const struct ident *i)
+static void out_ident(struct state_out *o, const struct decider_ident *i)
 {
 	out_open(o, "ident");
 	out_str(o, "client", i->client);

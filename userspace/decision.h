@@ -91,32 +91,41 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 		    struct decision *out);
 
 /*
- * A judgment kept to be repeated. The fast path's requests on a connection
- * send the head of an allowed one again byte for byte (token, session id,
- * headers): only their bodies are new. What the identity checks read of
- * the live state (the session, the token's first user, the instance) is
- * kept by reference, and stays valid for as long as the decider's
- * generation does: it moves whenever a session or token binding changes
- * or goes, or the policy or the saved state is loaded. Zeroed: empty.
+ * A judgment kept to be repeated. The fast path's requests send the head
+ * of an allowed one again byte for byte (token, session id, headers), on
+ * its connection or, under churn, on the next connections of its process:
+ * only their bodies are new. What the identity checks read of the live
+ * state (the session, the token's first user, the instance) is kept by
+ * reference, and stays valid for as long as the decider's generation does:
+ * it moves whenever a session or token binding changes or goes, an
+ * instance goes, or the policy or the saved state is loaded. Zeroed: empty.
  */
 struct decider_session;
 struct decider_token;
 struct decider_instance;
+struct decider_ident;
+#define DECIDER_MEMO_CLIENTS 4
 struct decider_memo {
 	uint64_t gen;				/* 0: empty */
-	const struct workload *client;		/* the connection's, when kept */
+	/* workload__id()s it holds for (0: none): one instance's workloads,
+	 * such as one process's threads, the last few judged. */
+	uint64_t clients[DECIDER_MEMO_CLIENTS];
+	unsigned int next_client;
+	const char *server;			/* interned server name */
 	const struct policy_client *pc;
+	struct decider_ident *ident;		/* the identity judged */
 	struct decider_session *sess;
 	struct decider_token *tok;
 	struct decider_instance *inst;
-	const char *ci_name;			/* interned clientInfo name judged */
 };
 /*
  * decider__judge for a request whose head is byte for byte the head of
- * the request memo was last filled with, on the same connection (the
- * caller's promise): repeats the kept identity checks when memo is still
- * valid for it (checking only what the body can change: its clientInfo
- * and tools), else judges in full and keeps the judgment in memo.
+ * the request memo was last filled with (the caller's promise), from a
+ * connection of the same workload: repeats the kept identity checks when
+ * memo is still valid for it and the connection (checking only what the
+ * body can change: its clientInfo and tools; a new connection takes the
+ * identity and counts as the instance's, as after a full judgment), else
+ * judges in full and keeps the judgment in memo.
  */
 void decider__judge_again(struct decider *d, struct conn *c, struct request *r,
 			  uint64_t now_ns, struct decision *out, struct decider_memo *memo);

@@ -450,6 +450,8 @@ void test_fastpath_churn_every_request_reported(void)
 	 * other connections sent: parsed once, matched for the rest. */
 	ASSERT_GE(status_reuse(&e, "fast_heads_reused"), requests / 2,
 		  "the process's head reused on its new connections");
+	ASSERT_GE(status_reuse(&e, "judgments_repeated"), requests / 2,
+		  "and its judgment repeated (decider_memo)");
 	/* The reports were written as a plain task; idle, the loop is
 	 * real-time again. */
 	ASSERT_GE(status_int(&e, NULL, "plain_report_batches"), 1,
