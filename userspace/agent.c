@@ -118,6 +118,7 @@ struct agent {
 	struct fast_head *fast_heads;	/* FAST_HEAD_SLOTS by cookie, as many by process */
 	uint64_t fast_heads_reused, fast_bodies_reused;
 	struct hmap *conns;		/* cookie -> struct conn */
+	struct conn *closing;		/* closed ones, newest first (reap_closed) */
 	/* Cookies of connections freed lately, direct-mapped (CLOSED_SLOTS):
 	 * records still in the data ring for them must not resurrect the
 	 * connection. */
@@ -1806,6 +1807,14 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	process_requests(a, c);
 }
 
+static void mark_closing(struct agent *a, struct conn *c)
+{
+	c->closing = true;
+	c->closed_tick = a->ticks;
+	c->closing_next = a->closing;
+	a->closing = c;
+}
+
 /*
  * The close record comes through the events ring, which is read before the
  * data ring: the connection's last bytes may still be waiting there. So a
@@ -1818,32 +1827,33 @@ static void close_conn(struct agent *a, const struct mcpw_close_event *e)
 
 	if (!c || c->closing)
 		return;
-	c->closing = true;
-	c->closed_tick = a->ticks;
+	mark_closing(a, c);
 	/* Bytes that passed unjudged on a connection that is now gone are
 	 * reported here: its kernel state went with it. */
 	if (e->failopen_bytes > c->failopen_reported)
 		report_failopen(a, c, e->failopen_bytes - c->failopen_reported);
 }
 
-/* After a full drain of the rings: free the connections closed before it. */
+/* After a full drain of the rings: free the connections closed before it.
+ * Only the closing ones are visited (not every open connection a tick):
+ * those closed in this tick are at the head of the list, and stay. */
 static void reap_closed(struct agent *a)
 {
-	struct hmap_iter it;
-	uint64_t cookie;
-	void *val;
+	struct conn **pp = &a->closing, *c;
+	uint64_t now = now_ns();
 
-	hmap__iter_init(a->conns, &it);
-	while (hmap__iter_next(&it, &cookie, NULL, &val)) {
-		struct conn *c = val;
+	while ((c = *pp) && c->closed_tick == a->ticks)
+		pp = &c->closing_next;
+	*pp = NULL;
+	while (c) {
+		struct conn *next = c->closing_next;
 
-		if (!c->closing || c->closed_tick == a->ticks)
-			continue;
-		hmap__del(a->conns, cookie);
+		hmap__del(a->conns, c->cookie);
 		/* Records still in flight for it must not resurrect it. */
-		a->closed[closed_slot(cookie)] = cookie;
-		decider__conn_closed(a->decider, c, now_ns());
+		a->closed[closed_slot(c->cookie)] = c->cookie;
+		decider__conn_closed(a->decider, c, now);
 		conn_free(a, c);
+		c = next;
 	}
 }
 
@@ -2194,10 +2204,8 @@ static void check_state(struct agent *a, struct conn *c, const struct mcpw_conn_
  * it here, or it would stay forever. */
 static void state_gone(struct agent *a, struct conn *c)
 {
-	if (!c->closing && c->open_seen) {
-		c->closing = true;
-		c->closed_tick = a->ticks;
-	}
+	if (!c->closing && c->open_seen)
+		mark_closing(a, c);
 }
 
 static void state_seen(void *ctx, uint64_t cookie, const struct mcpw_conn_state *st)

@@ -32,6 +32,7 @@ struct conn {
 	bool pod_wait;			/* requests wait for pod metadata */
 	bool closing;			/* closed; freed after the next drain */
 	uint64_t closed_tick;
+	struct conn *closing_next;	/* the agent's list of closing ones */
 	uint64_t state_round;		/* tick its kernel state was last checked */
 	bool remote_wait;		/* requests wait for the client's node */
 
