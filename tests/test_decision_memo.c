@@ -70,14 +70,14 @@ static void make_request(struct fixture *f, const char *sha, const char *tool)
 	snprintf(f->r.token.sha256, sizeof(f->r.token.sha256), "%s", sha);
 }
 
-static bool setup(struct fixture *f)
+static bool setup_with(struct fixture *f, const char *policy)
 {
 	struct policy_error err = {};
 
 	memset(f, 0, sizeof(*f));
 	f->d = decider__new();
 	if (!ASSERT_OK_PTR(f->d, "decider") ||
-	    !ASSERT_OK(policy__load_buffer("t.json", POLICY_X, strlen(POLICY_X), &f->p, &err),
+	    !ASSERT_OK(policy__load_buffer("t.json", policy, strlen(policy), &f->p, &err),
 		       err.msg))
 		return false;
 	decider__set_policy(f->d, f->p);
@@ -89,6 +89,11 @@ static bool setup(struct fixture *f)
 	f->c4.cookie = 4000;
 	make_request(f, "aaaa", "echo");
 	return true;
+}
+
+static bool setup(struct fixture *f)
+{
+	return setup_with(f, POLICY_X);
 }
 
 static void teardown(struct fixture *f)
@@ -165,6 +170,31 @@ void test_decision_memo(void)
 			ASSERT_EQ(again_on(&f, &f.c3, 4000), VERDICT_SERVER_DENIED,
 				  "another server is judged in full");
 			ASSERT_EQ(repeated(&f), 2, "not repeated");
+		}
+		teardown(&f);
+	}
+	if (test__start_subtest("instance_counted_once")) {
+		/* max_instances 1: once both of instance A's connections (one
+		 * judged, one admitted on the memo) are closed and its window
+		 * is over, instance B may take the identity. */
+		static const char one[] = "{\"servers\":[{\"name\":\"t\",\"port\":8080}],"
+			"\"clients\":[{\"name\":\"a\",\"claims\":{\"client_id\":\"a\"},"
+			"\"workloads\":[{\"cgroup\":\"/x/*\"}],\"max_instances\":1}]}";
+		uint64_t later = 3000 + 61ull * 1000000000ull;
+
+		if (setup_with(&f, one) && warm(&f)) {
+			ASSERT_EQ(again_on(&f, &f.c3, 3000), VERDICT_ALLOW, "c3 on the memo");
+			ASSERT_EQ(repeated(&f), 2, "repeated");
+			decider__conn_closed(f.d, &f.c, 3000);
+			make_request(&f, "bbbb", "echo");
+			f.r.session_id = NULL;
+			decider__judge(f.d, &f.c2, &f.r, later, &out);
+			ASSERT_EQ(out.verdict, VERDICT_CLONE, "A is live while c3 is open");
+			json_decref(out.related);
+			decider__conn_closed(f.d, &f.c3, 3000);
+			decider__judge(f.d, &f.c2, &f.r, later, &out);
+			ASSERT_EQ(out.verdict, VERDICT_ALLOW, "then B may take it");
+			json_decref(out.related);
 		}
 		teardown(&f);
 	}
