@@ -31,8 +31,6 @@ static int run_raw(struct env *e, const char *cg, const char *spec, const char *
 	return env__wait(e, pid, 30000);
 }
 
-/* An integer of `mcpwarden status`: member name of object obj (NULL: the
- * top level). */
 /* A member of the agent's status, by its dotted path ("tables.sessions"). */
 static long long status_at(struct env *e, const char *dotted)
 {
@@ -48,6 +46,8 @@ static long long status_at(struct env *e, const char *dotted)
 	return v;
 }
 
+/* An integer of `mcpwarden status`: member name of object obj (NULL: the
+ * top level). */
 static long long status_int(struct env *e, const char *obj, const char *name)
 {
 	char dotted[128];
