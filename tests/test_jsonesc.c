@@ -42,13 +42,15 @@ void test_jsonesc_as_jansson(void)
 {
 	static const char *const valid[] = {
 		"", "plain", "quote \" and backslash \\ and slash /", "\b\f\n\r\t\x01\x1f\x7f",
-		"caf\xc3\xa9", "\xe2\x82\xac euro", "\xf0\x9f\x98\x80 face", "\xed\x9f\xbf last before surrogates",
+		"caf\xc3\xa9", "\xe2\x82\xac euro", "\xf0\x9f\x98\x80 face",
+		"\xed\x9f\xbf last before surrogates",
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
 		json_t *js = json_string(valid[i]);
-		char *want = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT), *got = one_pass(valid[i]);
+		char *want = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT);
+		char *got = one_pass(valid[i]);
 
 		if (ASSERT_OK_PTR(want, "jansson") && ASSERT_OK_PTR(got, "escaped"))
 			ASSERT_STREQ(got, want, valid[i]);
@@ -87,7 +89,8 @@ void test_jsonesc_invalid_utf8(void)
 void test_jsonesc_slices_as_one_pass(void)
 {
 	static const char *const pieces[] = {
-		"\xf0\x9f\x98\x80", "\xe2\x82\xac", "\xc3\xa9", "\x80\x80\x80\x80\x80", "\xf0\x9f\x98",
+		"\xf0\x9f\x98\x80", "\xe2\x82\xac", "\xc3\xa9", "\x80\x80\x80\x80\x80",
+		"\xf0\x9f\x98",
 		"\"", "\n", "x", "\xf0\x9f\x98\x80\x80\x80", "\xff",
 	};
 	char s[1400];
@@ -101,7 +104,8 @@ void test_jsonesc_slices_as_one_pass(void)
 		memset(s, 'a', shift);
 		at = shift;
 		for (k = 0; at < 1200; k++) {
-			const char *p = pieces[(k * 7 + shift) % (sizeof(pieces) / sizeof(pieces[0]))];
+			size_t n_pieces = sizeof(pieces) / sizeof(pieces[0]);
+			const char *p = pieces[(k * 7 + shift) % n_pieces];
 
 			memcpy(s + at, p, strlen(p));
 			at += strlen(p);

@@ -397,7 +397,8 @@ static bool differs(const char *a, const char *b)
 }
 
 /* A different identity: a stable claim present on both sides changed. */
-static bool ident_differs(const struct decider_ident *old, const struct decider_ident *now, const char **what)
+static bool ident_differs(const struct decider_ident *old, const struct decider_ident *now,
+			  const char **what)
 {
 	if (differs(old->client, now->client)) {
 		*what = "policy client";
@@ -546,8 +547,8 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 	return true;
 }
 
-static bool check_conn_ident(struct decider *d, struct conn *c, const struct decider_ident *now_ident,
-			     struct decision *out)
+static bool check_conn_ident(struct decider *d, struct conn *c,
+			     const struct decider_ident *now_ident, struct decision *out)
 {
 	const struct decider_ident *old = c->ident;
 	const char *what;
@@ -750,7 +751,8 @@ static uint64_t token_ttl(const struct jwt_facts *t)
 
 /* An allowed request updates the live state. */
 static void record(struct decider *d, struct conn *c, const struct request *r,
-		   const struct policy_client *client, const struct decider_ident *now_ident, uint64_t now)
+		   const struct policy_client *client, const struct decider_ident *now_ident,
+		   uint64_t now)
 {
 	const struct jwt_facts *t = &r->token;
 
