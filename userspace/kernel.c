@@ -363,9 +363,10 @@ void kernel__clear_fast(struct kernel *k)
 	clear_map(bpf_map__fd(k->skel->maps.fast_tmpl));
 }
 
-/* Entries of a hash map, walked key by key. A key deleted under the walk
- * sends it back to the first one: at most max steps, so that churn can
- * make the count approximate but never endless. */
+/* Entries of a hash map (keys of at most 32 bytes, as clear_map and
+ * sync_set take), walked key by key. A key deleted under the walk sends
+ * it back to the first one: at most max steps, so that churn can make the
+ * count approximate but never endless. */
 static size_t count_keys(const struct bpf_map *map)
 {
 	unsigned char key[32], next[32];
@@ -383,6 +384,10 @@ static size_t count_keys(const struct bpf_map *map)
 
 void kernel__count_templates(struct kernel *k, size_t *conns, size_t *procs)
 {
+	/* count_keys' buffers hold both maps' keys. */
+	_Static_assert(sizeof(__u64) <= 32 && sizeof(struct mcpw_inst_key) <= 32,
+		       "a template map's key outgrew count_keys");
+
 	*conns = count_keys(k->skel->maps.fast_tmpl);
 	*procs = count_keys(k->skel->maps.inst_tmpl);
 }
