@@ -957,6 +957,7 @@ static void memo_fill(struct decider *d, struct conn *c, const struct request *r
 	m->gen = d->gen;
 }
 
+/* Both interned (ident_copy, ident_ref): equal strings, equal pointers. */
 static bool ident_equal(const struct decider_ident *a, const struct decider_ident *b)
 {
 	return a->client == b->client && a->iss == b->iss && a->sub == b->sub &&
@@ -1014,7 +1015,8 @@ void decider__judge_again(struct decider *d, struct conn *c, struct request *r, 
 	    !r->session_id == !m->sess && !r->token.present == !m->tok &&
 	    same_name(m->server, c->server_name) &&
 	    (!c->instance_registered || c->instance == c->client->instance) &&
-	    (!c->ident || !ident_differs(c->ident, m->ident, &what))) {
+	    (!c->ident || ident_equal(c->ident, m->ident) ||
+	     !ident_differs(c->ident, m->ident, &what))) {
 		if (!r->client_name && m->sess && m->sess->client_name) {
 			r->client_name = m->sess->client_name;
 			r->client_version = m->sess->client_version;
