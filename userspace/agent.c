@@ -3407,6 +3407,15 @@ int agent__run(const struct agent_opts *o)
 		status = kerr.missing_feature ? 3 : 1;
 		goto out;
 	}
+	/* A previous daemon's templates (reused pinned maps) were judged by
+	 * its policy, which may not be this one: each connection's next
+	 * request is judged again, as after a reload. New generations start
+	 * above every one its connections carry: the kernel takes a template
+	 * of an unchanged generation for the one it had, and would keep the
+	 * old one's place in the stream. */
+	a.fast_gen = kernel__max_template_gen(a.kernel);
+	kernel__clear_fast(a.kernel);
+	kernel__clear_inst(a.kernel);
 	a.started_ns = now_ns();
 	err = ctl__open(o->state_dir, status_json, &a, &a.ctl, msg, sizeof(msg));
 	if (err) {

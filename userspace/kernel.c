@@ -410,6 +410,47 @@ void kernel__clear_inst(struct kernel *k)
 	clear_map(bpf_map__fd(k->skel->maps.inst_tmpl));
 }
 
+/* The highest u32 at byte `at` of a map's values, walked as count_keys
+ * walks (at most max steps); val holds one value. */
+static uint32_t max_field(const struct bpf_map *map, void *val, size_t at)
+{
+	unsigned char key[32], next[32];
+	size_t n = 0, max = bpf_map__max_entries(map);
+	int fd = bpf_map__fd(map);
+	void *prev = NULL;
+	uint32_t v, top = 0;
+
+	while (n++ < max && bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, sizeof(key));
+		prev = key;
+		if (bpf_map_lookup_elem(fd, key, val) == 0) {
+			memcpy(&v, (char *)val + at, sizeof(v));
+			if (v > top)
+				top = v;
+		}
+	}
+	return top;
+}
+
+uint32_t kernel__max_template_gen(struct kernel *k)
+{
+	union {
+		struct mcpw_fast_tmpl t;
+		struct mcpw_conn_state st;
+	} *u = malloc(sizeof(*u));
+	uint32_t g[3];
+
+	_Static_assert(sizeof(__u64) <= 32 && sizeof(struct mcpw_inst_key) <= 32,
+		       "a map's key outgrew max_field");
+	if (!u)
+		return UINT32_MAX / 2;	/* far from any a restart meets */
+	g[0] = max_field(k->skel->maps.fast_tmpl, u, offsetof(struct mcpw_fast_tmpl, gen));
+	g[1] = max_field(k->skel->maps.inst_tmpl, u, offsetof(struct mcpw_fast_tmpl, gen));
+	g[2] = max_field(k->skel->maps.conn_state, u, offsetof(struct mcpw_conn_state, fast_gen));
+	free(u);
+	return g[0] > g[1] ? (g[0] > g[2] ? g[0] : g[2]) : (g[1] > g[2] ? g[1] : g[2]);
+}
+
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n)
 {
 	return sync_set(bpf_map__fd(k->skel->maps.stdio_exes), keys, n, sizeof(*keys));

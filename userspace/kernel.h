@@ -105,6 +105,10 @@ int kernel__set_inst(struct kernel *k, const struct mcpw_inst_key *key,
 		     const struct mcpw_fast_tmpl *t);
 void kernel__del_inst(struct kernel *k, const struct mcpw_inst_key *key);
 void kernel__clear_inst(struct kernel *k);
+/* The highest template generation in the kernel (a previous daemon's, in
+ * reused pinned maps: its templates' and the one each connection's place
+ * belongs to): new ones must not repeat it. Walks the three maps. */
+uint32_t kernel__max_template_gen(struct kernel *k);
 
 /* Replaces the set of stdio server executables (file identities). */
 int kernel__set_stdio_exes(struct kernel *k, const struct mcpw_file_key *keys, size_t n);

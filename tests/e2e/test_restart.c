@@ -6,6 +6,7 @@
  * what was held and releases the legitimate requests. `run --cleanup`
  * removes everything.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,157 @@ void test_restart_kill9(void)
 			  e.agent.state_dir), 0, "cleanup");
 	ASSERT_NEQ(access(pin_dir, F_OK), 0, "pin directory removed");
 	ASSERT_NEQ(env__sh("%s", cmd), 0, "nothing attached after cleanup");
+cleanup:
+	json_decref(ev);
+	if (e.agent.state_dir[0])
+		env__sh("%s run --cleanup --state-dir %s >/dev/null 2>&1", env__bin(),
+			e.agent.state_dir);
+	env__cleanup(&e);
+}
+
+/*
+ * A restart that adopts the pinned maps meets the previous daemon's
+ * fast-path templates and the connections that passed requests on them.
+ * Those templates were judged by the previous policy: each connection's
+ * next request is judged again by the new one (the request after a policy
+ * change is blocked, not passed on the old template). And the new
+ * daemon's templates never repeat a generation a connection carries: the
+ * kernel would take one for the template it replaces and never pass
+ * another request of that connection in place.
+ */
+#define TPL_TOKEN "restart-fast-token"
+#define TPL_CALL(id, ua, text, pause)                                                        \
+	"{\"pause_before_ms\":" #pause ",\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{"  \
+	"\"Authorization\":\"Bearer " TPL_TOKEN "\",\"User-Agent\":\"" ua "\","                 \
+	"\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":" #id ","  \
+	"\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\""    \
+	text "\"}}}}"
+
+/* raw.mjs with spec on one connection from cgroup cg, in the background. */
+static pid_t raw_start(struct env *e, const char *cg, const char *spec, const char *out)
+{
+	char script[PATH_MAX], path[600];
+	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+
+	snprintf(script, sizeof(script), "%s/raw.mjs", env__node_dir());
+	snprintf(path, sizeof(path), "%s.spec", out);
+	env__write(path, spec, strlen(spec));
+	return env__spawn(e, &so, (char *[]){ "node", script, path, NULL });
+}
+
+/* Whether request id's event says it passed in the kernel as `fast`. */
+static void check_request_fast(struct env *e, const char *id, bool fast)
+{
+	char cond[64];
+	json_t *ev;
+
+	snprintf(cond, sizeof(cond), "request.id=%s", id);
+	ev = env__find_event(e, 3000, "kind=request", cond, NULL);
+	if (ASSERT_OK_PTR(ev, id))
+		ASSERT_EQ(json_is_true(env__get(ev, "fast_path")), fast, "passed in the kernel");
+	json_decref(ev);
+}
+
+/* Stops the agent (its kernel side stays, pinned) and starts it again. */
+static int restart_pinned(struct env *e, const char *policy)
+{
+	const char *pin[] = { "--pin", NULL };
+	json_t *ev;
+	bool adopted;
+
+	if (env__agent_stop(e) != 0)
+		return -1;
+	e->agent.events_read = 0;
+	if (env__agent_start(e, policy, pin))
+		return -1;
+	ev = env__find_event(e, 1000, "kind=ready", NULL);
+	adopted = json_is_true(env__get(ev, "adopted"));
+	json_decref(ev);
+	return adopted ? 0 : -1;
+}
+
+void test_restart_templates(void)
+{
+	char policy[1024], denying[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600];
+	char srvout[600], script[PATH_MAX], port_s[16], sha[65];
+	const char *pin[] = { "--pin", NULL };
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t cli;
+	int port;
+
+	test__set_timeout(180);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TPL_TOKEN, sha);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	/* No tool limits, no clientInfo claims: the fast path applies. */
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha, cg_c);
+	/* The same client, now only from another cgroup. */
+	snprintf(denying, sizeof(denying),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha, cg_s);
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
+	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
+					port_s, "--record", rec, NULL });
+	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ||
+	    !ASSERT_OK(env__agent_start(&e, policy, pin), "agent (pinned)"))
+		goto cleanup;
+
+	if (test__start_subtest("generations_continue")) {
+		/* 1 judged: the daemon's first template (generation 1); 2
+		 * passes on it. Restart. 3 differs: judged, a new template; 4
+		 * passes on that one. */
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s,%s,%s]}", port, TPL_CALL(1, "ua-1", "one", 0),
+			 TPL_CALL(2, "ua-1", "two-before", 0), TPL_CALL(3, "ua-2", "three", 4000),
+			 TPL_CALL(4, "ua-2", "four-after", 0));
+		snprintf(out, sizeof(out), "%s/raw-gen.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "two-before", 5000), "2 reached the server");
+		check_request_fast(&e, "2", true);
+		if (!ASSERT_OK(restart_pinned(&e, policy), "restart, adopting the pinned maps"))
+			goto cleanup;
+		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "all four answered on one connection");
+		check_request_fast(&e, "3", false);
+		check_request_fast(&e, "4", true);
+	}
+	if (test__start_subtest("policy_change_reaches_judged_connections")) {
+		/* 5 judged, 6 passes on its template. Restart with a policy
+		 * that allows this client only from another cgroup: 7, the
+		 * same head as 6, is judged again and blocked. */
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s,%s]}", port, TPL_CALL(5, "ua-3", "five", 0),
+			 TPL_CALL(6, "ua-3", "six-before", 0), TPL_CALL(7, "ua-3", "seven-after", 4000));
+		snprintf(out, sizeof(out), "%s/raw-policy.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "six-before", 5000), "6 reached the server");
+		check_request_fast(&e, "6", true);
+		if (!ASSERT_OK(restart_pinned(&e, denying), "restart with another policy"))
+			goto cleanup;
+		ASSERT_NEQ(env__wait(&e, cli, 20000), 0, "7 got no answer");
+		ev = env__find_event(&e, 5000, "kind=alert", "request.id=7", NULL);
+		if (ASSERT_OK_PTR(ev, "7 judged by the new policy")) {
+			ASSERT_STREQ(env__str(ev, "verdict"), "mismatch", "verdict: the claim's client, elsewhere");
+			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		}
+		ASSERT_FALSE(env__wait_file(rec, "seven-after", 1000), "7 never reached the server");
+	}
 cleanup:
 	json_decref(ev);
 	if (e.agent.state_dir[0])
