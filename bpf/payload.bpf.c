@@ -502,6 +502,10 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 	case MCPW_ACT_MIRROR: {
 		__u64 window = v ? v->copy_until : cfg->mirror_window;
 
+		/* Held before a switch to monitor mode, not released yet: held
+		 * too, or these bytes would pass ahead of them. */
+		if (st->held_end > (v ? v->released_end : 0))
+			return hold(skb, cfg, st, v, cookie, off, len, from);
 		/* Monitor mode leaves the traffic as the kernel has it. */
 		if (off < window && copy_skb(skb, cookie, off, len, (__u64)from << 32) < 0) {
 			st->flags |= MCPW_ST_LOST;

@@ -520,7 +520,7 @@ static int release(struct agent *a, struct conn *c, uint64_t end)
 		c->held_cap = 0;
 	}
 	c->first_hold_ns = c->held_len ? now_ns() : 0;
-	write_verdict(a, c, MCPW_ACT_HOLD);
+	write_verdict(a, c, a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
 	return 0;
 }
 
@@ -689,10 +689,13 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 {
 	struct mcpw_fast_tmpl *t;
 	uint64_t end = m->end, released_ns;
-	bool blocked = a->enforce && d->deny;
+	/* Passed before a switch to enforce mode: reported as monitor mode
+	 * does, and the connection's next request waits for its verdict. */
+	bool delivered = a->enforce && end <= c->released_end;
+	bool blocked = a->enforce && d->deny && !delivered;
 	int err;
 
-	if (!a->enforce || blocked) {
+	if (!a->enforce || blocked || delivered) {
 		emit_decision(a, c, r, d, blocked, 0);
 		if (blocked)
 			deny_conn(a, c);
@@ -1072,6 +1075,22 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 	return true;
 }
 
+/* A switch to enforce mode found the connection mirrored: the kernel
+ * passed bytes past its copy window uncopied, and holds from some byte on.
+ * The stream resumes at the first held one. */
+static bool resync_after_mirror(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	if (!c->mirrored || !a->enforce || !(e->flags & MCPW_DATA_HELD) ||
+	    e->offset < c->next_off || c->held_len)
+		return false;
+	http_parser__free(c->parser);
+	c->parser = NULL;
+	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
+	c->mirrored = false;
+	forget_pending(a, c);
+	return true;
+}
+
 /* A fast head's last body, parsed: the next request with the same head
  * and the same body bytes (a client repeating a call) is not parsed again.
  * Bodies up to FAST_BODY_MAX bytes. Most clients number their calls, so
@@ -1439,7 +1458,8 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	if (e->offset != c->next_off && !resync_after_fast(a, c, e) &&
-	    !resync_after_head(c, e) && !resync_after_failopen(a, c, e)) {
+	    !resync_after_head(c, e) && !resync_after_failopen(a, c, e) &&
+	    !resync_after_mirror(a, c, e)) {
 		char why[160];
 
 		snprintf(why, sizeof(why), "%llu bytes of the stream were lost before the agent "
@@ -1463,6 +1483,7 @@ static int on_data(void *ctx, void *data, size_t size)
 	if (e->flags & MCPW_DATA_HELD) {
 		int err;
 
+		c->mirrored = false;
 		if (!c->held_len)
 			c->held_base = e->offset;
 		if (append_held(c, e->data, e->len)) {
@@ -1478,6 +1499,15 @@ static int on_data(void *ctx, void *data, size_t size)
 			release_failed(a, c, err, "the end of a passed request");
 			return 0;
 		}
+		/* Held before a switch to monitor mode: on its way now. */
+		if (!a->enforce && (err = release(a, c, e->offset + e->len))) {
+			release_failed(a, c, err, "bytes held before monitor mode");
+			return 0;
+		}
+	} else if (!c->held_len && e->offset + e->len > c->released_end) {
+		/* Passed by the kernel (monitor mode, or before a switch to
+		 * enforce mode): delivered, nothing of it to release. */
+		c->released_end = c->held_base = e->offset + e->len;
 	}
 	if (skip == e->len)
 		return 0;
@@ -1505,6 +1535,40 @@ static int on_data(void *ctx, void *data, size_t size)
 	if (c->open_seen)
 		process_requests(a, c);
 	return 0;
+}
+
+/*
+ * A reload that changed the mode, applied to the connections already open.
+ * To enforce mode: each one's next bytes are held (what the kernel passed
+ * before is delivered: on_data counts it released), and one the agent
+ * stopped reading in monitor mode cannot be judged, so it ends. To monitor
+ * mode: what is held goes on its way, and the kernel mirrors again.
+ */
+static void apply_mode(struct agent *a)
+{
+	struct hmap_iter it;
+	void *val;
+	int err;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		struct conn *c = val;
+
+		if (c->denied || c->closing)
+			continue;
+		if (a->enforce && c->blind) {
+			stream_failure(a, c, "unread", "the agent had stopped reading this "
+				       "connection in monitor mode; enforce mode ends it");
+		} else if (a->enforce) {
+			c->mirrored = true;
+			write_verdict(a, c, MCPW_ACT_HOLD);
+		} else if (c->held_len && (err = release(a, c, c->held_base + c->held_len))) {
+			release_failed(a, c, err, "held bytes on the switch to monitor mode");
+		} else {
+			c->copy_until = c->next_off + MIRROR_WINDOW;
+			write_verdict(a, c, MCPW_ACT_MIRROR);
+		}
+	}
 }
 
 /* ---- fleet mode -------------------------------------------------------- */
@@ -2511,7 +2575,10 @@ static void reload(struct agent *a)
 	jwt_cache__clear(a->tokens);	/* signatures were checked with the old keys */
 	a->policy = np;
 	a->keys = nk;
-	a->enforce = cfg.enforce;
+	if (a->enforce != (bool)cfg.enforce) {
+		a->enforce = cfg.enforce;
+		apply_mode(a);
+	}
 	ev = json_pack("{s:s,s:s,s:s,s:s}", "status", "loaded", "source", np->source,
 		       "digest", np->digest, "mode", a->enforce ? "enforce" : "monitor");
 	output__emit(a->out, "policy", ev);

@@ -29,6 +29,9 @@ struct conn {
 	bool preexisting;
 	bool denied;			/* verdict DROP written, being ended */
 	bool blind;			/* stopped parsing (monitor mode) */
+	bool mirrored;			/* mirrored when enforce mode began: bytes
+					 * may have passed uncopied before its
+					 * first held ones */
 	bool pod_wait;			/* requests wait for pod metadata */
 	bool closing;			/* closed; freed after the next drain */
 	uint64_t closed_tick;

@@ -331,3 +331,113 @@ cleanup:
 			e.agent.state_dir);
 	env__cleanup(&e);
 }
+
+/*
+ * A reload that changes the mode reaches the connections already open: a
+ * request after monitor -> enforce is judged before it is delivered (a
+ * refused one never reaches the server), and one after enforce -> monitor
+ * is delivered without waiting (a refused one is reported, not blocked).
+ */
+#define MODE_POLICY                                                                         \
+	"{\"mode\":\"%s\",\"servers\":[{\"name\":\"t\",\"port\":%d}],\"unknown_client\":"    \
+	"\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},"          \
+	"\"workloads\":[{\"cgroup\":\"%s\"}]}]}"
+
+/* Writes the policy in `mode` and reloads it (SIGHUP). */
+static int reload_mode(struct env *e, int port, const char *sha, const char *cg,
+		       const char *mode)
+{
+	char policy[1024];
+	json_t *ev;
+
+	snprintf(policy, sizeof(policy), MODE_POLICY, mode, port, sha, cg);
+	if (env__write(e->agent.policy_path, policy, strlen(policy)))
+		return -1;
+	kill(e->agent.pid, SIGHUP);
+	ev = env__wait_event(e, 10000, "kind=policy", "status=loaded", NULL);
+	if (!ev)
+		return -1;
+	json_decref(ev);
+	return 0;
+}
+
+#define MODE_CALL(id, token, text, pause)                                                   \
+	"{\"pause_before_ms\":" #pause ",\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{"  \
+	"\"Authorization\":\"Bearer " token "\",\"MCP-Protocol-Version\":\"2025-11-25\"},"      \
+	"\"body\":{\"jsonrpc\":\"2.0\",\"id\":" #id ",\"method\":\"tools/call\",\"params\":"    \
+	"{\"name\":\"echo\",\"arguments\":{\"text\":\"" text "\"}}}}"
+
+void test_restart_reload_mode(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600], srvout[600];
+	char script[PATH_MAX], port_s[16], sha[65];
+	struct spawn_opts so = {};
+	struct env e;
+	json_t *ev = NULL;
+	pid_t cli;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TPL_TOKEN, sha);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
+	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
+	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
+	so.cgroup = cg_s;
+	so.stdout_path = srvout;
+	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
+					port_s, "--record", rec, NULL });
+	snprintf(policy, sizeof(policy), MODE_POLICY, "monitor", port, sha, cg_c);
+	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ||
+	    !ASSERT_OK(env__agent_start(&e, policy, NULL), "agent (monitor)"))
+		goto cleanup;
+
+	if (test__start_subtest("monitor_to_enforce")) {
+		/* 1 allowed; reload to enforce; 2 carries a token no client
+		 * has, on the same connection. */
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s]}", port, MODE_CALL(1, TPL_TOKEN, "one", 0),
+			 MODE_CALL(2, "not-a-known-token", "two-refused", 3000));
+		snprintf(out, sizeof(out), "%s/raw-m2e.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "\"one\"", 5000), "1 reached the server");
+		ASSERT_OK(reload_mode(&e, port, sha, cg_c, "enforce"), "to enforce");
+		ASSERT_NEQ(env__wait(&e, cli, 20000), 0, "2 got no answer");
+		ev = env__find_event(&e, 5000, "kind=alert", "request.id=2", NULL);
+		if (ASSERT_OK_PTR(ev, "2 judged"))
+			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_FALSE(env__wait_file(rec, "two-refused", 1000), "2 never reached the server");
+	}
+	if (test__start_subtest("enforce_to_monitor")) {
+		/* 3 allowed (held and judged); reload to monitor while 4, a
+		 * token no client has, is on its way in 150-byte pieces 2 s
+		 * apart (held as they came before, mirrored after): delivered
+		 * whole, and reported. */
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,{\"split\":150,\"delay_ms\":2000,%s]}", port,
+			 MODE_CALL(3, TPL_TOKEN, "three", 0),
+			 MODE_CALL(4, "not-a-known-token", "four-reported", 0) + 1);
+		snprintf(out, sizeof(out), "%s/raw-e2m.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "\"three\"", 5000), "3 reached the server");
+		ASSERT_OK(reload_mode(&e, port, sha, cg_c, "monitor"), "to monitor");
+		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "4 answered");
+		ASSERT_TRUE(env__wait_file(rec, "four-reported", 1000), "4 reached the server");
+		ev = env__find_event(&e, 5000, "kind=alert", "request.id=4", NULL);
+		if (ASSERT_OK_PTR(ev, "4 reported"))
+			ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted, not blocked");
+		json_decref(ev);
+		ev = NULL;
+	}
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
