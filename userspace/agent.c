@@ -2046,8 +2046,14 @@ static void adopt_verdict(struct agent *a, struct conn *c)
 	c->released_end = c->next_off = c->held_base = c->parsed_end = v.released_end;
 	c->copy_until = v.copy_until;
 	c->pending_initialize = v.egress_copy_until != 0;
-	if (v.action == MCPW_ACT_DROP)
+	if (v.action == MCPW_ACT_DROP) {
 		deny_conn(a, c);
+	} else if (!a->enforce && v.action != MCPW_ACT_MIRROR) {
+		/* A previous enforcing daemon's: mirrored from now on (bytes
+		 * it held and did not release come first, see on_data). */
+		c->copy_until = c->next_off + MIRROR_WINDOW;
+		write_verdict(a, c, MCPW_ACT_MIRROR);
+	}
 }
 
 static void seed_all(struct agent *a)

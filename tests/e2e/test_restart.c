@@ -4,7 +4,8 @@
  * leaves it enforcing per the policy's `fail` (closed here: requests are
  * held, none leaks), and a restarted agent adopts the pinned state, judges
  * what was held and releases the legitimate requests. `run --cleanup`
- * removes everything.
+ * removes everything. What a restart adopts and a reload changes reaches
+ * the connections already open: templates, generations, the mode.
  */
 #include <limits.h>
 #include <signal.h>
@@ -224,6 +225,22 @@ static void check_request_fast(struct env *e, const char *id, bool fast)
 	json_decref(ev);
 }
 
+/* A counter of `mcpwarden status`'s kernel_counters. */
+static long long kernel_counter(struct env *e, const char *name)
+{
+	char path[600], dotted[128];
+	long long v;
+	json_t *st;
+
+	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
+	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
+	st = json_load_file(path, 0, NULL);
+	snprintf(dotted, sizeof(dotted), "kernel_counters.%s", name);
+	v = json_integer_value(env__get(st, dotted));
+	json_decref(st);
+	return v;
+}
+
 /* Stops the agent (its kernel side stays, pinned) and starts it again. */
 static int restart_pinned(struct env *e, const char *policy)
 {
@@ -324,6 +341,38 @@ void test_restart_templates(void)
 		}
 		ASSERT_FALSE(env__wait_file(rec, "seven-after", 1000), "7 never reached the server");
 	}
+	if (test__start_subtest("monitor_after_restart")) {
+		/* 8 judged (allowed again). Restart in monitor mode: 9, a
+		 * token no client has, is delivered (the adopted connection
+		 * is mirrored, not held for a verdict monitor mode never
+		 * writes) and reported. */
+		char monitor[1024];
+		long long held;
+
+		snprintf(monitor, sizeof(monitor), "%s", policy);
+		memcpy(strstr(monitor, "\"enforce\""), "\"monitor\"", 9);
+		if (!ASSERT_OK(restart_pinned(&e, policy), "restart with the first policy"))
+			goto cleanup;
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s]}", port, TPL_CALL(8, "ua-4", "eight", 0),
+			 "{\"pause_before_ms\":4000,\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":"
+			 "{\"Authorization\":\"Bearer not-a-known-token\",\"MCP-Protocol-Version\":"
+			 "\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":"
+			 "\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
+			 "\"nine-monitored\"}}}}");
+		snprintf(out, sizeof(out), "%s/raw-monitor.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "eight", 5000), "8 reached the server");
+		if (!ASSERT_OK(restart_pinned(&e, monitor), "restart in monitor mode"))
+			goto cleanup;
+		held = kernel_counter(&e, "held_segments");
+		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "9 answered");
+		ASSERT_EQ(kernel_counter(&e, "held_segments"), held, "9 was not held on its way");
+		ASSERT_TRUE(env__wait_file(rec, "nine-monitored", 1000), "9 reached the server");
+		ev = env__find_event(&e, 5000, "kind=alert", "request.id=9", NULL);
+		if (ASSERT_OK_PTR(ev, "9 reported"))
+			ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted, not blocked");
+	}
 cleanup:
 	json_decref(ev);
 	if (e.agent.state_dir[0])
@@ -339,18 +388,19 @@ cleanup:
  * is delivered without waiting (a refused one is reported, not blocked).
  */
 #define MODE_POLICY                                                                         \
-	"{\"mode\":\"%s\",\"servers\":[{\"name\":\"t\",\"port\":%d}],\"unknown_client\":"    \
-	"\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},"          \
-	"\"workloads\":[{\"cgroup\":\"%s\"}]}]}"
+	"{\"mode\":\"%s\",\"servers\":[{\"name\":\"t\",\"port\":%d},{\"name\":\"raw\","        \
+	"\"port\":%d}],\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"      \
+	"{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}"
 
-/* Writes the policy in `mode` and reloads it (SIGHUP). */
-static int reload_mode(struct env *e, int port, const char *sha, const char *cg,
+/* Writes the policy in `mode` and reloads it (SIGHUP): ports[0] the MCP
+ * server's, ports[1] tcp_peer's. */
+static int reload_mode(struct env *e, const int ports[2], const char *sha, const char *cg,
 		       const char *mode)
 {
 	char policy[1024];
 	json_t *ev;
 
-	snprintf(policy, sizeof(policy), MODE_POLICY, mode, port, sha, cg);
+	snprintf(policy, sizeof(policy), MODE_POLICY, mode, ports[0], ports[1], sha, cg);
 	if (env__write(e->agent.policy_path, policy, strlen(policy)))
 		return -1;
 	kill(e->agent.pid, SIGHUP);
@@ -374,13 +424,15 @@ void test_restart_reload_mode(void)
 	struct spawn_opts so = {};
 	struct env e;
 	json_t *ev = NULL;
-	pid_t cli;
-	int port;
+	char raw_dir[600], raw_port[16];
+	pid_t cli, cli2;
+	int port, ports[2];
 
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
+	port = ports[0] = env__free_port();
+	ports[1] = env__free_port();
 	env__sha256_hex(TPL_TOKEN, sha);
 	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
 	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
@@ -393,22 +445,55 @@ void test_restart_reload_mode(void)
 	so.stdout_path = srvout;
 	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
 					port_s, "--record", rec, NULL });
-	snprintf(policy, sizeof(policy), MODE_POLICY, "monitor", port, sha, cg_c);
+	/* tcp_peer: a server that reads anything and answers nothing. */
+	snprintf(raw_dir, sizeof(raw_dir), "%s/peer", e.tmp);
+	mkdir(raw_dir, 0755);
+	snprintf(raw_port, sizeof(raw_port), "%d", ports[1]);
+	snprintf(out, sizeof(out), "%s/peer.out", e.tmp);
+	so.stdout_path = out;
+	env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server", "127.0.0.1",
+					raw_port, raw_dir, NULL });
+	snprintf(policy, sizeof(policy), MODE_POLICY, "monitor", ports[0], ports[1], sha, cg_c);
 	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ||
+	    !ASSERT_TRUE(env__wait_file(out, "listening", 5000), "tcp_peer") ||
 	    !ASSERT_OK(env__agent_start(&e, policy, NULL), "agent (monitor)"))
 		goto cleanup;
 
 	if (test__start_subtest("monitor_to_enforce")) {
-		/* 1 allowed; reload to enforce; 2 carries a token no client
-		 * has, on the same connection. */
+		/* 1 allowed (mirrored); reload to enforce; 2 carries a token
+		 * no client has, on the same connection. */
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
 			 "[%s,%s]}", port, MODE_CALL(1, TPL_TOKEN, "one", 0),
 			 MODE_CALL(2, "not-a-known-token", "two-refused", 3000));
 		snprintf(out, sizeof(out), "%s/raw-m2e.out", e.tmp);
 		cli = raw_start(&e, cg_c, spec, out);
+		/* And a connection to tcp_peer that monitor mode stopped
+		 * reading (not HTTP): after the switch it cannot be judged,
+		 * so it ends. */
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[{\"raw\":\"NOT HTTP AT ALL\\r\\n\\r\\n\",\"expect_no_response\":true},"
+			 "{\"raw\":\"eleven-unread\",\"pause_before_ms\":3000,"
+			 "\"expect_no_response\":true}]}", ports[1]);
+		snprintf(out, sizeof(out), "%s/raw-blind.out", e.tmp);
+		cli2 = raw_start(&e, cg_c, spec, out);
 		ASSERT_TRUE(env__wait_file(rec, "\"one\"", 5000), "1 reached the server");
-		ASSERT_OK(reload_mode(&e, port, sha, cg_c, "enforce"), "to enforce");
+		ev = env__find_event(&e, 5000, "kind=alert", "verdict=malformed", NULL);
+		ASSERT_OK_PTR(ev, "monitor mode stopped reading the other connection");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "to enforce");
 		ASSERT_NEQ(env__wait(&e, cli, 20000), 0, "2 got no answer");
+		ev = env__find_event(&e, 5000, "kind=alert", "verdict=malformed", "action=blocked",
+				     NULL);
+		if (ASSERT_OK_PTR(ev, "its end is reported"))
+			ASSERT_STRSTR(env__str(ev, "reason"), "enforce mode ends it", "reason");
+		env__wait(&e, cli2, 20000);
+		snprintf(out, sizeof(out), "%s/conn-1.bin", raw_dir);
+		ASSERT_TRUE(env__wait_file(out, "NOT HTTP", 100), "tcp_peer read the first bytes");
+		ASSERT_FALSE(env__wait_file(out, "eleven-unread", 100),
+			     "the bytes after the switch never reached it");
+		json_decref(ev);
+		ev = NULL;
 		ev = env__find_event(&e, 5000, "kind=alert", "request.id=2", NULL);
 		if (ASSERT_OK_PTR(ev, "2 judged"))
 			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
@@ -428,7 +513,7 @@ void test_restart_reload_mode(void)
 		snprintf(out, sizeof(out), "%s/raw-e2m.out", e.tmp);
 		cli = raw_start(&e, cg_c, spec, out);
 		ASSERT_TRUE(env__wait_file(rec, "\"three\"", 5000), "3 reached the server");
-		ASSERT_OK(reload_mode(&e, port, sha, cg_c, "monitor"), "to monitor");
+		ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "monitor"), "to monitor");
 		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "4 answered");
 		ASSERT_TRUE(env__wait_file(rec, "four-reported", 1000), "4 reached the server");
 		ev = env__find_event(&e, 5000, "kind=alert", "request.id=4", NULL);
