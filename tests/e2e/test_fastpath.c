@@ -89,9 +89,8 @@ static void check_request(struct env *e, const char *id, bool fast, const char *
 
 void test_fastpath_resync(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600], srvout[600];
-	char script[PATH_MAX], port_s[16], sha_a[65], sha_b[65];
-	struct spawn_opts so = {};
+	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600];
+	char sha_a[65], sha_b[65];
 	struct env e;
 	json_t *ev = NULL;
 	long long fast0;
@@ -115,15 +114,7 @@ void test_fastpath_resync(void)
 		 port, sha_a, cg_c, sha_b, cg_c);
 	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
 		goto cleanup;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
-	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
-	so.cgroup = cg_s;
-	so.stdout_path = srvout;
-	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
-					port_s, "--record", rec, NULL });
-	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server"))
+	if (!ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server"))
 		goto cleanup;
 	fast0 = status_counter(&e, "fast_path_requests");
 
@@ -574,8 +565,7 @@ cleanup:
 static int start_one_client(struct env *e, const char *extra, const char *const *agent_args,
 			    char *cg_c, size_t cglen, char *rec, size_t reclen)
 {
-	char policy[1024], cg_s[256], sha_a[65], script[PATH_MAX], port_s[16], srvout[600];
-	struct spawn_opts so = { .cgroup = cg_s, .stdout_path = srvout };
+	char policy[1024], cg_s[256], sha_a[65];
 	int port = env__free_port();
 
 	env__sha256_hex(TOKEN_A, sha_a);
@@ -590,13 +580,7 @@ static int start_one_client(struct env *e, const char *extra, const char *const 
 		 port, sha_a, extra, cg_c);
 	if (!ASSERT_OK(env__agent_start(e, policy, agent_args), "agent"))
 		return 0;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(rec, reclen, "%s/srv.rec", e->tmp);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e->tmp);
-	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
-	env__spawn(e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
-				       port_s, "--record", rec, NULL });
-	return ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ? port : 0;
+	return ASSERT_OK(env__json_server(e, cg_s, port, rec, reclen), "server") ? port : 0;
 }
 
 /*

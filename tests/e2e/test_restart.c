@@ -262,9 +262,8 @@ static int restart_pinned(struct env *e, const char *policy)
 void test_restart_templates(void)
 {
 	char policy[1024], denying[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600];
-	char srvout[600], script[PATH_MAX], port_s[16], sha[65];
+	char sha[65];
 	const char *pin[] = { "--pin", NULL };
-	struct spawn_opts so = {};
 	struct env e;
 	json_t *ev = NULL;
 	pid_t cli;
@@ -279,26 +278,14 @@ void test_restart_templates(void)
 	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
 		goto cleanup;
 	/* No tool limits, no clientInfo claims: the fast path applies. */
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
-		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha, cg_c);
+#define TPL_POLICY                                                                          \
+	"{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"              \
+	"\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"            \
+	"{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}"
+	snprintf(policy, sizeof(policy), TPL_POLICY, port, sha, cg_c);
 	/* The same client, now only from another cgroup. */
-	snprintf(denying, sizeof(denying),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
-		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha, cg_s);
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
-	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
-	so.cgroup = cg_s;
-	so.stdout_path = srvout;
-	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
-					port_s, "--record", rec, NULL });
-	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ||
+	snprintf(denying, sizeof(denying), TPL_POLICY, port, sha, cg_s);
+	if (!ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server") ||
 	    !ASSERT_OK(env__agent_start(&e, policy, pin), "agent (pinned)"))
 		goto cleanup;
 
@@ -419,8 +406,7 @@ static int reload_mode(struct env *e, const int ports[2], const char *sha, const
 
 void test_restart_reload_mode(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600], srvout[600];
-	char script[PATH_MAX], port_s[16], sha[65];
+	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600], sha[65];
 	struct spawn_opts so = {};
 	struct env e;
 	json_t *ev = NULL;
@@ -437,24 +423,17 @@ void test_restart_reload_mode(void)
 	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
 	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
 		goto cleanup;
-	snprintf(port_s, sizeof(port_s), "%d", port);
-	snprintf(rec, sizeof(rec), "%s/srv.rec", e.tmp);
-	snprintf(srvout, sizeof(srvout), "%s/srv.out", e.tmp);
-	snprintf(script, sizeof(script), "%s/server.mjs", env__node_dir());
-	so.cgroup = cg_s;
-	so.stdout_path = srvout;
-	env__spawn(&e, &so, (char *[]){ "node", script, "--stateless", "--json-response", "--port",
-					port_s, "--record", rec, NULL });
 	/* tcp_peer: a server that reads anything and answers nothing. */
 	snprintf(raw_dir, sizeof(raw_dir), "%s/peer", e.tmp);
 	mkdir(raw_dir, 0755);
 	snprintf(raw_port, sizeof(raw_port), "%d", ports[1]);
 	snprintf(out, sizeof(out), "%s/peer.out", e.tmp);
+	so.cgroup = cg_s;
 	so.stdout_path = out;
 	env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server", "127.0.0.1",
 					raw_port, raw_dir, NULL });
 	snprintf(policy, sizeof(policy), MODE_POLICY, "monitor", ports[0], ports[1], sha, cg_c);
-	if (!ASSERT_TRUE(env__wait_file(srvout, "\"ready\":true", 15000), "server") ||
+	if (!ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server") ||
 	    !ASSERT_TRUE(env__wait_file(out, "listening", 5000), "tcp_peer") ||
 	    !ASSERT_OK(env__agent_start(&e, policy, NULL), "agent (monitor)"))
 		goto cleanup;

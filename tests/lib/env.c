@@ -380,6 +380,23 @@ const char *env__node_script(const char *name)
 	return s;
 }
 
+int env__json_server(struct env *e, const char *cg, int port, char *rec, size_t reclen)
+{
+	struct spawn_opts so = { .cgroup = cg };
+	char port_s[16], out[PATH_MAX];
+
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(rec, reclen, "%s/srv-%d.rec", e->tmp, port);
+	snprintf(out, sizeof(out), "%s/srv-%d.out", e->tmp, port);
+	so.stdout_path = out;
+	if (env__spawn(e, &so, (char *[]){ "node", (char *)env__node_script("server.mjs"),
+					   "--stateless", "--json-response", "--port", port_s,
+					   "--record", rec, NULL }) <= 0 ||
+	    !env__wait_file(out, "\"ready\":true", 15000))
+		return -1;
+	return 0;
+}
+
 const char *env__node_exe(void)
 {
 	static char exe[PATH_MAX];

@@ -52,6 +52,10 @@ const char *env__node_dir(void);	/* tests/e2e/node */
 const char *env__node_script(const char *name);
 /* The node binary as the agent names it (PATH lookup, symlinks resolved). */
 const char *env__node_exe(void);
+/* The test MCP server (server.mjs --stateless --json-response) on port in
+ * cgroup cg, recording to rec (a path in e->tmp, written here); waits for
+ * it to be ready. 0 or -1. */
+int env__json_server(struct env *e, const char *cg, int port, char *rec, size_t reclen);
 /* Lower-case hex SHA-256 of s (libcrypto). */
 void env__sha256_hex(const char *s, char out[65]);
 const char *env__helper(const char *name);	/* build/tests/NAME */
