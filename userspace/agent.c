@@ -1431,6 +1431,69 @@ static void back_to_realtime(struct agent *a)
  * unread at the server's socket until released (see judge_on_head). */
 #define SKIP_RELEASE_BATCH (32u << 10)
 
+/*
+ * A connection to a port the policy no longer protects (a reload or a
+ * restart dropped its server): none of the agent's business any more, as
+ * new connections there are not. What it held goes on its way, the kernel
+ * passes the rest (srv_verdict looks at the port), and what still comes
+ * held (bytes behind ones held before) is released unread.
+ */
+static void unprotect(struct agent *a, struct conn *c)
+{
+	int err;
+
+	if (c->unprotected || c->denied)
+		return;
+	c->unprotected = true;
+	c->pending_initialize = 0;
+	http_parser__free(c->parser);
+	c->parser = NULL;
+	forget_pending(a, c);
+	if (c->held_len && (err = release(a, c, c->held_base + c->held_len))) {
+		release_failed(a, c, err, "held bytes of a server no longer protected");
+		return;
+	}
+	write_verdict(a, c, MCPW_ACT_PASS);
+}
+
+static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_event *e);
+static void recover_open(struct agent *a, struct mcpw_conn_event *e);
+
+/* A previous daemon's connection (adopted pinned maps) on a port this
+ * policy does not protect: seeding skips those ports, so bytes it held
+ * are the first the agent hears of it. Opened here, unprotected. */
+static bool open_unprotected(struct agent *a, struct conn *c)
+{
+	struct mcpw_conn_event ev = { .cookie = c->cookie };
+
+	if (c->open_seen || !kernel__adopted(a->kernel))
+		return false;
+	recover_open(a, &ev);
+	if (!ev.tuple.sport || server_name_for(a, ev.tuple.sport))
+		return false;
+	open_conn(a, c, &ev);
+	return c->unprotected;
+}
+
+static void pass_unprotected(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	int err;
+
+	if (!(e->flags & MCPW_DATA_HELD))
+		return;
+	if (!c->held_len)
+		c->released_end = c->held_base = e->offset;	/* passed since: not held */
+	if (append_held(c, e->data, e->len)) {
+		release_failed(a, c, -ENOMEM, "held bytes of a server no longer protected");
+		return;
+	}
+	err = release(a, c, e->offset + e->len);
+	if (err)
+		release_failed(a, c, err, "held bytes of a server no longer protected");
+	else
+		write_verdict(a, c, MCPW_ACT_PASS);
+}
+
 static int on_data(void *ctx, void *data, size_t size)
 {
 	struct agent *a = ctx;
@@ -1455,6 +1518,10 @@ static int on_data(void *ctx, void *data, size_t size)
 	}
 	if (c->denied)
 		return 0;
+	if (c->unprotected || ((e->flags & MCPW_DATA_HELD) && open_unprotected(a, c))) {
+		pass_unprotected(a, c, e);
+		return 0;
+	}
 	if (e->flags & MCPW_DATA_FAST) {
 		report_as_plain_task(a);
 		if (c->open_seen && !c->blind)
@@ -1543,6 +1610,28 @@ static int on_data(void *ctx, void *data, size_t size)
 	return 0;
 }
 
+/* After a reload: each open connection under its port's server, if any. */
+static void apply_servers(struct agent *a)
+{
+	struct hmap_iter it;
+	void *val;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		struct conn *c = val;
+		const char *name = server_name_for(a, c->port);
+
+		if (!c->open_seen || c->closing || !c->port)
+			continue;
+		if (!name) {
+			unprotect(a, c);
+		} else if (!c->server_name || strcmp(c->server_name, name)) {
+			free(c->server_name);
+			c->server_name = strdup(name);
+		}
+	}
+}
+
 /*
  * A reload that changed the mode, applied to the connections already open.
  * To enforce mode: each one's next bytes are held (what the kernel passed
@@ -1560,7 +1649,7 @@ static void apply_mode(struct agent *a)
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct conn *c = val;
 
-		if (c->denied || c->closing)
+		if (c->denied || c->closing || c->unprotected)
 			continue;
 		if (a->enforce && c->blind) {
 			stream_failure(a, c, "unread", "the agent had stopped reading this "
@@ -1872,6 +1961,11 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	conn__set_server(c, &w);
 	c->open_seen = true;
 	emit_connection(a, c);
+	/* A previous daemon's, on a port this policy does not protect. */
+	if (c->port && !c->server_name) {
+		unprotect(a, c);
+		return;
+	}
 	/* Bytes that arrived before this record was read. */
 	replay_early(a, c);
 	process_requests(a, c);
@@ -2587,6 +2681,7 @@ static void reload(struct agent *a)
 	jwt_cache__clear(a->tokens);	/* signatures were checked with the old keys */
 	a->policy = np;
 	a->keys = nk;
+	apply_servers(a);
 	if (a->enforce != (bool)cfg.enforce) {
 		a->enforce = cfg.enforce;
 		apply_mode(a);

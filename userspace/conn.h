@@ -29,6 +29,8 @@ struct conn {
 	bool preexisting;
 	bool denied;			/* verdict DROP written, being ended */
 	bool blind;			/* stopped parsing (monitor mode) */
+	bool unprotected;		/* its port is no longer a protected
+					 * server's: passed, not read */
 	bool mirrored;			/* mirrored when enforce mode began: bytes
 					 * may have passed uncopied before its
 					 * first held ones */

@@ -359,6 +359,52 @@ void test_restart_templates(void)
 		ev = env__find_event(&e, 5000, "kind=alert", "request.id=9", NULL);
 		if (ASSERT_OK_PTR(ev, "9 reported"))
 			ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted, not blocked");
+		json_decref(ev);
+		ev = NULL;
+	}
+	if (test__start_subtest("server_dropped_at_restart")) {
+		/* 10 judged. The agent stops; 12, a token no client has, is
+		 * held (fail closed). It starts again with a policy that
+		 * protects another port only: 12 is delivered, not judged
+		 * (new connections to this server would not be either). */
+		char other[1024];
+		long long held;
+		pid_t idle;
+
+		snprintf(other, sizeof(other), TPL_POLICY, env__free_port(), sha, cg_c);
+		if (!ASSERT_OK(restart_pinned(&e, policy), "restart with the first policy"))
+			goto cleanup;
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s]}", port, TPL_CALL(10, "ua-5", "ten", 0),
+			 "{\"pause_before_ms\":4000,\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":"
+			 "{\"Authorization\":\"Bearer not-a-known-token\",\"MCP-Protocol-Version\":"
+			 "\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":"
+			 "\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
+			 "\"twelve-unprotected\"}}}}");
+		snprintf(out, sizeof(out), "%s/raw-dropped.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		/* And a connection idle across the restart: 16 passes in the
+		 * kernel, which knows the port is no longer protected. */
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s]}", port, TPL_CALL(15, "ua-6", "fifteen", 0),
+			 TPL_CALL(16, "ua-6", "sixteen-unprotected", 10000));
+		snprintf(out, sizeof(out), "%s/raw-idle.out", e.tmp);
+		idle = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "\"fifteen\"", 5000), "15 reached the server");
+		ASSERT_TRUE(env__wait_file(rec, "\"ten\"", 5000), "10 reached the server");
+		if (!ASSERT_EQ(env__agent_stop(&e), 0, "stop"))
+			goto cleanup;
+		env__sleep_ms(4500);	/* 12 sent meanwhile */
+		ASSERT_FALSE(env__wait_file(rec, "twelve-unprotected", 10), "12 held meanwhile");
+		e.agent.events_read = 0;
+		if (!ASSERT_OK(env__agent_start(&e, other, pin), "start without this server"))
+			goto cleanup;
+		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "12 answered");
+		ASSERT_TRUE(env__wait_file(rec, "twelve-unprotected", 1000), "12 reached the server");
+		held = kernel_counter(&e, "held_segments");
+		ASSERT_EQ(env__wait(&e, idle, 20000), 0, "16 answered");
+		ASSERT_EQ(kernel_counter(&e, "held_segments"), held, "16 was not held");
+		ASSERT_EQ(env__count_events(&e, "kind=alert", NULL), 0, "nothing judged");
 	}
 cleanup:
 	json_decref(ev);
@@ -500,6 +546,37 @@ void test_restart_reload_mode(void)
 			ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted, not blocked");
 		json_decref(ev);
 		ev = NULL;
+	}
+	if (test__start_subtest("server_no_longer_protected")) {
+		/* Enforce mode again; 21 allowed (held and judged). A reload
+		 * whose policy no longer names this server: 22, a token no
+		 * client has, is none of the agent's business any more. */
+		char only_raw[1024];
+
+		if (!ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "to enforce"))
+			goto cleanup;
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s]}", port, MODE_CALL(21, TPL_TOKEN, "twenty-one", 0),
+			 MODE_CALL(22, "not-a-known-token", "twenty-two-unprotected", 3000));
+		snprintf(out, sizeof(out), "%s/raw-unprotected.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "twenty-one", 5000), "21 reached the server");
+		snprintf(only_raw, sizeof(only_raw),
+			 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"raw\",\"port\":%d}],"
+			 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+			 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+			 ports[1], sha, cg_c);
+		ASSERT_OK(env__write(e.agent.policy_path, only_raw, strlen(only_raw)), "policy");
+		kill(e.agent.pid, SIGHUP);
+		ev = env__wait_event(&e, 10000, "kind=policy", "status=loaded", NULL);
+		ASSERT_OK_PTR(ev, "reloaded");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "22 answered");
+		ASSERT_TRUE(env__wait_file(rec, "twenty-two-unprotected", 1000),
+			    "22 reached the server");
+		ASSERT_EQ(env__count_events(&e, "kind=alert", "request.id=22", NULL), 0,
+			  "no alert for it");
 	}
 cleanup:
 	json_decref(ev);
