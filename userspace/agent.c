@@ -2356,7 +2356,8 @@ static bool reshown_stalled(struct agent *a, struct conn *c, const struct mcpw_c
  * its held bytes, and bytes passed unjudged while the daemon was away. */
 static void check_state(struct agent *a, struct conn *c, const struct mcpw_conn_state *st)
 {
-	if (c->denied || ((st->flags & MCPW_ST_RESHOWN) && reshown_stalled(a, c, st)))
+	if (c->denied || c->unprotected ||
+	    ((st->flags & MCPW_ST_RESHOWN) && reshown_stalled(a, c, st)))
 		return;
 	if (st->flags & MCPW_ST_OVERLIMIT)
 		stream_failure(a, c, "over_limit", "the client sent more unjudged bytes "
