@@ -1097,6 +1097,19 @@ static bool resync_after_mirror(struct agent *a, struct conn *c, const struct mc
 	return true;
 }
 
+/* Protected again after passing unread (a reload named its server
+ * again): the stream resumes at its next record. */
+static bool resync_after_unread(struct agent *a, struct conn *c, const struct mcpw_data_event *e)
+{
+	if (!c->reprotected || e->offset < c->next_off || c->held_len)
+		return false;
+	http_parser__free(c->parser);
+	c->parser = NULL;
+	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
+	forget_pending(a, c);
+	return true;
+}
+
 /* A fast head's last body, parsed: the next request with the same head
  * and the same body bytes (a client repeating a call) is not parsed again.
  * Bodies up to FAST_BODY_MAX bytes. Most clients number their calls, so
@@ -1532,7 +1545,7 @@ static int on_data(void *ctx, void *data, size_t size)
 	}
 	if (e->offset != c->next_off && !resync_after_fast(a, c, e) &&
 	    !resync_after_head(c, e) && !resync_after_failopen(a, c, e) &&
-	    !resync_after_mirror(a, c, e)) {
+	    !resync_after_mirror(a, c, e) && !resync_after_unread(a, c, e)) {
 		char why[160];
 
 		snprintf(why, sizeof(why), "%llu bytes of the stream were lost before the agent "
@@ -1544,6 +1557,7 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	c->next_off = e->offset + e->len;
+	c->reprotected = false;
 	/* The first `skip` bytes end a request the kernel passed: held, and
 	 * on their way at once, never parsed. */
 	skip = e->offset >= c->skip_until ? 0 :
@@ -1610,7 +1624,8 @@ static int on_data(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-/* After a reload: each open connection under its port's server, if any. */
+/* After a reload (and its mode): each open connection under its port's
+ * server, if any. */
 static void apply_servers(struct agent *a)
 {
 	struct hmap_iter it;
@@ -1625,6 +1640,18 @@ static void apply_servers(struct agent *a)
 			continue;
 		if (!name) {
 			unprotect(a, c);
+		} else if (c->unprotected) {
+			/* Named again: judged again from its next record on
+			 * (mirrored from where the kernel is, in monitor mode). */
+			struct mcpw_conn_state st;
+
+			c->unprotected = false;
+			c->reprotected = true;
+			free(c->server_name);
+			c->server_name = strdup(name);
+			if (kernel__get_state(a->kernel, c->cookie, &st) == 0)
+				c->copy_until = st.bytes_in + MIRROR_WINDOW;
+			write_verdict(a, c, a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
 		} else if (!c->server_name || strcmp(c->server_name, name)) {
 			free(c->server_name);
 			c->server_name = strdup(name);
@@ -2682,11 +2709,11 @@ static void reload(struct agent *a)
 	jwt_cache__clear(a->tokens);	/* signatures were checked with the old keys */
 	a->policy = np;
 	a->keys = nk;
-	apply_servers(a);
 	if (a->enforce != (bool)cfg.enforce) {
 		a->enforce = cfg.enforce;
 		apply_mode(a);
 	}
+	apply_servers(a);
 	ev = json_pack("{s:s,s:s,s:s,s:s}", "status", "loaded", "source", np->source,
 		       "digest", np->digest, "mode", a->enforce ? "enforce" : "monitor");
 	output__emit(a->out, "policy", ev);

@@ -31,6 +31,8 @@ struct conn {
 	bool blind;			/* stopped parsing (monitor mode) */
 	bool unprotected;		/* its port is no longer a protected
 					 * server's: passed, not read */
+	bool reprotected;		/* protected again: bytes passed unread
+					 * before its next record */
 	bool mirrored;			/* mirrored when enforce mode began: bytes
 					 * may have passed uncopied before its
 					 * first held ones */

@@ -425,15 +425,11 @@ cleanup:
 	"\"port\":%d}],\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"      \
 	"{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}"
 
-/* Writes the policy in `mode` and reloads it (SIGHUP): ports[0] the MCP
- * server's, ports[1] tcp_peer's. */
-static int reload_mode(struct env *e, const int ports[2], const char *sha, const char *cg,
-		       const char *mode)
+/* Writes policy and reloads it (SIGHUP). */
+static int reload_policy(struct env *e, const char *policy)
 {
-	char policy[1024];
 	json_t *ev;
 
-	snprintf(policy, sizeof(policy), MODE_POLICY, mode, ports[0], ports[1], sha, cg);
 	if (env__write(e->agent.policy_path, policy, strlen(policy)))
 		return -1;
 	kill(e->agent.pid, SIGHUP);
@@ -442,6 +438,17 @@ static int reload_mode(struct env *e, const int ports[2], const char *sha, const
 		return -1;
 	json_decref(ev);
 	return 0;
+}
+
+/* The same with MODE_POLICY in `mode`: ports[0] the MCP server's,
+ * ports[1] tcp_peer's. */
+static int reload_mode(struct env *e, const int ports[2], const char *sha, const char *cg,
+		       const char *mode)
+{
+	char policy[1024];
+
+	snprintf(policy, sizeof(policy), MODE_POLICY, mode, ports[0], ports[1], sha, cg);
+	return reload_policy(e, policy);
 }
 
 #define MODE_CALL(id, token, text, pause)                                                   \
@@ -456,7 +463,7 @@ void test_restart_reload_mode(void)
 	struct spawn_opts so = {};
 	struct env e;
 	json_t *ev = NULL;
-	char raw_dir[600], raw_port[16];
+	char raw_dir[600], raw_port[16], only_raw[1024];
 	pid_t cli, cli2;
 	int port, ports[2];
 
@@ -479,6 +486,12 @@ void test_restart_reload_mode(void)
 	env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server", "127.0.0.1",
 					raw_port, raw_dir, NULL });
 	snprintf(policy, sizeof(policy), MODE_POLICY, "monitor", ports[0], ports[1], sha, cg_c);
+	/* tcp_peer's port alone: the MCP server no longer protected. */
+	snprintf(only_raw, sizeof(only_raw),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"raw\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
+		 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 ports[1], sha, cg_c);
 	if (!ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server") ||
 	    !ASSERT_TRUE(env__wait_file(out, "listening", 5000), "tcp_peer") ||
 	    !ASSERT_OK(env__agent_start(&e, policy, NULL), "agent (monitor)"))
@@ -551,8 +564,6 @@ void test_restart_reload_mode(void)
 		/* Enforce mode again; 21 allowed (held and judged). A reload
 		 * whose policy no longer names this server: 22, a token no
 		 * client has, is none of the agent's business any more. */
-		char only_raw[1024];
-
 		if (!ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "to enforce"))
 			goto cleanup;
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
@@ -561,22 +572,38 @@ void test_restart_reload_mode(void)
 		snprintf(out, sizeof(out), "%s/raw-unprotected.out", e.tmp);
 		cli = raw_start(&e, cg_c, spec, out);
 		ASSERT_TRUE(env__wait_file(rec, "twenty-one", 5000), "21 reached the server");
-		snprintf(only_raw, sizeof(only_raw),
-			 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"raw\",\"port\":%d}],"
-			 "\"unknown_client\":\"deny\",\"clients\":[{\"name\":\"a\",\"claims\":"
-			 "{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-			 ports[1], sha, cg_c);
-		ASSERT_OK(env__write(e.agent.policy_path, only_raw, strlen(only_raw)), "policy");
-		kill(e.agent.pid, SIGHUP);
-		ev = env__wait_event(&e, 10000, "kind=policy", "status=loaded", NULL);
-		ASSERT_OK_PTR(ev, "reloaded");
-		json_decref(ev);
-		ev = NULL;
+		ASSERT_OK(reload_policy(&e, only_raw), "reloaded without the MCP server");
 		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "22 answered");
 		ASSERT_TRUE(env__wait_file(rec, "twenty-two-unprotected", 1000),
 			    "22 reached the server");
 		ASSERT_EQ(env__count_events(&e, "kind=alert", "request.id=22", NULL), 0,
 			  "no alert for it");
+	}
+	if (test__start_subtest("server_protected_again")) {
+		/* One connection across two reloads: 30 allowed; the server
+		 * dropped: 31, a token no client has, passes unread; the
+		 * server named again: 32, the same, is judged and blocked. */
+		if (!ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "both servers"))
+			goto cleanup;
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
+			 "[%s,%s,%s]}", port, MODE_CALL(30, TPL_TOKEN, "thirty", 0),
+			 MODE_CALL(31, "not-a-known-token", "thirty-one", 3000),
+			 MODE_CALL(32, "not-a-known-token", "thirty-two-judged", 3000));
+		snprintf(out, sizeof(out), "%s/raw-again.out", e.tmp);
+		cli = raw_start(&e, cg_c, spec, out);
+		ASSERT_TRUE(env__wait_file(rec, "\"thirty\"", 5000), "30 reached the server");
+		ASSERT_OK(reload_policy(&e, only_raw), "the server dropped");
+		ASSERT_TRUE(env__wait_file(rec, "thirty-one", 5000), "31 reached the server");
+		ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "the server named again");
+		ASSERT_NEQ(env__wait(&e, cli, 20000), 0, "32 got no answer");
+		ASSERT_FALSE(env__wait_file(rec, "thirty-two-judged", 500), "32 never reached it");
+		ev = env__find_event(&e, 5000, "kind=alert", "request.id=32", NULL);
+		if (ASSERT_OK_PTR(ev, "32 judged"))
+			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_EQ(env__count_events(&e, "kind=alert", "request.id=31", NULL), 0,
+			  "31 was not");
 	}
 cleanup:
 	json_decref(ev);
