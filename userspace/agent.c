@@ -1063,6 +1063,16 @@ static void report_failopen(struct agent *a, struct conn *c, uint64_t bytes)
  * which starts a new request on a well-behaved client; if it does not, the
  * parser says so and the connection is judged malformed.
  */
+/* The stream read again from off on, a fresh parser there: the bytes
+ * before it passed without the agent. */
+static void resume_at(struct agent *a, struct conn *c, uint64_t off)
+{
+	http_parser__free(c->parser);
+	c->parser = NULL;
+	c->released_end = c->held_base = c->next_off = c->parsed_end = off;
+	forget_pending(a, c);
+}
+
 static bool resync_after_failopen(struct agent *a, struct conn *c,
 				  const struct mcpw_data_event *e)
 {
@@ -1071,13 +1081,7 @@ static bool resync_after_failopen(struct agent *a, struct conn *c,
 	if (e->offset < c->next_off || kernel__get_state(a->kernel, c->cookie, &st) ||
 	    !(st.flags & MCPW_ST_FAILOPEN) || c->held_len)
 		return false;
-	http_parser__free(c->parser);
-	c->parser = NULL;
-	c->released_end = e->offset;
-	c->held_base = e->offset;
-	c->next_off = e->offset;
-	c->parsed_end = e->offset;
-	forget_pending(a, c);
+	resume_at(a, c, e->offset);
 	return true;
 }
 
@@ -1089,11 +1093,8 @@ static bool resync_after_mirror(struct agent *a, struct conn *c, const struct mc
 	if (!c->mirrored || !a->enforce || !(e->flags & MCPW_DATA_HELD) ||
 	    e->offset < c->next_off || c->held_len)
 		return false;
-	http_parser__free(c->parser);
-	c->parser = NULL;
-	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
+	resume_at(a, c, e->offset);
 	c->mirrored = false;
-	forget_pending(a, c);
 	return true;
 }
 
@@ -1103,10 +1104,7 @@ static bool resync_after_unread(struct agent *a, struct conn *c, const struct mc
 {
 	if (!c->reprotected || e->offset < c->next_off || c->held_len)
 		return false;
-	http_parser__free(c->parser);
-	c->parser = NULL;
-	c->released_end = c->held_base = c->next_off = c->parsed_end = e->offset;
-	forget_pending(a, c);
+	resume_at(a, c, e->offset);
 	return true;
 }
 
@@ -1989,7 +1987,7 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	c->open_seen = true;
 	emit_connection(a, c);
 	/* A previous daemon's, on a port this policy does not protect. */
-	if (c->port && !c->server_name) {
+	if (c->port && !server_name_for(a, c->port)) {
 		unprotect(a, c);
 		return;
 	}
