@@ -432,22 +432,30 @@ static uint32_t max_field(const struct bpf_map *map, void *val, size_t at)
 	return top;
 }
 
+static void max_state_gen(void *ctx, uint64_t cookie, const struct mcpw_conn_state *st)
+{
+	uint32_t *top = ctx;
+
+	(void)cookie;
+	if (st->fast_gen > *top)
+		*top = st->fast_gen;
+}
+
 uint32_t kernel__max_template_gen(struct kernel *k)
 {
-	union {
-		struct mcpw_fast_tmpl t;
-		struct mcpw_conn_state st;
-	} *u = malloc(sizeof(*u));
-	uint32_t g[3];
+	struct mcpw_fast_tmpl *t = malloc(sizeof(*t));
+	uint32_t g[3] = {};
 
 	_Static_assert(sizeof(__u64) <= 32 && sizeof(struct mcpw_inst_key) <= 32,
-		       "a map's key outgrew max_field");
-	if (!u)
+		       "a template map's key outgrew max_field");
+	if (!t)
 		return UINT32_MAX / 2;	/* far from any a restart meets */
-	g[0] = max_field(k->skel->maps.fast_tmpl, u, offsetof(struct mcpw_fast_tmpl, gen));
-	g[1] = max_field(k->skel->maps.inst_tmpl, u, offsetof(struct mcpw_fast_tmpl, gen));
-	g[2] = max_field(k->skel->maps.conn_state, u, offsetof(struct mcpw_conn_state, fast_gen));
-	free(u);
+	g[0] = max_field(k->skel->maps.fast_tmpl, t, offsetof(struct mcpw_fast_tmpl, gen));
+	g[1] = max_field(k->skel->maps.inst_tmpl, t, offsetof(struct mcpw_fast_tmpl, gen));
+	free(t);
+	/* Connections' states in batches: there may be tens of thousands. */
+	if (kernel__each_state(k, max_state_gen, &g[2]))
+		return UINT32_MAX / 2;
 	return g[0] > g[1] ? (g[0] > g[2] ? g[0] : g[2]) : (g[1] > g[2] ? g[1] : g[2]);
 }
 
