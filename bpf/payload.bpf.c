@@ -488,14 +488,16 @@ static __always_inline int verdict(struct __sk_buff *skb, bool by_seq)
 	st->bytes_in = off + len;
 
 	v = bpf_map_lookup_elem(&conn_verdict, &cookie);
+	action = v ? v->action : (cfg->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
 	/* A port the policy no longer protects (a reload or a restart dropped
 	 * its server; new connections there are not even put here): passed,
-	 * once whatever was held before is released. */
-	if (!port_protected(skb->local_port) && !from && st->held_end <= (v ? v->released_end : 0)) {
+	 * once whatever was held before is released. A denied connection
+	 * stays denied. */
+	if (action != MCPW_ACT_DROP && !port_protected(skb->local_port) && !from &&
+	    st->held_end <= (v ? v->released_end : 0)) {
 		count_stat(MCPW_CNT_PASS_SEGS, 1);
 		return SK_PASS;
 	}
-	action = v ? v->action : (cfg->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
 
 	switch (action) {
 	case MCPW_ACT_DROP:
