@@ -207,16 +207,25 @@ cleanup:
 	"\"body\":{\"jsonrpc\":\"2.0\",\"id\":" #id ",\"method\":\"tools/call\",\"params\":"    \
 	"{\"name\":\"echo\",\"arguments\":{\"text\":\"" text "\"}}}}"
 
-/* raw.mjs with spec on one connection from cgroup cg, in the background. */
-static pid_t raw_start(struct env *e, const char *cg, const char *spec, const char *out)
+/* raw.mjs on one connection from cgroup cg to port, in the background:
+ * requests is the spec's list (without brackets), tag names its output. */
+static pid_t raw_on(struct env *e, const char *cg, int port, const char *tag,
+		    const char *requests)
 {
-	char script[PATH_MAX], path[600];
+	char script[PATH_MAX], path[600], out[600], *spec;
 	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+	pid_t pid;
 
+	if (asprintf(&spec, "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s]}", port,
+		     requests) < 0)
+		return -1;
 	snprintf(script, sizeof(script), "%s/raw.mjs", env__node_dir());
+	snprintf(out, sizeof(out), "%s/raw-%s.out", e->tmp, tag);
 	snprintf(path, sizeof(path), "%s.spec", out);
 	env__write(path, spec, strlen(spec));
-	return env__spawn(e, &so, (char *[]){ "node", script, path, NULL });
+	free(spec);
+	pid = env__spawn(e, &so, (char *[]){ "node", script, path, NULL });
+	return pid;
 }
 
 /* Request id's alert, with `action` (what: the assertion's name). */
@@ -281,8 +290,7 @@ static int restart_pinned(struct env *e, const char *policy)
 
 void test_restart_templates(void)
 {
-	char policy[1024], denying[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600];
-	char sha[65];
+	char policy[1024], denying[1024], cg_c[256], cg_s[256], rec[600], sha[65];
 	const char *pin[] = { "--pin", NULL };
 	struct env e;
 	json_t *ev = NULL;
@@ -313,12 +321,11 @@ void test_restart_templates(void)
 		/* 1 judged: the daemon's first template (generation 1); 2
 		 * passes on it. Restart. 3 differs: judged, a new template; 4
 		 * passes on that one. */
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s,%s,%s]}", port, TPL_CALL(1, "ua-1", "one", 0),
-			 TPL_CALL(2, "ua-1", "two-before", 0), TPL_CALL(3, "ua-2", "three", 4000),
-			 TPL_CALL(4, "ua-2", "four-after", 0));
-		snprintf(out, sizeof(out), "%s/raw-gen.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "gen",
+			     TPL_CALL(1, "ua-1", "one", 0) ","
+			     TPL_CALL(2, "ua-1", "two-before", 0) ","
+			     TPL_CALL(3, "ua-2", "three", 4000) ","
+			     TPL_CALL(4, "ua-2", "four-after", 0));
 		ASSERT_TRUE(env__wait_file(rec, "two-before", 5000), "2 reached the server");
 		check_request_fast(&e, "2", true);
 		if (!ASSERT_OK(restart_pinned(&e, policy), "restart, adopting the pinned maps"))
@@ -331,12 +338,10 @@ void test_restart_templates(void)
 		/* 5 judged, 6 passes on its template. Restart with a policy
 		 * that allows this client only from another cgroup: 7, the
 		 * same head as 6, is judged again and blocked. */
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s,%s]}", port, TPL_CALL(5, "ua-3", "five", 0),
-			 TPL_CALL(6, "ua-3", "six-before", 0),
-			 TPL_CALL(7, "ua-3", "seven-after", 4000));
-		snprintf(out, sizeof(out), "%s/raw-policy.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "policy",
+			     TPL_CALL(5, "ua-3", "five", 0) ","
+			     TPL_CALL(6, "ua-3", "six-before", 0) ","
+			     TPL_CALL(7, "ua-3", "seven-after", 4000));
 		ASSERT_TRUE(env__wait_file(rec, "six-before", 5000), "6 reached the server");
 		check_request_fast(&e, "6", true);
 		if (!ASSERT_OK(restart_pinned(&e, denying), "restart with another policy"))
@@ -362,11 +367,9 @@ void test_restart_templates(void)
 		memcpy(strstr(monitor, "\"enforce\""), "\"monitor\"", 9);
 		if (!ASSERT_OK(restart_pinned(&e, policy), "restart with the first policy"))
 			goto cleanup;
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s]}", port, TPL_CALL(8, "ua-4", "eight", 0),
-			 MODE_CALL(9, "not-a-known-token", "nine-monitored", 4000));
-		snprintf(out, sizeof(out), "%s/raw-monitor.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "monitor",
+			     TPL_CALL(8, "ua-4", "eight", 0) ","
+			     MODE_CALL(9, "not-a-known-token", "nine-monitored", 4000));
 		ASSERT_TRUE(env__wait_file(rec, "eight", 5000), "8 reached the server");
 		if (!ASSERT_OK(restart_pinned(&e, monitor), "restart in monitor mode"))
 			goto cleanup;
@@ -388,18 +391,14 @@ void test_restart_templates(void)
 		snprintf(other, sizeof(other), TPL_POLICY, env__free_port(), sha, cg_c);
 		if (!ASSERT_OK(restart_pinned(&e, policy), "restart with the first policy"))
 			goto cleanup;
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s]}", port, TPL_CALL(10, "ua-5", "ten", 0),
-			 MODE_CALL(12, "not-a-known-token", "twelve-unprotected", 4000));
-		snprintf(out, sizeof(out), "%s/raw-dropped.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "dropped",
+			     TPL_CALL(10, "ua-5", "ten", 0) ","
+			     MODE_CALL(12, "not-a-known-token", "twelve-unprotected", 4000));
 		/* And a connection idle across the restart: 16 passes in the
 		 * kernel, which knows the port is no longer protected. */
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s]}", port, TPL_CALL(15, "ua-6", "fifteen", 0),
-			 TPL_CALL(16, "ua-6", "sixteen-unprotected", 10000));
-		snprintf(out, sizeof(out), "%s/raw-idle.out", e.tmp);
-		idle = raw_start(&e, cg_c, spec, out);
+		idle = raw_on(&e, cg_c, port, "idle",
+			      TPL_CALL(15, "ua-6", "fifteen", 0) ","
+			      TPL_CALL(16, "ua-6", "sixteen-unprotected", 10000));
 		ASSERT_TRUE(env__wait_file(rec, "\"fifteen\"", 5000), "15 reached the server");
 		ASSERT_TRUE(env__wait_file(rec, "\"ten\"", 5000), "10 reached the server");
 		if (!ASSERT_EQ(env__agent_stop(&e), 0, "stop"))
@@ -504,20 +503,16 @@ void test_restart_reload_mode(void)
 	if (test__start_subtest("monitor_to_enforce")) {
 		/* 1 allowed (mirrored); reload to enforce; 2 carries a token
 		 * no client has, on the same connection. */
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s]}", port, MODE_CALL(1, TPL_TOKEN, "one", 0),
-			 MODE_CALL(2, "not-a-known-token", "two-refused", 3000));
-		snprintf(out, sizeof(out), "%s/raw-m2e.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "m2e",
+			     MODE_CALL(1, TPL_TOKEN, "one", 0) ","
+			     MODE_CALL(2, "not-a-known-token", "two-refused", 3000));
 		/* And a connection to tcp_peer that monitor mode stopped
 		 * reading (not HTTP): after the switch it cannot be judged,
 		 * so it ends. */
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[{\"raw\":\"NOT HTTP AT ALL\\r\\n\\r\\n\",\"expect_no_response\":true},"
-			 "{\"raw\":\"eleven-unread\",\"pause_before_ms\":3000,"
-			 "\"expect_no_response\":true}]}", ports[1]);
-		snprintf(out, sizeof(out), "%s/raw-blind.out", e.tmp);
-		cli2 = raw_start(&e, cg_c, spec, out);
+		cli2 = raw_on(&e, cg_c, ports[1], "blind",
+			      "{\"raw\":\"NOT HTTP AT ALL\\r\\n\\r\\n\","
+			      "\"expect_no_response\":true},{\"raw\":\"eleven-unread\","
+			      "\"pause_before_ms\":3000,\"expect_no_response\":true}");
 		ASSERT_TRUE(env__wait_file(rec, "\"one\"", 5000), "1 reached the server");
 		ev = env__find_event(&e, 5000, "kind=alert", "verdict=malformed", NULL);
 		ASSERT_OK_PTR(ev, "monitor mode stopped reading the other connection");
@@ -544,12 +539,10 @@ void test_restart_reload_mode(void)
 		 * token no client has, is on its way in 150-byte pieces 2 s
 		 * apart (held as they came before, mirrored after): delivered
 		 * whole, and reported. */
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,{\"split\":150,\"delay_ms\":2000,%s]}", port,
+		snprintf(spec, sizeof(spec), "%s,{\"split\":150,\"delay_ms\":2000,%s",
 			 MODE_CALL(3, TPL_TOKEN, "three", 0),
 			 MODE_CALL(4, "not-a-known-token", "four-reported", 0) + 1);
-		snprintf(out, sizeof(out), "%s/raw-e2m.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "e2m", spec);
 		ASSERT_TRUE(env__wait_file(rec, "\"three\"", 5000), "3 reached the server");
 		ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "monitor"), "to monitor");
 		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "4 answered");
@@ -562,11 +555,9 @@ void test_restart_reload_mode(void)
 		 * client has, is none of the agent's business any more. */
 		if (!ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "to enforce"))
 			goto cleanup;
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s]}", port, MODE_CALL(21, TPL_TOKEN, "twenty-one", 0),
-			 MODE_CALL(22, "not-a-known-token", "twenty-two-unprotected", 3000));
-		snprintf(out, sizeof(out), "%s/raw-unprotected.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "unprotected",
+			     MODE_CALL(21, TPL_TOKEN, "twenty-one", 0) ","
+			     MODE_CALL(22, "not-a-known-token", "twenty-two-unprotected", 3000));
 		ASSERT_TRUE(env__wait_file(rec, "twenty-one", 5000), "21 reached the server");
 		ASSERT_OK(reload_policy(&e, only_raw), "reloaded without the MCP server");
 		ASSERT_EQ(env__wait(&e, cli, 20000), 0, "22 answered");
@@ -581,12 +572,10 @@ void test_restart_reload_mode(void)
 		 * server named again: 32, the same, is judged and blocked. */
 		if (!ASSERT_OK(reload_mode(&e, ports, sha, cg_c, "enforce"), "both servers"))
 			goto cleanup;
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":"
-			 "[%s,%s,%s]}", port, MODE_CALL(30, TPL_TOKEN, "thirty", 0),
-			 MODE_CALL(31, "not-a-known-token", "thirty-one", 3000),
-			 MODE_CALL(32, "not-a-known-token", "thirty-two-judged", 3000));
-		snprintf(out, sizeof(out), "%s/raw-again.out", e.tmp);
-		cli = raw_start(&e, cg_c, spec, out);
+		cli = raw_on(&e, cg_c, port, "again",
+			     MODE_CALL(30, TPL_TOKEN, "thirty", 0) ","
+			     MODE_CALL(31, "not-a-known-token", "thirty-one", 3000) ","
+			     MODE_CALL(32, "not-a-known-token", "thirty-two-judged", 3000));
 		ASSERT_TRUE(env__wait_file(rec, "\"thirty\"", 5000), "30 reached the server");
 		ASSERT_OK(reload_policy(&e, only_raw), "the server dropped");
 		ASSERT_TRUE(env__wait_file(rec, "thirty-one", 5000), "31 reached the server");
