@@ -454,10 +454,24 @@ static void emit_lost(struct agent *a, const char *what, uint64_t count, const c
 
 /* ---- verdicts ---------------------------------------------------------- */
 
-static void write_verdict(struct agent *a, struct conn *c, __u32 action)
+/* What the kernel does with c's next bytes follows from c and the mode:
+ * ended (denied), passed (its server no longer protected), held until
+ * judged (enforce mode) or mirrored (monitor mode). */
+static __u32 conn_action(const struct agent *a, const struct conn *c)
+{
+	if (c->denied)
+		return MCPW_ACT_DROP;
+	if (c->unprotected)
+		return MCPW_ACT_PASS;
+	return a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR;
+}
+
+/* Writes c's verdict: its action, and how far its bytes are released,
+ * passed and copied. */
+static void write_verdict(struct agent *a, struct conn *c)
 {
 	struct mcpw_conn_verdict v = {
-		.action = action,
+		.action = conn_action(a, c),
 		.released_end = c->released_end,
 		.pass_until = c->pass_until > c->released_end ? c->pass_until : c->released_end,
 		.copy_until = c->copy_until,
@@ -478,7 +492,7 @@ static void deny_conn(struct agent *a, struct conn *c)
 
 	c->denied = true;
 	forget_pending(a, c);
-	write_verdict(a, c, MCPW_ACT_DROP);
+	write_verdict(a, c);
 	free(c->held);
 	c->held = NULL;
 	c->held_len = c->held_cap = 0;
@@ -520,7 +534,7 @@ static int release(struct agent *a, struct conn *c, uint64_t end)
 		c->held_cap = 0;
 	}
 	c->first_hold_ns = c->held_len ? now_ns() : 0;
-	write_verdict(a, c, a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
+	write_verdict(a, c);
 	return 0;
 }
 
@@ -682,6 +696,18 @@ static void release_failed(struct agent *a, struct conn *c, int err, const char 
 	pr_warn("cannot release %s on connection %llu (%s); ending it", what,
 		(unsigned long long)c->cookie, strerror(-err));
 	deny_conn(a, c);
+}
+
+/* Writes c's verdict for what it is now, with every byte it holds on its
+ * way (what: the bytes, should that fail). */
+static void release_all(struct agent *a, struct conn *c, const char *what)
+{
+	int err;
+
+	if (!c->held_len)
+		write_verdict(a, c);
+	else if ((err = release(a, c, c->held_base + c->held_len)))
+		release_failed(a, c, err, what);
 }
 
 static void finish_request(struct agent *a, struct conn *c, struct request *r,
@@ -995,7 +1021,7 @@ static void extend_mirror(struct agent *a, struct conn *c)
 	if (a->enforce || c->blind || c->next_off + MIRROR_WINDOW / 2 < c->copy_until)
 		return;
 	c->copy_until = c->next_off + MIRROR_WINDOW;
-	write_verdict(a, c, MCPW_ACT_MIRROR);
+	write_verdict(a, c);
 }
 
 /*
@@ -1040,7 +1066,7 @@ static void handle_egress(struct agent *a, struct conn *c, const struct mcpw_dat
 	}
 	/* This head answers the oldest pending initialize. */
 	if (--c->pending_initialize == 0 && !c->denied)
-		write_verdict(a, c, a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
+		write_verdict(a, c);
 }
 
 static void report_failopen(struct agent *a, struct conn *c, uint64_t bytes)
@@ -1451,8 +1477,6 @@ static void back_to_realtime(struct agent *a)
  */
 static void unprotect(struct agent *a, struct conn *c)
 {
-	int err;
-
 	if (c->unprotected || c->denied)
 		return;
 	c->unprotected = true;
@@ -1460,11 +1484,7 @@ static void unprotect(struct agent *a, struct conn *c)
 	http_parser__free(c->parser);
 	c->parser = NULL;
 	forget_pending(a, c);
-	if (c->held_len && (err = release(a, c, c->held_base + c->held_len))) {
-		release_failed(a, c, err, "held bytes of a server no longer protected");
-		return;
-	}
-	write_verdict(a, c, MCPW_ACT_PASS);
+	release_all(a, c, "held bytes of a server no longer protected");
 }
 
 static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_event *e);
@@ -1498,11 +1518,9 @@ static void pass_unprotected(struct agent *a, struct conn *c, const struct mcpw_
 		release_failed(a, c, -ENOMEM, "held bytes of a server no longer protected");
 		return;
 	}
-	err = release(a, c, e->offset + e->len);
+	err = release(a, c, e->offset + e->len);	/* writes PASS */
 	if (err)
 		release_failed(a, c, err, "held bytes of a server no longer protected");
-	else
-		write_verdict(a, c, MCPW_ACT_PASS);
 }
 
 static int on_data(void *ctx, void *data, size_t size)
@@ -1649,7 +1667,7 @@ static void apply_servers(struct agent *a)
 			c->server_name = strdup(name);
 			if (kernel__get_state(a->kernel, c->cookie, &st) == 0)
 				c->copy_until = st.bytes_in + MIRROR_WINDOW;
-			write_verdict(a, c, a->enforce ? MCPW_ACT_HOLD : MCPW_ACT_MIRROR);
+			write_verdict(a, c);
 		} else if (!c->server_name || strcmp(c->server_name, name)) {
 			free(c->server_name);
 			c->server_name = strdup(name);
@@ -1668,7 +1686,6 @@ static void apply_mode(struct agent *a)
 {
 	struct hmap_iter it;
 	void *val;
-	int err;
 
 	hmap__iter_init(a->conns, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
@@ -1681,12 +1698,10 @@ static void apply_mode(struct agent *a)
 				       "connection in monitor mode; enforce mode ends it");
 		} else if (a->enforce) {
 			c->mirrored = true;
-			write_verdict(a, c, MCPW_ACT_HOLD);
-		} else if (c->held_len && (err = release(a, c, c->held_base + c->held_len))) {
-			release_failed(a, c, err, "held bytes on the switch to monitor mode");
+			write_verdict(a, c);
 		} else {
 			c->copy_until = c->next_off + MIRROR_WINDOW;
-			write_verdict(a, c, MCPW_ACT_MIRROR);
+			release_all(a, c, "held bytes on the switch to monitor mode");
 		}
 	}
 }
@@ -2177,7 +2192,7 @@ static void adopt_verdict(struct agent *a, struct conn *c)
 		/* A previous enforcing daemon's: mirrored from now on (bytes
 		 * it held and did not release come first, see on_data). */
 		c->copy_until = c->next_off + MIRROR_WINDOW;
-		write_verdict(a, c, MCPW_ACT_MIRROR);
+		write_verdict(a, c);
 	}
 }
 
