@@ -6,9 +6,12 @@
  * invalid UTF-8 becomes U+FFFD instead of a broken line, and sinks that
  * read objects get the same event.
  */
+#include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
@@ -302,5 +305,125 @@ void test_output_written_in_batches(void)
 	ASSERT_STRSTR(line ?: "", "\"n\":39,", "the last event last");
 	free(line);
 	output__free(o);
+	unlink(path);
+}
+
+/*
+ * A write the events file refuses (a full disk) is counted, event by
+ * event, with its error: the stream's buffer is never dropped silently.
+ */
+void test_output_write_failure_counted(void)
+{
+	struct output *o = output__new("node");
+	struct output_stats st;
+	struct output_line *l;
+	char err[128];
+	int i;
+
+	if (!ASSERT_OK_PTR(o, "output"))
+		return;
+	if (!ASSERT_OK(output__add_jsonl(o, "/dev/full", err, sizeof(err)), "/dev/full")) {
+		output__free(o);
+		return;
+	}
+	for (i = 0; i < 3; i++) {
+		l = output__begin(o, "request");
+		oline__int(l, "n", i);
+		output__end(o, l);
+	}
+	output__flush(o);
+	output__stats(o, &st);
+	ASSERT_EQ(st.events, 3, "events made");
+	ASSERT_EQ(st.write_lost, 3, "every line of the failed write counted");
+	ASSERT_EQ(st.dropped, 3, "and dropped");
+	ASSERT_EQ(st.write_errno, ENOSPC, "its error");
+	ASSERT_STREQ(st.write_failed_on ?: "", "/dev/full", "the stream named");
+	output__free(o);
+}
+
+static char *slurp_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (!f)
+		return NULL;
+	n = getdelim(&buf, &cap, '\0', f);
+	fclose(f);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static void emit_n(struct output *o, int n, const char *pad)
+{
+	struct output_line *l = output__begin(o, "request");
+
+	oline__int(l, "n", n);
+	oline__str(l, "pad", pad);
+	output__end(o, l);
+	output__flush(o);
+}
+
+/*
+ * A write cut short inside a line (here a file-size limit; a disk that
+ * fills mid-write alike) leaves that line broken in the file: it is ended
+ * before the next write, so the next event is a line of its own, not glued
+ * to the broken one. Lines not wholly written are the ones counted lost.
+ */
+void test_output_cut_line_ended(void)
+{
+	char path[] = "/tmp/mcpw-output-XXXXXX", err[128], pad[200];
+	struct output *o = output__new("node");
+	struct rlimit old, lim;
+	struct output_stats st;
+	struct stat sb;
+	char *text = NULL, *p, *lines[8];
+	size_t n = 0;
+	int fd = mkstemp(path);
+
+	if (!ASSERT_OK_PTR(o, "output") || !ASSERT_GE(fd, 0, "mkstemp"))
+		return;
+	close(fd);
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	signal(SIGXFSZ, SIG_IGN);
+	ASSERT_OK(getrlimit(RLIMIT_FSIZE, &old), "getrlimit");
+	ASSERT_OK(output__add_jsonl(o, path, err, sizeof(err)), "events file");
+	emit_n(o, 0, pad);
+	ASSERT_OK(stat(path, &sb), "stat");
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 20;
+	ASSERT_OK(setrlimit(RLIMIT_FSIZE, &lim), "file size limit");
+	emit_n(o, 1, pad);		/* 20 bytes of it fit */
+	emit_n(o, 2, pad);		/* none of it: the file is at its limit */
+	output__stats(o, &st);
+	ASSERT_EQ(st.write_lost, 2, "the cut line and the next counted lost");
+	ASSERT_EQ(st.write_errno, EFBIG, "the error");
+	ASSERT_OK(setrlimit(RLIMIT_FSIZE, &old), "limit lifted");
+	emit_n(o, 3, pad);
+	output__stats(o, &st);
+	ASSERT_EQ(st.write_lost, 2, "written again");
+	output__free(o);
+
+	text = slurp_file(path);
+	for (p = text ? strtok(text, "\n") : NULL; p && n < 8; p = strtok(NULL, "\n"))
+		lines[n++] = p;
+	if (ASSERT_EQ(n, 3, "three lines: the first, the cut one, the last")) {
+		json_t *a = json_loads(lines[0], 0, NULL), *c = json_loads(lines[2], 0, NULL);
+
+		ASSERT_OK_PTR(json_object_get(a, "n"), "the first intact");
+		ASSERT_OK_PTR(json_object_get(c, "n"), "the last intact");
+		ASSERT_EQ(strlen(lines[1]), 20, "the cut line is what fitted");
+		ASSERT_EQ(json_integer_value(json_object_get(c, "n")), 3,
+			  "the next event a line of its own");
+		json_decref(a);
+		json_decref(c);
+	}
+	free(text);
 	unlink(path);
 }

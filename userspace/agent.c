@@ -145,6 +145,9 @@ struct agent {
 	/* Health: never look healthy while blind. */
 	char health[512];		/* "" when healthy, else the reasons */
 	uint64_t last_loss_ns;
+	/* Events streams whose writes failed (output_stats.write_lost). */
+	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns;
+	char out_problem[PATH_MAX + 64];
 	uint64_t health_resolved, health_cg_fail;
 	uint64_t ticks;
 	bool stop;
@@ -2528,6 +2531,8 @@ static void check_health(struct agent *a, uint64_t now)
 		REASON("kernel records were lost in the last minute (see lost events)");
 	if (a->store_problem[0])
 		REASON("%s", a->store_problem);
+	if (a->last_out_fail_ns && now - a->last_out_fail_ns < 60ull * 1000000000ull)
+		REASON("%s in the last minute (see lost events)", a->out_problem);
 	if (access("/proc/self/stat", R_OK))
 		REASON("/proc is not readable: processes cannot be attributed");
 	resolver__stats(a->resolver, &resolved, &cg_fail);
@@ -2564,6 +2569,36 @@ static void report_sink_drops(struct agent *a)
 	}
 }
 
+/*
+ * Events an events stream could not write (a full disk, a closed pipe): a
+ * `lost` event, which reaches whatever still takes events (the control
+ * socket's followers, --output sinks, the stream itself once it writes
+ * again), health degraded for a minute, and a line on stderr when it
+ * starts and once a minute while it lasts.
+ */
+static void report_output_failures(struct agent *a, uint64_t now)
+{
+	struct output_stats os;
+	uint64_t n;
+
+	output__stats(a->out, &os);
+	if (os.write_lost <= a->out_write_lost)
+		return;
+	n = os.write_lost - a->out_write_lost;
+	a->out_write_lost = os.write_lost;
+	a->last_out_fail_ns = now;
+	snprintf(a->out_problem, sizeof(a->out_problem), "events could not be written to %s: %s",
+		 os.write_failed_on ? os.write_failed_on : "?", strerror(os.write_errno));
+	if (!a->last_out_log_ns || now - a->last_out_log_ns >= 60ull * 1000000000ull) {
+		pr_warn("%s (%llu events lost since the last report)", a->out_problem,
+			(unsigned long long)n);
+		a->last_out_log_ns = now;
+	}
+	output__emit(a->out, "lost", json_pack("{s:s,s:s,s:I,s:s}", "source", "output", "sink",
+		     os.write_failed_on ? os.write_failed_on : "?", "count", (json_int_t)n,
+		     "detail", a->out_problem));
+}
+
 static void guard_scheduling(struct agent *a);
 
 static void tick(struct agent *a)
@@ -2584,6 +2619,7 @@ static void tick(struct agent *a)
 		guard_scheduling(a);
 		report_losses(a);
 		report_sink_drops(a);
+		report_output_failures(a, now);
 		check_health(a, now);
 		check_conns(a);
 		stdio__sweep(&a->stdio);
@@ -2882,8 +2918,10 @@ static json_t *status_json(void *ctx)
 	for (i = 0; i < VERDICT__MAX; i++)
 		json_object_set_new(v, verdict__name((enum verdict)i), json_integer((json_int_t)ds.verdicts[i]));
 	json_object_set_new(st, "verdicts", v);
-	json_object_set_new(st, "events", json_pack("{s:I,s:I}", "written", (json_int_t)os.events,
-						    "dropped", (json_int_t)os.dropped));
+	json_object_set_new(st, "events", json_pack("{s:I,s:I,s:I,s:s?}", "written",
+		(json_int_t)os.events, "dropped", (json_int_t)os.dropped, "write_failures",
+		(json_int_t)os.write_lost, "last_write_error",
+		a->out_problem[0] ? a->out_problem : NULL));
 	{
 		struct mallinfo2 mi = mallinfo2();
 		unsigned long long th, tm;
@@ -3084,6 +3122,9 @@ static int setup_fds(struct agent *a)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* An events file past a file-size limit: the write fails (EFBIG) and
+	 * is reported, rather than the signal ending the agent. */
+	signal(SIGXFSZ, SIG_IGN);
 	a->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	a->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -3311,6 +3352,10 @@ static void shutdown_agent(struct agent *a, const char *why)
 				a->pin_dir, a->opts->state_dir);
 		}
 		output__emit(a->out, "shutdown", ev);
+		/* The last events: written now, and said if they could not be. */
+		output__flush(a->out);
+		a->last_out_log_ns = 0;
+		report_output_failures(a, now_ns());
 	}
 }
 

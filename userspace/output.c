@@ -17,20 +17,29 @@ static const char *const kinds[] = {
 	"ready", "connection", "request", "alert", "policy", "lost", "shutdown", "health",
 };
 
-struct jsonl_sink {
-	FILE *f;
-	bool owned;
-	char *buf;		/* the stream's buffer, owned files only */
-};
-
 /*
- * An events stream's buffer. glibc ignores the size given to setvbuf()
- * without a buffer (it allocates st_blksize, 4 KiB), which made a write(2)
- * per ~3 events under load (~15% of the daemon's CPU at 16 connections of
- * P1); the buffer is ours. stdout's is static: it outlives the output.
+ * A JSON Lines stream (stdout or an appended file), written through a
+ * buffer of its own: one write(2) per batch of events rather than one per
+ * few (glibc's stdio buffer is 4 KiB whatever setvbuf() is asked for, a
+ * write per ~3 events under load: ~15% of the daemon's CPU at 16
+ * connections of P1), and every failed write seen: stdio drops a buffer
+ * it could not write and says so only in the stream's error flag, so a
+ * full disk lost events silently. Lines a write could not take are
+ * counted (output_stats.write_lost) with the error; a line cut short by
+ * one is ended before the next, so a reader sees one bad line rather than
+ * two run together.
  */
 #define JSONL_BUF (64 * 1024)
-static char stdout_buf[JSONL_BUF];
+
+struct jsonl_sink {
+	int fd;
+	bool owned;		/* opened here: closed by output__free() */
+	bool cut;		/* the last write ended inside a line */
+	bool tty;		/* a terminal: written line by line */
+	char *buf;		/* JSONL_BUF bytes */
+	size_t len;		/* of them waiting to be written */
+	char *name;		/* the file, or "stdout" */
+};
 
 struct sink {
 	output_sink_fn fn;
@@ -117,11 +126,12 @@ void output__free(struct output *o)
 
 	if (!o)
 		return;
+	output__flush(o);
 	for (i = 0; i < o->n_jsonl; i++) {
-		fflush(o->jsonl[i].f);
 		if (o->jsonl[i].owned)
-			fclose(o->jsonl[i].f);
+			close(o->jsonl[i].fd);
 		free(o->jsonl[i].buf);
+		free(o->jsonl[i].name);
 	}
 	free(o->line.buf);
 	free(o->node);
@@ -131,41 +141,118 @@ void output__free(struct output *o)
 
 int output__add_jsonl(struct output *o, const char *target, char *err, size_t errlen)
 {
-	char *buf;
-	FILE *f;
+	bool out = strcmp(target, "-") == 0;
+	struct jsonl_sink k = { .fd = STDOUT_FILENO };
 
 	if (o->n_jsonl == MAX_SINKS) {
 		snprintf(err, errlen, "too many event outputs");
 		return -E2BIG;
 	}
-	if (strcmp(target, "-") == 0) {
-		static bool stdout_set;
+	k.buf = malloc(JSONL_BUF);
+	k.name = strdup(out ? "stdout" : target);
+	if (!k.buf || !k.name) {
+		free(k.buf);
+		free(k.name);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!out) {
+		k.fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (k.fd < 0) {
+			int e = errno;
 
-		/* Before anything is written to stdout; a second "-" shares it.
-		 * A terminal keeps its line buffering. */
-		if (!stdout_set && !isatty(STDOUT_FILENO) &&
-		    setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf)) == 0)
-			stdout_set = true;
-		o->jsonl[o->n_jsonl++] = (struct jsonl_sink){ stdout, false, NULL };
-		return 0;
+			snprintf(err, errlen, "cannot open the events file %s: %s", target,
+				 strerror(e));
+			free(k.buf);
+			free(k.name);
+			return -e;
+		}
+		k.owned = true;
 	}
-	f = fopen(target, "ae");
-	if (!f) {
-		int e = errno;
-
-		snprintf(err, errlen, "cannot open the events file %s: %s", target, strerror(e));
-		return -e;
-	}
-	/* Lines are flushed after each batch (output__flush): a buffer that
-	 * holds a batch saves a write(2) per few events. Without one (out of
-	 * memory) the stream keeps glibc's own. */
-	buf = malloc(JSONL_BUF);
-	if (buf && setvbuf(f, buf, _IOFBF, JSONL_BUF) != 0) {
-		free(buf);
-		buf = NULL;
-	}
-	o->jsonl[o->n_jsonl++] = (struct jsonl_sink){ f, true, buf };
+	k.tty = isatty(k.fd);
+	o->jsonl[o->n_jsonl++] = k;
 	return 0;
+}
+
+/* Whole lines: the bytes of n lines from buf, each ending in '\n'. */
+static uint64_t lines_in(const char *buf, size_t n)
+{
+	uint64_t lines = 0;
+	const char *p = buf, *end = buf + n;
+
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+		lines++;
+		p++;
+	}
+	return lines;
+}
+
+/* Writes n bytes of whole lines; 0 or -errno, the lines not (wholly)
+ * written counted as lost. */
+static int jsonl_write(struct output *o, struct jsonl_sink *k, const char *buf, size_t n)
+{
+	size_t done = 0;
+	ssize_t w;
+
+	if (k->cut && n) {
+		/* End the line a failed write cut short. */
+		do
+			w = write(k->fd, "\n", 1);
+		while (w < 0 && errno == EINTR);
+		if (w != 1)
+			goto fail;
+		k->cut = false;
+	}
+	while (done < n) {
+		w = write(k->fd, buf + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			goto fail;
+		done += (size_t)w;
+	}
+	return 0;
+fail:
+	o->stats.write_errno = w < 0 ? errno : EIO;
+	o->stats.write_failed_on = k->name;
+	if (done && buf[done - 1] != '\n')
+		k->cut = true;
+	w = (ssize_t)lines_in(buf + done, n - done);
+	o->stats.write_lost += (uint64_t)w;
+	o->stats.dropped += (uint64_t)w;
+	return -o->stats.write_errno;
+}
+
+static void jsonl_flush(struct output *o, struct jsonl_sink *k)
+{
+	if (k->len)
+		jsonl_write(o, k, k->buf, k->len);
+	k->len = 0;
+}
+
+/* One line (len bytes, its '\n' added here). */
+static void jsonl_put(struct output *o, struct jsonl_sink *k, const char *line, size_t len)
+{
+	if (k->len + len + 1 > JSONL_BUF)
+		jsonl_flush(o, k);
+	if (len + 1 > JSONL_BUF) {
+		/* Larger than the buffer: written as it is, then its end. */
+		char nl = '\n';
+
+		if (jsonl_write(o, k, line, len)) {
+			/* No '\n' in it for jsonl_write() to count. */
+			o->stats.write_lost++;
+			o->stats.dropped++;
+		} else if (jsonl_write(o, k, &nl, 1)) {
+			k->cut = true;	/* the line went, its end did not */
+		}
+		return;
+	}
+	memcpy(k->buf + k->len, line, len);
+	k->buf[k->len + len] = '\n';
+	k->len += len + 1;
+	if (k->tty)
+		jsonl_flush(o, k);
 }
 
 int output__add_sink_needs(struct output *o, output_sink_fn fn, output_needs_fn needs,
@@ -219,12 +306,10 @@ static void send_line(struct output *o, const char *kind, const char *line, size
 	k = kind_index(kind);
 	if (k >= 0)
 		o->stats.by_kind[k]++;
-	for (i = 0; i < o->n_jsonl; i++) {
-		/* Flushed by output__flush() after each batch the loop handles:
-		 * readers follow live, without one write(2) per event. */
-		if (fwrite(line, 1, len, o->jsonl[i].f) != len || fputc('\n', o->jsonl[i].f) == EOF)
-			o->stats.dropped++;
-	}
+	/* Flushed by output__flush() after each batch the loop handles:
+	 * readers follow live, without one write(2) per event. */
+	for (i = 0; i < o->n_jsonl; i++)
+		jsonl_put(o, &o->jsonl[i], line, len);
 	/* Asked once a sink and event: a sink's answer costs a kind lookup. */
 	for (i = 0; i < o->n_sinks; i++) {
 		need[i] = o->object_sinks && needs_object(&o->sinks[i], kind);
@@ -439,7 +524,7 @@ void output__flush(struct output *o)
 	size_t i;
 
 	for (i = 0; i < o->n_jsonl; i++)
-		fflush(o->jsonl[i].f);
+		jsonl_flush(o, &o->jsonl[i]);
 }
 
 void output__stats(const struct output *o, struct output_stats *s)

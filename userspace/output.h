@@ -17,8 +17,13 @@ struct output;
 
 struct output_stats {
 	uint64_t events;
-	uint64_t dropped;
+	uint64_t dropped;	/* not written anywhere asked: every cause */
 	uint64_t by_kind[8];	/* enum output_kind order */
+	/* Lines an events stream's write(2) failed for (a full disk, a
+	 * closed pipe), the last error and the stream's name. */
+	uint64_t write_lost;
+	int write_errno;
+	const char *write_failed_on;
 };
 
 struct output *output__new(const char *node);

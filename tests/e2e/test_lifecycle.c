@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "env.h"
@@ -1459,6 +1461,97 @@ void test_lifecycle_cli(void)
 		cli_free(&r);
 	}
 cleanup:
+	cli_free(&r);
+	env__cleanup(&e);
+}
+
+/* The status JSON of the running agent, or NULL. */
+static json_t *agent_status(struct env *e)
+{
+	struct cli_run r = {};
+	json_t *st;
+
+	run_cli(e, &r, 0, (char *[]){ "status", "--state-dir", e->agent.state_dir, NULL });
+	st = r.status == 0 ? json_loads(r.out, 0, NULL) : NULL;
+	cli_free(&r);
+	return st;
+}
+
+/*
+ * An events file the agent cannot write to (a full disk; here a file-size
+ * limit put on the running agent, which cuts the next event mid-line)
+ * loses events loudly: the agent keeps running and judging, `status`
+ * says degraded with the file and the error and counts the lost lines,
+ * the control socket's history has a `lost` event (source output), and
+ * once the file takes writes again the broken line is ended and the
+ * `lost` event reaches the file too.
+ */
+void test_lifecycle_events_unwritable(void)
+{
+	char policy[2048], cg_a[256], *text = NULL, *cut;
+	struct rlimit old, lim;
+	struct cli_run r = {};
+	json_t *st = NULL;
+	struct stat sb;
+	struct env e;
+	int i, fd;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+		goto cleanup;
+	if (!ASSERT_OK(stat(e.agent.events_path, &sb), "events file") ||
+	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, NULL, &old), "the agent's limit"))
+		goto cleanup;
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 20;
+	if (!ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &lim, NULL), "limit the events file"))
+		goto cleanup;
+	kill(e.agent.pid, SIGHUP);	/* a `policy` event, cut after 20 bytes */
+	for (i = 0; i < 50; i++) {
+		json_decref(st);
+		st = agent_status(&e);
+		if (st && strcmp(env__str(st, "health.status") ?: "", "degraded") == 0)
+			break;
+		env__sleep_ms(100);
+	}
+	if (ASSERT_OK_PTR(st, "status answers: the agent runs on")) {
+		ASSERT_STREQ(env__str(st, "health.status"), "degraded", "health");
+		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", e.agent.events_path,
+			      "the reason names the file");
+		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "File too large",
+			      "and the error");
+		ASSERT_GE(env__int(st, "events.write_failures"), 1, "lost lines counted");
+	}
+	run_cli(&e, &r, 0, (char *[]){ "events", "--state-dir", e.agent.state_dir, NULL });
+	ASSERT_STRSTR(r.out, "\"kind\":\"lost\",", "a lost event in the history");
+	ASSERT_STRSTR(r.out, "\"source\":\"output\"", "from the output");
+	cli_free(&r);
+
+	ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &old, NULL), "limit lifted");
+	ASSERT_TRUE(env__wait_file(e.agent.events_path, "\"source\":\"output\"", 5000),
+		    "the lost event reaches the file once it takes writes");
+	/* The cut line stands alone: made an empty object in place (same
+	 * bytes), every other line must be whole JSON at the agent's stop. */
+	text = env__slurp(e.agent.events_path, NULL);
+	cut = text ? text + sb.st_size : NULL;
+	if (ASSERT_OK_PTR(cut, "events read") &&
+	    ASSERT_TRUE(strlen(cut) > 21 && cut[20] == '\n', "the cut line is ended") &&
+	    ASSERT_TRUE(strncmp(cut, "{\"time\":", 8) == 0, "the cut line is the event's start")) {
+		fd = open(e.agent.events_path, O_WRONLY);
+		if (ASSERT_GE(fd, 0, "open events")) {
+			ASSERT_EQ(pwrite(fd, "{}                  ", 20, sb.st_size), 20, "mend");
+			close(fd);
+		}
+	}
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	free(text);
+	json_decref(st);
 	cli_free(&r);
 	env__cleanup(&e);
 }
