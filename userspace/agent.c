@@ -2615,6 +2615,8 @@ static void tick(struct agent *a)
 		metrics__tick(a->metrics, now);
 	if (a->attest)
 		attest__tick(a->attest, now);
+	if (a->ctl)
+		ctl__tick(a->ctl, now);
 	if (a->ticks % 10 == 0) {
 		guard_scheduling(a);
 		report_losses(a);
@@ -2922,6 +2924,9 @@ static json_t *status_json(void *ctx)
 		(json_int_t)os.events, "dropped", (json_int_t)os.dropped, "write_failures",
 		(json_int_t)os.write_lost, "last_write_error",
 		a->out_problem[0] ? a->out_problem : NULL));
+	/* Readers of `mcpwarden events` that fell too far behind. */
+	json_object_set_new(json_object_get(st, "events"), "readers_dropped",
+			    json_integer(a->ctl ? (json_int_t)ctl__dropped_followers(a->ctl) : 0));
 	{
 		struct mallinfo2 mi = mallinfo2();
 		unsigned long long th, tm;
@@ -3309,7 +3314,7 @@ static void run_loop(struct agent *a)
 			} else if (evs[i].data.fd == a->sigfd) {
 				on_signal(a);
 			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
-				ctl__accept(a->ctl);
+				ctl__on_readable(a->ctl);
 			} else if (a->store && evs[i].data.fd == store__fd(a->store)) {
 				fleet_drain(a);
 			} else if (a->attest && evs[i].data.fd == attest__fd(a->attest)) {

@@ -6,7 +6,9 @@
  *   "status"        -> one JSON document, then close
  *   "events"        -> the recent events (JSON Lines), then close
  *   "events follow" -> the recent events, then every new one
- * A follower that cannot keep up is disconnected (counted), never waited on.
+ * Never waited on: a client is written to as its socket takes bytes. A
+ * reader that falls more than CTL_HISTORY events behind is disconnected
+ * (counted: ctl__dropped_followers()).
  */
 #ifndef MCPW_CTL_H
 #define MCPW_CTL_H
@@ -27,8 +29,11 @@ int ctl__open(const char *state_dir, ctl_status_fn status, void *ctx, struct ctl
 	      char *err, size_t errlen);
 void ctl__close(struct ctl *c);
 int ctl__fd(const struct ctl *c);
-/* The listening socket is readable: serve one client. */
-void ctl__accept(struct ctl *c);
+/* ctl__fd() is readable: accept clients, read requests, send events. */
+void ctl__on_readable(struct ctl *c);
+/* Every 100 ms or so (now_ns: CLOCK_MONOTONIC): closes clients that sent
+ * no request within 2 s. */
+void ctl__tick(struct ctl *c, uint64_t now_ns);
 /* Output sink: remember the event and send it to followers. */
 void ctl__on_event(void *ctx, const char *kind, json_t *ev, const char *line, size_t len);
 uint64_t ctl__dropped_followers(const struct ctl *c);

@@ -21,7 +21,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "env.h"
 #include "harness.h"
@@ -1551,6 +1553,127 @@ void test_lifecycle_events_unwritable(void)
 	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
 cleanup:
 	free(text);
+	json_decref(st);
+	cli_free(&r);
+	env__cleanup(&e);
+}
+
+/*
+ * `mcpwarden events` sends the whole history, newest events included,
+ * however much larger it is than the socket's buffer (it was cut where the
+ * buffer filled: the oldest ~200 KB came and the latest events, the ones
+ * asked for, did not), and a follower gets a burst of events whole.
+ */
+void test_lifecycle_events_history(void)
+{
+	enum { N = 500 };
+	char policy[2048], cg_a[256], cg_s[256], file[600], out[600], fout[600];
+	char *all = NULL, *req, *s = NULL, want[64];
+	size_t len, total = 0, i;
+	struct spawn_opts so = {};
+	struct cli_run r = {};
+	struct peer srv = {};
+	json_t *st = NULL;
+	struct env e;
+	pid_t cli, fpid = -1;
+	int lines;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	snprintf(fout, sizeof(fout), "%s/follow.out", e.tmp);
+	so.stdout_path = fout;
+	fpid = env__spawn(&e, &so, (char *[]){ (char *)env__bin(), "events", "--state-dir",
+					       e.agent.state_dir, "--follow", NULL });
+	if (!ASSERT_GE(fpid, 1, "events --follow") ||
+	    !ASSERT_TRUE(env__wait_file(fout, "\"kind\":\"ready\"", 10000), "follower ready"))
+		goto cleanup;
+	/* N pipelined requests on one connection, sent in one go: N request
+	 * events of ~1 KB, well past a socket buffer's ~200 KB. */
+	for (i = 1; i <= N; i++) {
+		req = make_req(ALLOWED_UA, (int)i, "echo", 0, &len);
+		if (!req || !(all = realloc(all, total + len))) {
+			free(req);
+			goto cleanup;
+		}
+		memcpy(all + total, req, len);
+		total += len;
+		free(req);
+	}
+	snprintf(file, sizeof(file), "%s/many.bin", e.tmp);
+	snprintf(out, sizeof(out), "%s/many.out", e.tmp);
+	if (!ASSERT_OK(env__write(file, all, total), "requests file"))
+		goto cleanup;
+	cli = start_client(&e, cg_a, &srv, file, 0, 0, N, out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 60000), 0, "every request answered"))
+		goto cleanup;
+	snprintf(want, sizeof(want), "\"id\":%d,", N);
+	if (!ASSERT_OK_PTR(env__wait_event(&e, 10000, "kind=request", "request.id=500", NULL),
+			   "the last request's event"))
+		goto cleanup;
+
+	run_cli(&e, &r, 0, (char *[]){ "events", "--state-dir", e.agent.state_dir, NULL });
+	ASSERT_EQ(r.status, 0, "events exit");
+	for (lines = 0, s = r.out; (s = strchr(s, '\n')); s++)
+		lines++;
+	s = NULL;
+	test__log("events: %d lines, %zu bytes", lines, strlen(r.out));
+	ASSERT_GE(strlen(r.out), 400 * 1024, "more than a socket buffer");
+	/* Not ASSERT_STRSTR: its message would print ~500 KB. */
+	ASSERT_TRUE(strstr(r.out, "\"kind\":\"ready\""), "the oldest event");
+	ASSERT_TRUE(strstr(r.out, want), "and the newest");
+	ASSERT_GE(lines, N + 2, "ready, connection and every request");
+	cli_free(&r);
+
+	ASSERT_TRUE(env__wait_file(fout, want, 10000), "the follower got the burst");
+	st = agent_status(&e);
+	ASSERT_EQ(env__int(st, "events.readers_dropped"), 0, "no reader dropped");
+	s = env__slurp(fout, NULL);
+	for (lines = 0, req = s; req && (req = strchr(req, '\n')); req++)
+		lines++;
+	ASSERT_GE(lines, N + 2, "the follower has every event");
+	ASSERT_EQ(env__wait(&e, fpid, 0), -ETIMEDOUT, "and keeps following");
+	env__kill(&e, fpid);
+	fpid = -1;
+
+	/* Clients that connect and say nothing hold the agent's loop for no
+	 * time (each held it up to 500 ms) and their slots for 2 s. */
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int silent[16], k;
+
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mcpwarden.sock",
+			 e.agent.state_dir);
+		for (k = 0; k < 16; k++) {
+			silent[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (silent[k] >= 0 && connect(silent[k], (struct sockaddr *)&sa, sizeof(sa)))
+				test__log("connect %d: %s", k, strerror(errno));
+		}
+		run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+		ASSERT_EQ(r.status, 1, "status refused while 16 clients hold every slot");
+		ASSERT_STRSTR(r.err, "too many clients", "and says why");
+		cli_free(&r);
+		env__sleep_ms(3000);
+		run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+		ASSERT_EQ(r.status, 0, "status answers once the silent ones are closed");
+		cli_free(&r);
+		for (k = 0; k < 16; k++)
+			if (silent[k] >= 0)
+				close(silent[k]);
+	}
+cleanup:
+	if (fpid > 0)
+		env__kill(&e, fpid);
+	free(s);
+	free(all);
 	json_decref(st);
 	cli_free(&r);
 	env__cleanup(&e);
