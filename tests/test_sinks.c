@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <zlib.h>
@@ -1182,4 +1183,63 @@ cleanup:
 	free(text);
 	remove_dir(dir);
 	free(dir);
+}
+
+/*
+ * A file sink whose write fails inside a line (here a file-size limit; a
+ * disk that fills mid-line alike) ends that line before the next one: the
+ * cut line is lost (counted dropped), the next event is a line of its own
+ * rather than glued to the cut one.
+ */
+void test_sinks_cut_line(void)
+{
+	struct output *o = output__new("n");
+	struct sink *list = NULL;
+	struct rlimit old, lim;
+	struct sink_stats st;
+	struct stat sb;
+	char err[512], spec[600], path[512], *dir = make_dir(), *text = NULL, *l2, *l3;
+
+	if (!ASSERT_OK_PTR(o, "output__new") || !ASSERT_OK_PTR(dir, "mkdtemp"))
+		goto cleanup;
+	signal(SIGXFSZ, SIG_IGN);
+	snprintf(path, sizeof(path), "%s/cut.jsonl", dir);
+	snprintf(spec, sizeof(spec), "jsonl:%s", path);
+	if (!ASSERT_OK(sinks__add(o, spec, &list, err, sizeof(err)), err))
+		goto cleanup;
+	output__emit(o, "request", sample_request(1));
+	settle(list, 0, 1, 3000);
+	ASSERT_OK(stat(path, &sb), "stat");
+	ASSERT_OK(getrlimit(RLIMIT_FSIZE, &old), "getrlimit");
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 20;
+	ASSERT_OK(setrlimit(RLIMIT_FSIZE, &lim), "file size limit");
+	output__emit(o, "request", sample_request(2));	/* 20 bytes of it fit */
+	st = settle(list, 0, 2, 3000);
+	ASSERT_EQ(st.dropped, 1, "the cut event dropped");
+	ASSERT_OK(setrlimit(RLIMIT_FSIZE, &old), "limit lifted");
+	output__emit(o, "request", sample_request(3));
+	st = settle(list, 0, 3, 3000);
+	ASSERT_EQ(st.written, 2, "the next one written");
+	sinks__free_all(list, 2000);
+	list = NULL;
+
+	text = slurp(path, NULL);
+	ASSERT_EQ(count_lines(text), 3, "three lines");
+	l2 = text ? strchr(text, '\n') : NULL;
+	l3 = l2 ? strchr(l2 + 1, '\n') : NULL;
+	if (ASSERT_OK_PTR(l3, "lines")) {
+		json_t *ev = json_loads(l3 + 1, 0, NULL);
+
+		ASSERT_EQ(l3 - l2 - 1, 20, "the cut line is what fitted");
+		ASSERT_OK_PTR(ev, "the next event a line of its own");
+		json_decref(ev);
+	}
+cleanup:
+	sinks__free_all(list, 2000);
+	free(text);
+	if (dir)
+		remove_dir(dir);
+	free(dir);
+	output__free(o);
 }

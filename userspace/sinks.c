@@ -106,6 +106,7 @@ struct sink {
 	unsigned int keep;
 	int fd;
 	uint64_t size;
+	bool cut;			/* file, stdout: a line was cut short */
 
 	/* syslog: writer thread only */
 	char host[256];
@@ -1192,24 +1193,50 @@ static void backoff_wait(struct sink *s, unsigned int ms)
 
 /* The one place a writer may be cancelled (sinks__free_all past its
  * deadline): a write to a pipe nobody reads, or a hung disk. */
-static int write_all(int fd, const char *buf, size_t len)
+static int write_all(int fd, const char *buf, size_t len, size_t *done)
 {
 	int old, err = 0;
 	ssize_t n;
 
+	*done = 0;
 	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
-	while (len) {
-		n = write(fd, buf, len);
+	while (*done < len) {
+		n = write(fd, buf + *done, len - *done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			err = n < 0 ? -errno : -EIO;
 			break;
 		}
-		buf += n;
-		len -= (size_t)n;
+		*done += (size_t)n;
 	}
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+	return err;
+}
+
+/*
+ * One line (ending in '\n') to a stream of lines; *done: its bytes written.
+ * A write that fails after part of a line (a disk that filled mid-line)
+ * leaves it cut: it is ended before the next line, or that line would be
+ * glued to it and lost too.
+ */
+static int write_line(struct sink *s, int fd, const char *buf, size_t len, size_t *done)
+{
+	struct stat st;
+	size_t nl;
+	int err;
+
+	*done = 0;
+	if (s->cut) {
+		/* A file replaced meanwhile (rotated away) has no cut line. */
+		if (!(s->target == TGT_FILE && fstat(fd, &st) == 0 && st.st_size == 0) &&
+		    (err = write_all(fd, "\n", 1, &nl)))
+			return err;
+		s->cut = false;
+	}
+	err = write_all(fd, buf, len, done);
+	if (err && *done)
+		s->cut = true;
 	return err;
 }
 
@@ -1328,6 +1355,7 @@ static void file_rotate(struct sink *s)
 
 static int file_write(struct sink *s, const char *buf, size_t len)
 {
+	size_t done;
 	int err;
 
 	if (s->fd < 0 && (err = file_open(s)))
@@ -1337,14 +1365,14 @@ static int file_write(struct sink *s, const char *buf, size_t len)
 		if (s->fd < 0 && (err = file_open(s)))
 			goto fail;
 	}
-	err = write_all(s->fd, buf, len);
+	err = write_line(s, s->fd, buf, len, &done);
+	s->size += done;
 	if (err) {
 		/* Reopened for the next line: the file may have been replaced. */
 		close(s->fd);
 		s->fd = -1;
 		goto fail;
 	}
-	s->size += len;
 	return 0;
 fail:
 	stat_add(s, &s->st.errors, 1);
@@ -1507,6 +1535,8 @@ static int syslog_write(struct sink *s, const char *buf, size_t len)
 
 static int deliver(struct sink *s, const char *buf, size_t len)
 {
+	size_t done;
+
 	if (aborting(s))
 		return -ETIMEDOUT;
 	switch (s->target) {
@@ -1515,7 +1545,7 @@ static int deliver(struct sink *s, const char *buf, size_t len)
 	case TGT_SYSLOG:
 		return syslog_write(s, buf, len);
 	default:
-		if (write_all(STDOUT_FILENO, buf, len)) {
+		if (write_line(s, STDOUT_FILENO, buf, len, &done)) {
 			stat_add(s, &s->st.errors, 1);
 			return -EIO;
 		}
