@@ -7,6 +7,7 @@
  * read objects get the same event.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -426,4 +427,88 @@ void test_output_cut_line_ended(void)
 	}
 	free(text);
 	unlink(path);
+}
+
+/*
+ * A pipe whose reader stops is never waited on (a blocking write would
+ * stop the agent's loop, its verdicts and its heartbeat): what the pipe
+ * does not take waits in the buffer, lines that find the buffer full are
+ * counted lost (EAGAIN), none is cut, and once the reader reads again the
+ * next events arrive.
+ */
+void test_output_pipe_never_blocks(void)
+{
+	char dir[] = "/tmp/mcpw-output-XXXXXX", path[64], err[128], pad[1024], buf[65536];
+	struct output *o = output__new("node");
+	struct output_stats st;
+	struct output_line *l;
+	size_t got = 0, lines = 0, bad = 0, start = 0, i;
+	char *all = NULL;
+	ssize_t n;
+	int rd = -1, k;
+
+	test__set_timeout(30);	/* a write that blocks would hang here */
+	if (!ASSERT_OK_PTR(o, "output") || !ASSERT_OK_PTR(mkdtemp(dir), "mkdtemp"))
+		goto out;
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	if (!ASSERT_OK(mkfifo(path, 0600), "mkfifo"))
+		goto out;
+	rd = open(path, O_RDONLY | O_NONBLOCK);
+	if (!ASSERT_GE(rd, 0, "reader") ||
+	    !ASSERT_OK(output__add_jsonl(o, path, err, sizeof(err)), "the fifo"))
+		goto out;
+	/* ~1 MB with nobody reading: the pipe takes 64 KiB, the buffer 64. */
+	for (k = 0; k < 1000; k++) {
+		l = output__begin(o, "request");
+		oline__int(l, "n", k);
+		oline__str(l, "pad", pad);
+		output__end(o, l);
+		if (k % 10 == 9)
+			output__flush(o);
+	}
+	output__stats(o, &st);
+	ASSERT_GE(st.write_lost, 800, "what found no room counted lost");
+	ASSERT_EQ(st.write_errno, EAGAIN, "as the reader not keeping up");
+	/* The reader reads again: everything that was not counted lost
+	 * arrives, whole lines only, then the next event. */
+	all = malloc(4 << 20);
+	if (!ASSERT_OK_PTR(all, "buffer"))
+		goto out;
+	for (i = 0; i < 200; i++) {
+		while ((n = read(rd, buf, sizeof(buf))) > 0 && got + (size_t)n <= (4u << 20)) {
+			memcpy(all + got, buf, (size_t)n);
+			got += (size_t)n;
+		}
+		output__flush(o);
+		if (i == 100) {
+			l = output__begin(o, "request");
+			oline__int(l, "n", 1000);
+			output__end(o, l);
+			output__flush(o);
+		}
+		usleep(1000);
+	}
+	for (i = 0; i < got; i++) {
+		if (all[i] != '\n')
+			continue;
+		json_t *ev = json_loadb(all + start, i - start, 0, NULL);
+
+		lines++;
+		bad += !ev;
+		json_decref(ev);
+		start = i + 1;
+	}
+	output__stats(o, &st);
+	ASSERT_EQ(bad, 0, "no line cut");
+	ASSERT_EQ(lines + st.write_lost, 1001, "every event arrived or was counted lost");
+	ASSERT_TRUE(got > 10 && memmem(all, got, "\"n\":1000}", 9), "the next event arrived");
+out:
+	free(all);
+	if (rd >= 0)
+		close(rd);
+	output__free(o);
+	unlink(path);
+	rmdir(dir);
 }

@@ -2588,7 +2588,9 @@ static void report_output_failures(struct agent *a, uint64_t now)
 	a->out_write_lost = os.write_lost;
 	a->last_out_fail_ns = now;
 	snprintf(a->out_problem, sizeof(a->out_problem), "events could not be written to %s: %s",
-		 os.write_failed_on ? os.write_failed_on : "?", strerror(os.write_errno));
+		 os.write_failed_on ? os.write_failed_on : "?",
+		 os.write_errno == EAGAIN ? "its reader is not keeping up" :
+		 strerror(os.write_errno));
 	if (!a->last_out_log_ns || now - a->last_out_log_ns >= 60ull * 1000000000ull) {
 		pr_warn("%s (%llu events lost since the last report)", a->out_problem,
 			(unsigned long long)n);
@@ -3127,6 +3129,7 @@ static int setup_fds(struct agent *a)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	log__nonblocking();
 	/* An events file past a file-size limit: the write fails (EFBIG) and
 	 * is reported, rather than the signal ending the agent. */
 	signal(SIGXFSZ, SIG_IGN);

@@ -25,6 +25,9 @@ void log__msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void log__vmsg(enum log_level level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* The agent's run: stderr, when a pipe or a socket, is written without
+ * blocking from now on (messages it cannot take are dropped, counted). */
+void log__nonblocking(void);
 /* Installs the libbpf print callback. */
 void log__route_libbpf(void);
 

@@ -2,11 +2,14 @@
 /* Event writer: stamping and fan-out to sinks. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "output.h"
 #include "jsonesc.h"
@@ -28,18 +31,30 @@ static const char *const kinds[] = {
  * counted (output_stats.write_lost) with the error; a line cut short by
  * one is ended before the next, so a reader sees one bad line rather than
  * two run together.
+ *
+ * A pipe or a socket (stdout read by a container runtime, journald, a
+ * shell pipeline) is written without blocking: a reader that stops would
+ * otherwise stop the agent's loop, its verdicts and its heartbeat (the
+ * kernel then applies the policy's `fail`). What the reader has not taken
+ * waits in the buffer; lines that find it full are dropped and counted
+ * (EAGAIN: the reader is not keeping up).
  */
 #define JSONL_BUF (64 * 1024)
+#define JSONL_DRAIN_MS 1000	/* at exit, for a slow reader to take the rest */
 
 struct jsonl_sink {
 	int fd;
 	bool owned;		/* opened here: closed by output__free() */
 	bool cut;		/* the last write ended inside a line */
 	bool tty;		/* a terminal: written line by line */
+	bool nonblock;		/* a pipe (fd is our own O_NONBLOCK open of it) */
+	bool sock;		/* a socket: sent with MSG_DONTWAIT */
 	char *buf;		/* JSONL_BUF bytes */
 	size_t len;		/* of them waiting to be written */
 	char *name;		/* the file, or "stdout" */
 };
+
+static void jsonl_drain(struct output *o);
 
 struct sink {
 	output_sink_fn fn;
@@ -127,6 +142,7 @@ void output__free(struct output *o)
 	if (!o)
 		return;
 	output__flush(o);
+	jsonl_drain(o);
 	for (i = 0; i < o->n_jsonl; i++) {
 		if (o->jsonl[i].owned)
 			close(o->jsonl[i].fd);
@@ -143,6 +159,7 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 {
 	bool out = strcmp(target, "-") == 0;
 	struct jsonl_sink k = { .fd = STDOUT_FILENO };
+	struct stat st;
 
 	if (o->n_jsonl == MAX_SINKS) {
 		snprintf(err, errlen, "too many event outputs");
@@ -170,6 +187,27 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 		k.owned = true;
 	}
 	k.tty = isatty(k.fd);
+	if (!k.tty && fstat(k.fd, &st) == 0) {
+		if (S_ISSOCK(st.st_mode)) {
+			k.sock = true;
+		} else if (S_ISFIFO(st.st_mode)) {
+			/* An open file description of our own, non-blocking:
+			 * setting O_NONBLOCK on stdout would change it for
+			 * every process that shares it. */
+			char self[64];
+			int fd;
+
+			snprintf(self, sizeof(self), "/proc/self/fd/%d", k.fd);
+			fd = open(self, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+			if (fd >= 0) {
+				if (k.owned)
+					close(k.fd);
+				k.fd = fd;
+				k.owned = true;
+				k.nonblock = true;
+			}
+		}
+	}
 	o->jsonl[o->n_jsonl++] = k;
 	return 0;
 }
@@ -187,64 +225,137 @@ static uint64_t lines_in(const char *buf, size_t n)
 	return lines;
 }
 
-/* Writes n bytes of whole lines; 0 or -errno, the lines not (wholly)
- * written counted as lost. */
-static int jsonl_write(struct output *o, struct jsonl_sink *k, const char *buf, size_t n)
+static ssize_t write_some(const struct jsonl_sink *k, const char *buf, size_t n)
 {
-	size_t done = 0;
 	ssize_t w;
 
+	do
+		w = k->sock ? send(k->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) :
+			      write(k->fd, buf, n);
+	while (w < 0 && errno == EINTR);
+	return w;
+}
+
+static bool would_block(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+static void count_lost(struct output *o, const struct jsonl_sink *k, uint64_t lines, int err)
+{
+	o->stats.write_errno = err;
+	o->stats.write_failed_on = k->name;
+	o->stats.write_lost += lines;
+	o->stats.dropped += lines;
+}
+
+/*
+ * Writes n bytes of whole lines; *done: how many went. 0, -EAGAIN (a
+ * reader not taking more now: the caller keeps the rest, nothing is lost
+ * yet), or another -errno: the lines not (wholly) written are counted
+ * lost.
+ */
+static int jsonl_write(struct output *o, struct jsonl_sink *k, const char *buf, size_t n,
+		       size_t *done)
+{
+	ssize_t w = 0;
+	int err;
+
+	*done = 0;
 	if (k->cut && n) {
 		/* End the line a failed write cut short. */
-		do
-			w = write(k->fd, "\n", 1);
-		while (w < 0 && errno == EINTR);
+		w = write_some(k, "\n", 1);
 		if (w != 1)
 			goto fail;
 		k->cut = false;
 	}
-	while (done < n) {
-		w = write(k->fd, buf + done, n - done);
-		if (w < 0 && errno == EINTR)
-			continue;
+	while (*done < n) {
+		w = write_some(k, buf + *done, n - *done);
 		if (w <= 0)
 			goto fail;
-		done += (size_t)w;
+		*done += (size_t)w;
 	}
 	return 0;
 fail:
-	o->stats.write_errno = w < 0 ? errno : EIO;
-	o->stats.write_failed_on = k->name;
-	if (done && buf[done - 1] != '\n')
+	err = w < 0 ? errno : EIO;
+	if (would_block(err))
+		return -EAGAIN;
+	if (*done && buf[*done - 1] != '\n')
 		k->cut = true;
-	w = (ssize_t)lines_in(buf + done, n - done);
-	o->stats.write_lost += (uint64_t)w;
-	o->stats.dropped += (uint64_t)w;
-	return -o->stats.write_errno;
+	count_lost(o, k, lines_in(buf + *done, n - *done), err);
+	return -err;
 }
 
 static void jsonl_flush(struct output *o, struct jsonl_sink *k)
 {
-	if (k->len)
-		jsonl_write(o, k, k->buf, k->len);
+	size_t done;
+
+	if (k->len && jsonl_write(o, k, k->buf, k->len, &done) == -EAGAIN) {
+		/* The reader took `done` bytes: the rest waits. */
+		memmove(k->buf, k->buf + done, k->len - done);
+		k->len -= done;
+		return;
+	}
 	k->len = 0;
+}
+
+/* At exit: a slow reader of a pipe or socket gets a second to take what
+ * waits; what it does not take is counted lost. */
+static void jsonl_drain(struct output *o)
+{
+	struct timespec t0, t;
+	size_t i;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < o->n_jsonl; i++) {
+		struct jsonl_sink *k = &o->jsonl[i];
+
+		while (k->len) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			ms = JSONL_DRAIN_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
+					       (t.tv_nsec - t0.tv_nsec) / 1000000);
+			if (ms <= 0 || poll(&(struct pollfd){ .fd = k->fd, .events = POLLOUT }, 1,
+					    (int)ms) <= 0)
+				break;
+			jsonl_flush(o, k);
+		}
+		if (k->len) {
+			count_lost(o, k, lines_in(k->buf, k->len), EAGAIN);
+			k->len = 0;
+		}
+	}
 }
 
 /* One line (len bytes, its '\n' added here). */
 static void jsonl_put(struct output *o, struct jsonl_sink *k, const char *line, size_t len)
 {
+	size_t done;
+	int err;
+
 	if (k->len + len + 1 > JSONL_BUF)
 		jsonl_flush(o, k);
+	if (k->len && k->len + len + 1 > JSONL_BUF) {
+		/* The reader has not taken what waits: no room. */
+		count_lost(o, k, 1, EAGAIN);
+		return;
+	}
 	if (len + 1 > JSONL_BUF) {
 		/* Larger than the buffer: written as it is, then its end. */
-		char nl = '\n';
-
-		if (jsonl_write(o, k, line, len)) {
-			/* No '\n' in it for jsonl_write() to count. */
-			o->stats.write_lost++;
-			o->stats.dropped++;
-		} else if (jsonl_write(o, k, &nl, 1)) {
+		err = jsonl_write(o, k, line, len, &done);
+		if (err) {
+			/* No '\n' in it for jsonl_write() to count; too large
+			 * to wait in the buffer for a slow reader. */
+			if (err == -EAGAIN && done)
+				k->cut = true;
+			count_lost(o, k, 1, -err);
+			return;
+		}
+		err = jsonl_write(o, k, "\n", 1, &done);
+		if (err) {
 			k->cut = true;	/* the line went, its end did not */
+			if (err == -EAGAIN)
+				count_lost(o, k, 1, EAGAIN);
 		}
 		return;
 	}

@@ -119,6 +119,33 @@ static size_t write_req(struct env *e, const char *name, const char *ua, int id,
 	return err ? 0 : len;
 }
 
+/* n allowed tools/call requests (ids 1..n) back to back in e->tmp/NAME,
+ * sent on one connection. 0 or -1. */
+static int write_pipelined(struct env *e, const char *name, int n, char *path, size_t plen)
+{
+	char *all = NULL, *req, *grown;
+	size_t total = 0, len;
+	int i, err;
+
+	for (i = 1; i <= n; i++) {
+		req = make_req(ALLOWED_UA, i, "echo", 0, &len);
+		grown = req ? realloc(all, total + len) : NULL;
+		if (!grown) {
+			free(req);
+			free(all);
+			return -1;
+		}
+		all = grown;
+		memcpy(all + total, req, len);
+		total += len;
+		free(req);
+	}
+	snprintf(path, plen, "%s/%s", e->tmp, name);
+	err = env__write(path, all, total);
+	free(all);
+	return err ? -1 : 0;
+}
+
 static int start_peer(struct env *e, const char *cg, struct peer *p, const char *tag)
 {
 	char ports[16], out[600];
@@ -1568,8 +1595,7 @@ void test_lifecycle_events_history(void)
 {
 	enum { N = 500 };
 	char policy[2048], cg_a[256], cg_s[256], file[600], out[600], fout[600];
-	char *all = NULL, *req, *s = NULL, want[64];
-	size_t len, total = 0, i;
+	char *req, *s = NULL, want[64];
 	struct spawn_opts so = {};
 	struct cli_run r = {};
 	struct peer srv = {};
@@ -1598,19 +1624,8 @@ void test_lifecycle_events_history(void)
 		goto cleanup;
 	/* N pipelined requests on one connection, sent in one go: N request
 	 * events of ~1 KB, well past a socket buffer's ~200 KB. */
-	for (i = 1; i <= N; i++) {
-		req = make_req(ALLOWED_UA, (int)i, "echo", 0, &len);
-		if (!req || !(all = realloc(all, total + len))) {
-			free(req);
-			goto cleanup;
-		}
-		memcpy(all + total, req, len);
-		total += len;
-		free(req);
-	}
-	snprintf(file, sizeof(file), "%s/many.bin", e.tmp);
 	snprintf(out, sizeof(out), "%s/many.out", e.tmp);
-	if (!ASSERT_OK(env__write(file, all, total), "requests file"))
+	if (!ASSERT_OK(write_pipelined(&e, "many.bin", N, file, sizeof(file)), "requests file"))
 		goto cleanup;
 	cli = start_client(&e, cg_a, &srv, file, 0, 0, N, out);
 	if (!ASSERT_EQ(env__wait(&e, cli, 60000), 0, "every request answered"))
@@ -1673,8 +1688,97 @@ cleanup:
 	if (fpid > 0)
 		env__kill(&e, fpid);
 	free(s);
-	free(all);
 	json_decref(st);
 	cli_free(&r);
+	env__cleanup(&e);
+}
+
+/*
+ * Events (and log lines) on stdout read by nobody (a container runtime
+ * that stopped reading the pipe) never stop the agent: status answers
+ * throughout, requests are judged (a first request needs the loop),
+ * health says the reader is not keeping up, and the lines the pipe could
+ * not take are counted.
+ */
+void test_lifecycle_events_pipe_unread(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], file[600], out[600], fifo[600], cgdir[600];
+	char sdir[600], ppath[600], ports[16];
+	struct spawn_opts so = {};
+	struct peer srv = {};
+	json_t *st = NULL;
+	struct env e;
+	pid_t agent = -1, cli;
+	int rd = -1, i;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	snprintf(fifo, sizeof(fifo), "%s/stdout.fifo", e.tmp);
+	snprintf(cgdir, sizeof(cgdir), "%s%s", e.cg_mount, e.cg_root);
+	snprintf(sdir, sizeof(sdir), "%s/state", e.tmp);
+	snprintf(ppath, sizeof(ppath), "%s/policy.json", e.tmp);
+	policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+	if (!ASSERT_OK(env__write(ppath, policy, strlen(policy)), "policy") ||
+	    !ASSERT_OK(mkfifo(fifo, 0600), "mkfifo"))
+		goto cleanup;
+	rd = open(fifo, O_RDONLY | O_NONBLOCK);	/* held open, never read */
+	so.stdout_path = fifo;			/* stderr too */
+	agent = env__spawn(&e, &so, (char *[]){ (char *)env__bin(), "run", "--policy", ppath,
+					        "--events", "-", "--cgroup-root", cgdir,
+					        "--state-dir", sdir, "--node-name", "test-node",
+					        "--no-pin", NULL });
+	if (!ASSERT_GE(rd, 0, "reader") || !ASSERT_GE(agent, 1, "agent"))
+		goto cleanup;
+	e.agent.pid = agent;
+	snprintf(e.agent.state_dir, sizeof(e.agent.state_dir), "%s", sdir);
+	for (i = 0; i < 100 && !st; i++) {
+		env__sleep_ms(100);
+		st = agent_status(&e);
+	}
+	if (!ASSERT_OK_PTR(st, "the agent answers") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	snprintf(ports, sizeof(ports), "%d", srv.port);
+	/* Connections of 20 requests each, well past the pipe's 64 KiB and
+	 * the agent's 64 KiB buffer; each one's first request waits for the
+	 * loop. */
+	if (!ASSERT_OK(write_pipelined(&e, "twenty.bin", 20, file, sizeof(file)), "requests"))
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/twenty.out", e.tmp);
+	for (i = 0; i < 30; i++) {
+		cli = start_client(&e, cg_a, &srv, file, 0, 0, 20, out);
+		if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "every request answered"))
+			goto cleanup;
+	}
+	json_decref(st);
+	st = NULL;
+	for (i = 0; i < 30; i++) {
+		json_decref(st);
+		st = agent_status(&e);
+		if (st && env__int(st, "events.write_failures") > 0 &&
+		    strcmp(env__str(st, "health.status") ?: "", "degraded") == 0)
+			break;
+		env__sleep_ms(100);
+	}
+	if (ASSERT_OK_PTR(st, "the agent still answers")) {
+		ASSERT_GE(env__int(st, "events.write_failures"), 1, "the lines not taken counted");
+		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "not keeping up",
+			      "health says why");
+		ASSERT_GE(env__int(st, "verdicts.allow"), 30, "every connection judged");
+	}
+	kill(agent, SIGTERM);
+	ASSERT_EQ(env__wait(&e, agent, 10000), 0, "the agent stops cleanly");
+	agent = -1;
+cleanup:
+	if (agent > 0)
+		env__kill(&e, agent);
+	if (rd >= 0)
+		close(rd);
+	json_decref(st);
 	env__cleanup(&e);
 }
