@@ -3361,7 +3361,7 @@ static void shutdown_agent(struct agent *a, const char *why)
 		}
 		output__emit(a->out, "shutdown", ev);
 		/* The last events: written now, and said if they could not be. */
-		output__flush(a->out);
+		output__drain(a->out);
 		a->last_out_log_ns = 0;
 		report_output_failures(a, now_ns());
 	}

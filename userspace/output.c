@@ -47,14 +47,11 @@ struct jsonl_sink {
 	bool owned;		/* opened here: closed by output__free() */
 	bool cut;		/* the last write ended inside a line */
 	bool tty;		/* a terminal: written line by line */
-	bool nonblock;		/* a pipe (fd is our own O_NONBLOCK open of it) */
 	bool sock;		/* a socket: sent with MSG_DONTWAIT */
 	char *buf;		/* JSONL_BUF bytes */
 	size_t len;		/* of them waiting to be written */
 	char *name;		/* the file, or "stdout" */
 };
-
-static void jsonl_drain(struct output *o);
 
 struct sink {
 	output_sink_fn fn;
@@ -141,8 +138,7 @@ void output__free(struct output *o)
 
 	if (!o)
 		return;
-	output__flush(o);
-	jsonl_drain(o);
+	output__drain(o);
 	for (i = 0; i < o->n_jsonl; i++) {
 		if (o->jsonl[i].owned)
 			close(o->jsonl[i].fd);
@@ -204,7 +200,6 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 					close(k.fd);
 				k.fd = fd;
 				k.owned = true;
-				k.nonblock = true;
 			}
 		}
 	}
@@ -299,14 +294,13 @@ static void jsonl_flush(struct output *o, struct jsonl_sink *k)
 	k->len = 0;
 }
 
-/* At exit: a slow reader of a pipe or socket gets a second to take what
- * waits; what it does not take is counted lost. */
-static void jsonl_drain(struct output *o)
+void output__drain(struct output *o)
 {
 	struct timespec t0, t;
 	size_t i;
 	long ms;
 
+	output__flush(o);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < o->n_jsonl; i++) {
 		struct jsonl_sink *k = &o->jsonl[i];

@@ -86,6 +86,9 @@ void oline__close_array(struct output_line *l);
 void output__end(struct output *o, struct output_line *l);
 
 void output__flush(struct output *o);
+/* At exit: output__flush(), and a slow reader of a pipe or socket gets a
+ * second to take what waits; what it does not take is counted lost. */
+void output__drain(struct output *o);
 void output__stats(const struct output *o, struct output_stats *s);
 
 /* RFC 3339 UTC with microseconds, into buf (>= 32 bytes). */
