@@ -512,3 +512,64 @@ out:
 	unlink(path);
 	rmdir(dir);
 }
+
+/*
+ * An events file rotated away (logrotate's create mode: renamed, or
+ * removed) is opened again at its path: the lines before the rotation are
+ * in the old file, the next ones in the new, none lost. One still in
+ * place is left alone.
+ */
+void test_output_reopen_moved(void)
+{
+	char dir[] = "/tmp/mcpw-output-XXXXXX", path[64], moved[80], err[128];
+	struct output *o = output__new("node");
+	struct output_stats st;
+	struct output_line *l;
+	char *a = NULL, *b = NULL, *c = NULL;
+
+	if (!ASSERT_OK_PTR(o, "output") || !ASSERT_OK_PTR(mkdtemp(dir), "mkdtemp"))
+		goto out;
+	snprintf(path, sizeof(path), "%s/events.jsonl", dir);
+	snprintf(moved, sizeof(moved), "%s/events.jsonl.1", dir);
+	if (!ASSERT_OK(output__add_jsonl(o, path, err, sizeof(err)), "events file"))
+		goto out;
+	l = output__begin(o, "request");
+	oline__int(l, "n", 1);
+	output__end(o, l);
+	ASSERT_EQ(output__reopen_moved(o), 0, "in place: left alone");
+	l = output__begin(o, "request");
+	oline__int(l, "n", 2);
+	output__end(o, l);		/* waits in the buffer across the rename */
+	ASSERT_OK(rename(path, moved), "rotate: rename");
+	ASSERT_EQ(output__reopen_moved(o), 1, "moved: opened again");
+	l = output__begin(o, "request");
+	oline__int(l, "n", 3);
+	output__end(o, l);
+	output__flush(o);
+	b = slurp_file(path);
+	ASSERT_TRUE(b && strstr(b, "\"n\":3}") && !strstr(b, "\"n\":2}"),
+		    "the new file has the next line only");
+	ASSERT_OK(unlink(path), "rotate: remove");
+	ASSERT_EQ(output__reopen_moved(o), 1, "removed: opened again");
+	l = output__begin(o, "request");
+	oline__int(l, "n", 4);
+	output__end(o, l);
+	output__flush(o);
+	output__stats(o, &st);
+	ASSERT_EQ(st.reopened, 2, "counted");
+	a = slurp_file(moved);
+	ASSERT_STRSTR(a ?: "", "\"n\":1}", "the old file has the first lines");
+	ASSERT_STRSTR(a ?: "", "\"n\":2}", "and what waited in the buffer");
+	ASSERT_TRUE(a && !strstr(a, "\"n\":3}"), "not the later ones");
+	ASSERT_EQ(output__reopen_moved(o), 0, "the new file stays");
+out:
+	output__free(o);
+	c = slurp_file(path);
+	ASSERT_STRSTR(c ?: "", "\"n\":4}", "the newest file has the newest line");
+	free(a);
+	free(b);
+	free(c);
+	unlink(path);
+	unlink(moved);
+	rmdir(dir);
+}

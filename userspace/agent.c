@@ -147,6 +147,7 @@ struct agent {
 	uint64_t last_loss_ns;
 	/* Events streams whose writes failed (output_stats.write_lost). */
 	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns;
+	int reopen_errno;		/* last said of reopening the events file */
 	char out_problem[PATH_MAX + 64];
 	uint64_t health_resolved, health_cg_fail;
 	uint64_t ticks;
@@ -2601,6 +2602,25 @@ static void report_output_failures(struct agent *a, uint64_t now)
 		     "detail", a->out_problem));
 }
 
+/* The events file rotated away (moved or removed): the next events go to
+ * a new file at its path. Checked every second and on SIGHUP. */
+static void reopen_events_file(struct agent *a)
+{
+	struct output_stats os;
+
+	if (output__reopen_moved(a->out)) {
+		pr_info("the events file was moved or removed: writing to a new one at %s",
+			a->opts->events);
+		return;
+	}
+	output__stats(a->out, &os);
+	if (os.reopen_errno && os.reopen_errno != a->reopen_errno)
+		pr_warn("the events file was moved or removed and %s cannot be opened again: "
+			"%s (still writing to the old one)", a->opts->events,
+			strerror(os.reopen_errno));
+	a->reopen_errno = os.reopen_errno;
+}
+
 static void guard_scheduling(struct agent *a);
 
 static void tick(struct agent *a)
@@ -2623,6 +2643,7 @@ static void tick(struct agent *a)
 		guard_scheduling(a);
 		report_losses(a);
 		report_sink_drops(a);
+		reopen_events_file(a);
 		report_output_failures(a, now);
 		check_health(a, now);
 		check_conns(a);
@@ -2721,6 +2742,9 @@ static void reload(struct agent *a)
 	size_t n;
 	json_t *ev;
 	int err;
+
+	/* Rotated, then told: the reload's event goes to the new file. */
+	reopen_events_file(a);
 
 	err = load_policy(a->opts->policy_path, &np, msg, sizeof(msg));
 	if (!err)
@@ -2922,10 +2946,10 @@ static json_t *status_json(void *ctx)
 	for (i = 0; i < VERDICT__MAX; i++)
 		json_object_set_new(v, verdict__name((enum verdict)i), json_integer((json_int_t)ds.verdicts[i]));
 	json_object_set_new(st, "verdicts", v);
-	json_object_set_new(st, "events", json_pack("{s:I,s:I,s:I,s:s?}", "written",
+	json_object_set_new(st, "events", json_pack("{s:I,s:I,s:I,s:s?,s:I}", "written",
 		(json_int_t)os.events, "dropped", (json_int_t)os.dropped, "write_failures",
 		(json_int_t)os.write_lost, "last_write_error",
-		a->out_problem[0] ? a->out_problem : NULL));
+		a->out_problem[0] ? a->out_problem : NULL, "file_reopened", (json_int_t)os.reopened));
 	/* Readers of `mcpwarden events` that fell too far behind. */
 	json_object_set_new(json_object_get(st, "events"), "readers_dropped",
 			    json_integer(a->ctl ? (json_int_t)ctl__dropped_followers(a->ctl) : 0));

@@ -48,6 +48,7 @@ struct jsonl_sink {
 	bool cut;		/* the last write ended inside a line */
 	bool tty;		/* a terminal: written line by line */
 	bool sock;		/* a socket: sent with MSG_DONTWAIT */
+	bool file;		/* a regular file opened by path: reopened if moved */
 	char *buf;		/* JSONL_BUF bytes */
 	size_t len;		/* of them waiting to be written */
 	char *name;		/* the file, or "stdout" */
@@ -184,6 +185,7 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 	}
 	k.tty = isatty(k.fd);
 	if (!k.tty && fstat(k.fd, &st) == 0) {
+		k.file = !out && S_ISREG(st.st_mode);
 		if (S_ISSOCK(st.st_mode)) {
 			k.sock = true;
 		} else if (S_ISFIFO(st.st_mode)) {
@@ -630,6 +632,39 @@ void output__flush(struct output *o)
 
 	for (i = 0; i < o->n_jsonl; i++)
 		jsonl_flush(o, &o->jsonl[i]);
+}
+
+int output__reopen_moved(struct output *o)
+{
+	struct stat at_path, open_st;
+	int reopened = 0, fd;
+	size_t i;
+
+	for (i = 0; i < o->n_jsonl; i++) {
+		struct jsonl_sink *k = &o->jsonl[i];
+
+		if (!k->file || fstat(k->fd, &open_st))
+			continue;
+		if (stat(k->name, &at_path) == 0 && at_path.st_dev == open_st.st_dev &&
+		    at_path.st_ino == open_st.st_ino)
+			continue;
+		/* Moved or removed (rotated): what waits goes to the old file,
+		 * the next lines to a new one at the path. */
+		jsonl_flush(o, k);
+		fd = open(k->name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			/* Kept on the old one; tried again next time. */
+			o->stats.reopen_errno = errno;
+			continue;
+		}
+		close(k->fd);
+		k->fd = fd;
+		k->cut = false;
+		o->stats.reopened++;
+		o->stats.reopen_errno = 0;
+		reopened++;
+	}
+	return reopened;
 }
 
 void output__stats(const struct output *o, struct output_stats *s)

@@ -24,6 +24,10 @@ struct output_stats {
 	uint64_t write_lost;
 	int write_errno;
 	const char *write_failed_on;
+	/* Events files found moved or removed and opened again at their path
+	 * (output__reopen_moved), and the last error doing so. */
+	uint64_t reopened;
+	int reopen_errno;
 };
 
 struct output *output__new(const char *node);
@@ -86,6 +90,10 @@ void oline__close_array(struct output_line *l);
 void output__end(struct output *o, struct output_line *l);
 
 void output__flush(struct output *o);
+/* An events file moved or removed (logrotate's create mode; copytruncate
+ * needs nothing) is opened again at its path, for the next lines. Returns
+ * how many were. */
+int output__reopen_moved(struct output *o);
 /* At exit: output__flush(), and a slow reader of a pipe or socket gets a
  * second to take what waits; what it does not take is counted lost. */
 void output__drain(struct output *o);

@@ -1782,3 +1782,46 @@ cleanup:
 	json_decref(st);
 	env__cleanup(&e);
 }
+
+/*
+ * logrotate's create mode renames the events file: the agent notices
+ * within a second (or at SIGHUP) and writes its next events to a new file
+ * at the path; the old one keeps what came before.
+ */
+void test_lifecycle_events_rotated(void)
+{
+	char policy[2048], cg_a[256], moved[600], *old = NULL, *now = NULL;
+	struct stat sb;
+	struct env e;
+	int i;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+		goto cleanup;
+	snprintf(moved, sizeof(moved), "%s.1", e.agent.events_path);
+	if (!ASSERT_OK(rename(e.agent.events_path, moved), "rotate"))
+		goto cleanup;
+	for (i = 0; i < 30 && stat(e.agent.events_path, &sb); i++)
+		env__sleep_ms(100);
+	ASSERT_OK(stat(e.agent.events_path, &sb), "a new file at the path within a second");
+	kill(e.agent.pid, SIGHUP);
+	ASSERT_TRUE(env__wait_file(e.agent.events_path, "\"kind\":\"policy\"", 10000),
+		    "the next event goes to the new file");
+	old = env__slurp(moved, NULL);
+	now = env__slurp(e.agent.events_path, NULL);
+	ASSERT_TRUE(old && strstr(old, "\"kind\":\"ready\""), "the old file keeps what came before");
+	ASSERT_TRUE(old && !strstr(old, "\"kind\":\"policy\""), "and nothing after");
+	ASSERT_TRUE(now && !strstr(now, "\"kind\":\"ready\""), "the new one starts after it");
+	ASSERT_TRUE(env__wait_file(e.agent.log_path, "writing to a new one", 1000),
+		    "the agent says so");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	free(old);
+	free(now);
+	env__cleanup(&e);
+}
