@@ -2949,7 +2949,8 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "events", json_pack("{s:I,s:I,s:I,s:s?,s:I}", "written",
 		(json_int_t)os.events, "dropped", (json_int_t)os.dropped, "write_failures",
 		(json_int_t)os.write_lost, "last_write_error",
-		a->out_problem[0] ? a->out_problem : NULL, "file_reopened", (json_int_t)os.reopened));
+		a->out_problem[0] ? a->out_problem : NULL, "file_reopened",
+		(json_int_t)os.reopened));
 	/* Readers of `mcpwarden events` that fell too far behind. */
 	json_object_set_new(json_object_get(st, "events"), "readers_dropped",
 			    json_integer(a->ctl ? (json_int_t)ctl__dropped_followers(a->ctl) : 0));

@@ -1494,6 +1494,18 @@ cleanup:
 	env__cleanup(&e);
 }
 
+/* The agent on the one-client policy (cgroup "ok"), no traffic: 0 or -1
+ * (env__cleanup() undoes what was made either way). */
+static int agent_alone(struct env *e)
+{
+	char policy[2048], cg_a[256];
+
+	if (!ASSERT_OK(env__cgroup(e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		return -1;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	return ASSERT_OK(agent_start(e, policy, NULL), "agent start") ? 0 : -1;
+}
+
 /* The status JSON of the running agent, or NULL. */
 static json_t *agent_status(struct env *e)
 {
@@ -1517,7 +1529,7 @@ static json_t *agent_status(struct env *e)
  */
 void test_lifecycle_events_unwritable(void)
 {
-	char policy[2048], cg_a[256], *text = NULL, *cut;
+	char *text = NULL, *cut;
 	struct rlimit old, lim;
 	struct cli_run r = {};
 	json_t *st = NULL;
@@ -1528,10 +1540,7 @@ void test_lifecycle_events_unwritable(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+	if (agent_alone(&e))
 		goto cleanup;
 	if (!ASSERT_OK(stat(e.agent.events_path, &sb), "events file") ||
 	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, NULL, &old), "the agent's limit"))
@@ -1790,7 +1799,7 @@ cleanup:
  */
 void test_lifecycle_events_rotated(void)
 {
-	char policy[2048], cg_a[256], moved[600], *old = NULL, *now = NULL;
+	char moved[600], *old = NULL, *now = NULL;
 	struct stat sb;
 	struct env e;
 	int i;
@@ -1798,10 +1807,7 @@ void test_lifecycle_events_rotated(void)
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+	if (agent_alone(&e))
 		goto cleanup;
 	snprintf(moved, sizeof(moved), "%s.1", e.agent.events_path);
 	if (!ASSERT_OK(rename(e.agent.events_path, moved), "rotate"))
