@@ -148,6 +148,7 @@ struct agent {
 	/* Events streams whose writes failed (output_stats.write_lost). */
 	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns;
 	int reopen_errno;		/* last said of reopening the events file */
+	char state_problem[PATH_MAX + 64];	/* "" while state.json is saved */
 	char out_problem[PATH_MAX + 64];
 	uint64_t health_resolved, health_cg_fail;
 	uint64_t ticks;
@@ -2505,10 +2506,22 @@ static void save_state(struct agent *a)
 	char path[PATH_MAX];
 	int err;
 
+	char problem[sizeof(a->state_problem)] = "";
+
 	snprintf(path, sizeof(path), "%s/state.json", a->opts->state_dir);
 	err = decider__save(a->decider, path, now_ns());
+	/* Unsaved, a restart forgets which workload each session and token
+	 * is bound to: health says so while it lasts, the log once. */
 	if (err)
-		pr_warn("cannot save the live state to %s: %s", path, strerror(-err));
+		snprintf(problem, sizeof(problem), "the live state cannot be saved to %s: %s",
+			 path, strerror(-err));
+	if (strcmp(problem, a->state_problem)) {
+		if (err)
+			pr_warn("%s", problem);
+		else
+			pr_info("the live state is saved to %s again", path);
+		snprintf(a->state_problem, sizeof(a->state_problem), "%s", problem);
+	}
 	/* The state's JSON was built and freed: a few KiB per session. */
 	release_free_memory();
 }
@@ -2534,6 +2547,8 @@ static void check_health(struct agent *a, uint64_t now)
 		REASON("%s", a->store_problem);
 	if (a->last_out_fail_ns && now - a->last_out_fail_ns < 60ull * 1000000000ull)
 		REASON("%s in the last minute (see lost events)", a->out_problem);
+	if (a->state_problem[0])
+		REASON("%s", a->state_problem);
 	if (access("/proc/self/stat", R_OK))
 		REASON("/proc is not readable: processes cannot be attributed");
 	resolver__stats(a->resolver, &resolved, &cg_fail);

@@ -1230,6 +1230,7 @@ static void ident_load(struct decider_ident *i, json_t *o)
 struct state_out {
 	int fd;
 	bool ok;
+	int err;		/* why not ok */
 	char last;		/* the last byte put: '{' or '[' needs no comma */
 	size_t len;
 	char buf[64 * 1024];	/* written out whole: a few syscalls a save */
@@ -1244,10 +1245,12 @@ static void out_flush(struct state_out *o)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
 			o->ok = false;
-		else
+			o->err = n < 0 ? errno : EIO;
+		} else {
 			off += (size_t)n;
+		}
 	}
 	o->len = 0;
 }
@@ -1351,10 +1354,12 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	/* Session ids and token bindings: root's eyes only. */
 	out->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out->fd < 0) {
+		err = -errno;
 		free(out);
-		return -EIO;
+		return err;
 	}
 	out->ok = true;
+	out->err = 0;
 	out->len = 0;
 	out->last = 0;
 	out_put(out, "{", 1);
@@ -1413,11 +1418,17 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	}
 	out_put(out, "}}", 2);
 	out_flush(out);
-	if (close(out->fd))
+	if (close(out->fd) && out->ok) {
 		out->ok = false;
-	if (!out->ok || rename(tmp, path)) {
+		out->err = errno;
+	}
+	if (out->ok && rename(tmp, path)) {
+		out->ok = false;
+		out->err = errno;
+	}
+	if (!out->ok) {
 		unlink(tmp);
-		err = -EIO;
+		err = -(out->err ? out->err : EIO);
 	}
 	free(out);
 	return err;

@@ -1831,3 +1831,58 @@ cleanup:
 	free(now);
 	env__cleanup(&e);
 }
+
+/*
+ * A live state the agent cannot save (a full disk; here a file-size limit
+ * on the agent) would be forgotten at the next restart, with every
+ * session's and token's binding: health says so while it lasts, with the
+ * error, and recovers once it saves again.
+ */
+void test_lifecycle_state_unsaved(void)
+{
+	struct rlimit old, lim;
+	json_t *st = NULL;
+	struct env e;
+	int i;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (agent_alone(&e) ||
+	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, NULL, &old), "the agent's limit"))
+		goto cleanup;
+	lim = old;
+	lim.rlim_cur = 1;
+	if (!ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &lim, NULL), "nothing can be written"))
+		goto cleanup;
+	for (i = 0; i < 80; i++) {	/* saved every 5 s */
+		json_decref(st);
+		st = agent_status(&e);
+		if (st && strstr(env__str(st, "health.reasons") ?: "", "live state"))
+			break;
+		env__sleep_ms(100);
+	}
+	if (ASSERT_OK_PTR(st, "status")) {
+		ASSERT_STREQ(env__str(st, "health.status"), "degraded", "health");
+		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "",
+			      "the live state cannot be saved", "says the state is not saved");
+		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "File too large",
+			      "and why");
+	}
+	ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &old, NULL), "limit lifted");
+	ASSERT_TRUE(env__wait_file(e.agent.log_path, "the live state is saved", 8000),
+		    "saved again, and said");
+	for (i = 0; i < 30; i++) {	/* health is weighed every second */
+		json_decref(st);
+		st = agent_status(&e);
+		if (st && !strstr(env__str(st, "health.reasons") ?: "", "live state"))
+			break;
+		env__sleep_ms(100);
+	}
+	ASSERT_TRUE(st && !strstr(env__str(st, "health.reasons") ?: "", "live state"),
+		    "no longer a reason");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	json_decref(st);
+	env__cleanup(&e);
+}
