@@ -149,6 +149,8 @@ struct agent {
 	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns;
 	int reopen_errno;		/* last said of reopening the events file */
 	char state_problem[PATH_MAX + 64];	/* "" while state.json is saved */
+	char k8s_error[256];		/* the pod watch's last error, as logged */
+	uint64_t k8s_down_since;	/* its watch not streaming since (0: it is) */
 	char out_problem[PATH_MAX + 64];
 	uint64_t health_resolved, health_cg_fail;
 	uint64_t ticks;
@@ -2527,6 +2529,42 @@ static void save_state(struct agent *a)
 }
 
 /*
+ * The pod watch, weighed every second. Not listed 10 s after the start, or
+ * its watch down for a minute: pods are not known (policies that name pods
+ * cannot match, requests wait POD_WAIT_NS for them), so health says so
+ * with the watcher's last error (a 403 of missing RBAC, an unreachable API
+ * server), and the log says each new error once.
+ */
+#define K8S_SYNC_GRACE_NS (10ull * 1000000000ull)
+#define K8S_DOWN_GRACE_NS (60ull * 1000000000ull)
+
+static void k8s_health(struct agent *a, uint64_t now, char *reasons, size_t size, size_t *n)
+{
+	struct k8s_stats ks;
+	const char *why = NULL;
+
+	k8s__stats(a->k8s, &ks);
+	if (ks.last_error[0] && strcmp(ks.last_error, a->k8s_error)) {
+		pr_warn("kubernetes pod watch: %s", ks.last_error);
+		snprintf(a->k8s_error, sizeof(a->k8s_error), "%s", ks.last_error);
+	}
+	if (ks.connected)
+		a->k8s_down_since = 0;
+	else if (!a->k8s_down_since)
+		a->k8s_down_since = now;
+	if (!ks.synced && now - a->started_ns > K8S_SYNC_GRACE_NS)
+		why = "the Kubernetes API's pods have not been listed";
+	else if (ks.synced && a->k8s_down_since && now - a->k8s_down_since > K8S_DOWN_GRACE_NS)
+		why = "the Kubernetes pod watch has been down for over a minute";
+	if (why && *n < size)
+		*n += (size_t)snprintf(reasons + *n, size - *n, "%s%s: pods are not known%s%s",
+				       *n ? "; " : "", why, ks.last_error[0] ? " (" : "",
+				       ks.last_error);
+	if (why && ks.last_error[0] && *n < size)
+		*n += (size_t)snprintf(reasons + *n, size - *n, ")");
+}
+
+/*
  * Health, every second: kernel records lost in the last minute, /proc not
  * readable, most cgroup resolutions failing. A change is an alert, and
  * `status` and the metrics endpoint report it.
@@ -2549,6 +2587,8 @@ static void check_health(struct agent *a, uint64_t now)
 		REASON("%s in the last minute (see lost events)", a->out_problem);
 	if (a->state_problem[0])
 		REASON("%s", a->state_problem);
+	if (a->k8s)
+		k8s_health(a, now, reasons, sizeof(reasons), &n);
 	if (access("/proc/self/stat", R_OK))
 		REASON("/proc is not readable: processes cannot be attributed");
 	resolver__stats(a->resolver, &resolved, &cg_fail);
@@ -2992,6 +3032,18 @@ static json_t *status_json(void *ctx)
 
 		store__health(a->store, &sh);
 		json_object_set_new(st, "cluster", store_health__json(&sh));
+	}
+	if (a->k8s) {
+		struct k8s_stats ks;
+
+		k8s__stats(a->k8s, &ks);
+		json_object_set_new(st, "kubernetes", json_pack(
+			"{s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "connected", ks.connected,
+			"synced", ks.synced, "pods_applied", (json_int_t)ks.applied,
+			"pods_rejected", (json_int_t)ks.rejected, "lists", (json_int_t)ks.lists,
+			"relists", (json_int_t)ks.relists, "reconnects", (json_int_t)ks.reconnects,
+			"events_dropped", (json_int_t)ks.dropped, "last_error",
+			ks.last_error[0] ? ks.last_error : NULL));
 	}
 	json_object_set_new(st, "health", json_pack("{s:s,s:s}", "status",
 		a->health[0] ? "degraded" : "ok", "reasons", a->health));

@@ -1519,6 +1519,27 @@ static json_t *agent_status(struct env *e)
 }
 
 /*
+ * The agent's status once its health reasons contain `needle` (or, with
+ * `absent`, no longer do), polled every 100 ms for up to `ms`; the last
+ * status either way (NULL: it never answered). Health is weighed every
+ * second.
+ */
+static json_t *status_when(struct env *e, const char *needle, bool absent, int ms)
+{
+	json_t *st = NULL;
+	int i;
+
+	for (i = 0; i <= ms / 100; i++) {
+		json_decref(st);
+		st = agent_status(e);
+		if (st && !strstr(env__str(st, "health.reasons") ?: "", needle) == absent)
+			break;
+		env__sleep_ms(100);
+	}
+	return st;
+}
+
+/*
  * An events file the agent cannot write to (a full disk; here a file-size
  * limit put on the running agent, which cuts the next event mid-line)
  * loses events loudly: the agent keeps running and judging, `status`
@@ -1535,7 +1556,7 @@ void test_lifecycle_events_unwritable(void)
 	json_t *st = NULL;
 	struct stat sb;
 	struct env e;
-	int i, fd;
+	int fd;
 
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
@@ -1550,13 +1571,7 @@ void test_lifecycle_events_unwritable(void)
 	if (!ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &lim, NULL), "limit the events file"))
 		goto cleanup;
 	kill(e.agent.pid, SIGHUP);	/* a `policy` event, cut after 20 bytes */
-	for (i = 0; i < 50; i++) {
-		json_decref(st);
-		st = agent_status(&e);
-		if (st && strcmp(env__str(st, "health.status") ?: "", "degraded") == 0)
-			break;
-		env__sleep_ms(100);
-	}
+	st = status_when(&e, "events could not be written", false, 5000);
 	if (ASSERT_OK_PTR(st, "status answers: the agent runs on")) {
 		ASSERT_STREQ(env__str(st, "health.status"), "degraded", "health");
 		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", e.agent.events_path,
@@ -1765,15 +1780,7 @@ void test_lifecycle_events_pipe_unread(void)
 			goto cleanup;
 	}
 	json_decref(st);
-	st = NULL;
-	for (i = 0; i < 30; i++) {
-		json_decref(st);
-		st = agent_status(&e);
-		if (st && env__int(st, "events.write_failures") > 0 &&
-		    strcmp(env__str(st, "health.status") ?: "", "degraded") == 0)
-			break;
-		env__sleep_ms(100);
-	}
+	st = status_when(&e, "not keeping up", false, 3000);
 	if (ASSERT_OK_PTR(st, "the agent still answers")) {
 		ASSERT_GE(env__int(st, "events.write_failures"), 1, "the lines not taken counted");
 		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "not keeping up",
@@ -1843,7 +1850,6 @@ void test_lifecycle_state_unsaved(void)
 	struct rlimit old, lim;
 	json_t *st = NULL;
 	struct env e;
-	int i;
 
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
@@ -1855,13 +1861,7 @@ void test_lifecycle_state_unsaved(void)
 	lim.rlim_cur = 1;
 	if (!ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &lim, NULL), "nothing can be written"))
 		goto cleanup;
-	for (i = 0; i < 80; i++) {	/* saved every 5 s */
-		json_decref(st);
-		st = agent_status(&e);
-		if (st && strstr(env__str(st, "health.reasons") ?: "", "live state"))
-			break;
-		env__sleep_ms(100);
-	}
+	st = status_when(&e, "live state", false, 8000);	/* saved every 5 s */
 	if (ASSERT_OK_PTR(st, "status")) {
 		ASSERT_STREQ(env__str(st, "health.status"), "degraded", "health");
 		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "",
@@ -1872,15 +1872,57 @@ void test_lifecycle_state_unsaved(void)
 	ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, &old, NULL), "limit lifted");
 	ASSERT_TRUE(env__wait_file(e.agent.log_path, "the live state is saved", 8000),
 		    "saved again, and said");
-	for (i = 0; i < 30; i++) {	/* health is weighed every second */
-		json_decref(st);
-		st = agent_status(&e);
-		if (st && !strstr(env__str(st, "health.reasons") ?: "", "live state"))
-			break;
-		env__sleep_ms(100);
-	}
+	json_decref(st);
+	st = status_when(&e, "live state", true, 3000);
 	ASSERT_TRUE(st && !strstr(env__str(st, "health.reasons") ?: "", "live state"),
 		    "no longer a reason");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	json_decref(st);
+	env__cleanup(&e);
+}
+
+/*
+ * A pod watch that cannot list pods (an API server that does not answer;
+ * RBAC's 403 alike) is not silent: status shows the watch and its last
+ * error, the log says it, and after its grace health is degraded (pods are
+ * not known, so policies naming them cannot match).
+ */
+void test_lifecycle_kube_unreachable(void)
+{
+	char policy[2048], cg_a[256], api[64], tok[600];
+	const char *extra[] = { "--kube-api", api, "--kube-token", tok, NULL };
+	json_t *st = NULL;
+	struct env e;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	/* A free port nothing listens on. */
+	snprintf(api, sizeof(api), "http://127.0.0.1:%d", env__free_port());
+	snprintf(tok, sizeof(tok), "%s/token", e.tmp);
+	env__write(tok, "test-token\n", 11);
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, extra), "agent start"))
+		goto cleanup;
+	st = agent_status(&e);
+	if (ASSERT_OK_PTR(st, "status") && ASSERT_OK_PTR(env__get(st, "kubernetes"), "the watch")) {
+		ASSERT_FALSE(json_is_true(env__get(st, "kubernetes.synced")), "not synced");
+		ASSERT_STREQ(env__str(st, "health.status"), "ok", "within its grace");
+	}
+	ASSERT_TRUE(env__wait_file(e.agent.log_path, "kubernetes pod watch:", 10000),
+		    "the log says why");
+	json_decref(st);
+	st = status_when(&e, "pods are not known", false, 15000);	/* 10 s of grace */
+	if (ASSERT_OK_PTR(st, "status")) {
+		ASSERT_STREQ(env__str(st, "health.status"), "degraded", "health");
+		ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "pods are not known",
+			      "says what it costs");
+		ASSERT_OK_PTR(env__str(st, "kubernetes.last_error"), "the error in status");
+		test__log("reasons: %s", env__str(st, "health.reasons"));
+	}
 	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
 cleanup:
 	json_decref(st);
