@@ -3033,6 +3033,27 @@ static json_t *status_json(void *ctx)
 		store__health(a->store, &sh);
 		json_object_set_new(st, "cluster", store_health__json(&sh));
 	}
+	if (a->attest) {
+		struct attest_stats as;
+
+		attest__get_stats(a->attest, &as);
+		json_object_set_new(st, "attestation", json_pack(
+			"{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "socket", attest__path(a->attest),
+			"requests", (json_int_t)as.requests, "answered", (json_int_t)as.answered,
+			"unknown", (json_int_t)as.unknown, "refused", (json_int_t)as.refused,
+			"malformed", (json_int_t)as.malformed, "dropped", (json_int_t)as.dropped));
+	}
+	if (a->metrics) {
+		struct metrics_stats ms;
+
+		metrics__stats(a->metrics, &ms);
+		json_object_set_new(st, "metrics_endpoint", json_pack(
+			"{s:I,s:I,s:I,s:I,s:I,s:I}", "requests", (json_int_t)ms.requests,
+			"scrapes", (json_int_t)ms.scrapes,
+			"bad_requests", (json_int_t)ms.bad_requests,
+			"timeouts", (json_int_t)ms.timeouts, "rejected", (json_int_t)ms.rejected,
+			"body_errors", (json_int_t)ms.body_errors));
+	}
 	if (a->k8s) {
 		struct k8s_stats ks;
 

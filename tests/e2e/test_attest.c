@@ -142,6 +142,18 @@ void test_attest_real_agent(void)
 		 "--regid=65534 --clear-groups %s who 127.0.0.1:1 127.0.0.1:%d --socket %s 2>&1 | "
 		 "grep -q 'not permitted'", e.tmp, e.agent.state_dir, sock, env__bin(), port, sock);
 	ASSERT_EQ(env__sh("%s", cmd), 0, "a non-permitted caller is refused");
+	/* What the socket answered and refused shows in status. */
+	snprintf(out, sizeof(out), "%s/status.json", e.tmp);
+	if (ASSERT_EQ(env__sh("%s status --state-dir %s > %s", env__bin(), e.agent.state_dir,
+			      out), 0, "status")) {
+		json_t *st = json_load_file(out, 0, NULL);
+
+		ASSERT_STREQ(env__str(st, "attestation.socket"), sock, "status: the socket");
+		ASSERT_GE(env__int(st, "attestation.answered"), 2, "status: answered");
+		ASSERT_GE(env__int(st, "attestation.unknown"), 1, "status: unknown");
+		ASSERT_GE(env__int(st, "attestation.refused"), 1, "status: refused");
+		json_decref(st);
+	}
 cleanup:
 	json_decref(ans);
 	env__cleanup(&e);

@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "env.h"
 #include "harness.h"
@@ -1925,6 +1927,82 @@ void test_lifecycle_kube_unreachable(void)
 	}
 	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
 cleanup:
+	json_decref(st);
+	env__cleanup(&e);
+}
+
+/* GET path from 127.0.0.1:port; the whole answer (malloc'd) or NULL. */
+static char *http_get(int port, const char *path)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char req[256], *buf = NULL;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		goto out;
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		     path);
+	if (write(fd, req, (size_t)n) != n)
+		goto out;
+	for (;;) {
+		if (len + 4097 > cap) {
+			char *grown = realloc(buf, cap = cap * 2 + 8192);
+
+			if (!grown)
+				break;
+			buf = grown;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (buf)
+		buf[len] = '\0';
+out:
+	if (fd >= 0)
+		close(fd);
+	return buf;
+}
+
+/*
+ * The real agent's metrics endpoint answers a scrape with its counters
+ * and health, and status counts what the endpoint served.
+ */
+void test_lifecycle_metrics_endpoint(void)
+{
+	char policy[2048], cg_a[256], addr[64];
+	const char *extra[] = { "--metrics", addr, NULL };
+	char *body = NULL;
+	json_t *st = NULL;
+	struct env e;
+	int port;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	port = env__free_port();
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, extra), "agent start"))
+		goto cleanup;
+	body = http_get(port, "/metrics");
+	if (ASSERT_OK_PTR(body, "scrape")) {
+		ASSERT_TRUE(strncmp(body, "HTTP/1.1 200", 12) == 0, "200");
+		ASSERT_TRUE(strstr(body, "mcpwarden_events_total{kind=\"ready\"} 1"),
+			    "the ready event counted");
+		ASSERT_TRUE(strstr(body, "mcpwarden_events_dropped_total"), "drops exported");
+	}
+	st = agent_status(&e);
+	ASSERT_GE(env__int(st, "metrics_endpoint.scrapes"), 1, "status counts the scrape");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	free(body);
 	json_decref(st);
 	env__cleanup(&e);
 }
