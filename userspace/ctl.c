@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include "ctl.h"
@@ -28,6 +29,7 @@
 #define REQUEST_MAX 64
 #define REQUEST_TIMEOUT_NS (2ull * 1000000000ull)
 #define READER_SNDBUF (8 << 20)
+#define CTL_CLIENT_TIMEOUT_S 10
 
 enum client_state {
 	CL_FREE,
@@ -431,6 +433,11 @@ int ctl__client(const char *state_dir, const char *cmd, bool follow)
 		return 1;
 	}
 	snprintf(req, sizeof(req), "%s%s\n", cmd, follow ? " follow" : "");
+	/* A stuck agent (its loop stopped) accepts and never answers: the
+	 * CLI gives up rather than hang whoever runs it (a probe, a script).
+	 * A follower waits for events as long as it takes, once answered. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_sec = CTL_CLIENT_TIMEOUT_S },
+		   sizeof(struct timeval));
 	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
 		close(fd);
 		return 1;
@@ -446,6 +453,9 @@ int ctl__client(const char *state_dir, const char *cmd, bool follow)
 			close(fd);
 			return 1;
 		}
+		if (first && follow)
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ 0 },
+				   sizeof(struct timeval));
 		first = false;
 		for (off = 0; n > 0 && off < (size_t)n;) {
 			w = write(STDOUT_FILENO, buf + off, (size_t)n - off);
@@ -457,6 +467,13 @@ int ctl__client(const char *state_dir, const char *cmd, bool follow)
 			}
 			off += (size_t)w;
 		}
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		fprintf(stderr, "mcpwarden: the agent at %s did not answer within %d s: its "
+			"event loop is not running (stopped, or stuck)\n", addr.sun_path,
+			CTL_CLIENT_TIMEOUT_S);
+		close(fd);
+		return 1;
 	}
 	if (n < 0)
 		fprintf(stderr, "mcpwarden: reading from the agent: %s\n", strerror(errno));

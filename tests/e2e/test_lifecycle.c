@@ -2006,3 +2006,36 @@ cleanup:
 	json_decref(st);
 	env__cleanup(&e);
 }
+
+/*
+ * `mcpwarden status` to an agent whose loop has stopped (here SIGSTOP)
+ * gives up after 10 s and says why, instead of hanging whoever asked (a
+ * probe, a script).
+ */
+void test_lifecycle_status_stuck_agent(void)
+{
+	struct cli_run r = {};
+	long long t0;
+	struct env e;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (agent_alone(&e) || !ASSERT_TRUE(agent_sigstop(&e), "agent stopped"))
+		goto cleanup;
+	t0 = now_ms();
+	run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+	ASSERT_EQ(r.status, 1, "status fails");
+	ASSERT_STRSTR(r.err, "did not answer", "and says why");
+	ASSERT_GE(now_ms() - t0, 9000, "after waiting its 10 s");
+	cli_free(&r);
+	kill(e.agent.pid, SIGCONT);
+	run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+	ASSERT_EQ(r.status, 0, "answers once running again");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	if (e.agent.pid > 0)
+		kill(e.agent.pid, SIGCONT);
+	cli_free(&r);
+	env__cleanup(&e);
+}
