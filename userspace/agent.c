@@ -276,7 +276,7 @@ static int netns_fd(struct agent *a, uint32_t inum, uint32_t pid_hint)
 		return -1;
 	if (stat("/proc/self/ns/net", &st) == 0 && st.st_ino == inum)
 		return -1;
-	cached = (intptr_t)hmap__get(a->netns_fds, inum);
+	cached = a->netns_fds ? (intptr_t)hmap__get(a->netns_fds, inum) : 0;
 	if (cached)
 		return (int)cached - 1;
 	if (!pid_hint)
@@ -289,8 +289,32 @@ static int netns_fd(struct agent *a, uint32_t inum, uint32_t pid_hint)
 		close(fd);
 		return -1;
 	}
-	hmap__put(a->netns_fds, inum, (void *)(intptr_t)(fd + 1));
+	if (!a->netns_fds || hmap__put(a->netns_fds, inum, (void *)(intptr_t)(fd + 1))) {
+		close(fd);	/* not kept: it would leak */
+		return -1;
+	}
 	return fd;
+}
+
+/*
+ * The namespace descriptors kept for ending connections, closed every few
+ * seconds: an open descriptor keeps its network namespace alive, and a
+ * node's pods come and go, each with a namespace of its own. Kept for
+ * ever, every namespace a denial was ever made in stayed allocated, and
+ * the agent's descriptors with them.
+ */
+static void forget_netns_fds(struct agent *a)
+{
+	struct hmap_iter it;
+	void *val;
+
+	if (!a->netns_fds || !hmap__size(a->netns_fds))
+		return;
+	hmap__iter_init(a->netns_fds, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val))
+		close((int)(intptr_t)val - 1);
+	hmap__free(a->netns_fds);
+	a->netns_fds = hmap__new(false);
 }
 
 /* ---- instance templates ------------------------------------------------- */
@@ -2706,6 +2730,7 @@ static void tick(struct agent *a)
 		release_free_memory();
 	}
 	if (a->ticks % 50 == 0) {
+		forget_netns_fds(a);
 		proctab__reap(a->procs, now, PROC_GRACE_NS);
 		decider__expire(a->decider, now);
 		save_state(a);
@@ -3484,7 +3509,6 @@ static void teardown(struct agent *a)
 {
 	struct hmap_iter it;
 	void *val;
-	uint64_t key;
 
 	if (a->conns) {
 		hmap__iter_init(a->conns, &it);
@@ -3508,12 +3532,8 @@ static void teardown(struct agent *a)
 			free(val);
 		hmap__free(a->listeners);
 	}
-	if (a->netns_fds) {
-		hmap__iter_init(a->netns_fds, &it);
-		while (hmap__iter_next(&it, &key, NULL, &val))
-			close((int)(intptr_t)val - 1);
-		hmap__free(a->netns_fds);
-	}
+	forget_netns_fds(a);
+	hmap__free(a->netns_fds);
 	rings__free(a->rings);
 	stdio__free(&a->stdio);
 	attest__close(a->attest);

@@ -3,6 +3,7 @@
  * Attribution end to end: the real agent, scoped to a private cgroup
  * subtree, names both ends of connections to protected ports.
  */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,41 +344,57 @@ cleanup:
 	env__cleanup(&e);
 }
 
-/* Two network namespaces joined by a veth pair: both ends attributed. */
-void test_attribution_netns(void)
+/*
+ * The agent on a policy that knows no client (monitor mode: alerted;
+ * enforce mode: denied), a server in one network namespace (cgroup
+ * ns-server) and a client sending REQ to it from another (cgroup
+ * ns-client), joined by a veth pair. The client's pid (or -1, having
+ * failed an assertion); *srv the server's; cg_a, cg_b the cgroups (256
+ * bytes).
+ */
+static pid_t netns_client(struct env *e, bool enforce, char *cg_a, char *cg_b, pid_t *srv)
 {
-	char policy[512], cg_a[256], cg_b[256], dir[512], req[512], portstr[16], out[512];
-	char ns_a[64], ns_b[64];
+	char policy[512], dir[512], req[512], portstr[16], out[512], ns_a[64], ns_b[64];
 	struct spawn_opts so = {};
-	struct env e;
-	json_t *ev = NULL;
-	pid_t srv, cli;
-	int port;
+	int port = env__free_port();
 
-	if (!ASSERT_OK(env__init(&e), "env"))
-		return;
-	port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ns-client", cg_a, sizeof(cg_a)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "ns-server", cg_b, sizeof(cg_b)), "cgroup srv") ||
-	    !ASSERT_OK(env__netns(&e, "a", ns_a, sizeof(ns_a)), "netns a") ||
-	    !ASSERT_OK(env__netns(&e, "b", ns_b, sizeof(ns_b)), "netns b") ||
-	    !ASSERT_OK(env__veth(&e, ns_a, "10.77.0.1", ns_b, "10.77.0.2"), "veth"))
-		goto cleanup;
-	if (!ASSERT_OK(env__agent_start(&e, monitor_policy(policy, sizeof(policy), port), NULL),
-		       "agent start"))
-		goto cleanup;
-	srv = start_server(&e, cg_b, ns_b, "10.77.0.2", port, dir, sizeof(dir));
-	if (!ASSERT_GE(srv, 1, "server"))
-		goto cleanup;
-	write_req(&e, req, sizeof(req));
+	if (!ASSERT_OK(env__cgroup(e, "ns-client", cg_a, 256), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "ns-server", cg_b, 256), "cgroup srv") ||
+	    !ASSERT_OK(env__netns(e, "a", ns_a, sizeof(ns_a)), "netns a") ||
+	    !ASSERT_OK(env__netns(e, "b", ns_b, sizeof(ns_b)), "netns b") ||
+	    !ASSERT_OK(env__veth(e, ns_a, "10.77.0.1", ns_b, "10.77.0.2"), "veth"))
+		return -1;
+	snprintf(policy, sizeof(policy), "{\"mode\":\"%s\",\"servers\":[{\"name\":\"tickets\","
+		 "\"port\":%d}],\"unknown_client\":\"%s\",\"unattributed\":\"%s\"}",
+		 enforce ? "enforce" : "monitor", port, enforce ? "deny" : "alert",
+		 enforce ? "deny" : "alert");
+	if (!ASSERT_OK(env__agent_start(e, policy, NULL), "agent start"))
+		return -1;
+	*srv = start_server(e, cg_b, ns_b, "10.77.0.2", port, dir, sizeof(dir));
+	if (!ASSERT_GE(*srv, 1, "server"))
+		return -1;
+	write_req(e, req, sizeof(req));
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
+	snprintf(out, sizeof(out), "%s/client.out", e->tmp);
 	so.cgroup = cg_a;
 	so.netns = ns_a;
 	so.stdout_path = out;
-	cli = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+	return env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
 					      "10.77.0.2", portstr, req, NULL });
-	if (!ASSERT_EQ(env__wait(&e, cli, 10000), 0, "client"))
+}
+
+/* Two network namespaces joined by a veth pair: both ends attributed. */
+void test_attribution_netns(void)
+{
+	char cg_a[256], cg_b[256];
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv = -1, cli;
+
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	cli = netns_client(&e, false, cg_a, cg_b, &srv);
+	if (cli < 1 || !ASSERT_EQ(env__wait(&e, cli, 10000), 0, "client"))
 		goto cleanup;
 	ev = env__wait_event(&e, 5000, "kind=connection", NULL);
 	if (!ASSERT_OK_PTR(ev, "connection event"))
@@ -390,6 +407,67 @@ void test_attribution_netns(void)
 	ASSERT_STRSTR(env__str(ev, "connection.dst"), "10.77.0.2", "dst");
 	ASSERT_NEQ(env__int(ev, "workload.netns"), env__int(ev, "connection.netns"),
 		   "client and server namespaces differ");
+cleanup:
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/* How many of pid's descriptors are network namespaces. */
+static int netns_fds_of(pid_t pid)
+{
+	char dir[64], path[320], link[64];
+	struct dirent *d;
+	ssize_t n;
+	int count = 0;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	while (dp && (d = readdir(dp))) {
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			count += strncmp(link, "net:[", 5) == 0;
+		}
+	}
+	if (dp)
+		closedir(dp);
+	return count;
+}
+
+/*
+ * Ending a denied connection in another network namespace opens that
+ * namespace; the descriptor is let go within seconds, so the namespaces
+ * of pods long gone are not kept alive by the agent (each was kept for
+ * as long as it ran, with a descriptor apiece).
+ */
+void test_attribution_netns_released(void)
+{
+	char cg_a[256], cg_b[256];
+	struct env e;
+	json_t *ev = NULL;
+	pid_t srv = -1, cli;
+	int i, held;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	cli = netns_client(&e, true, cg_a, cg_b, &srv);
+	if (cli < 1)
+		goto cleanup;
+	ev = env__wait_event(&e, 10000, "kind=alert", "action=blocked", NULL);
+	if (!ASSERT_OK_PTR(ev, "the stranger blocked"))
+		goto cleanup;
+	env__wait(&e, cli, 10000);
+	/* One is the agent's own namespace, to come back to, open from its
+	 * start. */
+	held = netns_fds_of(e.agent.pid);
+	test__log("namespace descriptors right after: %d", held);
+	ASSERT_GE(held, 2, "its own, and theirs opened to end it");
+	for (i = 0; i < 80 && (held = netns_fds_of(e.agent.pid)) > 1; i++)
+		env__sleep_ms(100);
+	ASSERT_EQ(held, 1, "theirs let go within seconds");
 cleanup:
 	json_decref(ev);
 	env__cleanup(&e);
