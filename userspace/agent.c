@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -3259,6 +3260,7 @@ static int setup_fds(struct agent *a)
 		.it_interval = { 0, TICK_MS * 1000000L },
 		.it_value = { 0, TICK_MS * 1000000L },
 	};
+	struct rlimit nofile;
 	sigset_t mask;
 
 	sigemptyset(&mask);
@@ -3268,6 +3270,12 @@ static int setup_fds(struct agent *a)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	log__nonblocking();
+	/* Descriptors (BPF objects, namespaces, clients of its sockets): the
+	 * soft limit, often 1024, raised to the hard one. */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	/* An events file past a file-size limit: the write fails (EFBIG) and
 	 * is reported, rather than the signal ending the agent. */
 	signal(SIGXFSZ, SIG_IGN);

@@ -31,6 +31,7 @@
 #include <sys/un.h>
 
 #include "attest.h"
+#include "listener.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -61,7 +62,7 @@ struct attest_client {
 struct attest {
 	int epfd;
 	int lfd;
-	bool listen_paused;	/* out of descriptors: re-armed by attest__tick */
+	struct listener_pause pause;	/* out of descriptors: re-armed by attest__tick */
 	gid_t group;
 	attest_lookup_fn lookup;
 	void *ctx;
@@ -468,13 +469,7 @@ static void accept_clients(struct attest *a, uint64_t now)
 
 		fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
-			/* Out of descriptors, the listener stays readable: stop
-			 * watching it until the next tick instead of spinning. */
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				epoll_ctl(a->epfd, EPOLL_CTL_DEL, a->lfd, NULL);
-				a->listen_paused = true;
-			}
+			listener__starved(&a->pause, a->epfd, a->lfd, errno);
 			return;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) ||
@@ -883,12 +878,7 @@ void attest__tick(struct attest *a, uint64_t now_ns)
 			client_free(a, c);
 		}
 	}
-	if (a->listen_paused) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = LISTENER_TAG };
-
-		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->lfd, &ev) == 0 || errno == EEXIST)
-			a->listen_paused = false;
-	}
+	listener__resume(&a->pause, a->epfd, a->lfd, (epoll_data_t){ .u64 = LISTENER_TAG });
 }
 
 /* ---- socket setup ------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include <sys/un.h>
 
 #include "ctl.h"
+#include "listener.h"
 
 #define MAX_CLIENTS 16
 #define REQUEST_MAX 64
@@ -64,6 +65,7 @@ struct ctl {
 	size_t hist_n;			/* lines kept: hist_end - hist_n is the oldest */
 	struct client clients[MAX_CLIENTS];
 	size_t n_readers;		/* clients in CL_EVENTS or CL_FOLLOW */
+	struct listener_pause pause;	/* out of descriptors: re-armed by ctl__tick */
 	uint64_t dropped;
 };
 
@@ -301,7 +303,12 @@ static void accept_clients(struct ctl *c)
 	size_t i;
 	int fd;
 
-	while ((fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+	for (;;) {
+		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			listener__starved(&c->pause, c->ep, c->fd, errno);
+			return;
+		}
 		for (i = 0; i < MAX_CLIENTS && c->clients[i].state != CL_FREE; i++)
 			;
 		if (i == MAX_CLIENTS) {
@@ -353,6 +360,7 @@ void ctl__tick(struct ctl *c, uint64_t now_ns)
 {
 	size_t i;
 
+	listener__resume(&c->pause, c->ep, c->fd, (epoll_data_t){ .u64 = 0 });
 	/* A client that connects and says nothing holds a slot for 2 s. */
 	for (i = 0; i < MAX_CLIENTS; i++) {
 		struct client *cl = &c->clients[i];

@@ -35,6 +35,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "listener.h"
 #include "metrics.h"
 
 /* ---- growable text ----------------------------------------------------- */
@@ -619,6 +620,7 @@ struct metrics {
 	metrics_health_fn health;
 	void *health_ctx;
 	struct metrics_stats st;
+	struct listener_pause pause;	/* out of descriptors: re-armed by metrics__tick */
 	struct metrics_client clients[METRICS_MAX_CLIENTS];
 };
 
@@ -1023,8 +1025,10 @@ static void accept_clients(struct metrics *m)
 
 	for (i = 0; i < ACCEPT_BURST; i++) {
 		fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			listener__starved(&m->pause, m->epfd, m->lfd, errno);
 			return;
+		}
 		c = free_slot(m);
 		if (!c) {
 			turn_away(m, fd);
@@ -1068,6 +1072,7 @@ void metrics__tick(struct metrics *m, uint64_t now_ns)
 {
 	size_t i;
 
+	listener__resume(&m->pause, m->epfd, m->lfd, (epoll_data_t){ .u32 = LISTEN_TAG });
 	for (i = 0; i < METRICS_MAX_CLIENTS; i++) {
 		struct metrics_client *c = &m->clients[i];
 

@@ -2039,3 +2039,81 @@ cleanup:
 	cli_free(&r);
 	env__cleanup(&e);
 }
+
+/* CPU time pid has used, in ms (/proc/PID/stat utime + stime). */
+static long long cpu_ms(pid_t pid)
+{
+	char path[64], *buf, *p;
+	unsigned long long ut = 0, st = 0;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	buf = env__slurp(path, NULL);
+	p = buf ? strrchr(buf, ')') : NULL;
+	for (i = 0; p && i < 12; i++)	/* to field 14, utime */
+		p = strchr(p + 1, ' ');
+	if (p)
+		sscanf(p + 1, "%llu %llu", &ut, &st);
+	free(buf);
+	return (long long)(ut + st) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * Out of descriptors, a client at the control socket cannot be accepted
+ * and the listener stays readable: the agent does not spin on it (it ran
+ * a full CPU until a descriptor freed), and serves again once it can.
+ */
+void test_lifecycle_out_of_descriptors(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct rlimit old, lim;
+	struct cli_run r = {};
+	long long used;
+	static bool open_fd[4096];
+	struct dirent *d;
+	struct env e;
+	int fd = -1, n = 0;
+	char dir[64];
+	DIR *dp;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (agent_alone(&e) ||
+	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_NOFILE, NULL, &old), "the agent's limit"))
+		goto cleanup;
+	/* The limit is on descriptor numbers: set at the lowest one free. */
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)e.agent.pid);
+	dp = opendir(dir);
+	while (dp && (d = readdir(dp)))
+		if (d->d_name[0] != '.' && atoi(d->d_name) < 4096)
+			open_fd[atoi(d->d_name)] = true;
+	if (dp)
+		closedir(dp);
+	while (n < 4095 && open_fd[n])
+		n++;
+	lim = old;
+	lim.rlim_cur = (rlim_t)n;
+	if (!ASSERT_OK(prlimit(e.agent.pid, RLIMIT_NOFILE, &lim, NULL), "no descriptor free"))
+		goto cleanup;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mcpwarden.sock", e.agent.state_dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (!ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), "queued at the socket"))
+		goto cleanup;
+	used = cpu_ms(e.agent.pid);
+	env__sleep_ms(2000);
+	used = cpu_ms(e.agent.pid) - used;
+	test__log("agent CPU over 2 s with a client it cannot accept: %lld ms", used);
+	ASSERT_TRUE(used < 500, "not spinning");
+	close(fd);
+	fd = -1;
+	ASSERT_OK(prlimit(e.agent.pid, RLIMIT_NOFILE, &old, NULL), "limit lifted");
+	run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
+	ASSERT_EQ(r.status, 0, "serves again");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	cli_free(&r);
+	env__cleanup(&e);
+}
