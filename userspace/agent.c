@@ -151,6 +151,9 @@ struct agent {
 	int reopen_errno;		/* last said of reopening the events file */
 	char state_problem[PATH_MAX + 64];	/* "" while state.json is saved */
 	char k8s_error[256];		/* the pod watch's last error, as logged */
+	char reload_problem[640];	/* "" unless the last reload failed */
+	uint64_t last_sink_drop_ns;	/* an --output sink last dropped events */
+	char sink_dropping[128];	/* which */
 	uint64_t k8s_down_since;	/* its watch not streaming since (0: it is) */
 	char out_problem[PATH_MAX + 64];
 	uint64_t health_resolved, health_cg_fail;
@@ -2612,6 +2615,11 @@ static void check_health(struct agent *a, uint64_t now)
 		REASON("%s in the last minute (see lost events)", a->out_problem);
 	if (a->state_problem[0])
 		REASON("%s", a->state_problem);
+	if (a->reload_problem[0])
+		REASON("%s", a->reload_problem);
+	if (a->last_sink_drop_ns && now - a->last_sink_drop_ns < 60ull * 1000000000ull)
+		REASON("the output %s dropped events in the last minute (see lost events)",
+		       a->sink_dropping);
 	if (a->k8s)
 		k8s_health(a, now, reasons, sizeof(reasons), &n);
 	if (access("/proc/self/stat", R_OK))
@@ -2634,7 +2642,7 @@ static void check_health(struct agent *a, uint64_t now)
 }
 
 /* Sinks that drop events say so, as `lost` events. */
-static void report_sink_drops(struct agent *a)
+static void report_sink_drops(struct agent *a, uint64_t now)
 {
 	struct sink_stats st[16];
 	size_t n = sinks__stats(a->sinks, st, 16), i;
@@ -2646,6 +2654,8 @@ static void report_sink_drops(struct agent *a)
 				     (json_int_t)(st[i].dropped - a->sink_dropped[i]), "detail",
 				     "events this sink could not keep up with or write"));
 			a->sink_dropped[i] = st[i].dropped;
+			a->last_sink_drop_ns = now;
+			snprintf(a->sink_dropping, sizeof(a->sink_dropping), "%s", st[i].name);
 		}
 	}
 }
@@ -2722,7 +2732,7 @@ static void tick(struct agent *a)
 	if (a->ticks % 10 == 0) {
 		guard_scheduling(a);
 		report_losses(a);
-		report_sink_drops(a);
+		report_sink_drops(a, now);
 		reopen_events_file(a);
 		report_output_failures(a, now);
 		check_health(a, now);
@@ -2813,6 +2823,15 @@ static struct mcpw_config kernel_config(const struct agent *a, const struct poli
 	return cfg;
 }
 
+/* A reload that failed leaves the previous policy in force: health says so
+ * until a reload succeeds, so a rejected policy is not mistaken for the
+ * one enforced. */
+static void reload_failed(struct agent *a, const char *why)
+{
+	snprintf(a->reload_problem, sizeof(a->reload_problem),
+		 "the last policy reload failed, the previous policy is in force: %s", why);
+}
+
 static void reload(struct agent *a)
 {
 	struct policy *np = NULL;
@@ -2836,21 +2855,31 @@ static void reload(struct agent *a)
 			       "digest", a->policy->digest);
 		output__emit(a->out, "policy", ev);
 		pr_err("policy reload rejected, keeping the policy in force: %s", msg);
+		reload_failed(a, msg);
 		return;
 	}
 	n = policy_ports(np, ports, MCPW_MAX_PORTS);
 	cfg = kernel_config(a, np);
 	err = kernel__set_ports(a->kernel, ports, n);
-	if (!err)
+	if (!err) {
 		err = kernel__set_config(a->kernel, &cfg);
+		if (err) {
+			/* The ports back as the policy in force has them. */
+			n = policy_ports(a->policy, ports, MCPW_MAX_PORTS);
+			kernel__set_ports(a->kernel, ports, n);
+		}
+	}
 	if (err) {
 		snprintf(msg, sizeof(msg), "cannot update the kernel side: %s", strerror(-err));
 		policy__free(np);
 		jwt_keyset__free(nk);
-		output__emit(a->out, "policy", json_pack("{s:s,s:s}", "status", "rejected",
-							 "error", msg));
+		output__emit(a->out, "policy", json_pack("{s:s,s:s,s:s}", "status", "rejected",
+							 "error", msg, "digest", a->policy->digest));
+		pr_err("policy reload failed, keeping the policy in force: %s", msg);
+		reload_failed(a, msg);
 		return;
 	}
+	a->reload_problem[0] = '\0';
 	decider__set_policy(a->decider, np);
 	/* Templates were judged by the old policy. */
 	kernel__clear_fast(a->kernel);

@@ -2117,3 +2117,48 @@ cleanup:
 	cli_free(&r);
 	env__cleanup(&e);
 }
+
+/*
+ * Health names what is not right even where an event already said it: a
+ * rejected reload (the previous policy stays in force) until a reload
+ * succeeds, and an --output sink that drops events (here one that cannot
+ * write at all) for a minute after.
+ */
+void test_lifecycle_health_reasons(void)
+{
+	char policy[2048], cg_a[256];
+	const char *extra[] = { "--output", "jsonl:/dev/full", NULL };
+	json_t *st = NULL;
+	struct env e;
+
+	test__set_timeout(60);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, extra), "agent start"))
+		goto cleanup;
+	kill(e.agent.pid, SIGHUP);	/* a `policy` event the sink cannot write */
+	st = status_when(&e, "jsonl:/dev/full dropped events", false, 5000);
+	ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "jsonl:/dev/full dropped events",
+		      "a sink that drops");
+
+	ASSERT_OK(env__write(e.agent.policy_path, "{\"mode\": ", 9), "a broken policy");
+	kill(e.agent.pid, SIGHUP);
+	json_decref(st);
+	st = status_when(&e, "reload failed", false, 5000);
+	ASSERT_STRSTR(env__str(st, "health.reasons") ?: "",
+		      "the last policy reload failed, the previous policy is in force",
+		      "a rejected reload");
+	ASSERT_OK(env__write(e.agent.policy_path, policy, strlen(policy)), "mended");
+	kill(e.agent.pid, SIGHUP);
+	json_decref(st);
+	st = status_when(&e, "reload failed", true, 5000);
+	ASSERT_TRUE(st && !strstr(env__str(st, "health.reasons") ?: "", "reload failed"),
+		    "a reload that succeeds clears it");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	json_decref(st);
+	env__cleanup(&e);
+}
