@@ -41,6 +41,9 @@ static const char *const kinds[] = {
  */
 #define JSONL_BUF (64 * 1024)
 #define JSONL_DRAIN_MS 1000	/* at exit, for a slow reader to take the rest */
+/* A new events file: events carry session ids and token digests, not for
+ * every local user (the --output file sinks' mode too). */
+#define JSONL_MODE 0640
 
 struct jsonl_sink {
 	int fd;
@@ -171,7 +174,7 @@ int output__add_jsonl(struct output *o, const char *target, char *err, size_t er
 		return -ENOMEM;
 	}
 	if (!out) {
-		k.fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		k.fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, JSONL_MODE);
 		if (k.fd < 0) {
 			int e = errno;
 
@@ -651,7 +654,7 @@ int output__reopen_moved(struct output *o)
 		/* Moved or removed (rotated): what waits goes to the old file,
 		 * the next lines to a new one at the path. */
 		jsonl_flush(o, k);
-		fd = open(k->name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		fd = open(k->name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, JSONL_MODE);
 		if (fd < 0) {
 			/* Kept on the old one; tried again next time. */
 			o->stats.reopen_errno = errno;

@@ -1824,6 +1824,7 @@ void test_lifecycle_events_rotated(void)
 	for (i = 0; i < 30 && stat(e.agent.events_path, &sb); i++)
 		env__sleep_ms(100);
 	ASSERT_OK(stat(e.agent.events_path, &sb), "a new file at the path within a second");
+	ASSERT_EQ(sb.st_mode & 0777, 0640, "closed to other users: session ids in it");
 	kill(e.agent.pid, SIGHUP);
 	ASSERT_TRUE(env__wait_file(e.agent.events_path, "\"kind\":\"policy\"", 10000),
 		    "the next event goes to the new file");
