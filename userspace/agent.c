@@ -147,7 +147,7 @@ struct agent {
 	char health[512];		/* "" when healthy, else the reasons */
 	uint64_t last_loss_ns;
 	/* Events streams whose writes failed (output_stats.write_lost). */
-	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns;
+	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns, out_lost_logged;
 	int reopen_errno;		/* last said of reopening the events file */
 	char state_problem[PATH_MAX + 64];	/* "" while state.json is saved */
 	char k8s_error[256];		/* the pod watch's last error, as logged */
@@ -2683,9 +2683,10 @@ static void report_output_failures(struct agent *a, uint64_t now)
 		 os.write_errno == EAGAIN ? "its reader is not keeping up" :
 		 strerror(os.write_errno));
 	if (!a->last_out_log_ns || now - a->last_out_log_ns >= 60ull * 1000000000ull) {
-		pr_warn("%s (%llu events lost since the last report)", a->out_problem,
-			(unsigned long long)n);
+		pr_warn("%s (%llu events lost since this was last said)", a->out_problem,
+			(unsigned long long)(os.write_lost - a->out_lost_logged));
 		a->last_out_log_ns = now;
+		a->out_lost_logged = os.write_lost;
 	}
 	output__emit(a->out, "lost", json_pack("{s:s,s:s,s:I,s:s}", "source", "output", "sink",
 		     os.write_failed_on ? os.write_failed_on : "?", "count", (json_int_t)n,
