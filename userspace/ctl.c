@@ -221,7 +221,7 @@ static void client_pump(struct ctl *c, struct client *cl)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			client_watch(c, cl, EPOLLOUT | EPOLLRDHUP);
+			client_watch(c, cl, EPOLLOUT);
 			return;
 		}
 		if (n <= 0) {
@@ -237,7 +237,10 @@ static void client_pump(struct ctl *c, struct client *cl)
 	if (cl->next == cl->until)
 		client_close(c, cl);
 	else
-		client_watch(c, cl, EPOLLRDHUP);	/* caught up: told when it hangs up */
+		/* Caught up: told only when it is gone (EPOLLHUP comes
+		 * unasked). A reader that shut down its sending side after
+		 * its request (socat, a script) still reads. */
+		client_watch(c, cl, 0);
 }
 
 static void client_request(struct ctl *c, struct client *cl)
@@ -349,7 +352,7 @@ void ctl__on_readable(struct ctl *c)
 		cl = &c->clients[evs[i].data.u64 - 1];
 		if (cl->state == CL_REQUEST)
 			client_readable(c, cl);
-		else if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		else if (evs[i].events & (EPOLLHUP | EPOLLERR))
 			client_close(c, cl);
 		else if (evs[i].events & EPOLLOUT)
 			client_pump(c, cl);

@@ -1674,6 +1674,28 @@ void test_lifecycle_events_history(void)
 	ASSERT_GE(lines, N + 2, "ready, connection and every request");
 	cli_free(&r);
 
+	/* A client that shuts down its sending side after its request (socat,
+	 * a script) is sent the history all the same. */
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		char buf[65536];
+		ssize_t n;
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mcpwarden.sock",
+			 e.agent.state_dir);
+		lines = 0;
+		if (ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), "connect") &&
+		    ASSERT_EQ(write(fd, "events\n", 7), 7, "request")) {
+			shutdown(fd, SHUT_WR);
+			while ((n = read(fd, buf, sizeof(buf))) > 0)
+				for (ssize_t k = 0; k < n; k++)
+					lines += buf[k] == '\n';
+		}
+		close(fd);
+		ASSERT_GE(lines, N + 2, "a half-closed client gets the history");
+	}
+
 	ASSERT_TRUE(env__wait_file(fout, want, 10000), "the follower got the burst");
 	st = agent_status(&e);
 	ASSERT_EQ(env__int(st, "events.readers_dropped"), 0, "no reader dropped");
