@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -152,6 +153,12 @@ struct agent {
 	char state_problem[PATH_MAX + 64];	/* "" while state.json is saved */
 	char k8s_error[256];		/* the pod watch's last error, as logged */
 	char reload_problem[640];	/* "" unless the last reload failed */
+	/* The policy file watched (inotify on its directory, -1: not): a
+	 * change is checked once the directory is quiet, and reloaded when
+	 * its digest is not the one last tried (by SIGHUP or the watch). */
+	int policy_watch;
+	uint64_t policy_check_at;
+	char policy_tried[65];
 	uint64_t last_sink_drop_ns;	/* an --output sink last dropped events */
 	char sink_dropping[128];	/* which */
 	uint64_t k8s_down_since;	/* its watch not streaming since (0: it is) */
@@ -2713,6 +2720,7 @@ static void reopen_events_file(struct agent *a)
 }
 
 static void guard_scheduling(struct agent *a);
+static void check_policy_file(struct agent *a, uint64_t now);
 
 static void tick(struct agent *a)
 {
@@ -2730,6 +2738,8 @@ static void tick(struct agent *a)
 		attest__tick(a->attest, now);
 	if (a->ctl)
 		ctl__tick(a->ctl, now);
+	if (a->policy_watch >= 0)
+		check_policy_file(a, now);
 	if (a->ticks % 10 == 0) {
 		guard_scheduling(a);
 		report_losses(a);
@@ -2833,7 +2843,7 @@ static void reload_failed(struct agent *a, const char *why)
 		 "the last policy reload failed, the previous policy is in force: %s", why);
 }
 
-static void reload(struct agent *a)
+static void reload(struct agent *a, const char *trigger)
 {
 	struct policy *np = NULL;
 	struct jwt_keyset *nk = NULL;
@@ -2852,8 +2862,8 @@ static void reload(struct agent *a)
 		err = load_keys(np, &nk, msg, sizeof(msg));
 	if (err) {
 		policy__free(np);
-		ev = json_pack("{s:s,s:s,s:s}", "status", "rejected", "error", msg,
-			       "digest", a->policy->digest);
+		ev = json_pack("{s:s,s:s,s:s,s:s}", "status", "rejected", "error", msg,
+			       "digest", a->policy->digest, "trigger", trigger);
 		output__emit(a->out, "policy", ev);
 		pr_err("policy reload rejected, keeping the policy in force: %s", msg);
 		reload_failed(a, msg);
@@ -2874,8 +2884,9 @@ static void reload(struct agent *a)
 		snprintf(msg, sizeof(msg), "cannot update the kernel side: %s", strerror(-err));
 		policy__free(np);
 		jwt_keyset__free(nk);
-		output__emit(a->out, "policy", json_pack("{s:s,s:s,s:s}", "status", "rejected",
-							 "error", msg, "digest", a->policy->digest));
+		output__emit(a->out, "policy", json_pack("{s:s,s:s,s:s,s:s}", "status", "rejected",
+							 "error", msg, "digest", a->policy->digest,
+							 "trigger", trigger));
 		pr_err("policy reload failed, keeping the policy in force: %s", msg);
 		reload_failed(a, msg);
 		return;
@@ -2902,8 +2913,9 @@ static void reload(struct agent *a)
 		apply_mode(a);
 	}
 	apply_servers(a);
-	ev = json_pack("{s:s,s:s,s:s,s:s}", "status", "loaded", "source", np->source,
-		       "digest", np->digest, "mode", a->enforce ? "enforce" : "monitor");
+	ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "status", "loaded", "source", np->source,
+		       "digest", np->digest, "mode", a->enforce ? "enforce" : "monitor",
+		       "trigger", trigger);
 	output__emit(a->out, "policy", ev);
 	/* New ports may have live connections and listeners already. */
 	seed_all(a);
@@ -3326,14 +3338,80 @@ static int setup_fds(struct agent *a)
 	return 0;
 }
 
+/*
+ * The policy file's directory is watched rather than the file: an editor
+ * saves through a new file renamed over the old one, and a Kubernetes
+ * ConfigMap volume swaps a `..data` symlink; either is an event in the
+ * directory. The check waits until it has been quiet for POLICY_QUIET_NS.
+ */
+#define POLICY_QUIET_NS (300ull * 1000000ull)
+
+static void watch_policy(struct agent *a)
+{
+	char dir[PATH_MAX], *slash;
+
+	if (!a->opts->policy_path)
+		return;
+	snprintf(dir, sizeof(dir), "%s", a->opts->policy_path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	a->policy_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (a->policy_watch < 0 ||
+	    inotify_add_watch(a->policy_watch, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
+			      IN_DELETE | IN_ATTRIB) < 0 ||
+	    watch_fd(a, a->policy_watch)) {
+		pr_warn("cannot watch %s for policy changes (%s): reload with SIGHUP", dir,
+			strerror(errno));
+		if (a->policy_watch >= 0)
+			close(a->policy_watch);
+		a->policy_watch = -1;
+	}
+	snprintf(a->policy_tried, sizeof(a->policy_tried), "%s", a->policy->digest);
+}
+
+static void on_policy_dir(struct agent *a)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	while (read(a->policy_watch, buf, sizeof(buf)) > 0)
+		;
+	a->policy_check_at = now_ns() + POLICY_QUIET_NS;
+}
+
+/* From the tick: the directory has been quiet; a file whose digest is not
+ * the one last tried is loaded. */
+static void check_policy_file(struct agent *a, uint64_t now)
+{
+	char digest[65];
+
+	if (!a->policy_check_at || now < a->policy_check_at)
+		return;
+	a->policy_check_at = 0;
+	if (policy__file_digest(a->opts->policy_path, digest) ||
+	    strcmp(digest, a->policy_tried) == 0)
+		return;
+	memcpy(a->policy_tried, digest, sizeof(digest));
+	pr_info("the policy file changed: reloading %s", a->opts->policy_path);
+	reload(a, "file");
+}
+
 static void on_signal(struct agent *a)
 {
 	struct signalfd_siginfo si;
 
 	while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGHUP)
-			reload(a);
-		else
+		if (si.ssi_signo == SIGHUP) {
+			/* Always reloaded; what it read is not tried again by
+			 * the watch. */
+			if (a->opts->policy_path)
+				policy__file_digest(a->opts->policy_path, a->policy_tried);
+			reload(a, "signal");
+		} else
 			a->stop = true;
 	}
 }
@@ -3492,6 +3570,8 @@ static void run_loop(struct agent *a)
 					tick(a);
 			} else if (evs[i].data.fd == a->sigfd) {
 				on_signal(a);
+			} else if (evs[i].data.fd == a->policy_watch) {
+				on_policy_dir(a);
 			} else if (a->ctl && evs[i].data.fd == ctl__fd(a->ctl)) {
 				ctl__on_readable(a->ctl);
 			} else if (a->store && evs[i].data.fd == store__fd(a->store)) {
@@ -3600,6 +3680,8 @@ static void teardown(struct agent *a)
 		close(a->sigfd);
 	if (a->timerfd > 0)
 		close(a->timerfd);
+	if (a->policy_watch >= 0)
+		close(a->policy_watch);
 }
 
 /*
@@ -3693,7 +3775,8 @@ static int cleanup_pins(const struct agent_opts *o)
 
 int agent__run(const struct agent_opts *o)
 {
-	struct agent a = { .opts = o, .epfd = -1, .sigfd = -1, .timerfd = -1 };
+	struct agent a = { .opts = o, .epfd = -1, .sigfd = -1, .timerfd = -1,
+			   .policy_watch = -1 };
 	struct kernel_error kerr = {};
 	struct kernel_opts kopts = {};
 	struct resolver_opts ropts = {};
@@ -3898,6 +3981,7 @@ int agent__run(const struct agent_opts *o)
 		status = 2;
 		goto out;
 	}
+	watch_policy(&a);
 	test_barrier("before_seed");
 	/* The process table after attaching, so nothing falls in between. */
 	err = proctab__seed(a.procs);

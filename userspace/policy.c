@@ -1204,6 +1204,36 @@ out_tree:
 	return ret;
 }
 
+int policy__file_digest(const char *path, char out[65])
+{
+	char *buf = malloc(POLICY_MAX_BYTES + 1);
+	size_t len = 0;
+	ssize_t n;
+	int fd, err;
+
+	out[0] = '\0';
+	if (!buf)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		free(buf);
+		return err;
+	}
+	while (len <= POLICY_MAX_BYTES &&
+	       (n = read(fd, buf + len, POLICY_MAX_BYTES + 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	err = n < 0 ? -errno : sha256_hex(buf, len, out);
+	close(fd);
+	free(buf);
+	return err;
+}
+
 int policy__load_file(const char *path, struct policy **out, struct policy_error *err)
 {
 	struct loader ld = { .err = err };

@@ -139,6 +139,9 @@ void policy_error__format(const struct policy_error *e, char *buf, size_t len);
 
 /* Return 0, -EINVAL with *err filled, or -errno for I/O. */
 int policy__load_file(const char *path, struct policy **out, struct policy_error *err);
+/* The SHA-256 (hex) of the file's bytes, as a loaded policy's digest is
+ * computed: 0 or -errno. */
+int policy__file_digest(const char *path, char out[65]);
 int policy__load_buffer(const char *name, const char *buf, size_t len,
 			struct policy **out, struct policy_error *err);
 void policy__free(struct policy *p);

@@ -2185,3 +2185,89 @@ cleanup:
 	json_decref(st);
 	env__cleanup(&e);
 }
+
+/* Saves text over path as an editor does: a new file renamed over it. */
+static int save_as_editor(struct env *e, const char *path, const char *text)
+{
+	char tmp[700];
+
+	snprintf(tmp, sizeof(tmp), "%s.swp", path);
+	if (env__write(tmp, text, strlen(text)))
+		return -1;
+	return rename(tmp, path);
+}
+
+/*
+ * The policy file is watched: a change (an editor's save, a ConfigMap
+ * update) is loaded without a signal, once; the same bytes saved again are
+ * not reloaded; a broken one is rejected once (health says so) and its
+ * repair loads; SIGHUP still reloads whatever the file holds. Each policy
+ * event says what set it off.
+ */
+void test_lifecycle_policy_watched(void)
+{
+	char policy[2048], cg_a[256], *digest = NULL;
+	json_t *ev = NULL, *st = NULL;
+	struct env e;
+
+	test__set_timeout(90);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+		goto cleanup;
+
+	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", "[\"echo\"]");
+	if (!ASSERT_OK(save_as_editor(&e, e.agent.policy_path, policy), "saved"))
+		goto cleanup;
+	digest = policy_digest(&e, e.agent.policy_path);
+	ev = env__wait_event(&e, 5000, "kind=policy", NULL);
+	if (ASSERT_OK_PTR(ev, "loaded without a signal")) {
+		ASSERT_STREQ(env__str(ev, "status"), "loaded", "status");
+		ASSERT_STREQ(env__str(ev, "trigger"), "file", "set off by the file");
+		ASSERT_STREQ(env__str(ev, "digest"), digest ?: "?", "the saved policy");
+	}
+	json_decref(ev);
+	ev = NULL;
+	ASSERT_OK(env__write(e.agent.policy_path, policy, strlen(policy)), "the same bytes again");
+	env__sleep_ms(1500);
+	ASSERT_EQ(env__count_events(&e, "kind=policy", NULL), 1, "not reloaded for nothing");
+
+	ASSERT_OK(save_as_editor(&e, e.agent.policy_path, "{\"mode\": "), "a broken save");
+	ev = env__wait_event(&e, 5000, "kind=policy", NULL);
+	if (ASSERT_OK_PTR(ev, "the broken file tried")) {
+		ASSERT_STREQ(env__str(ev, "status"), "rejected", "rejected");
+		ASSERT_STREQ(env__str(ev, "digest"), digest ?: "?", "the saved policy stays");
+	}
+	json_decref(ev);
+	ev = NULL;
+	st = status_when(&e, "reload failed", false, 3000);
+	ASSERT_STRSTR(env__str(st, "health.reasons") ?: "", "reload failed", "health says so");
+	env__sleep_ms(1000);
+	ASSERT_EQ(env__count_events(&e, "kind=policy", NULL), 2, "tried once");
+	kill(e.agent.pid, SIGHUP);
+	ev = env__wait_event(&e, 5000, "kind=policy", NULL);
+	if (ASSERT_OK_PTR(ev, "SIGHUP reloads all the same")) {
+		ASSERT_STREQ(env__str(ev, "status"), "rejected", "still broken");
+		ASSERT_STREQ(env__str(ev, "trigger"), "signal", "set off by the signal");
+	}
+	json_decref(ev);
+	ev = NULL;
+
+	ASSERT_OK(save_as_editor(&e, e.agent.policy_path, policy), "repaired");
+	ev = env__wait_event(&e, 5000, "kind=policy", NULL);
+	if (ASSERT_OK_PTR(ev, "the repair loads"))
+		ASSERT_STREQ(env__str(ev, "status"), "loaded", "loaded");
+	json_decref(st);
+	st = status_when(&e, "reload failed", true, 3000);
+	ASSERT_TRUE(st && !strstr(env__str(st, "health.reasons") ?: "", "reload failed"),
+		    "health again");
+	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
+cleanup:
+	free(digest);
+	json_decref(ev);
+	json_decref(st);
+	env__cleanup(&e);
+}
