@@ -424,7 +424,7 @@ int ctl__client(const char *state_dir, const char *cmd, bool follow)
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	static const char refused[] = "{\"error\":";
 	char buf[65536], req[32];
-	bool first = true;
+	bool first = true, sent;
 	ssize_t n, w;
 	size_t off;
 	int fd;
@@ -449,10 +449,10 @@ int ctl__client(const char *state_dir, const char *cmd, bool follow)
 	 * A follower waits for events as long as it takes, once answered. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ .tv_sec = CTL_CLIENT_TIMEOUT_S },
 		   sizeof(struct timeval));
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
-		close(fd);
-		return 1;
-	}
+	/* Sent or not, what the agent said is read: an agent that refuses a
+	 * client (too many) answers and closes, maybe before the request
+	 * arrives, and its answer is still there to read. */
+	sent = send(fd, req, strlen(req), MSG_NOSIGNAL) >= 0;
 	/* What arrives is written as it arrives, a read at a time: a follower
 	 * keeps up with thousands of events a second into a pipe (a write(2)
 	 * a line could not), and a terminal still sees each line at once. */
@@ -488,7 +488,12 @@ int ctl__client(const char *state_dir, const char *cmd, bool follow)
 	}
 	if (n < 0)
 		fprintf(stderr, "mcpwarden: reading from the agent: %s\n", strerror(errno));
+	else if (first)
+		fprintf(stderr, "mcpwarden: the agent closed the connection without an answer%s\n",
+			sent ? "" : " (the request could not be sent)");
 	close(fd);
+	if (first)
+		return 1;
 	if (follow) {
 		fprintf(stderr, "mcpwarden: the agent ended the stream: it stopped, or this "
 			"reader fell more than %d events behind\n", CTL_HISTORY);
