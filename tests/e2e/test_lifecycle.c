@@ -1496,16 +1496,20 @@ cleanup:
 	env__cleanup(&e);
 }
 
-/* The agent on the one-client policy (cgroup "ok"), no traffic: 0 or -1
- * (env__cleanup() undoes what was made either way). */
-static int agent_alone(struct env *e)
+/* The agent on the one-client policy (cgroup "ok"), no traffic, with
+ * `extra` arguments: 0 or -1 (env__cleanup() undoes what was made either
+ * way). The client's cgroup and the policy's text into cg (256 bytes) and
+ * policy (2048), when given. */
+static int agent_alone(struct env *e, const char *const *extra, char *cg, char *policy)
 {
-	char policy[2048], cg_a[256];
+	char own_policy[2048], own_cg[256];
 
-	if (!ASSERT_OK(env__cgroup(e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
+	cg = cg ?: own_cg;
+	policy = policy ?: own_policy;
+	if (!ASSERT_OK(env__cgroup(e, "ok", cg, 256), "cgroup ok"))
 		return -1;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	return ASSERT_OK(agent_start(e, policy, NULL), "agent start") ? 0 : -1;
+	policy_text(policy, 2048, env__free_port(), cg, "closed", NULL);
+	return ASSERT_OK(agent_start(e, policy, extra), "agent start") ? 0 : -1;
 }
 
 /* The status JSON of the running agent, or NULL. */
@@ -1563,7 +1567,7 @@ void test_lifecycle_events_unwritable(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (agent_alone(&e))
+	if (agent_alone(&e, NULL, NULL, NULL))
 		goto cleanup;
 	if (!ASSERT_OK(stat(e.agent.events_path, &sb), "events file") ||
 	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, NULL, &old), "the agent's limit"))
@@ -1838,7 +1842,7 @@ void test_lifecycle_events_rotated(void)
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (agent_alone(&e))
+	if (agent_alone(&e, NULL, NULL, NULL))
 		goto cleanup;
 	snprintf(moved, sizeof(moved), "%s.1", e.agent.events_path);
 	if (!ASSERT_OK(rename(e.agent.events_path, moved), "rotate"))
@@ -1879,7 +1883,7 @@ void test_lifecycle_state_unsaved(void)
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (agent_alone(&e) ||
+	if (agent_alone(&e, NULL, NULL, NULL) ||
 	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_FSIZE, NULL, &old), "the agent's limit"))
 		goto cleanup;
 	lim = old;
@@ -1915,7 +1919,7 @@ cleanup:
  */
 void test_lifecycle_kube_unreachable(void)
 {
-	char policy[2048], cg_a[256], api[64], tok[600];
+	char api[64], tok[600];
 	const char *extra[] = { "--kube-api", api, "--kube-token", tok, NULL };
 	json_t *st = NULL;
 	struct env e;
@@ -1927,10 +1931,7 @@ void test_lifecycle_kube_unreachable(void)
 	snprintf(api, sizeof(api), "http://127.0.0.1:%d", env__free_port());
 	snprintf(tok, sizeof(tok), "%s/token", e.tmp);
 	env__write(tok, "test-token\n", 11);
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, extra), "agent start"))
+	if (agent_alone(&e, extra, NULL, NULL))
 		goto cleanup;
 	st = agent_status(&e);
 	if (ASSERT_OK_PTR(st, "status") && ASSERT_OK_PTR(env__get(st, "kubernetes"), "the watch")) {
@@ -1997,7 +1998,7 @@ out:
  */
 void test_lifecycle_metrics_endpoint(void)
 {
-	char policy[2048], cg_a[256], addr[64];
+	char addr[64];
 	const char *extra[] = { "--metrics", addr, NULL };
 	char *body = NULL;
 	json_t *st = NULL;
@@ -2009,10 +2010,7 @@ void test_lifecycle_metrics_endpoint(void)
 		return;
 	port = env__free_port();
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, extra), "agent start"))
+	if (agent_alone(&e, extra, NULL, NULL))
 		goto cleanup;
 	body = http_get(port, "/metrics");
 	if (ASSERT_OK_PTR(body, "scrape")) {
@@ -2044,7 +2042,7 @@ void test_lifecycle_status_stuck_agent(void)
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (agent_alone(&e) || !ASSERT_TRUE(agent_sigstop(&e), "agent stopped"))
+	if (agent_alone(&e, NULL, NULL, NULL) || !ASSERT_TRUE(agent_sigstop(&e), "agent stopped"))
 		goto cleanup;
 	t0 = now_ms();
 	run_cli(&e, &r, 0, (char *[]){ "status", "--state-dir", e.agent.state_dir, NULL });
@@ -2102,7 +2100,7 @@ void test_lifecycle_out_of_descriptors(void)
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (agent_alone(&e) ||
+	if (agent_alone(&e, NULL, NULL, NULL) ||
 	    !ASSERT_OK(prlimit(e.agent.pid, RLIMIT_NOFILE, NULL, &old), "the agent's limit"))
 		goto cleanup;
 	/* The limit is on descriptor numbers: set at the lowest one free. */
@@ -2149,7 +2147,7 @@ cleanup:
  */
 void test_lifecycle_health_reasons(void)
 {
-	char policy[2048], cg_a[256];
+	char policy[2048];
 	const char *extra[] = { "--output", "jsonl:/dev/full", NULL };
 	json_t *st = NULL;
 	struct env e;
@@ -2157,10 +2155,7 @@ void test_lifecycle_health_reasons(void)
 	test__set_timeout(60);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, extra), "agent start"))
+	if (agent_alone(&e, extra, NULL, policy))
 		goto cleanup;
 	kill(e.agent.pid, SIGHUP);	/* a `policy` event the sink cannot write */
 	st = status_when(&e, "jsonl:/dev/full dropped events", false, 5000);
@@ -2213,10 +2208,7 @@ void test_lifecycle_policy_watched(void)
 	test__set_timeout(90);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start"))
+	if (agent_alone(&e, NULL, cg_a, policy))
 		goto cleanup;
 
 	policy_text(policy, sizeof(policy), env__free_port(), cg_a, "closed", "[\"echo\"]");
