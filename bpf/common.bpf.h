@@ -121,6 +121,15 @@ struct {
 	__type(value, __u64);
 } srv SEC(".maps") __weak;
 
+/* Protected connections `srv` had no room for (--max-connections): their
+ * bytes go to over_verdict until the daemon ends them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, MCPW_MAX_OVERFLOW);
+	__type(key, __u64);
+	__type(value, __u64);
+} srv_over SEC(".maps") __weak;
+
 /* The daemon's re-injection sockets. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

@@ -551,6 +551,26 @@ int srv_verdict_sum(struct __sk_buff *skb)
 	return verdict(skb, false);
 }
 
+/*
+ * Connections over capacity (`srv_over`): no state, no verdict, nothing
+ * the daemon could judge them by. What cannot be judged is what the
+ * policy's `fail` covers: in enforce mode with fail closed nothing
+ * passes, and the daemon ends the connection; otherwise it passes,
+ * counted and reported.
+ */
+SEC("sk_skb/stream_verdict")
+int over_verdict(struct __sk_buff *skb)
+{
+	struct mcpw_config *cfg = get_config();
+
+	if (cfg && (!cfg->enforce || cfg->fail_open)) {
+		count(MCPW_CNT_OVER_PASS_SEGS, 1);
+		return SK_PASS;
+	}
+	count(MCPW_CNT_OVER_DROP_SEGS, 1);
+	return SK_DROP;
+}
+
 /* ---- server -> client ------------------------------------------------- */
 
 #define EGRESS_COPY_MAX 2048

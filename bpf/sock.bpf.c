@@ -196,6 +196,21 @@ static __always_inline void publish_client(struct bpf_sock_ops *skops)
 	}
 }
 
+/*
+ * A protected server socket `srv` had no room for (the table is full:
+ * --max-connections) is put under over_verdict's map instead, and the
+ * daemon told to end it. Its CONN_OPEN flags, from how that went.
+ */
+static __always_inline __u32 over_flags(long err)
+{
+	if (err) {
+		count(MCPW_CNT_SOCKHASH_FAIL, 1);
+		return MCPW_CONN_OVER_CAPACITY | MCPW_CONN_UNHOOKED;
+	}
+	count(MCPW_CNT_OVER_CAPACITY, 1);
+	return MCPW_CONN_OVER_CAPACITY;
+}
+
 static __always_inline void init_conn(__u64 cookie, __u16 port, const struct mcpw_task *client)
 {
 	struct mcpw_conn_state st = {};
@@ -222,14 +237,14 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	struct mcpw_conn_event *e;
 	struct bpf_sock *sk = skops->sk;
 	__u16 port = skops->local_port;
-	__u32 netns;
+	__u32 netns, over = 0;
 	__u64 cookie;
 
 	if (!sk || !port_protected(port))
 		return;
 	cookie = bpf_get_socket_cookie(skops);
 	if (bpf_sock_hash_update(skops, &srv, &cookie, BPF_NOEXIST))
-		count(MCPW_CNT_SOCKHASH_FAIL, 1);
+		over = over_flags(bpf_sock_hash_update(skops, &srv_over, &cookie, BPF_NOEXIST));
 
 	netns = sock_netns(sk);
 	skops_addrs(skops, key.saddr, key.caddr);
@@ -247,16 +262,20 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 		a = &cli;
 		bpf_map_delete_elem(&tuple_attr, &key);
 	}
-	init_conn(cookie, port, a ? &a->task : NULL);
 	/* Cloned from the listener: who bound it. The cookie is left here for
-	 * srv_egress, which cannot ask for it. */
+	 * srv_egress, which cannot ask for it. A connection over capacity
+	 * gets no state: nothing of it is judged or read. */
 	srv_attr = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (srv_attr) {
-		srv_attr->sock_cookie = cookie;
-		srv_attr->flags = (srv_attr->flags | MCPW_ATTR_SERVED) & ~MCPW_ATTR_EGRESS_DONE;
-		srv_attr->out_skipped = 0;
-	} else
-		count(MCPW_CNT_STORAGE_FAIL, 1);
+	if (!over) {
+		init_conn(cookie, port, a ? &a->task : NULL);
+		if (srv_attr) {
+			srv_attr->sock_cookie = cookie;
+			srv_attr->flags = (srv_attr->flags | MCPW_ATTR_SERVED) &
+					  ~MCPW_ATTR_EGRESS_DONE;
+			srv_attr->out_skipped = 0;
+		} else
+			count(MCPW_CNT_STORAGE_FAIL, 1);
+	}
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -272,6 +291,7 @@ static __always_inline void on_passive(struct bpf_sock_ops *skops)
 	e->tuple.dport = key.cport;
 	e->tuple.family = skops->family;
 	e->netns = netns;
+	e->flags = over;
 	if (a) {
 		e->client = a->task;
 		e->client_cookie = a->sock_cookie;
@@ -432,8 +452,12 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 		 * verdict program again fails (-EBUSY), and is no failure. */
 		if (!bpf_map_lookup_elem(&conn_state, &e.cookie))
 			err = bpf_map_update_elem(&srv, &e.cookie, sk, BPF_NOEXIST);
-		if (err && err != -17)
-			count(MCPW_CNT_SOCKHASH_FAIL, 1);
+		if (err && err != -17) {
+			/* -EBUSY, then -EEXIST: already under srv_over. */
+			err = bpf_map_update_elem(&srv_over, &e.cookie, sk, BPF_NOEXIST);
+			e.flags |= over_flags(err == -16 || err == -17 ? 0 : err);
+			goto out;
+		}
 		init_conn(e.cookie, lport, NULL);
 		a = bpf_sk_storage_get(&sock_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (a) {
@@ -442,6 +466,7 @@ int seed_conns(struct bpf_iter__tcp *ctx)
 		} else
 			count(MCPW_CNT_STORAGE_FAIL, 1);
 	}
+out:
 	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
 	return 0;
 }

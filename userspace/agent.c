@@ -74,7 +74,10 @@
 #define EGRESS_WINDOW		(64u << 10)
 #define PROC_GRACE_NS		(60ull * 1000000000)
 #define PENDING_OPEN_NS		(300ull * 1000000)
-#define MAX_CONNS		MCPW_MAX_CONNS
+/* Connections over capacity: ended in batches (a walk of the namespace's
+ * sockets each), and reported one event each up to this many a second. */
+#define OVER_QUEUE		256
+#define OVER_EVENTS_PER_S	100
 #define CLOSED_SLOTS		16384	/* a power of two: closed_slot() */
 /* Unjudged bytes the daemon keeps across all connections (held copies and
  * partial requests in parsers). A peer pushing past it is denied. */
@@ -136,6 +139,16 @@ struct agent {
 	json_t *stale_pins;		/* other layouts' pin directories removed at start */
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
+	uint32_t max_conns;		/* --max-connections */
+	/* Connections over capacity (MCPW_CONN_OVER_CAPACITY): how many were
+	 * ended or passed, the ones waiting to be ended, the events not
+	 * written one by one this second, and when the last one came. */
+	uint64_t over_ended, over_passed, over_unhooked;
+	struct over_end { uint64_t cookie; uint32_t netns, pid; } over_q[OVER_QUEUE];
+	size_t over_n;
+	uint64_t over_second, over_summed;
+	uint32_t over_events;
+	uint64_t last_over_ns;
 	uint64_t reshown_stalls;	/* connections ended after a re-shown segment */
 	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
 	uint64_t fast_unread;		/* fast-path copies that could not be read */
@@ -251,7 +264,10 @@ static struct conn *conn_get(struct agent *a, uint64_t cookie, bool create)
 
 	if (c || !create)
 		return c;
-	if (hmap__size(a->conns) >= MAX_CONNS) {
+	/* Room for every connection the kernel tracks and as many closed
+	 * ones not yet reaped (a tick's churn): a connection the kernel holds
+	 * bytes of and the daemon cannot track would hang. */
+	if (hmap__size(a->conns) >= 2 * (size_t)a->max_conns) {
 		a->conns_dropped++;
 		return NULL;
 	}
@@ -2053,6 +2069,110 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 	process_requests(a, c);
 }
 
+/* ---- connections over capacity ---------------------------------------- */
+
+/* Ends the queued connections over capacity: one walk of a network
+ * namespace's sockets for all of its queued ones. */
+static void end_over_capacity(struct agent *a)
+{
+	uint64_t cookies[OVER_QUEUE];
+	size_t i, j, n;
+	int err;
+
+	while (a->over_n) {
+		struct over_end first = a->over_q[0];
+
+		for (i = j = n = 0; i < a->over_n; i++) {
+			if (a->over_q[i].netns == first.netns)
+				cookies[n++] = a->over_q[i].cookie;
+			else
+				a->over_q[j++] = a->over_q[i];
+		}
+		a->over_n = j;
+		err = kernel__destroy(a->kernel, cookies, n, netns_fd(a, first.netns, first.pid));
+		if (err)
+			pr_warn("cannot end %zu connections over capacity: %s", n, strerror(-err));
+	}
+}
+
+static void queue_over_end(struct agent *a, uint64_t cookie, uint32_t netns, uint32_t pid)
+{
+	if (a->over_n == OVER_QUEUE)
+		end_over_capacity(a);
+	a->over_q[a->over_n++] = (struct over_end){ .cookie = cookie, .netns = netns, .pid = pid };
+}
+
+/*
+ * A protected connection the kernel had no room for (--max-connections):
+ * nothing of it can be judged, which is what the policy's `fail` covers.
+ * In enforce mode with fail closed the kernel lets none of its bytes
+ * through (over_verdict) and it is ended here, both ends; otherwise it
+ * passes unjudged. Either way a `lost` event names it with what is known
+ * of both ends, so the workload filling the table is seen; beyond
+ * OVER_EVENTS_PER_S a second they are counted into one.
+ */
+static void over_capacity(struct agent *a, const struct mcpw_conn_event *e)
+{
+	bool end = a->enforce && a->policy->fail != POLICY_FAIL_OPEN;
+	const struct mcpw_task *server = NULL;
+	struct conn tmp = { .cookie = e->cookie };
+	struct output_line *l;
+	struct workload w;
+	uint64_t now = now_ns();
+
+	if (e->flags & MCPW_CONN_SERVER_KNOWN)
+		server = &e->server;
+	else
+		server = hmap__get(a->listeners, ((uint64_t)e->netns << 16) | e->tuple.sport);
+	a->last_over_ns = now;
+	a->over_unhooked += !!(e->flags & MCPW_CONN_UNHOOKED);
+	if (end) {
+		a->over_ended++;
+		queue_over_end(a, e->cookie, e->netns, server ? server->pid : 0);
+		if ((e->flags & MCPW_CONN_CLIENT_KNOWN) && e->client_cookie)
+			queue_over_end(a, e->client_cookie, e->client.netns, e->client.pid);
+		/* Under no hook at all: its bytes reach the server until then. */
+		if (e->flags & MCPW_CONN_UNHOOKED)
+			end_over_capacity(a);
+	} else {
+		a->over_passed++;
+	}
+	if (now / 1000000000ull != a->over_second) {
+		a->over_second = now / 1000000000ull;
+		a->over_events = 0;
+	}
+	if (a->over_events >= OVER_EVENTS_PER_S) {
+		a->over_summed++;
+		return;
+	}
+	a->over_events++;
+
+	tmp.tuple = e->tuple;
+	tmp.netns = e->netns;
+	tmp.preexisting = e->flags & MCPW_CONN_PREEXISTING;
+	l = output__begin(a->out, "lost");
+	oline__str(l, "source", "over_capacity");
+	oline__int(l, "count", 1);
+	oline__str(l, "detail", (e->flags & MCPW_CONN_UNHOOKED) ?
+		   "a protected connection over --max-connections, and over the kernel's room "
+		   "for those: it cannot be judged, and nothing in the kernel held its bytes" :
+		   "a protected connection over --max-connections: it cannot be judged");
+	oline__str(l, "action", end ? "ended" : "passed");
+	oline__str(l, "server", server_name_for(a, e->tuple.sport));
+	oline__int(l, "max_connections", a->max_conns);
+	resolver__resolve(a->resolver, (e->flags & MCPW_CONN_CLIENT_KNOWN) ? &e->client : NULL,
+			  &w);
+	oline__json(l, "workload", workload__json(&w));
+	workload__release(&w);
+	oline__json(l, "connection", conn__json(&tmp));
+	memset(&w, 0, sizeof(w));
+	if (server)
+		resolver__resolve(a->resolver, server, &w);
+	oline__json(l, "server_workload", workload__json(&w));
+	workload__release(&w);
+	output__end(a->out, l);
+}
+
 static void mark_closing(struct agent *a, struct conn *c)
 {
 	c->closing = true;
@@ -2138,8 +2258,13 @@ static int on_event(void *ctx, void *data, size_t size)
 	case MCPW_EV_CONN_OPEN:
 		if (size >= sizeof(struct mcpw_conn_event)) {
 			const struct mcpw_conn_event *e = data;
-			struct conn *c = conn_get(a, e->cookie, true);
+			struct conn *c;
 
+			if (e->flags & MCPW_CONN_OVER_CAPACITY) {
+				over_capacity(a, e);
+				break;
+			}
+			c = conn_get(a, e->cookie, true);
 			/* Accepted between the attach and the start-up walk of
 			 * the sockets, a connection is opened twice: the walk
 			 * named its client from /proc; a record without the
@@ -2295,8 +2420,10 @@ static void seed_all(struct agent *a)
 		if (hmap__get(a->conns, e->cookie))
 			continue;
 		e->flags &= ~MCPW_CONN_SERVER_KNOWN;
-		if (resolver__find_socket_owner(a->resolver, e->inode, &e->server) == 0)
+		if (resolver__find_socket_owner(a->resolver, e->inode, &e->server) == 0) {
+			e->server.netns = e->netns;
 			e->flags |= MCPW_CONN_SERVER_KNOWN;
+		}
 		for (j = 0; j < s.n; j++) {
 			struct mcpw_conn_event *cli = &s.recs[j];
 
@@ -2308,6 +2435,10 @@ static void seed_all(struct agent *a)
 				e->flags |= MCPW_CONN_CLIENT_KNOWN;
 			}
 			break;
+		}
+		if (e->flags & MCPW_CONN_OVER_CAPACITY) {
+			over_capacity(a, e);
+			continue;
 		}
 		c = conn_get(a, e->cookie, true);
 		if (c) {
@@ -2346,8 +2477,9 @@ static void report_losses(struct agent *a)
 			  "allowed; affected connections were denied");
 	if (cur[MCPW_CNT_SOCKHASH_FAIL] > a->counters[MCPW_CNT_SOCKHASH_FAIL])
 		emit_lost(a, "sockhash", cur[MCPW_CNT_SOCKHASH_FAIL] - a->counters[MCPW_CNT_SOCKHASH_FAIL],
-			  "protected connections could not be put under the payload hook "
-			  "(table full)");
+			  "protected connections over --max-connections the kernel could not "
+			  "put under its over-capacity hook either (full): nothing in the kernel "
+			  "held their bytes (see the over_capacity events)");
 	if (cur[MCPW_CNT_STORAGE_FAIL] > a->counters[MCPW_CNT_STORAGE_FAIL])
 		emit_lost(a, "sock_storage", cur[MCPW_CNT_STORAGE_FAIL] -
 			  a->counters[MCPW_CNT_STORAGE_FAIL],
@@ -2375,6 +2507,13 @@ static void report_losses(struct agent *a)
 		emit_lost(a, "connections", a->conns_dropped,
 			  "connections the daemon could not track (table full)");
 		a->conns_dropped = 0;
+	}
+	if (a->over_summed) {
+		emit_lost(a, "over_capacity", a->over_summed,
+			  "more protected connections over --max-connections than are reported "
+			  "one by one (100 a second); see status "
+			  "connections.over_capacity");
+		a->over_summed = 0;
 	}
 	memcpy(a->counters, cur, sizeof(cur));
 }
@@ -2627,6 +2766,10 @@ static void check_health(struct agent *a, uint64_t now)
 	if (a->last_sink_drop_ns && now - a->last_sink_drop_ns < 60ull * 1000000000ull)
 		REASON("the output %s dropped events in the last minute (see lost events)",
 		       a->sink_dropping);
+	if (a->last_over_ns && now - a->last_over_ns < 60ull * 1000000000ull)
+		REASON("protected connections over --max-connections (%u) in the last minute "
+		       "could not be judged: %s (see lost events)", a->max_conns,
+		       a->enforce && a->policy->fail != POLICY_FAIL_OPEN ? "ended" : "passed");
 	if (a->k8s)
 		k8s_health(a, now, reasons, sizeof(reasons), &n);
 	if (access("/proc/self/stat", R_OK))
@@ -2731,6 +2874,7 @@ static void tick(struct agent *a)
 	 * connections closed before this drain are done. */
 	rings__consume(a->rings);
 	reap_closed(a);
+	end_over_capacity(a);
 	a->ticks++;
 	if (a->metrics)
 		metrics__tick(a->metrics, now);
@@ -3017,6 +3161,9 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_RESEQUENCED] = "resequenced_segments",
 	[MCPW_CNT_RESHOWN_TRIMMED] = "reshown_bytes_trimmed",
 	[MCPW_CNT_SCRATCH_BUSY] = "scratch_busy",
+	[MCPW_CNT_OVER_CAPACITY] = "over_capacity",
+	[MCPW_CNT_OVER_DROP_SEGS] = "over_capacity_dropped_segments",
+	[MCPW_CNT_OVER_PASS_SEGS] = "over_capacity_passed_segments",
 };
 
 static json_t *status_json(void *ctx)
@@ -3052,9 +3199,11 @@ static json_t *status_json(void *ctx)
 		kernel__stream_offsets(a->kernel), "attachments",
 		(json_int_t)kernel__n_links(a->kernel)));
 	kernel__count_templates(a->kernel, &own_tmpl, &proc_tmpl);
-	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I},s:I,s:I,s:I,s:I,s:{s:I,s:I}}",
+	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I,s:{s:I,s:I,s:I}},s:I,s:I,s:I,s:I,s:{s:I,s:I}}",
 		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,
-		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)MAX_CONNS,
+		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)a->max_conns,
+		"over_capacity", "ended", (json_int_t)a->over_ended, "passed",
+		(json_int_t)a->over_passed, "unhooked", (json_int_t)a->over_unhooked,
 		"sessions", (json_int_t)ds.sessions, "tokens", (json_int_t)ds.tokens,
 		"instances", (json_int_t)ds.instances,
 		"workloads", (json_int_t)workload__shared_count(),
@@ -3206,7 +3355,7 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 			    PROM_LABELS("table", name), (double)(limit));			\
 	} while (0)
 	TABLE("processes", ps.size, ps.max);
-	TABLE("connections", hmap__size(a->conns), MAX_CONNS);
+	TABLE("connections", hmap__size(a->conns), a->max_conns);
 	TABLE("sessions", ds.sessions, DECISION_MAX_SESSIONS);
 	TABLE("tokens", ds.tokens, DECISION_MAX_TOKENS);
 	TABLE("pending_bytes", a->pending_total, MAX_PENDING_TOTAL);
@@ -3685,11 +3834,12 @@ static void teardown(struct agent *a)
 }
 
 /*
- * The layout of the pinned maps: bumped whenever a pinned map's key or value
- * changes shape (2: mcpw_config gained `fleet`), so that a build never adopts
- * maps it cannot read.
+ * The layout of the pinned maps: bumped whenever a pinned map's key, value
+ * or size changes, or a map is added (2: mcpw_config gained `fleet`; 3: the
+ * counters array grew, and srv_over came), so that a build never adopts
+ * maps it cannot read, nor fails to load beside them.
  */
-#define PIN_LAYOUT	"v2"
+#define PIN_LAYOUT	"v3"
 #define PIN_ROOT	"/sys/fs/bpf/mcpwarden"
 
 /* One pinned instance per state directory: its name's first 16 characters. */
@@ -3705,12 +3855,23 @@ static void pin_prefix(const char *state_dir, char *buf, size_t len)
 	snprintf(buf, len, "%016llx-", (unsigned long long)h);
 }
 
-void agent__pin_dir(const char *state_dir, char *buf, size_t len)
+/* The layout's name: a connection table of another size is another
+ * layout too (a pinned map is adopted only in its own size). */
+static void pin_layout(uint32_t max_conns, char *buf, size_t len)
 {
-	char prefix[32];
+	if (max_conns == MCPW_MAX_CONNS)
+		snprintf(buf, len, "%s", PIN_LAYOUT);
+	else
+		snprintf(buf, len, "%s-c%u", PIN_LAYOUT, max_conns);
+}
+
+void agent__pin_dir(const char *state_dir, uint32_t max_conns, char *buf, size_t len)
+{
+	char prefix[32], layout[32];
 
 	pin_prefix(state_dir, prefix, sizeof(prefix));
-	snprintf(buf, len, PIN_ROOT "/%s" PIN_LAYOUT, prefix);
+	pin_layout(max_conns, layout, sizeof(layout));
+	snprintf(buf, len, PIN_ROOT "/%s%s", prefix, layout);
 }
 
 /*
@@ -3721,9 +3882,10 @@ void agent__pin_dir(const char *state_dir, char *buf, size_t len)
  * named in *removed (a JSON array, for the ready event) when it is given.
  * 0, or -errno with msg set.
  */
-static int remove_other_layouts(const char *state_dir, json_t *removed, char *msg, size_t len)
+static int remove_other_layouts(const char *state_dir, uint32_t max_conns, json_t *removed,
+				char *msg, size_t len)
 {
-	char prefix[32], path[PATH_MAX];
+	char prefix[32], layout[32], path[PATH_MAX];
 	struct dirent *de;
 	DIR *d = opendir(PIN_ROOT);
 	int err = 0;
@@ -3731,14 +3893,15 @@ static int remove_other_layouts(const char *state_dir, json_t *removed, char *ms
 	if (!d)
 		return 0;	/* nothing pinned, or no bpffs: the load says so */
 	pin_prefix(state_dir, prefix, sizeof(prefix));
+	pin_layout(max_conns, layout, sizeof(layout));
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
-		    strcmp(de->d_name + strlen(prefix), PIN_LAYOUT) == 0)
+		    (max_conns && strcmp(de->d_name + strlen(prefix), layout) == 0))
 			continue;
 		snprintf(path, sizeof(path), PIN_ROOT "/%s", de->d_name);
-		pr_warn("removing the kernel side an earlier mcpwarden build pinned at %s (layout %s; "
-			"this build's is " PIN_LAYOUT "): it cannot be adopted, and bytes it held are lost",
-			path, de->d_name + strlen(prefix));
+		pr_warn("removing the kernel side an earlier mcpwarden build or --max-connections "
+			"pinned at %s (layout %s; this one's is %s): it cannot be adopted, and bytes "
+			"it held are lost", path, de->d_name + strlen(prefix), layout);
 		err = kernel__cleanup_pins(path);
 		if (err) {
 			snprintf(msg, len, "cannot remove the kernel side an earlier build pinned at "
@@ -3758,14 +3921,14 @@ static int cleanup_pins(const struct agent_opts *o)
 	char dir[PATH_MAX], msg[PATH_MAX + 200];
 	int err;
 
-	agent__pin_dir(o->state_dir, dir, sizeof(dir));
+	agent__pin_dir(o->state_dir, MCPW_MAX_CONNS, dir, sizeof(dir));
 	err = kernel__cleanup_pins(dir);
 	if (err) {
 		fprintf(stderr, "mcpwarden: cannot remove pinned state in %s: %s\n", dir,
 			strerror(-err));
 		return 1;
 	}
-	if (remove_other_layouts(o->state_dir, NULL, msg, sizeof(msg))) {
+	if (remove_other_layouts(o->state_dir, 0, NULL, msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);
 		return 1;
 	}
@@ -3805,6 +3968,23 @@ int agent__run(const struct agent_opts *o)
 			o->scheduling);
 		status = 2;
 		goto out;
+	}
+	a.max_conns = MCPW_MAX_CONNS;
+	if (o->max_connections) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(o->max_connections, &end, 10);
+		if (errno || end == o->max_connections || *end || *o->max_connections == '-' ||
+		    n < MCPW_MIN_CONNS || n > MCPW_MAX_CONNS_LIMIT) {
+			fprintf(stderr, "mcpwarden: --max-connections must be a number from %u to "
+				"%u, not %s\n", MCPW_MIN_CONNS, MCPW_MAX_CONNS_LIMIT,
+				o->max_connections);
+			status = 2;
+			goto out;
+		}
+		a.max_conns = (uint32_t)n;
 	}
 	if (o->mode && strcmp(o->mode, "enforce") && strcmp(o->mode, "monitor")) {
 		fprintf(stderr, "mcpwarden: --mode must be monitor or enforce, not %s\n", o->mode);
@@ -3911,14 +4091,15 @@ int agent__run(const struct agent_opts *o)
 
 	kopts.cgroup_dir = a.cgroup_dir;
 	a.stale_pins = json_array();
-	if (remove_other_layouts(o->state_dir, a.stale_pins, msg, sizeof(msg))) {
+	if (remove_other_layouts(o->state_dir, a.max_conns, a.stale_pins, msg, sizeof(msg))) {
 		fprintf(stderr, "mcpwarden: %s\n", msg);
 		goto out;
 	}
 	if (o->pin == 1 || (o->pin == -1 && a.enforce)) {
-		agent__pin_dir(o->state_dir, a.pin_dir, sizeof(a.pin_dir));
+		agent__pin_dir(o->state_dir, a.max_conns, a.pin_dir, sizeof(a.pin_dir));
 		kopts.pin_dir = a.pin_dir;
 	}
+	kopts.max_conns = a.max_conns;
 	kopts.config = kernel_config(&a, a.policy);
 	kopts.ports = ports;
 	kopts.n_ports = policy_ports(a.policy, ports, MCPW_MAX_PORTS);

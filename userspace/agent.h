@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct agent_opts {
 	const char *policy_path;	/* NULL: the embedded default policy */
@@ -34,13 +35,14 @@ struct agent_opts {
 	long attest_gid;		/* -1: root only */
 	const char *request_events;	/* "all" (default) or "judged" */
 	const char *scheduling;		/* "realtime" (default) or "normal" */
+	const char *max_connections;	/* NULL: MCPW_MAX_CONNS */
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
 	bool cleanup;			/* remove pinned state and exit */
 };
 
 /* The bpffs directory an agent with this state directory pins into. */
-void agent__pin_dir(const char *state_dir, char *buf, size_t len);
+void agent__pin_dir(const char *state_dir, uint32_t max_conns, char *buf, size_t len);
 
 /* Runs until SIGTERM/SIGINT. Returns the process exit status. */
 int agent__run(const struct agent_opts *o);

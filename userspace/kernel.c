@@ -67,7 +67,8 @@ struct kernel {
 	unsigned int inj_next;
 	int ncpus;
 	bool btf_flavour;
-	bool sk_skb_attached, inj_msg_attached;
+	bool sk_skb_attached, over_attached, inj_msg_attached;
+	uint32_t max_conns;		/* the connection tables' size */
 	bool verdict_by_seq;		/* srv_verdict, else srv_verdict_sum */
 	char *pin_dir;
 	bool adopted;
@@ -930,6 +931,24 @@ static struct bpf_program *verdict_prog(const struct kernel *k)
 	return k->verdict_by_seq ? k->skel->progs.srv_verdict : k->skel->progs.srv_verdict_sum;
 }
 
+/* The tables a protected connection takes an entry of: --max-connections. */
+static int size_conn_tables(struct kernel *k)
+{
+	struct bpf_map *maps[] = {
+		k->skel->maps.srv, k->skel->maps.conn_state, k->skel->maps.conn_verdict,
+		k->skel->maps.fast_tmpl,
+	};
+	size_t i;
+	int err;
+
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		err = bpf_map__set_max_entries(maps[i], k->max_conns);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 {
 	int err;
@@ -941,13 +960,13 @@ static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 	bpf_program__set_autoload(k->skel->progs.destroy_conns, with_destroy);
 	bpf_program__set_autoload(k->skel->progs.srv_verdict, k->verdict_by_seq);
 	bpf_program__set_autoload(k->skel->progs.srv_verdict_sum, !k->verdict_by_seq);
-	if (k->pin_dir) {
+	err = size_conn_tables(k);
+	if (!err && k->pin_dir)
 		err = pin_maps(k);
-		if (err) {
-			mcpwarden_bpf__destroy(k->skel);
-			k->skel = NULL;
-			return err;
-		}
+	if (err) {
+		mcpwarden_bpf__destroy(k->skel);
+		k->skel = NULL;
+		return err;
 	}
 	err = mcpwarden_bpf__load(k->skel);
 	if (err) {
@@ -1007,6 +1026,13 @@ static int attach_all(struct kernel *k, struct kernel_error *err)
 		return -errno;
 	}
 	k->sk_skb_attached = true;
+	if (bpf_prog_attach(bpf_program__fd(s->progs.over_verdict), bpf_map__fd(s->maps.srv_over),
+			    BPF_SK_SKB_STREAM_VERDICT, 0)) {
+		set_err(err, true, "cannot attach the over-capacity stream verdict program: %s",
+			strerror(errno));
+		return -errno;
+	}
+	k->over_attached = true;
 	if (bpf_prog_attach(bpf_program__fd(s->progs.inj_msg), bpf_map__fd(s->maps.inj),
 			    BPF_SK_MSG_VERDICT, 0)) {
 		set_err(err, true, "cannot attach the re-injection sk_msg program: %s",
@@ -1079,6 +1105,7 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 		return -ENOMEM;
 	k->cgroup_fd = -1;
 	k->own_netns_fd = -1;
+	k->max_conns = opts->max_conns ? opts->max_conns : MCPW_MAX_CONNS;
 	for (i = 0; i < N_INJ; i++)
 		k->inj_fd[i] = k->inj_peer_fd[i] = -1;
 	if (opts->pin_dir) {
@@ -1183,7 +1210,7 @@ const char *kernel__stream_offsets(const struct kernel *k)
 size_t kernel__n_links(const struct kernel *k)
 {
 	return k->n_links + (k->seed_link ? 1 : 0) + (k->destroy_link ? 1 : 0) +
-	       k->sk_skb_attached + k->inj_msg_attached;
+	       k->sk_skb_attached + k->over_attached + k->inj_msg_attached;
 }
 
 void kernel__close(struct kernel *k)
@@ -1217,6 +1244,10 @@ void kernel__close(struct kernel *k)
 		if (k->sk_skb_attached)
 			bpf_prog_detach2(bpf_program__fd(verdict_prog(k)),
 					 bpf_map__fd(k->skel->maps.srv), BPF_SK_SKB_STREAM_VERDICT);
+		if (k->over_attached)
+			bpf_prog_detach2(bpf_program__fd(k->skel->progs.over_verdict),
+					 bpf_map__fd(k->skel->maps.srv_over),
+					 BPF_SK_SKB_STREAM_VERDICT);
 		mcpwarden_bpf__destroy(k->skel);
 	}
 	if (k->skel && k->pin_dir)

@@ -27,6 +27,9 @@ struct kernel_opts {
 	struct mcpw_config config;
 	const uint16_t *ports;
 	size_t n_ports;
+	/* Protected connections the kernel tracks (0: MCPW_MAX_CONNS); one
+	 * more is put under the over-capacity verdict. */
+	uint32_t max_conns;
 };
 
 /* Why kernel__open failed, for the operator (exit status 3 vs 1). */

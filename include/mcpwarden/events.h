@@ -142,6 +142,12 @@ struct mcpw_client_event {
 #define MCPW_CONN_SERVER_KNOWN	(1u << 1)	/* listener owner known */
 #define MCPW_CONN_PREEXISTING	(1u << 2)	/* established before the agent */
 #define MCPW_CONN_LISTENER	(1u << 3)	/* iterator: a listening socket */
+/* No room in `srv`: the connection cannot be judged. Under srv_over's
+ * verdict instead (nothing passes in enforce mode with fail closed) until
+ * the daemon ends it; UNHOOKED: no room there either, nothing in the
+ * kernel stops its bytes. */
+#define MCPW_CONN_OVER_CAPACITY	(1u << 4)
+#define MCPW_CONN_UNHOOKED	(1u << 5)
 
 struct mcpw_conn_event {
 	struct mcpw_event_hdr hdr;
@@ -315,7 +321,7 @@ enum mcpw_counter {
 	MCPW_CNT_OVERLIMIT,
 	MCPW_CNT_INJECT_OK,
 	MCPW_CNT_INJECT_FAIL,
-	MCPW_CNT_SOCKHASH_FAIL,
+	MCPW_CNT_SOCKHASH_FAIL,		/* a protected connection under no hook */
 	MCPW_CNT_NO_STATE,
 	MCPW_CNT_TUPLE_MISS,
 	MCPW_CNT_STORAGE_FAIL,
@@ -327,6 +333,9 @@ enum mcpw_counter {
 	MCPW_CNT_RESEQUENCED,		/* a segment shown again, or after a gap */
 	MCPW_CNT_RESHOWN_TRIMMED,	/* ... its bytes shown before cut off it */
 	MCPW_CNT_SCRATCH_BUSY,		/* every scratch record of the CPU in use */
+	MCPW_CNT_OVER_CAPACITY,		/* connections put under srv_over */
+	MCPW_CNT_OVER_DROP_SEGS,	/* ... their segments dropped */
+	MCPW_CNT_OVER_PASS_SEGS,	/* ... their segments passed unjudged */
 	MCPW_CNT__MAX,
 };
 

@@ -14,7 +14,11 @@
 #define MCPW_CHUNK_LEN		4096	/* payload bytes per data record */
 #define MCPW_MAX_SEG_CHUNKS	512	/* segments above 2 MiB (the held limit) are refused */
 
-#define MCPW_MAX_CONNS		65536	/* protected connections tracked */
+#define MCPW_MAX_CONNS		65536	/* protected connections tracked (default of
+					 * --max-connections) */
+#define MCPW_MIN_CONNS		16
+#define MCPW_MAX_CONNS_LIMIT	(1u << 20)
+#define MCPW_MAX_OVERFLOW	4096	/* connections over capacity awaiting their end */
 #define MCPW_MAX_TUPLES		65536	/* client attributions awaiting accept */
 #define MCPW_MAX_PORTS		256	/* protected ports */
 #define MCPW_PORT_WORDS		1024	/* 65536 ports, a bit each (port_bits) */

@@ -1132,7 +1132,7 @@ void test_lifecycle_stop_detaches(void)
 		ev = NULL;
 		ASSERT_EQ(env__agent_stop(&e), 0, "agent exit status");
 		v = strrchr(pinned, '-');
-		if (!ASSERT_TRUE(v && strcmp(v, "-v2") == 0, "pinned under layout v2"))
+		if (!ASSERT_TRUE(v && strcmp(v, "-v3") == 0, "pinned under layout v3"))
 			goto cleanup;
 		snprintf(earlier, sizeof(earlier), "%.*s-v1", (int)(v - pinned), pinned);
 		if (!ASSERT_OK(rename(pinned, earlier) ? -errno : 0, "made an earlier layout's"))
@@ -1421,6 +1421,12 @@ void test_lifecycle_cli(void)
 		cli_free(&r);
 		run_cli(&e, &r, 0, (char *[]){ "run", "--frob", NULL });
 		ASSERT_EQ(r.status, 2, "unknown option");
+		cli_free(&r);
+		run_cli(&e, &r, 0, (char *[]){ "run", "--policy", path, "--max-connections", "8",
+				       "--cgroup-root", cgdir, "--state-dir", sdir, "--events", evf,
+				       NULL });
+		ASSERT_EQ(r.status, 2, "run --max-connections 8");
+		ASSERT_STRSTR(r.err, "--max-connections must be a number from 16", "says the range");
 		cli_free(&r);
 	}
 
@@ -2259,6 +2265,133 @@ void test_lifecycle_policy_watched(void)
 	ASSERT_EQ(env__agent_stop(&e), 0, "agent stops cleanly");
 cleanup:
 	free(digest);
+	json_decref(ev);
+	json_decref(st);
+	env__cleanup(&e);
+}
+
+/* n TCP connections to 127.0.0.1:port from the test itself, kept open
+ * (saying nothing) in fds; how many were made. */
+static int hold_open(int port, int *fds, int n)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int i;
+
+	for (i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof(sa))) {
+			if (fds[i] >= 0)
+				close(fds[i]);
+			fds[i] = -1;
+			break;
+		}
+	}
+	return i;
+}
+
+static void close_all(int *fds, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+/*
+ * A full connection table never lets a connection through unjudged. With
+ * --max-connections 16 and 16 protected connections open, a 17th cannot
+ * be judged: with fail closed none of its bytes reach the server and the
+ * agent ends it, with a `lost` event naming its workload, a count in
+ * status and degraded health; once the table has room the same request
+ * passes. With fail open (a reload) the 17th passes unjudged, reported
+ * the same way as passed.
+ */
+void test_lifecycle_over_capacity(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], f_req[600], f_open[600], needle[32];
+	int fds[16], held = 0;
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL, *st = NULL;
+	bool found;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL),
+				   (const char *const[]){ "--max-connections", "16", NULL }),
+		       "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	write_req(&e, "req.bin", ALLOWED_UA, 4242, "echo", 16, f_req, sizeof(f_req));
+	write_req(&e, "open.bin", ALLOWED_UA, 4343, "echo", 16, f_open, sizeof(f_open));
+
+	held = hold_open(srv.port, fds, 16);
+	if (!ASSERT_EQ(held, 16, "16 connections open"))
+		goto cleanup;
+	snprintf(needle, sizeof(needle), "\"id\":4242");
+	ASSERT_EQ(one_request(&e, cg_a, &srv, f_req, "over"), 3,
+		  "the 17th connection is ended (reset)");
+	env__sleep_ms(300);
+	peer_total(&srv, needle, &found);
+	ASSERT_FALSE(found, "none of its bytes reached the server");
+	ev = env__wait_event(&e, 10000, "kind=lost", "source=over_capacity", NULL);
+	if (ASSERT_OK_PTR(ev, "lost event for the connection")) {
+		ASSERT_STREQ(env__str(ev, "action"), "ended", "action");
+		ASSERT_STREQ(env__str(ev, "server"), "tickets", "server");
+		ASSERT_TRUE(strstr(env__str(ev, "workload.cgroup") ?: "", "/ok") != NULL,
+			    "names the client's workload");
+		ASSERT_EQ(env__int(ev, "max_connections"), 16, "max_connections");
+	}
+	json_decref(ev);
+	ev = NULL;
+	st = status_when(&e, "max-connections", false, 3000);
+	ASSERT_TRUE(strstr(env__str(st, "health.reasons") ?: "", "--max-connections (16)") != NULL,
+		    "health degraded");
+	ASSERT_EQ(env__int(st, "tables.connections.over_capacity.ended"), 1, "counted as ended");
+	ASSERT_EQ(env__int(st, "tables.connections.max"), 16, "status shows the size");
+	json_decref(st);
+	st = NULL;
+
+	/* Room again: the same request is judged and passes. */
+	close_all(fds, 16);
+	held = 0;
+	env__sleep_ms(500);
+	ASSERT_EQ(one_request(&e, cg_a, &srv, f_req, "room"), 0, "judged and passed with room");
+	peer_total(&srv, needle, &found);
+	ASSERT_TRUE(found, "the server read it");
+
+	if (test__start_subtest("fail_open")) {
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "open", NULL);
+		if (!ASSERT_OK(env__write(e.agent.policy_path, policy, strlen(policy)), "policy"))
+			goto cleanup;
+		kill(e.agent.pid, SIGHUP);
+		ev = env__wait_event(&e, 10000, "kind=policy", NULL);
+		json_decref(ev);
+		ev = NULL;
+		held = hold_open(srv.port, fds, 16);
+		if (!ASSERT_EQ(held, 16, "16 connections open"))
+			goto cleanup;
+		ASSERT_EQ(one_request(&e, cg_a, &srv, f_open, "open"), 0,
+			  "fail open: the 17th passes unjudged");
+		snprintf(needle, sizeof(needle), "\"id\":4343");
+		peer_total(&srv, needle, &found);
+		ASSERT_TRUE(found, "the server read it");
+		ev = env__wait_event(&e, 10000, "kind=lost", "source=over_capacity",
+				     "action=passed", NULL);
+		ASSERT_OK_PTR(ev, "reported as passed");
+	}
+cleanup:
+	close_all(fds, held);
 	json_decref(ev);
 	json_decref(st);
 	env__cleanup(&e);
