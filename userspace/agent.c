@@ -74,9 +74,11 @@
 #define EGRESS_WINDOW		(64u << 10)
 #define PROC_GRACE_NS		(60ull * 1000000000)
 #define PENDING_OPEN_NS		(300ull * 1000000)
-/* Connections over capacity: ended in batches (a walk of the namespace's
- * sockets each), and reported one event each up to this many a second. */
-#define OVER_QUEUE		256
+/* Sockets to end, in batches (end_queued): at most this many waiting, and
+ * walks of a namespace's sockets this far apart. */
+#define END_QUEUE		256
+#define END_SPACING_NS		(50ull * 1000000)
+/* Connections over capacity reported one event each, a second. */
 #define OVER_EVENTS_PER_S	100
 #define CLOSED_SLOTS		16384	/* a power of two: closed_slot() */
 /* Unjudged bytes the daemon keeps across all connections (held copies and
@@ -140,12 +142,15 @@ struct agent {
 	uint64_t counters[MCPW_CNT__MAX];	/* last reported */
 	uint64_t conns_dropped;
 	uint32_t max_conns;		/* --max-connections */
+	/* Sockets waiting to be ended (denied, over capacity), when the last
+	 * walk ended some, and how many walks so far. */
+	struct end_req { uint64_t cookie; uint32_t netns, pid; } end_q[END_QUEUE];
+	size_t end_n;
+	uint64_t last_end_ns, end_walks, end_by_address;
 	/* Connections over capacity (MCPW_CONN_OVER_CAPACITY): how many were
 	 * ended or passed, the ones waiting to be ended, the events not
 	 * written one by one this second, and when the last one came. */
 	uint64_t over_ended, over_passed, over_unhooked;
-	struct over_end { uint64_t cookie; uint32_t netns, pid; } over_q[OVER_QUEUE];
-	size_t over_n;
 	uint64_t over_second, over_summed;
 	uint32_t over_events;
 	uint64_t last_over_ns;
@@ -542,28 +547,87 @@ static void write_verdict(struct agent *a, struct conn *c)
 			(unsigned long long)c->cookie, strerror(-err));
 }
 
+/*
+ * Ends the sockets queued to be ended: one walk of a network namespace's
+ * sockets (bpf_sock_destroy from a TCP iterator) for all of its queued
+ * ones. A walk visits every bucket of the namespace's TCP table: ~3 ms
+ * here with a handful of sockets, ~7 ms with 20,000, whatever the number
+ * of cookies. Ending each denied connection with walks of its own (one a
+ * socket, both ends) let any client cost the daemon that much a request
+ * it was refused (a full CPU at ~150 refusals a second). Sockets are
+ * therefore ended by their address where the kernel can (end_socket), and
+ * otherwise walks are at least END_SPACING_NS apart unless `now` (a
+ * connection nothing in the kernel holds): what is queued meanwhile is
+ * ended at the next tick, together. The kernel already drops every byte
+ * of a denied connection; only the reset waits.
+ */
+static void end_queued(struct agent *a, bool now)
+{
+	uint64_t cookies[END_QUEUE], t = now_ns();
+	size_t i, j, n;
+	int err;
+
+	if (!a->end_n || (!now && a->end_n < END_QUEUE && t - a->last_end_ns < END_SPACING_NS))
+		return;
+	a->last_end_ns = t;
+	while (a->end_n) {
+		struct end_req first = a->end_q[0];
+
+		for (i = j = n = 0; i < a->end_n; i++) {
+			if (a->end_q[i].netns == first.netns)
+				cookies[n++] = a->end_q[i].cookie;
+			else
+				a->end_q[j++] = a->end_q[i];
+		}
+		a->end_n = j;
+		a->end_walks++;
+		err = kernel__destroy(a->kernel, cookies, n, netns_fd(a, first.netns, first.pid));
+		if (err)
+			pr_debug("ending %zu sockets: %s", n, strerror(-err));
+	}
+}
+
+/*
+ * Ends a socket: its tuple is t (s = its own end), its namespace netns (pid:
+ * a process in it). By its address through sock_diag, at once; where the
+ * kernel cannot, queued for end_queued()'s walk.
+ */
+static void end_socket(struct agent *a, uint64_t cookie, const struct mcpw_tuple *t,
+		       uint32_t netns, uint32_t pid)
+{
+	struct kernel_sock ks = { .cookie = cookie, .tuple = *t };
+	int res;
+
+	if (!cookie)
+		return;
+	if (kernel__end_sockets(a->kernel, &ks, 1, netns_fd(a, netns, pid), &res) == 0) {
+		/* -ENOENT: closed already (the cookie names no other socket). */
+		if (res == 0 || res == -ENOENT) {
+			a->end_by_address++;
+			return;
+		}
+		pr_debug("ending socket %llu by its address: %s", (unsigned long long)cookie,
+			 strerror(-res));
+	}
+	if (a->end_n == END_QUEUE)
+		end_queued(a, true);
+	a->end_q[a->end_n++] = (struct end_req){ .cookie = cookie, .netns = netns, .pid = pid };
+}
+
 /* Ends a denied connection: nothing more passes, both ends are reset. */
 static void deny_conn(struct agent *a, struct conn *c)
 {
-	uint64_t cookies[1];
-	int err;
-
 	c->denied = true;
 	forget_pending(a, c);
 	write_verdict(a, c);
 	free(c->held);
 	c->held = NULL;
 	c->held_len = c->held_cap = 0;
-	cookies[0] = c->cookie;
-	err = kernel__destroy(a->kernel, cookies, 1, netns_fd(a, c->netns, c->server->pid));
-	if (err)
-		pr_debug("ending connection %llu: %s", (unsigned long long)c->cookie,
-			 strerror(-err));
-	if (c->client_cookie) {
-		cookies[0] = c->client_cookie;
-		kernel__destroy(a->kernel, cookies, 1,
-				netns_fd(a, c->client->netns, c->client->pid));
-	}
+	struct mcpw_tuple peer = conn__reversed(&c->tuple);
+
+	end_socket(a, c->cookie, &c->tuple, c->netns, c->server->pid);
+	end_socket(a, c->client_cookie, &peer, c->client->netns, c->client->pid);
+	end_queued(a, false);
 }
 
 /* Re-injects held bytes up to stream offset `end`. */
@@ -2071,37 +2135,6 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
 
 /* ---- connections over capacity ---------------------------------------- */
 
-/* Ends the queued connections over capacity: one walk of a network
- * namespace's sockets for all of its queued ones. */
-static void end_over_capacity(struct agent *a)
-{
-	uint64_t cookies[OVER_QUEUE];
-	size_t i, j, n;
-	int err;
-
-	while (a->over_n) {
-		struct over_end first = a->over_q[0];
-
-		for (i = j = n = 0; i < a->over_n; i++) {
-			if (a->over_q[i].netns == first.netns)
-				cookies[n++] = a->over_q[i].cookie;
-			else
-				a->over_q[j++] = a->over_q[i];
-		}
-		a->over_n = j;
-		err = kernel__destroy(a->kernel, cookies, n, netns_fd(a, first.netns, first.pid));
-		if (err)
-			pr_warn("cannot end %zu connections over capacity: %s", n, strerror(-err));
-	}
-}
-
-static void queue_over_end(struct agent *a, uint64_t cookie, uint32_t netns, uint32_t pid)
-{
-	if (a->over_n == OVER_QUEUE)
-		end_over_capacity(a);
-	a->over_q[a->over_n++] = (struct over_end){ .cookie = cookie, .netns = netns, .pid = pid };
-}
-
 /*
  * A protected connection the kernel had no room for (--max-connections):
  * nothing of it can be judged, which is what the policy's `fail` covers.
@@ -2128,12 +2161,13 @@ static void over_capacity(struct agent *a, const struct mcpw_conn_event *e)
 	a->over_unhooked += !!(e->flags & MCPW_CONN_UNHOOKED);
 	if (end) {
 		a->over_ended++;
-		queue_over_end(a, e->cookie, e->netns, server ? server->pid : 0);
-		if ((e->flags & MCPW_CONN_CLIENT_KNOWN) && e->client_cookie)
-			queue_over_end(a, e->client_cookie, e->client.netns, e->client.pid);
+		struct mcpw_tuple peer = conn__reversed(&e->tuple);
+
+		end_socket(a, e->cookie, &e->tuple, e->netns, server ? server->pid : 0);
+		if (e->flags & MCPW_CONN_CLIENT_KNOWN)
+			end_socket(a, e->client_cookie, &peer, e->client.netns, e->client.pid);
 		/* Under no hook at all: its bytes reach the server until then. */
-		if (e->flags & MCPW_CONN_UNHOOKED)
-			end_over_capacity(a);
+		end_queued(a, e->flags & MCPW_CONN_UNHOOKED);
 	} else {
 		a->over_passed++;
 	}
@@ -2874,7 +2908,7 @@ static void tick(struct agent *a)
 	 * connections closed before this drain are done. */
 	rings__consume(a->rings);
 	reap_closed(a);
-	end_over_capacity(a);
+	end_queued(a, false);
 	a->ticks++;
 	if (a->metrics)
 		metrics__tick(a->metrics, now);
@@ -3208,6 +3242,11 @@ static json_t *status_json(void *ctx)
 		"instances", (json_int_t)ds.instances,
 		"workloads", (json_int_t)workload__shared_count(),
 		"fast_templates", "connections", (json_int_t)own_tmpl, "processes", (json_int_t)proc_tmpl));
+	/* Sockets ended (denied connections, connections over capacity):
+	 * the walks that ended them, and how many wait for the next. */
+	json_object_set_new(st, "ending", json_pack("{s:I,s:I,s:I}", "by_address",
+		(json_int_t)a->end_by_address, "walks", (json_int_t)a->end_walks, "queued",
+		(json_int_t)a->end_n));
 	k = json_object();
 	if (kernel__counters(a->kernel, cnt) == 0)
 		for (i = 0; i < MCPW_CNT__MAX; i++)
@@ -3755,6 +3794,7 @@ static void shutdown_agent(struct agent *a, const char *why)
 				deny_conn(a, c);
 		}
 	}
+	end_queued(a, true);
 	if (a->out) {
 		json_t *ev = json_pack("{s:s}", "reason", why);
 

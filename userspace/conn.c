@@ -94,6 +94,17 @@ size_t conn__text(const struct conn *c, char *buf, size_t len)
 	return n;
 }
 
+struct mcpw_tuple conn__reversed(const struct mcpw_tuple *t)
+{
+	struct mcpw_tuple r = *t;
+
+	memcpy(r.saddr, t->daddr, sizeof(r.saddr));
+	memcpy(r.daddr, t->saddr, sizeof(r.daddr));
+	r.sport = t->dport;
+	r.dport = t->sport;
+	return r;
+}
+
 json_t *conn__json(const struct conn *c)
 {
 	char text[CONN_TEXT_MAX];

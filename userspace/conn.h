@@ -117,6 +117,8 @@ void conn__addr(const struct mcpw_tuple *t, bool server_end, char *buf, size_t l
  * when it does not fit (CONN_TEXT_MAX always does). */
 #define CONN_TEXT_MAX 256
 size_t conn__text(const struct conn *c, char *buf, size_t len);
+/* The tuple as the other end sees it (s and d swapped). */
+struct mcpw_tuple conn__reversed(const struct mcpw_tuple *t);
 json_t *conn__json(const struct conn *c);
 
 #endif

@@ -34,6 +34,9 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <linux/capability.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -43,7 +46,7 @@
 #include "mcpwarden.skel.h"
 
 #define N_INJ		4
-#define MAX_LINKS	24
+#define MAX_BPF_LINKS	24
 #define INJ_FRAME_MAX	(60u << 10)
 
 #ifndef BPF_FS_MAGIC
@@ -55,7 +58,7 @@
 
 struct kernel {
 	struct mcpwarden_bpf *skel;
-	struct bpf_link *links[MAX_LINKS];
+	struct bpf_link *links[MAX_BPF_LINKS];
 	size_t n_links;
 	struct bpf_link *seed_link;
 	struct bpf_link *destroy_link;
@@ -69,6 +72,8 @@ struct kernel {
 	bool btf_flavour;
 	bool sk_skb_attached, over_attached, inj_msg_attached;
 	uint32_t max_conns;		/* the connection tables' size */
+	bool no_diag_destroy;		/* sock_diag cannot end sockets here */
+	uint32_t diag_seq;
 	bool verdict_by_seq;		/* srv_verdict, else srv_verdict_sum */
 	char *pin_dir;
 	bool adopted;
@@ -744,6 +749,102 @@ int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int net
 	return err;
 }
 
+/*
+ * Ending one socket by its tuple: sock_diag's SOCK_DESTROY, a hash lookup
+ * (checked against the cookie) where the iterator walks every bucket of
+ * the namespace's TCP table. Both end the socket with the same tcp_abort.
+ * Needs CONFIG_INET_DIAG_DESTROY: without it (-EOPNOTSUPP) the kernel
+ * says so once and the walk does it all.
+ */
+static int diag_destroy_one(struct kernel *k, int fd, const struct mcpw_tuple *t, uint64_t cookie)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nlh = {
+			.nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DESTROY,
+			.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK, .nlmsg_seq = ++k->diag_seq,
+		},
+		.r = {
+			.sdiag_family = (__u8)t->family, .sdiag_protocol = IPPROTO_TCP,
+			.idiag_states = ~0u,
+			.id = {
+				.idiag_sport = htons(t->sport), .idiag_dport = htons(t->dport),
+				.idiag_cookie = { (__u32)cookie, (__u32)(cookie >> 32) },
+			},
+		},
+	};
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	union {
+		struct nlmsghdr h;
+		char buf[256];
+	} ack;
+	struct nlmsgerr *e;
+	ssize_t n;
+
+	if (t->family == AF_INET) {
+		memcpy(req.r.id.idiag_src, t->saddr + 12, 4);
+		memcpy(req.r.id.idiag_dst, t->daddr + 12, 4);
+	} else if (t->family == AF_INET6) {
+		memcpy(req.r.id.idiag_src, t->saddr, 16);
+		memcpy(req.r.id.idiag_dst, t->daddr, 16);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0)
+		return -errno;
+	for (;;) {
+		n = recv(fd, &ack, sizeof(ack), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if ((size_t)n < sizeof(ack.h) + sizeof(*e) || ack.h.nlmsg_type != NLMSG_ERROR)
+			return -EIO;
+		if (ack.h.nlmsg_seq != req.nlh.nlmsg_seq)
+			continue;	/* a stale answer */
+		e = NLMSG_DATA(&ack.h);
+		return e->error;
+	}
+}
+
+int kernel__end_sockets(struct kernel *k, const struct kernel_sock *socks, size_t n, int netns_fd,
+			int *res)
+{
+	struct timeval tv = { .tv_sec = 1 };
+	int entered, fd, err = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		res[i] = -EOPNOTSUPP;
+	if (k->no_diag_destroy)
+		return -EOPNOTSUPP;
+	entered = enter_netns(k, netns_fd);
+	if (entered < 0)
+		return entered;
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		err = -errno;
+	leave_netns(k, entered);
+	if (fd < 0)
+		return err;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (i = 0; i < n; i++) {
+		res[i] = diag_destroy_one(k, fd, &socks[i].tuple, socks[i].cookie);
+		if (res[i] == -EOPNOTSUPP) {
+			pr_info("this kernel cannot end a socket by its address "
+				"(CONFIG_INET_DIAG_DESTROY): denied connections are ended by "
+				"walking their namespace's sockets");
+			k->no_diag_destroy = true;
+			err = -EOPNOTSUPP;
+			break;
+		}
+	}
+	close(fd);
+	return err;
+}
+
 /* ---- open / close ----------------------------------------------------- */
 
 static void choose_flavour(struct mcpwarden_bpf *skel, bool btf)
@@ -986,7 +1087,7 @@ static int add_link(struct kernel *k, struct bpf_link *link, const char *what,
 		set_err(err, false, "cannot attach %s: %s", what, strerror(-e));
 		return e ? e : -EINVAL;
 	}
-	if (k->n_links == MAX_LINKS) {
+	if (k->n_links == MAX_BPF_LINKS) {
 		bpf_link__destroy(link);
 		set_err(err, false, "too many links");
 		return -E2BIG;
@@ -1106,6 +1207,8 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 	k->cgroup_fd = -1;
 	k->own_netns_fd = -1;
 	k->max_conns = opts->max_conns ? opts->max_conns : MCPW_MAX_CONNS;
+	/* Tests: the iterator alone, as on a kernel without it. */
+	k->no_diag_destroy = getenv("MCPW_TEST_NO_DIAG_DESTROY") != NULL;
 	for (i = 0; i < N_INJ; i++)
 		k->inj_fd[i] = k->inj_peer_fd[i] = -1;
 	if (opts->pin_dir) {

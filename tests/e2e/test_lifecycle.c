@@ -2396,3 +2396,109 @@ cleanup:
 	json_decref(st);
 	env__cleanup(&e);
 }
+
+/* n unknown clients at once, each from cgroup cg to addr:port with the
+ * request in `file`; how many of them were reset (tcp_peer exit 3). */
+static int denied_burst(struct env *e, const char *cg, const char *addr, int port,
+			const char *file, int n)
+{
+	struct spawn_opts so = { .cgroup = cg };
+	char ports[16];
+	pid_t pids[32];
+	int i, reset = 0;
+
+	snprintf(ports, sizeof(ports), "%d", port);
+	for (i = 0; i < n && i < 32; i++)
+		pids[i] = env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "client",
+							 (char *)addr, ports, (char *)file, "0", "0",
+							 "1", NULL });
+	for (i = 0; i < n && i < 32; i++)
+		reset += env__wait(e, pids[i], 20000) == 3;
+	return reset;
+}
+
+/*
+ * Denied connections are ended without walking the node's sockets: each
+ * end by its address (sock_diag), IPv4 and IPv6, both ends. Walking a
+ * namespace's TCP table for every socket let any client cost the daemon
+ * milliseconds of CPU a request it was refused. Where the kernel cannot
+ * (CONFIG_INET_DIAG_DESTROY; forced here) a burst of refusals is ended by
+ * a few walks, not one a socket. Every client is reset either way.
+ */
+void test_lifecycle_denied_ended(void)
+{
+	char policy[2048], cg_a[256], cg_b[256], cg_s[256], f_bad[600], ports[16], out[600];
+	char v6dir[600];
+	struct spawn_opts so = { .stdout_path = out };
+	struct peer srv = {};
+	json_t *st = NULL;
+	pid_t v6 = -1;
+	struct env e;
+	int v6_port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	write_req(&e, "bad.bin", UNKNOWN_UA, 3, "echo", 16, f_bad, sizeof(f_bad));
+
+	if (test__start_subtest("by_address")) {
+		ASSERT_EQ(denied_burst(&e, cg_b, "127.0.0.1", srv.port, f_bad, 16), 16,
+			  "16 IPv4 clients reset");
+		st = agent_status(&e);
+		ASSERT_EQ(env__int(st, "ending.by_address"), 32, "both ends of each, by address");
+		ASSERT_EQ(env__int(st, "ending.walks"), 0, "no walk");
+		json_decref(st);
+		st = NULL;
+	}
+
+	if (test__start_subtest("by_address_ipv6")) {
+		/* The same port on ::1 (a socket of its own, IPv6 only). */
+		v6_port = srv.port;
+		snprintf(ports, sizeof(ports), "%d", v6_port);
+		snprintf(out, sizeof(out), "%s/v6.out", e.tmp);
+		so.cgroup = cg_s;
+		snprintf(v6dir, sizeof(v6dir), "%s/srv-v6", e.tmp);
+		mkdir(v6dir, 0755);
+		v6 = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+						     "::1", ports, v6dir, NULL });
+		if (ASSERT_TRUE(v6 > 0 && env__wait_file(out, "listening", 5000), "IPv6 server")) {
+			ASSERT_EQ(denied_burst(&e, cg_b, "::1", v6_port, f_bad, 4), 4,
+				  "4 IPv6 clients reset");
+			st = agent_status(&e);
+			ASSERT_EQ(env__int(st, "ending.by_address"), 40, "by address");
+			ASSERT_EQ(env__int(st, "ending.walks"), 0, "no walk");
+			json_decref(st);
+			st = NULL;
+		}
+	}
+
+	if (test__start_subtest("walks_batched")) {
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent stop");
+		e.agent.events_read = 0;
+		setenv("MCPW_TEST_NO_DIAG_DESTROY", "1", 1);
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+		if (ASSERT_OK(agent_start(&e, policy, NULL), "agent start without sock_diag")) {
+			ASSERT_EQ(denied_burst(&e, cg_b, "127.0.0.1", srv.port, f_bad, 16), 16,
+				  "16 clients reset");
+			st = agent_status(&e);
+			ASSERT_EQ(env__int(st, "ending.by_address"), 0, "none by address");
+			test__log("32 sockets ended by %lld walks", env__int(st, "ending.walks"));
+			ASSERT_TRUE(env__int(st, "ending.walks") >= 1 &&
+				    env__int(st, "ending.walks") < 16, "fewer walks than connections");
+		}
+		unsetenv("MCPW_TEST_NO_DIAG_DESTROY");
+	}
+cleanup:
+	unsetenv("MCPW_TEST_NO_DIAG_DESTROY");
+	json_decref(st);
+	env__cleanup(&e);
+}
