@@ -3576,12 +3576,19 @@ static void on_policy_dir(struct agent *a)
 static void check_policy_file(struct agent *a, uint64_t now)
 {
 	char digest[65];
+	int err;
 
 	if (!a->policy_check_at || now < a->policy_check_at)
 		return;
 	a->policy_check_at = 0;
-	if (policy__file_digest(a->opts->policy_path, digest) ||
-	    strcmp(digest, a->policy_tried) == 0)
+	/* A file that cannot be read (removed, its mount gone) is tried too,
+	 * once a distinct error: the reload is rejected and says why (a
+	 * `policy` event, health), the policy in force stays. Passed over, an
+	 * operator who removed the file or broke its mount saw nothing. */
+	err = policy__file_digest(a->opts->policy_path, digest);
+	if (err)
+		snprintf(digest, sizeof(digest), "unreadable: %d", err);
+	if (strcmp(digest, a->policy_tried) == 0)
 		return;
 	memcpy(a->policy_tried, digest, sizeof(digest));
 	pr_info("the policy file changed: reloading %s", a->opts->policy_path);

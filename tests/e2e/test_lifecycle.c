@@ -2254,6 +2254,18 @@ void test_lifecycle_policy_watched(void)
 	json_decref(ev);
 	ev = NULL;
 
+	/* Removed: said, not passed over; the policy in force stays. */
+	ASSERT_OK(unlink(e.agent.policy_path) ? -errno : 0, "removed");
+	ev = env__wait_event(&e, 5000, "kind=policy", NULL);
+	if (ASSERT_OK_PTR(ev, "the removal tried")) {
+		ASSERT_STREQ(env__str(ev, "status"), "rejected", "rejected");
+		ASSERT_STREQ(env__str(ev, "trigger"), "file", "set off by the file");
+		ASSERT_STRSTR(env__str(ev, "error") ?: "", "No such file", "says why");
+		ASSERT_STREQ(env__str(ev, "digest"), digest ?: "?", "the saved policy stays");
+	}
+	json_decref(ev);
+	ev = NULL;
+
 	ASSERT_OK(save_as_editor(&e, e.agent.policy_path, policy), "repaired");
 	ev = env__wait_event(&e, 5000, "kind=policy", NULL);
 	if (ASSERT_OK_PTR(ev, "the repair loads"))
