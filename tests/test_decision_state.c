@@ -103,3 +103,42 @@ out:
 	decider__free(d);
 	decider__free(back);
 }
+
+/*
+ * A full sessions table refuses a new binding, counts the refusal (the
+ * agent reports it: a `lost` event, health), and keeps the bindings it
+ * has: the first session stays bound to its workload, not handed to the
+ * next one that uses it.
+ */
+void test_decision_state_full_table(void)
+{
+	struct decider *d = decider__new();
+	struct decider_stats st = {};
+	struct conn c, c2;
+	char sid[32];
+	size_t i;
+
+	if (!ASSERT_OK_PTR(d, "decider"))
+		return;
+	make_conn(&c, 41);
+	make_conn(&c2, 42);
+	for (i = 0; i < DECISION_MAX_SESSIONS; i++) {
+		snprintf(sid, sizeof(sid), "s-%zu", i);
+		decider__session_issued(d, sid, &c, 1000);
+	}
+	decider__stats(d, &st);
+	ASSERT_EQ(st.sessions, DECISION_MAX_SESSIONS, "full");
+	ASSERT_EQ(st.refused_sessions, 0, "nothing refused yet");
+	decider__session_issued(d, "one-more", &c2, 2000);
+	decider__stats(d, &st);
+	ASSERT_EQ(st.sessions, DECISION_MAX_SESSIONS, "still full");
+	ASSERT_EQ(st.refused_sessions, 1, "the refusal counted");
+	decider__session_issued(d, "s-0", &c2, 2000);
+	decider__stats(d, &st);
+	ASSERT_EQ(st.refused_sessions, 1, "an id already bound is no refusal");
+	decider__conn_release(&c);
+	decider__conn_release(&c2);
+	workload__unshare(c.client);
+	workload__unshare(c2.client);
+	decider__free(d);
+}

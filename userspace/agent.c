@@ -152,6 +152,10 @@ struct agent {
 	 * written one by one this second, and when the last one came. */
 	uint64_t over_ended, over_passed, over_unhooked;
 	uint64_t over_second, over_summed;
+	/* Session, token and instance bindings refused (decider_stats), as
+	 * last reported, and when one last was. */
+	uint64_t refused_reported[3], last_refused_ns;
+	uint64_t procs_evicted_reported;	/* live processes pushed out */
 	uint32_t over_events;
 	uint64_t last_over_ns;
 	uint64_t reshown_stalls;	/* connections ended after a re-shown segment */
@@ -2488,6 +2492,53 @@ static void seed_all(struct agent *a)
 
 /* ---- periodic work ----------------------------------------------------- */
 
+/*
+ * Bindings the decider refused, their table full: whoever uses those
+ * sessions or tokens, or runs those instances, is not checked against
+ * them (no session_hijack, token_replay or clone). A `lost` event a
+ * second while it goes on, health degraded for a minute after.
+ */
+static void report_refused_bindings(struct agent *a)
+{
+	static const struct {
+		const char *source, *finding, *of;
+		unsigned int max;
+	} t[3] = {
+		{ "sessions", "session_hijack", "", DECISION_MAX_SESSIONS },
+		{ "tokens", "token_replay", "", DECISION_MAX_TOKENS },
+		{ "instances", "clone", " of one client", DECISION_MAX_INSTANCES },
+	};
+	struct decider_stats ds;
+	struct proctab_stats ps;
+	uint64_t now[3];
+	char detail[160];
+	int i;
+
+	decider__stats(a->decider, &ds);
+	now[0] = ds.refused_sessions;
+	now[1] = ds.refused_tokens;
+	now[2] = ds.refused_instances;
+	for (i = 0; i < 3; i++) {
+		if (now[i] <= a->refused_reported[i])
+			continue;
+		snprintf(detail, sizeof(detail), "new %s bindings refused: %u are bound%s, the "
+			 "table is full; %s cannot be found for those", t[i].source, t[i].max,
+			 t[i].of, t[i].finding);
+		emit_lost(a, t[i].source, now[i] - a->refused_reported[i], detail);
+		a->refused_reported[i] = now[i];
+		a->last_refused_ns = now_ns();
+	}
+	proctab__stats(a->procs, &ps);
+	if (ps.evicted_live > a->procs_evicted_reported) {
+		emit_lost(a, "processes", ps.evicted_live - a->procs_evicted_reported,
+			  "live processes forgotten, the process table full: their lineage "
+			  "(ancestors, exe digest) is read again from /proc when they connect, "
+			  "and what exited meanwhile is not known");
+		a->procs_evicted_reported = ps.evicted_live;
+		a->last_refused_ns = now_ns();
+	}
+}
+
 static void report_losses(struct agent *a)
 {
 	uint64_t cur[MCPW_CNT__MAX];
@@ -2542,6 +2593,7 @@ static void report_losses(struct agent *a)
 			  "connections the daemon could not track (table full)");
 		a->conns_dropped = 0;
 	}
+	report_refused_bindings(a);
 	if (a->over_summed) {
 		emit_lost(a, "over_capacity", a->over_summed,
 			  "more protected connections over --max-connections than are reported "
@@ -2777,6 +2829,13 @@ static void k8s_health(struct agent *a, uint64_t now, char *reasons, size_t size
  * readable, most cgroup resolutions failing. A change is an alert, and
  * `status` and the metrics endpoint report it.
  */
+/* Whether `when` (0: never) is within the minute before `now`; it may be
+ * after `now`, taken later in the same tick. */
+static bool in_last_minute(uint64_t when, uint64_t now)
+{
+	return when && when + 60ull * 1000000000ull > now;
+}
+
 static void check_health(struct agent *a, uint64_t now)
 {
 	char reasons[512] = "";
@@ -2787,20 +2846,23 @@ static void check_health(struct agent *a, uint64_t now)
 					   "%s", n ? "; " : ""), \
 		     n += (size_t)snprintf(reasons + n, sizeof(reasons) > n ? sizeof(reasons) - n : 0, \
 					   __VA_ARGS__))
-	if (a->last_loss_ns && now - a->last_loss_ns < 60ull * 1000000000ull)
+	if (in_last_minute(a->last_loss_ns, now))
 		REASON("kernel records were lost in the last minute (see lost events)");
 	if (a->store_problem[0])
 		REASON("%s", a->store_problem);
-	if (a->last_out_fail_ns && now - a->last_out_fail_ns < 60ull * 1000000000ull)
+	if (in_last_minute(a->last_out_fail_ns, now))
 		REASON("%s in the last minute (see lost events)", a->out_problem);
 	if (a->state_problem[0])
 		REASON("%s", a->state_problem);
 	if (a->reload_problem[0])
 		REASON("%s", a->reload_problem);
-	if (a->last_sink_drop_ns && now - a->last_sink_drop_ns < 60ull * 1000000000ull)
+	if (in_last_minute(a->last_sink_drop_ns, now))
 		REASON("the output %s dropped events in the last minute (see lost events)",
 		       a->sink_dropping);
-	if (a->last_over_ns && now - a->last_over_ns < 60ull * 1000000000ull)
+	if (in_last_minute(a->last_refused_ns, now))
+		REASON("session, token or instance bindings were refused, or live processes "
+		       "forgotten, in the last minute: a table was full (see lost events)");
+	if (in_last_minute(a->last_over_ns, now))
 		REASON("protected connections over --max-connections (%u) in the last minute "
 		       "could not be judged: %s (see lost events)", a->max_conns,
 		       a->enforce && a->policy->fail != POLICY_FAIL_OPEN ? "ended" : "passed");
@@ -3233,15 +3295,18 @@ static json_t *status_json(void *ctx)
 		kernel__stream_offsets(a->kernel), "attachments",
 		(json_int_t)kernel__n_links(a->kernel)));
 	kernel__count_templates(a->kernel, &own_tmpl, &proc_tmpl);
-	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I},s:{s:I,s:I,s:{s:I,s:I,s:I}},s:I,s:I,s:I,s:I,s:{s:I,s:I}}",
+	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:{s:I,s:I,s:I}},s:I,s:I,s:I,s:I,s:{s:I,s:I},s:{s:I,s:I,s:I}}",
 		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,
+		"evicted_live", (json_int_t)ps.evicted_live, "proc_errors", (json_int_t)ps.proc_errors,
 		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)a->max_conns,
 		"over_capacity", "ended", (json_int_t)a->over_ended, "passed",
 		(json_int_t)a->over_passed, "unhooked", (json_int_t)a->over_unhooked,
 		"sessions", (json_int_t)ds.sessions, "tokens", (json_int_t)ds.tokens,
 		"instances", (json_int_t)ds.instances,
 		"workloads", (json_int_t)workload__shared_count(),
-		"fast_templates", "connections", (json_int_t)own_tmpl, "processes", (json_int_t)proc_tmpl));
+		"fast_templates", "connections", (json_int_t)own_tmpl, "processes", (json_int_t)proc_tmpl,
+		"bindings_refused", "sessions", (json_int_t)ds.refused_sessions, "tokens",
+		(json_int_t)ds.refused_tokens, "instances", (json_int_t)ds.refused_instances));
 	/* Sockets ended (denied connections, connections over capacity):
 	 * the walks that ended them, and how many wait for the next. */
 	json_object_set_new(st, "ending", json_pack("{s:I,s:I,s:I}", "by_address",

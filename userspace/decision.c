@@ -107,7 +107,8 @@ struct decider {
 	struct hmap *sessions;	/* sid -> struct decider_session */
 	struct hmap *tokens;	/* token key -> struct decider_token */
 	struct hmap *clients;	/* client name -> struct client_live */
-	uint64_t evicted;
+	/* Bindings refused: their table was full. */
+	uint64_t refused_sessions, refused_tokens, refused_instances;
 	uint64_t verdicts[VERDICT__MAX];
 	/* Moves whenever a kept judgment may no longer hold (struct
 	 * decider_memo): a session or token binding changed or went, an
@@ -712,7 +713,7 @@ static void register_instance(struct decider *d, struct conn *c, const char *cli
 			}
 		}
 	} else if (!in) {
-		d->evicted++;
+		d->refused_instances++;
 	}
 	if (!in)
 		return;
@@ -777,7 +778,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 				}
 			}
 		} else if (!tok) {
-			d->evicted++;
+			d->refused_tokens++;
 		}
 		if (tok)
 			tok->last_ns = now;
@@ -796,6 +797,8 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 					s = NULL;
 				}
 			}
+		} else if (!s) {
+			d->refused_sessions++;
 		}
 		if (s) {
 			s->last_ns = now;
@@ -1069,7 +1072,7 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 		return;	/* a server does not issue one id twice */
 	if (!s) {
 		if (hmap__size(d->sessions) >= DECISION_MAX_SESSIONS) {
-			d->evicted++;
+			d->refused_sessions++;
 			return;
 		}
 		s = calloc(1, sizeof(*s));
@@ -1178,7 +1181,9 @@ void decider__stats(const struct decider *d, struct decider_stats *s)
 	hmap__iter_init(d->clients, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val))
 		s->instances += hmap__size(((struct client_live *)val)->instances);
-	s->evicted = d->evicted;
+	s->refused_sessions = d->refused_sessions;
+	s->refused_tokens = d->refused_tokens;
+	s->refused_instances = d->refused_instances;
 	s->repeated = d->memo_hits;
 	memcpy(s->verdicts, d->verdicts, sizeof(s->verdicts));
 }

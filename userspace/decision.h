@@ -5,8 +5,11 @@
  * verdict (PRODUCT.md "Verdicts") with a one-sentence reason and the
  * related evidence. Decide here, act elsewhere (agent.c writes verdicts).
  *
- * Live state is bounded (DECISION_MAX_* below); the oldest idle entries
- * go first and every eviction is counted.
+ * Live state is bounded (DECISION_MAX_* below). A full table refuses new
+ * bindings and keeps the ones it has (evicting the oldest would let a
+ * flood of new ones unbind a live session or token, for whoever uses it
+ * next to bind it); every refusal is counted, and the agent reports it.
+ * Entries go when idle or expired (decider__expire).
  */
 #ifndef MCPW_DECISION_H
 #define MCPW_DECISION_H
@@ -76,7 +79,9 @@ struct decider_fleet {
 
 struct decider_stats {
 	size_t sessions, tokens, instances;
-	uint64_t evicted;
+	/* New bindings refused, their table full: session_hijack,
+	 * token_replay and clone cannot be found for those. */
+	uint64_t refused_sessions, refused_tokens, refused_instances;
 	uint64_t verdicts[VERDICT__MAX];
 	uint64_t repeated;	/* judgments repeated from a memo */
 };
