@@ -142,3 +142,51 @@ void test_decision_state_full_table(void)
 	workload__unshare(c2.client);
 	decider__free(d);
 }
+
+/*
+ * A session id longer than 64 bytes is kept by its SHA-256: an allowed
+ * client's 16 KiB ids cannot make the table (and the state file) a
+ * gigabyte. The same id finds its binding again; a UUID keeps its text.
+ */
+void test_decision_state_long_session_id(void)
+{
+	char dir[] = "/tmp/mcpw-state-XXXXXX", path[256], *sid = malloc(16001);
+	struct decider *d = decider__new();
+	struct decider_stats st = {};
+	const char *key;
+	struct conn c;
+	json_t *root = NULL, *v;
+
+	if (!ASSERT_OK_PTR(d, "decider") || !ASSERT_OK_PTR(sid, "sid") ||
+	    !ASSERT_OK_PTR(mkdtemp(dir), "mkdtemp"))
+		goto out;
+	memset(sid, 'a', 16000);
+	sid[16000] = '\0';
+	make_conn(&c, 41);
+	decider__session_issued(d, sid, &c, 1000);
+	decider__session_issued(d, sid, &c, 1000);
+	decider__session_issued(d, "6f1c2a4e-3b7d-4e8a-9c0f-1a2b3c4d5e6f", &c, 1000);
+	decider__stats(d, &st);
+	ASSERT_EQ(st.sessions, 2, "two sessions");
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	if (ASSERT_OK(decider__save(d, path, 2000), "save"))
+		root = json_load_file(path, 0, NULL);
+	json_object_foreach(json_object_get(root, "sessions"), key, v) {
+		if (key[0] == 's')
+			ASSERT_TRUE(strncmp(key, "sha256:", 7) == 0 && strlen(key) == 71,
+				    "the long id kept by its digest");
+		else
+			ASSERT_STREQ(key, "6f1c2a4e-3b7d-4e8a-9c0f-1a2b3c4d5e6f", "a UUID as it is");
+	}
+	decider__session_ended(d, sid);
+	decider__stats(d, &st);
+	ASSERT_EQ(st.sessions, 1, "the long id ended by its id");
+	json_decref(root);
+	unlink(path);
+	rmdir(dir);
+	decider__conn_release(&c);
+	workload__unshare(c.client);
+out:
+	free(sid);
+	decider__free(d);
+}

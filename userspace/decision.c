@@ -35,6 +35,7 @@
 #include "jsonesc.h"
 #include "hmap.h"
 #include "intern.h"
+#include "jwt.h"
 
 static const char *const verdict_names[VERDICT__MAX] = {
 	[VERDICT_ALLOW] = "allow",
@@ -116,6 +117,27 @@ struct decider {
 	uint64_t gen;
 	uint64_t memo_hits;
 };
+
+/*
+ * A session's key in d->sessions: its id, or for an id longer than
+ * SESSION_KEY_RAW "sha256:" and the id's digest (buf, SESSION_KEY_MAX).
+ * Raw ids up to a header block's 16 KiB let any allowed client fill the
+ * 65536 sessions with a gigabyte of the daemon's memory (and of the state
+ * file, saved every 5 s); server ids (UUIDs, 36 bytes) keep their text.
+ * NULL when the digest cannot be made.
+ */
+#define SESSION_KEY_RAW	64
+#define SESSION_KEY_MAX	(sizeof("sha256:") + 64)
+
+static const char *session_key(const char *sid, char *buf)
+{
+	size_t n = strlen(sid);
+
+	if (n <= SESSION_KEY_RAW)
+		return sid;
+	memcpy(buf, "sha256:", 7);
+	return jwt__sha256_hex(sid, n, buf + 7) ? NULL : buf;
+}
 
 /* An interned copy of s, NULL for NULL or "". */
 static const char *intern0(const char *s)
@@ -520,12 +542,12 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 			  const struct decider_ident *now_ident, struct decision *out)
 {
 	struct decider_session *s;
-	char owner[300], sender[300];
-	const char *what;
+	char owner[300], sender[300], skey[SESSION_KEY_MAX];
+	const char *what, *key;
 
-	if (!r->session_id)
+	if (!r->session_id || !(key = session_key(r->session_id, skey)))
 		return true;
-	s = hmap__sget(d->sessions, r->session_id);
+	s = hmap__sget(d->sessions, key);
 	if (!s)
 		return true;
 	if (s->who.instance != c->client->instance) {
@@ -756,6 +778,8 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		   uint64_t now)
 {
 	const struct jwt_facts *t = &r->token;
+	char skey_buf[SESSION_KEY_MAX];
+	const char *skey;
 
 	conn_set_ident(c, now_ident);
 	if (client)
@@ -783,8 +807,8 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		if (tok)
 			tok->last_ns = now;
 	}
-	if (r->session_id) {
-		struct decider_session *s = hmap__sget(d->sessions, r->session_id);
+	if (r->session_id && (skey = session_key(r->session_id, skey_buf))) {
+		struct decider_session *s = hmap__sget(d->sessions, skey);
 
 		if (!s && hmap__size(d->sessions) < DECISION_MAX_SESSIONS) {
 			/* Not seen issued (issued before the agent started, or
@@ -792,7 +816,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 			s = calloc(1, sizeof(*s));
 			if (s) {
 				who_set(&s->who, c->client);
-				if (hmap__sput(d->sessions, r->session_id, s)) {
+				if (hmap__sput(d->sessions, skey, s)) {
 					session_free(s);
 					s = NULL;
 				}
@@ -812,11 +836,13 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 
 void decider__session_client_info(struct decider *d, struct request *r)
 {
+	char skey[SESSION_KEY_MAX];
 	struct decider_session *s;
+	const char *key;
 
-	if (r->client_name || !r->session_id)
+	if (r->client_name || !r->session_id || !(key = session_key(r->session_id, skey)))
 		return;
-	s = hmap__sget(d->sessions, r->session_id);
+	s = hmap__sget(d->sessions, key);
 	if (s && s->client_name) {
 		r->client_name = s->client_name;
 		r->client_version = s->client_version;
@@ -932,12 +958,13 @@ static void memo_fill(struct decider *d, struct conn *c, const struct request *r
 	struct claim_view cv;
 	struct decider_ident now;
 	struct client_live *cl;
-	char key[600];
+	char key[600], skey[SESSION_KEY_MAX];
 	bool untrusted;
 
 	if (!c->ident || !c->instance_registered || c->instance != c->client->instance)
 		return;
-	if (r->session_id && !(m->sess = hmap__sget(d->sessions, r->session_id)))
+	if (r->session_id && !(m->sess = hmap__sget(d->sessions,
+						      session_key(r->session_id, skey) ?: "")))
 		return;
 	if (r->token.present) {
 		token_key(&r->token, key, sizeof(key));
@@ -1066,7 +1093,12 @@ void decider__judge_again(struct decider *d, struct conn *c, struct request *r, 
 void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
 			     uint64_t now)
 {
-	struct decider_session *s = hmap__sget(d->sessions, sid);
+	char skey[SESSION_KEY_MAX];
+	struct decider_session *s;
+
+	if (!(sid = session_key(sid, skey)))
+		return;
+	s = hmap__sget(d->sessions, sid);
 
 	if (s && s->issued)
 		return;	/* a server does not issue one id twice */
@@ -1097,7 +1129,12 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 
 void decider__session_ended(struct decider *d, const char *sid)
 {
-	struct decider_session *s = hmap__sdel(d->sessions, sid);
+	char skey[SESSION_KEY_MAX];
+	struct decider_session *s;
+
+	if (!(sid = session_key(sid, skey)))
+		return;
+	s = hmap__sdel(d->sessions, sid);
 
 	if (s) {
 		d->gen++;

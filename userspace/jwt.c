@@ -147,7 +147,7 @@ static const EVP_MD *sha256_md(void)
 	return sha256_fetched ? sha256_fetched : EVP_sha256();
 }
 
-static int sha256_hex(const void *data, size_t len, char hex[65])
+int jwt__sha256_hex(const void *data, size_t len, char hex[65])
 {
 	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -477,7 +477,7 @@ int jwt__parse(const char *token, size_t len, struct jwt_facts *out)
 	if (!token)
 		return 0;
 	out->present = true;
-	err = sha256_hex(token, len, out->sha256);
+	err = jwt__sha256_hex(token, len, out->sha256);
 	if (err)
 		return err;
 	if (len > JWT_MAX_TOKEN_BYTES) {
@@ -1271,7 +1271,7 @@ void jwt__verify(const struct jwt_keyset *ks, const char *token, size_t len,
 		f->sig_error = "token is not a signed JWT";
 		return;
 	}
-	if (sha256_hex(token, len, digest) || strcmp(digest, f->sha256) != 0) {
+	if (jwt__sha256_hex(token, len, digest) || strcmp(digest, f->sha256) != 0) {
 		f->sig_error = "token does not match its parsed facts";
 		return;
 	}

@@ -104,4 +104,7 @@ int jwt_cache__get(struct jwt_cache *c, const struct jwt_keyset *keys, const cha
 void jwt_cache__stats(const struct jwt_cache *c, unsigned long long *hits,
 		      unsigned long long *misses);
 
+/* The SHA-256 of data as 64 lowercase hex digits and a NUL; 0 or -ENOMEM. */
+int jwt__sha256_hex(const void *data, size_t len, char hex[65]);
+
 #endif

@@ -28,9 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "jsonpos.h"
+#include "jwt.h"
 #include "policy.h"
 
 const char policy_default_json[] =
@@ -1136,22 +1135,6 @@ static int policy_from_tree(struct loader *ld, const struct jsonpos_node *root)
 	return check_client_servers(ld);
 }
 
-static int sha256_hex(const char *buf, size_t len, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0, i;
-
-	if (!EVP_Digest(buf, len, md, &md_len, EVP_sha256(), NULL) || md_len != 32)
-		return -EIO;
-	for (i = 0; i < md_len; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 0xf];
-	}
-	out[64] = '\0';
-	return 0;
-}
-
 int policy__load_buffer(const char *name, const char *buf, size_t len,
 			struct policy **out, struct policy_error *err)
 {
@@ -1190,7 +1173,7 @@ int policy__load_buffer(const char *name, const char *buf, size_t len,
 		ret = fail_nomem(&ld);
 		goto out_policy;
 	}
-	ret = sha256_hex(buf, len, p->digest);
+	ret = jwt__sha256_hex(buf, len, p->digest);
 	if (ret) {
 		fail_at(&ld, 0, 0, "cannot compute the SHA-256 of the file");
 		goto out_policy;
@@ -1228,7 +1211,7 @@ int policy__file_digest(const char *path, char out[65])
 			break;
 		len += (size_t)n;
 	}
-	err = n < 0 ? -errno : sha256_hex(buf, len, out);
+	err = n < 0 ? -errno : jwt__sha256_hex(buf, len, out);
 	close(fd);
 	free(buf);
 	return err;
