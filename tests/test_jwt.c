@@ -282,6 +282,27 @@ void test_jwt_parse(void)
 	struct jwt_facts f = {};
 	char *tok = NULL, *big = NULL;
 
+	/* Identity claims are kept with sessions: one past 1 KiB is left out
+	 * and said; the others stay. */
+	if (test__start_subtest("claim_too_large")) {
+		char claims_text[1400], sub[1100];
+
+		memset(sub, 's', 1025);
+		sub[1025] = '\0';
+		snprintf(claims_text, sizeof(claims_text), "{\"client_id\":\"ci\",\"sub\":\"%s\"}",
+			 sub);
+		tok = unsigned_token(hdr_none, claims_text);
+		if (ASSERT_OK_PTR(tok, "token") && ASSERT_OK(jwt__parse(tok, strlen(tok), &f), "parse")) {
+			ASSERT_STREQ(f.error, "claim_too_large", "error");
+			ASSERT_NULL(f.sub, "the long sub left out");
+			ASSERT_STREQ(f.client_id, "ci", "client_id kept");
+		}
+		jwt_facts__release(&f);
+		memset(&f, 0, sizeof(f));
+		free(tok);
+		tok = NULL;
+	}
+
 	if (test__start_subtest("claims")) {
 		tok = unsigned_token("{\"alg\":\"RS256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
 				     "{\"iss\":\"https://idp.example\",\"sub\":\"user-1\","

@@ -96,6 +96,31 @@ void test_mcp_tools_call(void)
 		refused("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":"
 			"{\"_meta\":[]}}", NULL, "bad_params");
 	}
+	/* Kept with the session: a name or version past 256 bytes is refused,
+	 * in initialize and in the 2026-era _meta; 256 bytes still pass. */
+	if (test__start_subtest("client_info_bounded")) {
+		char text[1200], name[300];
+
+		memset(name, 'n', 257);
+		name[257] = '\0';
+		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+			 "\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":"
+			 "{\"name\":\"%s\",\"version\":\"1\"}}}", name);
+		refused(text, NULL, "bad_params");
+		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\","
+			 "\"params\":{\"_meta\":{\"io.modelcontextprotocol/clientInfo\":"
+			 "{\"name\":\"ci\",\"version\":\"%s\"}}}}", name);
+		refused(text, NULL, "bad_params");
+		name[256] = '\0';
+		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+			 "\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":"
+			 "{\"name\":\"%s\",\"version\":\"1\"}}}", name);
+		if (ASSERT_OK(parse(text, NULL, &b), "256 bytes")) {
+			ASSERT_NULL(b.error, "accepted");
+			ASSERT_EQ(strlen(b.msgs[0].client_name ?: ""), 256, "name kept");
+		}
+		mcp_body__release(&b);
+	}
 cleanup:
 	mcp_body__release(&b);
 }

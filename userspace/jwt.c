@@ -342,14 +342,23 @@ static int read_claims(const json_t *claims, struct jwt_facts *f)
 		{ "jti", offsetof(struct jwt_facts, jti) },
 	};
 	const json_t *cnf;
-	bool bad = false;
+	bool bad = false, too_large = false;
 	size_t i;
 	int err;
 
 	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-		err = opt_str(claims, strs[i].key, (char **)((char *)f + strs[i].off), &bad);
+		char **v = (char **)((char *)f + strs[i].off);
+
+		err = opt_str(claims, strs[i].key, v, &bad);
 		if (err)
 			return err;
+		/* Kept (and bound with sessions) for as long as they live:
+		 * bounded, or any client could fill the daemon's memory. */
+		if (*v && strlen(*v) > JWT_MAX_CLAIM_BYTES) {
+			free(*v);
+			*v = NULL;
+			too_large = true;
+		}
 	}
 	err = str_or_list(claims, "aud", ",", &f->aud, &bad);
 	if (!err)
@@ -375,6 +384,8 @@ static int read_claims(const json_t *claims, struct jwt_facts *f)
 		return err;
 	if (bad)
 		f->error = "bad_claims";
+	else if (too_large)
+		f->error = "claim_too_large";
 	return 0;
 }
 

@@ -16,6 +16,9 @@
 /* Tokens longer than this are not decoded (error "too_large"); the digest
  * is still computed. */
 #define JWT_MAX_TOKEN_BYTES 16384
+/* An identity claim (iss, sub, client_id, azp, jti) longer than this is
+ * left out (error "claim_too_large"). */
+#define JWT_MAX_CLAIM_BYTES 1024
 
 enum jwt_sig {
 	JWT_SIG_UNCHECKED = 0,	/* no keys configured */
@@ -39,7 +42,8 @@ struct jwt_facts {
 	char *k8s_namespace, *k8s_pod_name, *k8s_pod_uid, *k8s_sa_name;
 	/* NULL, or why the token is not a usable JWT: "too_large",
 	 * "not_jwt" (not three dot-separated parts), "bad_base64",
-	 * "bad_json", "bad_header", "bad_claims". Static string. */
+	 * "bad_json", "bad_header", "bad_claims", "claim_too_large" (the
+	 * claims too long are left out). Static string. */
 	const char *error;
 	enum jwt_sig sig;
 	const char *sig_error;	/* static string when sig is not VALID */

@@ -18,6 +18,8 @@
 
 /* Largest batch read; more is an error ("too_many_messages"). */
 #define MCP_MAX_BATCH 64
+/* clientInfo name and version, bytes each; longer is "bad_params". */
+#define MCP_MAX_CLIENT_INFO 256
 
 struct mcp_message {
 	char *method;		/* NULL for a response */
