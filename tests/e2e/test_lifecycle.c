@@ -311,6 +311,29 @@ static int agent_start(struct env *e, const char *policy, const char *const *ext
 	return 0;
 }
 
+/*
+ * The usual stage: cgroups "ok" (the allowed client's, into cg_a),
+ * "stranger" (cg_b, when given) and "srv" (cg_s); the agent on the
+ * one-client policy with `fail` and `extra` arguments; a tcp_peer server
+ * in "srv" on a free port (srv). 0 or -1; env__cleanup() undoes it.
+ */
+static int stage(struct env *e, const char *fail, const char *const *extra, char *cg_a,
+		 char *cg_b, char *cg_s, struct peer *srv)
+{
+	char policy[2048];
+
+	srv->port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(e, "ok", cg_a, 256), "cgroup ok") ||
+	    (cg_b && !ASSERT_OK(env__cgroup(e, "stranger", cg_b, 256), "cgroup stranger")) ||
+	    !ASSERT_OK(env__cgroup(e, "srv", cg_s, 256), "cgroup srv"))
+		return -1;
+	policy_text(policy, sizeof(policy), srv->port, cg_a, fail, NULL);
+	if (!ASSERT_OK(agent_start(e, policy, extra), "agent start") ||
+	    !ASSERT_OK(start_peer(e, cg_s, srv, "a"), "server"))
+		return -1;
+	return 0;
+}
+
 /* On a failure, what the agent says about itself helps the diagnosis. */
 static void log_agent_status(struct env *e)
 {
@@ -606,7 +629,7 @@ cleanup:
 
 void test_lifecycle_fail_closed(void)
 {
-	char policy[2048], cg_a[256], cg_b[256], cg_s[256];
+	char cg_a[256], cg_b[256], cg_s[256];
 	char f_first[600], f_ok[600], f_bad[600], out[600];
 	struct peer srv = {};
 	struct env e;
@@ -619,14 +642,7 @@ void test_lifecycle_fail_closed(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", NULL, cg_a, cg_b, cg_s, &srv))
 		goto cleanup;
 	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
 	ok_len = write_req(&e, "ok.bin", ALLOWED_UA, 2, "echo", 32, f_ok, sizeof(f_ok));
@@ -1246,7 +1262,7 @@ cleanup:
 
 void test_lifecycle_split_denied(void)
 {
-	char policy[2048], cg_a[256], cg_b[256], cg_s[256], file[600], out[600];
+	char cg_a[256], cg_b[256], cg_s[256], file[600], out[600];
 	struct peer srv = {};
 	struct env e;
 	json_t *ev = NULL;
@@ -1255,14 +1271,7 @@ void test_lifecycle_split_denied(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", NULL, cg_a, cg_b, cg_s, &srv))
 		goto cleanup;
 	write_req(&e, "bad.bin", UNKNOWN_UA, 5, "echo", 64, file, sizeof(file));
 	snprintf(out, sizeof(out), "%s/bad.out", e.tmp);
@@ -2334,15 +2343,8 @@ void test_lifecycle_over_capacity(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL),
-				   (const char *const[]){ "--max-connections", "16", NULL }),
-		       "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", (const char *const[]){ "--max-connections", "16", NULL }, cg_a,
+		  NULL, cg_s, &srv))
 		goto cleanup;
 	write_req(&e, "req.bin", ALLOWED_UA, 4242, "echo", 16, f_req, sizeof(f_req));
 	write_req(&e, "open.bin", ALLOWED_UA, 4343, "echo", 16, f_open, sizeof(f_open));
@@ -2451,14 +2453,7 @@ void test_lifecycle_denied_ended(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
-	if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", NULL, cg_a, cg_b, cg_s, &srv))
 		goto cleanup;
 	write_req(&e, "bad.bin", UNKNOWN_UA, 3, "echo", 16, f_bad, sizeof(f_bad));
 
