@@ -3464,6 +3464,19 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 	TABLE("tokens", ds.tokens, DECISION_MAX_TOKENS);
 	TABLE("pending_bytes", a->pending_total, MAX_PENDING_TOTAL);
 #undef TABLE
+	/* What a full table turned away: nothing of it is judged or checked. */
+	prom__counter(b, "mcpwarden_table_refused_total", "Entries a full table refused.",
+		      PROM_LABELS("table", "sessions"), (double)ds.refused_sessions);
+	prom__counter(b, "mcpwarden_table_refused_total", "Entries a full table refused.",
+		      PROM_LABELS("table", "tokens"), (double)ds.refused_tokens);
+	prom__counter(b, "mcpwarden_table_refused_total", "Entries a full table refused.",
+		      PROM_LABELS("table", "instances"), (double)ds.refused_instances);
+	prom__counter(b, "mcpwarden_connections_over_capacity_total", "Protected connections "
+		      "over --max-connections, by what happened to them.",
+		      PROM_LABELS("action", "ended"), (double)a->over_ended);
+	prom__counter(b, "mcpwarden_connections_over_capacity_total", "Protected connections "
+		      "over --max-connections, by what happened to them.",
+		      PROM_LABELS("action", "passed"), (double)a->over_passed);
 	snprintf(buf, sizeof(buf), "%s", a->health[0] ? "degraded" : "ok");
 	prom__gauge(b, "mcpwarden_healthy", "1 when the agent sees everything it should.",
 		    NULL, a->health[0] ? 0 : 1);

@@ -2333,8 +2333,10 @@ static void close_all(int *fds, int n)
  */
 void test_lifecycle_over_capacity(void)
 {
-	char policy[2048], cg_a[256], cg_s[256], f_req[600], f_open[600], needle[32];
-	int fds[16], held = 0;
+	char policy[2048], cg_a[256], cg_s[256], f_req[600], f_open[600], needle[32], addr[64];
+	const char *extra[] = { "--max-connections", "16", "--metrics", addr, NULL };
+	int fds[16], held = 0, mport;
+	char *body = NULL;
 	struct peer srv = {};
 	struct env e;
 	json_t *ev = NULL, *st = NULL;
@@ -2343,8 +2345,9 @@ void test_lifecycle_over_capacity(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	if (stage(&e, "closed", (const char *const[]){ "--max-connections", "16", NULL }, cg_a,
-		  NULL, cg_s, &srv))
+	mport = env__free_port();
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", mport);
+	if (stage(&e, "closed", extra, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
 	write_req(&e, "req.bin", ALLOWED_UA, 4242, "echo", 16, f_req, sizeof(f_req));
 	write_req(&e, "open.bin", ALLOWED_UA, 4343, "echo", 16, f_open, sizeof(f_open));
@@ -2375,6 +2378,9 @@ void test_lifecycle_over_capacity(void)
 	ASSERT_EQ(env__int(st, "tables.connections.max"), 16, "status shows the size");
 	json_decref(st);
 	st = NULL;
+	body = http_get(mport, "/metrics");
+	ASSERT_TRUE(body && strstr(body, "mcpwarden_connections_over_capacity_total"
+				   "{action=\"ended\"} 1"), "/metrics counts it");
 
 	/* Room again: the same request is judged and passes. */
 	close_all(fds, 16);
@@ -2406,6 +2412,7 @@ void test_lifecycle_over_capacity(void)
 	}
 cleanup:
 	close_all(fds, held);
+	free(body);
 	json_decref(ev);
 	json_decref(st);
 	env__cleanup(&e);
