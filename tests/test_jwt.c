@@ -292,7 +292,8 @@ void test_jwt_parse(void)
 		snprintf(claims_text, sizeof(claims_text), "{\"client_id\":\"ci\",\"sub\":\"%s\"}",
 			 sub);
 		tok = unsigned_token(hdr_none, claims_text);
-		if (ASSERT_OK_PTR(tok, "token") && ASSERT_OK(jwt__parse(tok, strlen(tok), &f), "parse")) {
+		if (ASSERT_OK_PTR(tok, "token") &&
+		    ASSERT_OK(jwt__parse(tok, strlen(tok), &f), "parse")) {
 			ASSERT_STREQ(f.error, "claim_too_large", "error");
 			ASSERT_NULL(f.sub, "the long sub left out");
 			ASSERT_STREQ(f.client_id, "ci", "client_id kept");

@@ -103,16 +103,19 @@ void test_mcp_tools_call(void)
 
 		memset(name, 'n', 257);
 		name[257] = '\0';
-		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,"
+			 "\"method\":\"initialize\","
 			 "\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":"
 			 "{\"name\":\"%s\",\"version\":\"1\"}}}", name);
 		refused(text, NULL, "bad_params");
-		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\","
+		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,"
+			 "\"method\":\"tools/list\","
 			 "\"params\":{\"_meta\":{\"io.modelcontextprotocol/clientInfo\":"
 			 "{\"name\":\"ci\",\"version\":\"%s\"}}}}", name);
 		refused(text, NULL, "bad_params");
 		name[256] = '\0';
-		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\","
+		snprintf(text, sizeof(text), "{\"jsonrpc\":\"2.0\",\"id\":1,"
+			 "\"method\":\"initialize\","
 			 "\"params\":{\"protocolVersion\":\"2025-11-25\",\"clientInfo\":"
 			 "{\"name\":\"%s\",\"version\":\"1\"}}}", name);
 		if (ASSERT_OK(parse(text, NULL, &b), "256 bytes")) {

@@ -3295,17 +3295,20 @@ static json_t *status_json(void *ctx)
 		kernel__stream_offsets(a->kernel), "attachments",
 		(json_int_t)kernel__n_links(a->kernel)));
 	kernel__count_templates(a->kernel, &own_tmpl, &proc_tmpl);
-	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:{s:I,s:I,s:I}},s:I,s:I,s:I,s:I,s:{s:I,s:I},s:{s:I,s:I,s:I}}",
+	json_object_set_new(st, "tables", json_pack("{s:{s:I,s:I,s:I,s:I},"
+		"s:{s:I,s:I,s:{s:I,s:I,s:I}},s:I,s:I,s:I,s:I,s:{s:I,s:I},s:{s:I,s:I,s:I}}",
 		"processes", "size", (json_int_t)ps.size, "max", (json_int_t)ps.max,
-		"evicted_live", (json_int_t)ps.evicted_live, "proc_errors", (json_int_t)ps.proc_errors,
-		"connections", "size", (json_int_t)hmap__size(a->conns), "max", (json_int_t)a->max_conns,
+		"evicted_live", (json_int_t)ps.evicted_live, "proc_errors",
+		(json_int_t)ps.proc_errors,
+		"connections", "size", (json_int_t)hmap__size(a->conns), "max",
+		(json_int_t)a->max_conns,
 		"over_capacity", "ended", (json_int_t)a->over_ended, "passed",
 		(json_int_t)a->over_passed, "unhooked", (json_int_t)a->over_unhooked,
 		"sessions", (json_int_t)ds.sessions, "tokens", (json_int_t)ds.tokens,
 		"instances", (json_int_t)ds.instances,
 		"workloads", (json_int_t)workload__shared_count(),
-		"fast_templates", "connections", (json_int_t)own_tmpl, "processes", (json_int_t)proc_tmpl,
-		"bindings_refused", "sessions", (json_int_t)ds.refused_sessions, "tokens",
+		"fast_templates", "connections", (json_int_t)own_tmpl, "processes",
+		(json_int_t)proc_tmpl, "bindings_refused", "sessions", (json_int_t)ds.refused_sessions, "tokens",
 		(json_int_t)ds.refused_tokens, "instances", (json_int_t)ds.refused_instances));
 	/* Sockets ended (denied connections, connections over capacity):
 	 * the walks that ended them, and how many wait for the next. */
@@ -4024,9 +4027,10 @@ static int remove_other_layouts(const char *state_dir, uint32_t max_conns, json_
 		    (max_conns && strcmp(de->d_name + strlen(prefix), layout) == 0))
 			continue;
 		snprintf(path, sizeof(path), PIN_ROOT "/%s", de->d_name);
-		pr_warn("removing the kernel side an earlier mcpwarden build or --max-connections "
-			"pinned at %s (layout %s; this one's is %s): it cannot be adopted, and bytes "
-			"it held are lost", path, de->d_name + strlen(prefix), layout);
+		pr_warn("removing the kernel side an earlier mcpwarden build or "
+			"--max-connections pinned at %s (layout %s; this one's is %s): it cannot "
+			"be adopted, and bytes it held are lost", path, de->d_name + strlen(prefix),
+			layout);
 		err = kernel__cleanup_pins(path);
 		if (err) {
 			snprintf(msg, len, "cannot remove the kernel side an earlier build pinned at "

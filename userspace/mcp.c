@@ -221,7 +221,8 @@ static int read_client_info(struct mcp_body *b, size_t idx, const struct jl *ci,
 				 what, at);
 	/* Bound with the session for as long as it lives: any client could
 	 * fill the daemon's memory with megabyte names. */
-	if (strlen(*name) > MCP_MAX_CLIENT_INFO || (*version && strlen(*version) > MCP_MAX_CLIENT_INFO))
+	if (strlen(*name) > MCP_MAX_CLIENT_INFO ||
+	    (*version && strlen(*version) > MCP_MAX_CLIENT_INFO))
 		return body_fail(b, "bad_params",
 				 "The request's %s has a name or version longer than %d bytes%s.",
 				 what, MCP_MAX_CLIENT_INFO, at);

@@ -2453,6 +2453,7 @@ void test_lifecycle_denied_ended(void)
 	struct spawn_opts so = { .stdout_path = out };
 	struct peer srv = {};
 	json_t *st = NULL;
+	long long walks;
 	pid_t v6 = -1;
 	struct env e;
 	int v6_port;
@@ -2506,8 +2507,8 @@ void test_lifecycle_denied_ended(void)
 			st = agent_status(&e);
 			ASSERT_EQ(env__int(st, "ending.by_address"), 0, "none by address");
 			test__log("32 sockets ended by %lld walks", env__int(st, "ending.walks"));
-			ASSERT_TRUE(env__int(st, "ending.walks") >= 1 &&
-				    env__int(st, "ending.walks") < 16, "fewer walks than connections");
+			walks = env__int(st, "ending.walks");
+			ASSERT_TRUE(walks >= 1 && walks < 16, "fewer walks than connections");
 		}
 		unsetenv("MCPW_TEST_NO_DIAG_DESTROY");
 	}
