@@ -3308,8 +3308,9 @@ static json_t *status_json(void *ctx)
 		"instances", (json_int_t)ds.instances,
 		"workloads", (json_int_t)workload__shared_count(),
 		"fast_templates", "connections", (json_int_t)own_tmpl, "processes",
-		(json_int_t)proc_tmpl, "bindings_refused", "sessions", (json_int_t)ds.refused_sessions, "tokens",
-		(json_int_t)ds.refused_tokens, "instances", (json_int_t)ds.refused_instances));
+		(json_int_t)proc_tmpl, "bindings_refused", "sessions",
+		(json_int_t)ds.refused_sessions, "tokens", (json_int_t)ds.refused_tokens,
+		"instances", (json_int_t)ds.refused_instances));
 	/* Sockets ended (denied connections, connections over capacity):
 	 * the walks that ended them, and how many wait for the next. */
 	json_object_set_new(st, "ending", json_pack("{s:I,s:I,s:I}", "by_address",
