@@ -2196,6 +2196,8 @@ static void over_capacity(struct agent *a, const struct mcpw_conn_event *e)
 		   "for those: it cannot be judged, and nothing in the kernel held its bytes" :
 		   "a protected connection over --max-connections: it cannot be judged");
 	oline__str(l, "action", end ? "ended" : "passed");
+	/* Whether the kernel held its bytes meanwhile (over_verdict). */
+	oline__bool(l, "held", !(e->flags & MCPW_CONN_UNHOOKED));
 	oline__str(l, "server", server_name_for(a, e->tuple.sport));
 	oline__int(l, "max_connections", a->max_conns);
 	resolver__resolve(a->resolver, (e->flags & MCPW_CONN_CLIENT_KNOWN) ? &e->client : NULL,

@@ -1047,7 +1047,10 @@ static int size_conn_tables(struct kernel *k)
 		if (err)
 			return err;
 	}
-	return 0;
+	/* Over capacity: as much room again, up to MCPW_MAX_OVERFLOW. */
+	return bpf_map__set_max_entries(k->skel->maps.srv_over,
+					k->max_conns < MCPW_MAX_OVERFLOW ? k->max_conns :
+					MCPW_MAX_OVERFLOW);
 }
 
 static int open_and_load(struct kernel *k, bool btf, bool with_destroy)

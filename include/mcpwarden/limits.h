@@ -18,7 +18,8 @@
 					 * --max-connections) */
 #define MCPW_MIN_CONNS		16
 #define MCPW_MAX_CONNS_LIMIT	(1u << 20)
-#define MCPW_MAX_OVERFLOW	4096	/* connections over capacity awaiting their end */
+#define MCPW_MAX_OVERFLOW	4096	/* connections over capacity awaiting their end
+					 * (at most --max-connections) */
 #define MCPW_MAX_TUPLES		65536	/* client attributions awaiting accept */
 #define MCPW_MAX_PORTS		256	/* protected ports */
 #define MCPW_PORT_WORDS		1024	/* 65536 ports, a bit each (port_bits) */

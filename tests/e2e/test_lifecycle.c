@@ -2311,6 +2311,14 @@ static int hold_open(int port, int *fds, int n)
 	return i;
 }
 
+/* A receive timeout of `s` seconds on fd. */
+static void set_timeout(int fd, int s)
+{
+	struct timeval tv = { .tv_sec = s };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 static void close_all(int *fds, int n)
 {
 	int i;
@@ -2335,7 +2343,7 @@ void test_lifecycle_over_capacity(void)
 {
 	char policy[2048], cg_a[256], cg_s[256], f_req[600], f_open[600], needle[32], addr[64];
 	const char *extra[] = { "--max-connections", "16", "--metrics", addr, NULL };
-	int fds[16], held = 0, mport;
+	int fds[16], over_fds[17], held = 0, over_held = 0, mport;
 	char *body = NULL;
 	struct peer srv = {};
 	struct env e;
@@ -2390,6 +2398,41 @@ void test_lifecycle_over_capacity(void)
 	peer_total(&srv, needle, &found);
 	ASSERT_TRUE(found, "the server read it");
 
+	/* The over-capacity room (as large as the table, here 16) full as
+	 * well, while the daemon is stopped: the next connection is under no
+	 * hook; once back, the agent ends it at once and says so. */
+	if (test__start_subtest("unhooked")) {
+		ssize_t r;
+		char b;
+
+		held = hold_open(srv.port, fds, 16);
+		if (!ASSERT_EQ(held, 16, "table full") || !ASSERT_TRUE(agent_sigstop(&e), "stopped"))
+			goto cleanup;
+		over_held = hold_open(srv.port, over_fds, 17);
+		kill(e.agent.pid, SIGCONT);
+		if (!ASSERT_EQ(over_held, 17, "16 over capacity and one more"))
+			goto cleanup;
+		ev = env__wait_event(&e, 10000, "kind=lost", "source=over_capacity",
+				     "held=false", NULL);
+		if (ASSERT_OK_PTR(ev, "the unhooked one reported"))
+			ASSERT_STREQ(env__str(ev, "action"), "ended", "and ended");
+		json_decref(ev);
+		ev = NULL;
+		st = agent_status(&e);
+		ASSERT_EQ(env__int(st, "kernel_counters.sockhash_failures"), 1, "counted");
+		ASSERT_GE(env__int(st, "tables.connections.over_capacity.unhooked"), 1, "status");
+		json_decref(st);
+		st = NULL;
+		/* Reset, like the 16 held by the over-capacity verdict. */
+		set_timeout(over_fds[16], 5);
+		r = read(over_fds[16], &b, 1);
+		ASSERT_TRUE(r == 0 || (r < 0 && errno != EAGAIN), "the unhooked connection ended");
+		close_all(over_fds, over_held);
+		close_all(fds, held);
+		over_held = held = 0;
+		env__sleep_ms(500);
+	}
+
 	if (test__start_subtest("fail_open")) {
 		policy_text(policy, sizeof(policy), srv.port, cg_a, "open", NULL);
 		if (!ASSERT_OK(env__write(e.agent.policy_path, policy, strlen(policy)), "policy"))
@@ -2411,7 +2454,9 @@ void test_lifecycle_over_capacity(void)
 		ASSERT_OK_PTR(ev, "reported as passed");
 	}
 cleanup:
+	kill(e.agent.pid, SIGCONT);
 	close_all(fds, held);
+	close_all(over_fds, over_held);
 	free(body);
 	json_decref(ev);
 	json_decref(st);
