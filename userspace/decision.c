@@ -139,6 +139,22 @@ static const char *session_key(const char *sid, char *buf)
 	return jwt__sha256_hex(sid, n, buf + 7) ? NULL : buf;
 }
 
+_Static_assert(SESSION_KEY_MAX <= sizeof(((struct request *)0)->session_key_buf),
+	       "a request keeps its session key");
+
+/* r's session key, made once for its session id (a long id is hashed once
+ * a request, not at each look-up of a judgment); NULL without a usable
+ * one. Made again if the id was changed since. */
+static const char *request_session_key(struct request *r)
+{
+	if (r->session_key_for != r->session_id) {
+		r->session_key = r->session_id ? session_key(r->session_id, r->session_key_buf) :
+			NULL;
+		r->session_key_for = r->session_id;
+	}
+	return r->session_key;
+}
+
 /* An interned copy of s, NULL for NULL or "". */
 static const char *intern0(const char *s)
 {
@@ -542,12 +558,12 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 			  const struct decider_ident *now_ident, struct decision *out)
 {
 	struct decider_session *s;
-	char owner[300], sender[300], skey[SESSION_KEY_MAX];
-	const char *what, *key;
+	char owner[300], sender[300];
+	const char *what;
 
-	if (!r->session_id || !(key = session_key(r->session_id, skey)))
+	if (!r->session_key)
 		return true;
-	s = hmap__sget(d->sessions, key);
+	s = hmap__sget(d->sessions, r->session_key);
 	if (!s)
 		return true;
 	if (s->who.instance != c->client->instance) {
@@ -778,8 +794,6 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		   uint64_t now)
 {
 	const struct jwt_facts *t = &r->token;
-	char skey_buf[SESSION_KEY_MAX];
-	const char *skey;
 
 	conn_set_ident(c, now_ident);
 	if (client)
@@ -807,8 +821,8 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		if (tok)
 			tok->last_ns = now;
 	}
-	if (r->session_id && (skey = session_key(r->session_id, skey_buf))) {
-		struct decider_session *s = hmap__sget(d->sessions, skey);
+	if (r->session_key) {
+		struct decider_session *s = hmap__sget(d->sessions, r->session_key);
 
 		if (!s && hmap__size(d->sessions) < DECISION_MAX_SESSIONS) {
 			/* Not seen issued (issued before the agent started, or
@@ -816,7 +830,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 			s = calloc(1, sizeof(*s));
 			if (s) {
 				who_set(&s->who, c->client);
-				if (hmap__sput(d->sessions, skey, s)) {
+				if (hmap__sput(d->sessions, r->session_key, s)) {
 					session_free(s);
 					s = NULL;
 				}
@@ -836,11 +850,10 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 
 void decider__session_client_info(struct decider *d, struct request *r)
 {
-	char skey[SESSION_KEY_MAX];
 	struct decider_session *s;
 	const char *key;
 
-	if (r->client_name || !r->session_id || !(key = session_key(r->session_id, skey)))
+	if (r->client_name || !(key = request_session_key(r)))
 		return;
 	s = hmap__sget(d->sessions, key);
 	if (s && s->client_name) {
@@ -877,6 +890,7 @@ void decider__judge(struct decider *d, struct conn *c, struct request *r, uint64
 		return;
 	}
 
+	request_session_key(r);
 	decider__session_client_info(d, r);
 	claim_view(d, r, &cv, &untrusted);
 
@@ -958,13 +972,13 @@ static void memo_fill(struct decider *d, struct conn *c, const struct request *r
 	struct claim_view cv;
 	struct decider_ident now;
 	struct client_live *cl;
-	char key[600], skey[SESSION_KEY_MAX];
+	char key[600];
 	bool untrusted;
 
 	if (!c->ident || !c->instance_registered || c->instance != c->client->instance)
 		return;
-	if (r->session_id && !(m->sess = hmap__sget(d->sessions,
-						      session_key(r->session_id, skey) ?: "")))
+	if (r->session_id && !(r->session_key && (m->sess = hmap__sget(d->sessions,
+									 r->session_key))))
 		return;
 	if (r->token.present) {
 		token_key(&r->token, key, sizeof(key));

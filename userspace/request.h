@@ -23,6 +23,11 @@ struct request {
 	bool body_shared;		/* body belongs to the caller (request__read_parsed) */
 	bool has_body;
 	const char *session_id;		/* Mcp-Session-Id */
+	/* Its key in the decider's sessions (the id, or a digest of a long
+	 * one), made once for the session_id it was made for (the decider's
+	 * request_session_key()). */
+	const char *session_key, *session_key_for;
+	char session_key_buf[72];
 	const char *protocol_version;	/* MCP-Protocol-Version */
 	const char *user_agent;
 	enum mcp_era era;
