@@ -148,16 +148,17 @@ struct agent {
 	size_t end_n;
 	uint64_t last_end_ns, end_walks, end_by_address;
 	/* Connections over capacity (MCPW_CONN_OVER_CAPACITY): how many were
-	 * ended or passed, the ones waiting to be ended, the events not
-	 * written one by one this second, and when the last one came. */
+	 * ended, passed, or under no hook; the second whose events are being
+	 * written one by one, how many were, how many more were summed; when
+	 * the last one came. */
 	uint64_t over_ended, over_passed, over_unhooked;
 	uint64_t over_second, over_summed;
+	uint32_t over_events;
+	uint64_t last_over_ns;
 	/* Session, token and instance bindings refused (decider_stats), as
 	 * last reported, and when one last was. */
 	uint64_t refused_reported[3], last_refused_ns;
 	uint64_t procs_evicted_reported;	/* live processes pushed out */
-	uint32_t over_events;
-	uint64_t last_over_ns;
 	uint64_t reshown_stalls;	/* connections ended after a re-shown segment */
 	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
 	uint64_t fast_unread;		/* fast-path copies that could not be read */
@@ -167,7 +168,7 @@ struct agent {
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
 	bool emitting_fast;		/* the event is about a fast-path request */
 	/* Health: never look healthy while blind. */
-	char health[512];		/* "" when healthy, else the reasons */
+	char health[2048];		/* "" when healthy, else the reasons */
 	uint64_t last_loss_ns;
 	/* Events streams whose writes failed (output_stats.write_lost). */
 	uint64_t out_write_lost, last_out_fail_ns, last_out_log_ns, out_lost_logged;
@@ -599,20 +600,19 @@ static void end_queued(struct agent *a, bool now)
 static void end_socket(struct agent *a, uint64_t cookie, const struct mcpw_tuple *t,
 		       uint32_t netns, uint32_t pid)
 {
-	struct kernel_sock ks = { .cookie = cookie, .tuple = *t };
-	int res;
+	int err;
 
 	if (!cookie)
 		return;
-	if (kernel__end_sockets(a->kernel, &ks, 1, netns_fd(a, netns, pid), &res) == 0) {
-		/* -ENOENT: closed already (the cookie names no other socket). */
-		if (res == 0 || res == -ENOENT) {
-			a->end_by_address++;
-			return;
-		}
-		pr_debug("ending socket %llu by its address: %s", (unsigned long long)cookie,
-			 strerror(-res));
+	err = kernel__end_socket(a->kernel, cookie, t, netns_fd(a, netns, pid));
+	/* -ENOENT: closed already (the cookie names no other socket). */
+	if (err == 0 || err == -ENOENT) {
+		a->end_by_address++;
+		return;
 	}
+	if (err != -EOPNOTSUPP)
+		pr_debug("ending socket %llu by its address: %s", (unsigned long long)cookie,
+			 strerror(-err));
 	if (a->end_n == END_QUEUE)
 		end_queued(a, true);
 	a->end_q[a->end_n++] = (struct end_req){ .cookie = cookie, .netns = netns, .pid = pid };
@@ -621,14 +621,14 @@ static void end_socket(struct agent *a, uint64_t cookie, const struct mcpw_tuple
 /* Ends a denied connection: nothing more passes, both ends are reset. */
 static void deny_conn(struct agent *a, struct conn *c)
 {
+	struct mcpw_tuple peer = conn__reversed(&c->tuple);
+
 	c->denied = true;
 	forget_pending(a, c);
 	write_verdict(a, c);
 	free(c->held);
 	c->held = NULL;
 	c->held_len = c->held_cap = 0;
-	struct mcpw_tuple peer = conn__reversed(&c->tuple);
-
 	end_socket(a, c->cookie, &c->tuple, c->netns, c->server->pid);
 	end_socket(a, c->client_cookie, &peer, c->client->netns, c->client->pid);
 	end_queued(a, false);
@@ -2148,9 +2148,16 @@ static void open_conn(struct agent *a, struct conn *c, const struct mcpw_conn_ev
  * of both ends, so the workload filling the table is seen; beyond
  * OVER_EVENTS_PER_S a second they are counted into one.
  */
+/* What cannot be judged is ended: enforce mode with `fail: closed`. */
+static bool ends_unjudged(const struct agent *a)
+{
+	return a->enforce && a->policy->fail != POLICY_FAIL_OPEN;
+}
+
 static void over_capacity(struct agent *a, const struct mcpw_conn_event *e)
 {
-	bool end = a->enforce && a->policy->fail != POLICY_FAIL_OPEN;
+	struct mcpw_tuple peer = conn__reversed(&e->tuple);
+	bool end = ends_unjudged(a);
 	const struct mcpw_task *server = NULL;
 	struct conn tmp = { .cookie = e->cookie };
 	struct output_line *l;
@@ -2165,8 +2172,6 @@ static void over_capacity(struct agent *a, const struct mcpw_conn_event *e)
 	a->over_unhooked += !!(e->flags & MCPW_CONN_UNHOOKED);
 	if (end) {
 		a->over_ended++;
-		struct mcpw_tuple peer = conn__reversed(&e->tuple);
-
 		end_socket(a, e->cookie, &e->tuple, e->netns, server ? server->pid : 0);
 		if (e->flags & MCPW_CONN_CLIENT_KNOWN)
 			end_socket(a, e->client_cookie, &peer, e->client.netns, e->client.pid);
@@ -2767,10 +2772,8 @@ static void release_free_memory(void)
 
 static void save_state(struct agent *a)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], problem[sizeof(a->state_problem)] = "";
 	int err;
-
-	char problem[sizeof(a->state_problem)] = "";
 
 	snprintf(path, sizeof(path), "%s/state.json", a->opts->state_dir);
 	err = decider__save(a->decider, path, now_ns());
@@ -2826,11 +2829,6 @@ static void k8s_health(struct agent *a, uint64_t now, char *reasons, size_t size
 		*n += (size_t)snprintf(reasons + *n, size - *n, ")");
 }
 
-/*
- * Health, every second: kernel records lost in the last minute, /proc not
- * readable, most cgroup resolutions failing. A change is an alert, and
- * `status` and the metrics endpoint report it.
- */
 /* Whether `when` (0: never) is within the minute before `now`; it may be
  * after `now`, taken later in the same tick. */
 static bool in_last_minute(uint64_t when, uint64_t now)
@@ -2838,9 +2836,14 @@ static bool in_last_minute(uint64_t when, uint64_t now)
 	return when && when + 60ull * 1000000000ull > now;
 }
 
+/*
+ * Health, every second: whatever leaves the agent blind or not as
+ * configured (the reasons below; README, Metrics and health). A change is
+ * an alert, and `status` and the metrics endpoint report it.
+ */
 static void check_health(struct agent *a, uint64_t now)
 {
-	char reasons[512] = "";
+	char reasons[sizeof(((struct agent *)0)->health)] = "";
 	uint64_t resolved, cg_fail, d_res, d_fail;
 	size_t n = 0;
 
@@ -2867,7 +2870,7 @@ static void check_health(struct agent *a, uint64_t now)
 	if (in_last_minute(a->last_over_ns, now))
 		REASON("protected connections over --max-connections (%u) in the last minute "
 		       "could not be judged: %s (see lost events)", a->max_conns,
-		       a->enforce && a->policy->fail != POLICY_FAIL_OPEN ? "ended" : "passed");
+		       ends_unjudged(a) ? "ended" : "passed");
 	if (a->k8s)
 		k8s_health(a, now, reasons, sizeof(reasons), &n);
 	if (access("/proc/self/stat", R_OK))

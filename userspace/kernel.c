@@ -73,6 +73,7 @@ struct kernel {
 	bool sk_skb_attached, over_attached, inj_msg_attached;
 	uint32_t max_conns;		/* the connection tables' size */
 	bool no_diag_destroy;		/* sock_diag cannot end sockets here */
+	int diag_fd;			/* sock_diag socket in our namespace, -1 */
 	uint32_t diag_seq;
 	bool verdict_by_seq;		/* srv_verdict, else srv_verdict_sum */
 	char *pin_dir;
@@ -809,39 +810,50 @@ static int diag_destroy_one(struct kernel *k, int fd, const struct mcpw_tuple *t
 	}
 }
 
-int kernel__end_sockets(struct kernel *k, const struct kernel_sock *socks, size_t n, int netns_fd,
-			int *res)
+/* A NETLINK_SOCK_DIAG socket in the current namespace, answers bounded. */
+static int diag_socket(void)
 {
 	struct timeval tv = { .tv_sec = 1 };
-	int entered, fd, err = 0;
-	size_t i;
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 
-	for (i = 0; i < n; i++)
-		res[i] = -EOPNOTSUPP;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+int kernel__end_socket(struct kernel *k, uint64_t cookie, const struct mcpw_tuple *t,
+		       int netns_fd)
+{
+	int entered, fd, err;
+
 	if (k->no_diag_destroy)
 		return -EOPNOTSUPP;
-	entered = enter_netns(k, netns_fd);
-	if (entered < 0)
-		return entered;
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
+	if (netns_fd < 0) {
+		/* Ours: one socket kept for every refusal. */
+		if (k->diag_fd < 0)
+			k->diag_fd = diag_socket();
+		fd = k->diag_fd;
+		if (fd < 0)
+			return -errno;
+	} else {
+		entered = enter_netns(k, netns_fd);
+		if (entered < 0)
+			return entered;
+		fd = diag_socket();
 		err = -errno;
-	leave_netns(k, entered);
-	if (fd < 0)
-		return err;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (i = 0; i < n; i++) {
-		res[i] = diag_destroy_one(k, fd, &socks[i].tuple, socks[i].cookie);
-		if (res[i] == -EOPNOTSUPP) {
-			pr_info("this kernel cannot end a socket by its address "
-				"(CONFIG_INET_DIAG_DESTROY): denied connections are ended by "
-				"walking their namespace's sockets");
-			k->no_diag_destroy = true;
-			err = -EOPNOTSUPP;
-			break;
-		}
+		leave_netns(k, entered);
+		if (fd < 0)
+			return err;
 	}
-	close(fd);
+	err = diag_destroy_one(k, fd, t, cookie);
+	if (fd != k->diag_fd)
+		close(fd);
+	if (err == -EOPNOTSUPP) {
+		pr_info("this kernel cannot end a socket by its address "
+			"(CONFIG_INET_DIAG_DESTROY): denied connections are ended by walking "
+			"their namespace's sockets");
+		k->no_diag_destroy = true;
+	}
 	return err;
 }
 
@@ -1209,6 +1221,7 @@ int kernel__open(const struct kernel_opts *opts, struct kernel **out, struct ker
 		return -ENOMEM;
 	k->cgroup_fd = -1;
 	k->own_netns_fd = -1;
+	k->diag_fd = -1;
 	k->max_conns = opts->max_conns ? opts->max_conns : MCPW_MAX_CONNS;
 	/* Tests: the iterator alone, as on a kernel without it. */
 	k->no_diag_destroy = getenv("MCPW_TEST_NO_DIAG_DESTROY") != NULL;
@@ -1360,6 +1373,8 @@ void kernel__close(struct kernel *k)
 		mcpwarden_bpf__destroy(k->skel);	/* pinned maps and links stay */
 	if (k->own_netns_fd >= 0)
 		close(k->own_netns_fd);
+	if (k->diag_fd >= 0)
+		close(k->diag_fd);
 	if (k->cgroup_fd >= 0)
 		close(k->cgroup_fd);
 	free(k->pin_dir);

@@ -93,17 +93,12 @@ int kernel__seed(struct kernel *k, int netns_fd, kernel_seed_fn fn, void *ctx);
 
 /* Ends TCP sockets by cookie in the namespace behind netns_fd (-1: own). */
 int kernel__destroy(struct kernel *k, const uint64_t *cookies, size_t n, int netns_fd);
-/* A socket to end: its cookie and its tuple, s = its own end. */
-struct kernel_sock {
-	uint64_t cookie;
-	struct mcpw_tuple tuple;
-};
-/* Ends sockets one by one through sock_diag (SOCK_DESTROY), in netns_fd's
- * namespace (-1: ours): res[i] is 0 (ended) or -errno (-ENOENT: no such
- * socket, gone already). -EOPNOTSUPP, every res[] not done so, when the
- * kernel cannot (kernel__destroy's walk can). */
-int kernel__end_sockets(struct kernel *k, const struct kernel_sock *socks, size_t n, int netns_fd,
-			int *res);
+/* Ends one TCP socket by its tuple t (s = its own end) and cookie through
+ * sock_diag (SOCK_DESTROY), in netns_fd's namespace (-1: ours): 0, -ENOENT
+ * (no such socket: gone already), -EOPNOTSUPP when the kernel cannot
+ * (kernel__destroy's walk can), or -errno. */
+int kernel__end_socket(struct kernel *k, uint64_t cookie, const struct mcpw_tuple *t,
+		       int netns_fd);
 
 /* Installs (or replaces) a connection's fast-path template; del removes it;
  * clear removes every template (policy reload). */

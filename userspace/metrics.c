@@ -833,7 +833,7 @@ static int build_answer(struct metrics *m, struct metrics_client *c,
 	static const char text_type[] = "text/plain; charset=utf-8";
 	struct prom_buf *b = NULL;
 	const char *body, *type = text_type;
-	char reason[256], head[512];
+	char reason[2048], head[512];
 	size_t body_len;
 	int status = req->status, hn;
 
