@@ -462,6 +462,32 @@ cleanup:
 	free(big);
 }
 
+/*
+ * A FIFO at the policy's path (or anything not a regular file) is refused
+ * at once, by the load and by the watch's digest alike: opened blocking,
+ * it held the agent's event loop (a reload, a file change) until a writer
+ * came.
+ */
+void test_policy_error_fifo(void)
+{
+	char dir[] = "/tmp/mcpw-policy-XXXXXX", path[64], digest[65], buf[512];
+	struct policy *p = NULL;
+	struct policy_error err;
+
+	if (!ASSERT_OK_PTR(mkdtemp(dir), "mkdtemp"))
+		return;
+	snprintf(path, sizeof(path), "%s/policy.json", dir);
+	if (ASSERT_OK(mkfifo(path, 0600), "mkfifo")) {
+		ASSERT_EQ(policy__load_file(path, &p, &err), -EINVAL, "load");
+		ASSERT_NULL(p, "policy");
+		policy_error__format(&err, buf, sizeof(buf));
+		ASSERT_STRSTR(buf, "not a regular file", "message");
+		ASSERT_EQ(policy__file_digest(path, digest), -EINVAL, "digest");
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 /* ---- good policies ----------------------------------------------------- */
 
 static const char product_example[] =

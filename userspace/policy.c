@@ -1187,32 +1187,71 @@ out_tree:
 	return ret;
 }
 
-int policy__file_digest(const char *path, char out[65])
-{
-	char *buf = malloc(POLICY_MAX_BYTES + 1);
-	size_t len = 0;
-	ssize_t n;
-	int fd, err;
+static const char not_regular[] = "not a regular file";
 
-	out[0] = '\0';
-	if (!buf)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		free(buf);
-		return err;
+/*
+ * Reads a policy file into *buf (malloc'd, one byte past POLICY_MAX_BYTES
+ * to notice a file too large, or grown since fstat). Opened without
+ * blocking: a FIFO put at the path must not stop the event loop that
+ * watches it. 0, or -errno with *what saying which step failed.
+ */
+static int read_policy_file(const char *path, char **buf, size_t *len, const char **what)
+{
+	struct stat st;
+	ssize_t n;
+	int fd, ret = 0;
+
+	*buf = NULL;
+	*len = 0;
+	*what = "cannot open";
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	*what = "cannot read";
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto out;
 	}
-	while (len <= POLICY_MAX_BYTES &&
-	       (n = read(fd, buf + len, POLICY_MAX_BYTES + 1 - len)) != 0) {
+	if (!S_ISREG(st.st_mode)) {
+		*what = not_regular;
+		ret = -EINVAL;
+		goto out;
+	}
+	*buf = malloc(POLICY_MAX_BYTES + 1);
+	if (!*buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while (*len <= POLICY_MAX_BYTES) {
+		n = read(fd, *buf + *len, POLICY_MAX_BYTES + 1 - *len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			ret = -errno;
+			free(*buf);
+			*buf = NULL;
 			break;
-		len += (size_t)n;
+		}
+		if (n == 0)
+			break;
+		*len += (size_t)n;
 	}
-	err = n < 0 ? -errno : jwt__sha256_hex(buf, len, out);
+out:
 	close(fd);
+	return ret;
+}
+
+int policy__file_digest(const char *path, char out[65])
+{
+	const char *what;
+	size_t len;
+	char *buf;
+	int err;
+
+	out[0] = '\0';
+	err = read_policy_file(path, &buf, &len, &what);
+	if (!err)
+		err = jwt__sha256_hex(buf, len, out);
 	free(buf);
 	return err;
 }
@@ -1220,54 +1259,25 @@ int policy__file_digest(const char *path, char out[65])
 int policy__load_file(const char *path, struct policy **out, struct policy_error *err)
 {
 	struct loader ld = { .err = err };
-	char *buf = NULL;
-	size_t len = 0;
-	struct stat st;
-	ssize_t n;
-	int fd, ret;
+	const char *what;
+	char *buf;
+	size_t len;
+	int ret;
 
 	memset(err, 0, sizeof(*err));
 	*out = NULL;
 	snprintf(err->file, sizeof(err->file), "%s", path);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		fail_at(&ld, 0, 0, "cannot open: %s", strerror(-ret));
+	ret = read_policy_file(path, &buf, &len, &what);
+	if (ret == -ENOMEM)
+		return fail_nomem(&ld);
+	if (what == not_regular)
+		return fail_at(&ld, 0, 0, "%s", what);
+	if (ret) {
+		fail_at(&ld, 0, 0, "%s: %s", what, strerror(-ret));
 		return ret;
 	}
-	if (fstat(fd, &st) < 0) {
-		ret = -errno;
-		fail_at(&ld, 0, 0, "cannot read: %s", strerror(-ret));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = fail_at(&ld, 0, 0, "not a regular file");
-		goto out_close;
-	}
-	/* Read one byte past the limit to notice growth since fstat. */
-	buf = malloc(POLICY_MAX_BYTES + 1);
-	if (!buf) {
-		ret = fail_nomem(&ld);
-		goto out_close;
-	}
-	while (len <= POLICY_MAX_BYTES) {
-		n = read(fd, buf + len, POLICY_MAX_BYTES + 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			fail_at(&ld, 0, 0, "cannot read: %s", strerror(-ret));
-			goto out_free;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
 	ret = policy__load_buffer(path, buf, len, out, err);
-out_free:
 	free(buf);
-out_close:
-	close(fd);
 	return ret;
 }
 
