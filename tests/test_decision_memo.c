@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "decision.h"
 #include "harness.h"
@@ -279,4 +280,139 @@ void test_decision_memo(void)
 		teardown(&f);
 		policy__free(p2);
 	}
+}
+
+/* c's request with session sid and token sha, judged in full: its verdict. */
+static enum verdict judge_as(struct fixture *f, struct conn *c, const char *sid, const char *sha,
+			     uint64_t now)
+{
+	struct decision out;
+
+	make_request(f, sha, "echo");
+	f->r.session_id = sid;
+	decider__judge(f->d, c, &f->r, now, &out);
+	json_decref(out.related);
+	return out.verdict;
+}
+
+/* c (instance A) uses n new session ids and tokens, from `from` on. */
+static bool flood(struct fixture *f, size_t from, size_t n, uint64_t now)
+{
+	char sid[32], sha[65];
+	size_t i;
+
+	for (i = from; i < from + n; i++) {
+		snprintf(sid, sizeof(sid), "flood-%zu", i);
+		snprintf(sha, sizeof(sha), "%064zx", i);
+		if (!ASSERT_EQ(judge_as(f, &f->c, sid, sha, now), VERDICT_ALLOW, sid))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * One allowed instance that mints session ids (bound at first use) and
+ * tokens (no signature keys) by the thousand holds at most its share of
+ * each table: its least recently used go, and the next workload's session
+ * and token are still bound, so their hijack and replay are found (with
+ * one table for everyone, the flood filled it and both were refused: the
+ * attacker then bound them at its own first use). Its share's order, most
+ * recently used last, survives a save and a load.
+ */
+void test_decision_instance_share(void)
+{
+	const size_t share = DECISION_MAX_PER_INSTANCE, total = DECISION_MAX_SESSIONS + 8;
+	char dir[] = "/tmp/mcpw-share-XXXXXX", path[300] = "", sid[32], sha[65];
+	struct decider_stats st = {};
+	struct decider *back = NULL;
+	struct fixture f;
+
+	if (!setup(&f) || !ASSERT_OK_PTR(mkdtemp(dir), "mkdtemp"))
+		goto out;
+	if (!flood(&f, 0, total, 1000))
+		goto out;
+	decider__stats(f.d, &st);
+	ASSERT_EQ(st.sessions, share, "one instance holds its share of sessions");
+	ASSERT_EQ(st.tokens, share, "and of tokens");
+	ASSERT_EQ(st.evicted_sessions, total - share, "its own oldest sessions went");
+	ASSERT_EQ(st.evicted_tokens, total - share, "and tokens");
+	ASSERT_EQ(st.refused_sessions + st.refused_tokens, 0, "nothing refused");
+
+	/* The victim's session, issued by the server, and its token. */
+	decider__session_issued(f.d, "victim-session", &f.c2, 2000);
+	ASSERT_EQ(judge_as(&f, &f.c2, "victim-session", "ffff", 2000), VERDICT_ALLOW,
+		  "the victim's first request");
+	ASSERT_EQ(judge_as(&f, &f.c, "victim-session", "aaaa", 3000), VERDICT_SESSION_HIJACK,
+		  "its session used by the flooder: hijack");
+	ASSERT_EQ(judge_as(&f, &f.c, NULL, "ffff", 3000), VERDICT_TOKEN_REPLAY,
+		  "its token used by the flooder: replay");
+
+	/* The flooder's oldest still bound, used again, outlives the next. */
+	snprintf(sid, sizeof(sid), "flood-%zu", total - share);
+	snprintf(sha, sizeof(sha), "%064zx", total - share);
+	ASSERT_EQ(judge_as(&f, &f.c2, sid, "ffff", 4000), VERDICT_SESSION_HIJACK,
+		  "the oldest kept is still the flooder's");
+	ASSERT_EQ(judge_as(&f, &f.c, sid, sha, 4000), VERDICT_ALLOW, "used again");
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	back = decider__new();
+	if (!ASSERT_OK_PTR(back, "decider") || !ASSERT_OK(decider__save(f.d, path, 5000), "save") ||
+	    !ASSERT_OK(decider__load(back, path, 5000), "load"))
+		goto out;
+	decider__free(f.d);
+	f.d = back;
+	back = NULL;
+	decider__set_policy(f.d, f.p);
+	if (!flood(&f, total, 1, 6000))
+		goto out;
+	ASSERT_EQ(judge_as(&f, &f.c2, sid, "ffff", 7000), VERDICT_SESSION_HIJACK,
+		  "after a restart the one used again is still kept");
+	snprintf(sid, sizeof(sid), "flood-%zu", total - share + 1);
+	ASSERT_EQ(judge_as(&f, &f.c2, sid, "ffff", 7000), VERDICT_ALLOW,
+		  "and the next oldest went (the victim binds it)");
+	decider__stats(f.d, &st);
+	ASSERT_EQ(st.sessions, share + 2, "the flooder's share and the victim's two");
+out:
+	unlink(path);
+	rmdir(dir);
+	decider__free(back);
+	teardown(&f);
+}
+
+/*
+ * Tokens are bound by issuer and jti, however long (claims up to 1 KiB
+ * each): two tokens whose keys agree for their first 600 bytes are two
+ * tokens (the key was cut there, and the second one's first use from
+ * another instance was a token_replay of the first), and a long one is
+ * still found again.
+ */
+void test_decision_long_token_keys(void)
+{
+	char jti1[901], jti2[901];
+	struct decision out;
+	struct fixture f;
+
+	memset(jti1, 'j', 900);
+	jti1[900] = '\0';
+	memcpy(jti2, jti1, sizeof(jti2));
+	jti2[899] = 'k';
+	if (!setup(&f))
+		goto out;
+	make_request(&f, "aaaa", "echo");
+	f.r.session_id = NULL;
+	f.r.token.iss = "https://issuer.example";
+	f.r.token.jti = jti1;
+	decider__judge(f.d, &f.c, &f.r, 1000, &out);
+	json_decref(out.related);
+	ASSERT_EQ(out.verdict, VERDICT_ALLOW, "c's token");
+	snprintf(f.r.token.sha256, sizeof(f.r.token.sha256), "bbbb");
+	f.r.token.jti = jti2;
+	decider__judge(f.d, &f.c2, &f.r, 2000, &out);
+	json_decref(out.related);
+	ASSERT_EQ(out.verdict, VERDICT_ALLOW, "another token for c2, not a replay of c's");
+	f.r.token.jti = jti1;
+	decider__judge(f.d, &f.c2, &f.r, 3000, &out);
+	json_decref(out.related);
+	ASSERT_EQ(out.verdict, VERDICT_TOKEN_REPLAY, "c's own token from c2 is");
+out:
+	teardown(&f);
 }

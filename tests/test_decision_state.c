@@ -112,19 +112,22 @@ out:
  */
 void test_decision_state_full_table(void)
 {
+	enum { FILLERS = DECISION_MAX_SESSIONS / DECISION_MAX_PER_INSTANCE };
 	struct decider *d = decider__new();
 	struct decider_stats st = {};
-	struct conn c, c2;
+	struct conn c[FILLERS], c2;
 	char sid[32];
 	size_t i;
 
 	if (!ASSERT_OK_PTR(d, "decider"))
 		return;
-	make_conn(&c, 41);
+	/* Each instance holds its share at most: it takes this many. */
+	for (i = 0; i < FILLERS; i++)
+		make_conn(&c[i], 100 + i);
 	make_conn(&c2, 42);
 	for (i = 0; i < DECISION_MAX_SESSIONS; i++) {
 		snprintf(sid, sizeof(sid), "s-%zu", i);
-		decider__session_issued(d, sid, &c, 1000);
+		decider__session_issued(d, sid, &c[i / DECISION_MAX_PER_INSTANCE], 1000);
 	}
 	decider__stats(d, &st);
 	ASSERT_EQ(st.sessions, DECISION_MAX_SESSIONS, "full");
@@ -136,9 +139,15 @@ void test_decision_state_full_table(void)
 	decider__session_issued(d, "s-0", &c2, 2000);
 	decider__stats(d, &st);
 	ASSERT_EQ(st.refused_sessions, 1, "an id already bound is no refusal");
-	decider__conn_release(&c);
+	decider__session_issued(d, "mine", &c[0], 2000);
+	decider__stats(d, &st);
+	ASSERT_EQ(st.refused_sessions, 1, "an instance at its share makes its own room");
+	ASSERT_EQ(st.evicted_sessions, 1, "its oldest went");
+	for (i = 0; i < FILLERS; i++) {
+		decider__conn_release(&c[i]);
+		workload__unshare(c[i].client);
+	}
 	decider__conn_release(&c2);
-	workload__unshare(c.client);
 	workload__unshare(c2.client);
 	decider__free(d);
 }

@@ -158,6 +158,9 @@ struct agent {
 	/* Session, token and instance bindings refused (decider_stats), as
 	 * last reported, and when one last was. */
 	uint64_t refused_reported[3], last_refused_ns;
+	/* And bindings an instance over its share dropped (no health:
+	 * a gateway of many sessions does so all day, and only its own). */
+	uint64_t evicted_reported[2];
 	uint64_t procs_evicted_reported;	/* live processes pushed out */
 	uint64_t reshown_stalls;	/* connections ended after a re-shown segment */
 	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
@@ -2503,7 +2506,9 @@ static void seed_all(struct agent *a)
  * Bindings the decider refused, their table full: whoever uses those
  * sessions or tokens, or runs those instances, is not checked against
  * them (no session_hijack, token_replay or clone). A `lost` event a
- * second while it goes on, health degraded for a minute after.
+ * second while it goes on, health degraded for a minute after. Bindings
+ * an instance over its share dropped are reported the same way, without
+ * the health.
  */
 static void report_refused_bindings(struct agent *a)
 {
@@ -2534,6 +2539,18 @@ static void report_refused_bindings(struct agent *a)
 		emit_lost(a, t[i].source, now[i] - a->refused_reported[i], detail);
 		a->refused_reported[i] = now[i];
 		a->last_refused_ns = now_ns();
+	}
+	now[0] = ds.evicted_sessions;
+	now[1] = ds.evicted_tokens;
+	for (i = 0; i < 2; i++) {
+		if (now[i] <= a->evicted_reported[i])
+			continue;
+		snprintf(detail, sizeof(detail), "%s bindings dropped: a workload instance holds "
+			 "%u at most and bound a new one; its least recently used went, and %s "
+			 "cannot be found for those", t[i].source, DECISION_MAX_PER_INSTANCE,
+			 t[i].finding);
+		emit_lost(a, t[i].source, now[i] - a->evicted_reported[i], detail);
+		a->evicted_reported[i] = now[i];
 	}
 	proctab__stats(a->procs, &ps);
 	if (ps.evicted_live > a->procs_evicted_reported) {
@@ -3316,6 +3333,12 @@ static json_t *status_json(void *ctx)
 		(json_int_t)proc_tmpl, "bindings_refused", "sessions",
 		(json_int_t)ds.refused_sessions, "tokens", (json_int_t)ds.refused_tokens,
 		"instances", (json_int_t)ds.refused_instances));
+	/* Dropped for a newer one of the same workload instance, over its
+	 * share (decision.h): only that instance's own. */
+	json_object_set_new(json_object_get(st, "tables"), "bindings_evicted",
+			    json_pack("{s:I,s:I,s:I}", "sessions", (json_int_t)ds.evicted_sessions,
+				      "tokens", (json_int_t)ds.evicted_tokens, "per_instance",
+				      (json_int_t)DECISION_MAX_PER_INSTANCE));
 	/* Sockets ended (denied connections, connections over capacity):
 	 * the walks that ended them, and how many wait for the next. */
 	json_object_set_new(st, "ending", json_pack("{s:I,s:I,s:I}", "by_address",
@@ -3480,6 +3503,12 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 		      PROM_LABELS("table", "tokens"), (double)ds.refused_tokens);
 	prom__counter(b, "mcpwarden_table_refused_total", "Entries a full table refused.",
 		      PROM_LABELS("table", "instances"), (double)ds.refused_instances);
+	prom__counter(b, "mcpwarden_table_evicted_total", "Bindings a workload instance over "
+		      "its share dropped, its least recently used.",
+		      PROM_LABELS("table", "sessions"), (double)ds.evicted_sessions);
+	prom__counter(b, "mcpwarden_table_evicted_total", "Bindings a workload instance over "
+		      "its share dropped, its least recently used.",
+		      PROM_LABELS("table", "tokens"), (double)ds.evicted_tokens);
 	prom__counter(b, "mcpwarden_connections_over_capacity_total", "Protected connections "
 		      "over --max-connections, by what happened to them.",
 		      PROM_LABELS("action", "ended"), (double)a->over_ended);

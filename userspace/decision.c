@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,38 @@ struct decider_ident {
 	const char *iss, *sub, *client_id, *azp, *ci_name;
 };
 
+/*
+ * What sessions and tokens share: the key their table borrows (fixed-size,
+ * NUL-padded: see binding_key) and their place in the list of their
+ * workload instance's bindings of that kind, least recently used first.
+ * An instance holds at most DECISION_MAX_PER_INSTANCE of each: a new one
+ * over that drops its own least recently used, never another instance's
+ * (owner_link). Each binding has its owner.
+ */
+enum bind_kind { BIND_SESSION, BIND_TOKEN, BIND__MAX };
+
+#define BINDING_KEY_RAW	64
+#define BINDING_KEY_MAX	(sizeof("sha256:") + 64)
+
+struct lru_link {
+	struct lru_link *prev, *next;
+};
+
+struct binding {
+	char key[BINDING_KEY_MAX];
+	struct lru_link link;
+	struct owner *owner;
+};
+
+/* One workload instance's bindings (decider.owners, by instance). */
+struct owner {
+	uint64_t instance;
+	struct lru_link lru[BIND__MAX];	/* circular; the head is the oldest */
+	unsigned int n[BIND__MAX];
+};
+
 struct decider_session {
+	struct binding b;	/* first: the table's value is the session */
 	struct who who;
 	bool issued;		/* seen issued by the server (else first use) */
 	const char *client_name, *client_version;	/* its initialize's clientInfo */
@@ -85,6 +117,7 @@ struct decider_session {
 };
 
 struct decider_token {
+	struct binding b;	/* first, as in a session */
 	struct who who;
 	const char *client;
 	uint64_t expires_ns;
@@ -105,11 +138,14 @@ struct decider {
 	const struct policy *policy;
 	struct decider_fleet fleet;
 	bool has_fleet;
-	struct hmap *sessions;	/* sid -> struct decider_session */
+	struct hmap *sessions;	/* session key -> struct decider_session */
 	struct hmap *tokens;	/* token key -> struct decider_token */
+	struct hmap *owners;	/* instance -> struct owner */
 	struct hmap *clients;	/* client name -> struct client_live */
 	/* Bindings refused: their table was full. */
 	uint64_t refused_sessions, refused_tokens, refused_instances;
+	/* Bindings an instance over its share dropped (BIND_*). */
+	uint64_t evicted[BIND__MAX];
 	uint64_t verdicts[VERDICT__MAX];
 	/* Moves whenever a kept judgment may no longer hold (struct
 	 * decider_memo): a session or token binding changed or went, an
@@ -119,27 +155,24 @@ struct decider {
 };
 
 /*
- * A session's key in d->sessions: its id, or for an id longer than
- * SESSION_KEY_RAW "sha256:" and the id's digest (buf, SESSION_KEY_MAX).
- * Raw ids up to a header block's 16 KiB let any allowed client fill the
- * 65536 sessions with a gigabyte of the daemon's memory (and of the state
- * file, saved every 5 s); server ids (UUIDs, 36 bytes) keep their text.
- * NULL when the digest cannot be made.
+ * A session's or token's key in its table: the session id or token key
+ * itself, or for one longer than BINDING_KEY_RAW "sha256:" and its digest
+ * (buf, BINDING_KEY_MAX). Raw ids up to a header block's 16 KiB let any
+ * allowed client fill the 65536 sessions with a gigabyte of the daemon's
+ * memory (and of the state file, saved every 5 s); server ids (UUIDs, 36
+ * bytes) keep their text. NULL when the digest cannot be made.
  */
-#define SESSION_KEY_RAW	64
-#define SESSION_KEY_MAX	(sizeof("sha256:") + 64)
-
-static const char *session_key(const char *sid, char *buf)
+static const char *binding_key(const char *key, char *buf)
 {
-	size_t n = strlen(sid);
+	size_t n = strlen(key);
 
-	if (n <= SESSION_KEY_RAW)
-		return sid;
+	if (n <= BINDING_KEY_RAW)
+		return key;
 	memcpy(buf, "sha256:", 7);
-	return jwt__sha256_hex(sid, n, buf + 7) ? NULL : buf;
+	return jwt__sha256_hex(key, n, buf + 7) ? NULL : buf;
 }
 
-_Static_assert(SESSION_KEY_MAX <= sizeof(((struct request *)0)->session_key_buf),
+_Static_assert(BINDING_KEY_MAX <= sizeof(((struct request *)0)->session_key_buf),
 	       "a request keeps its session key");
 
 /* r's session key, made once for its session id (a long id is hashed once
@@ -148,7 +181,7 @@ _Static_assert(SESSION_KEY_MAX <= sizeof(((struct request *)0)->session_key_buf)
 static const char *request_session_key(struct request *r)
 {
 	if (r->session_key_for != r->session_id) {
-		r->session_key = r->session_id ? session_key(r->session_id, r->session_key_buf) :
+		r->session_key = r->session_id ? binding_key(r->session_id, r->session_key_buf) :
 			NULL;
 		r->session_key_for = r->session_id;
 	}
@@ -240,11 +273,12 @@ struct decider *decider__new(void)
 
 	if (!d)
 		return NULL;
-	d->sessions = hmap__new(true);
-	d->tokens = hmap__new(true);
+	d->sessions = hmap__new_fixed(BINDING_KEY_MAX);
+	d->tokens = hmap__new_fixed(BINDING_KEY_MAX);
+	d->owners = hmap__new(false);
 	d->clients = hmap__new(true);
 	d->gen = 1;
-	if (!d->sessions || !d->tokens || !d->clients) {
+	if (!d->sessions || !d->tokens || !d->owners || !d->clients) {
 		decider__free(d);
 		return NULL;
 	}
@@ -268,6 +302,11 @@ void decider__free(struct decider *d)
 		while (hmap__iter_next(&it, NULL, NULL, &val))
 			token_free(val);
 	}
+	if (d->owners) {
+		hmap__iter_init(d->owners, &it);
+		while (hmap__iter_next(&it, NULL, NULL, &val))
+			free(val);
+	}
 	if (d->clients) {
 		hmap__iter_init(d->clients, &it);
 		while (hmap__iter_next(&it, NULL, NULL, &val))
@@ -275,6 +314,7 @@ void decider__free(struct decider *d)
 	}
 	hmap__free(d->sessions);
 	hmap__free(d->tokens);
+	hmap__free(d->owners);
 	hmap__free(d->clients);
 	free(d);
 }
@@ -422,12 +462,190 @@ static void prune_instances(struct decider *d, struct client_live *cl, uint64_t 
 	}
 }
 
-static void token_key(const struct jwt_facts *t, char *buf, size_t len)
+/*
+ * t's key in d->tokens, in buf (BINDING_KEY_MAX): its issuer and jti
+ * (binding_key: hashed when long; cut short, two tokens whose keys agreed
+ * up to the cut were one), else the token's own digest.
+ */
+static const char *token_key(const struct jwt_facts *t, char *buf)
 {
-	if (t->jti)
-		snprintf(buf, len, "jti:%s:%s", t->iss ? t->iss : "", t->jti);
+	char full[2 * JWT_MAX_CLAIM_BYTES + 8];
+	const char *key = NULL;
+	int n;
+
+	if (t->jti) {
+		n = snprintf(full, sizeof(full), "jti:%s:%s", t->iss ? t->iss : "", t->jti);
+		if (n > 0 && (size_t)n < sizeof(full))
+			key = binding_key(full, buf);
+		if (key == full)
+			memcpy(buf, full, (size_t)n + 1);
+		if (key)
+			return buf;
+	}
+	snprintf(buf, BINDING_KEY_MAX, "sha256:%s", t->sha256);
+	return buf;
+}
+
+/* ---- bindings per instance (struct binding) ---------------------------- */
+
+static void lru_init(struct lru_link *head)
+{
+	head->prev = head->next = head;
+}
+
+static void lru_unlink(struct lru_link *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	lru_init(l);
+}
+
+static void lru_append(struct lru_link *head, struct lru_link *l)
+{
+	l->prev = head->prev;
+	l->next = head;
+	head->prev->next = l;
+	head->prev = l;
+}
+
+static struct binding *binding_of(const struct lru_link *l)
+{
+	return (struct binding *)((char *)l - offsetof(struct binding, link));
+}
+
+static struct hmap *bind_table(struct decider *d, enum bind_kind k)
+{
+	return k == BIND_SESSION ? d->sessions : d->tokens;
+}
+
+/* key as its table's fixed-size key; false when it is not one. */
+static bool fixed_key(const char *key, char out[BINDING_KEY_MAX])
+{
+	size_t n = strlen(key);
+
+	if (n >= BINDING_KEY_MAX)
+		return false;
+	memset(out, 0, BINDING_KEY_MAX);
+	memcpy(out, key, n);
+	return true;
+}
+
+static void *binding_get(struct decider *d, enum bind_kind k, const char *key)
+{
+	char fixed[BINDING_KEY_MAX];
+
+	return fixed_key(key, fixed) ? hmap__bget(bind_table(d, k), fixed) : NULL;
+}
+
+static void binding_free(enum bind_kind k, struct binding *b)
+{
+	if (k == BIND_SESSION)
+		session_free((struct decider_session *)b);
 	else
-		snprintf(buf, len, "sha256:%s", t->sha256);
+		token_free((struct decider_token *)b);
+}
+
+/* Out of its owner's list; an owner with none left goes. */
+static void owner_unlink(struct decider *d, enum bind_kind k, struct binding *b)
+{
+	struct owner *o = b->owner;
+
+	if (!o)
+		return;
+	lru_unlink(&b->link);
+	b->owner = NULL;
+	o->n[k]--;
+	if (!o->n[BIND_SESSION] && !o->n[BIND_TOKEN]) {
+		hmap__del(d->owners, o->instance);
+		free(o);
+	}
+}
+
+/* Out of its table and its owner's list, and freed. */
+static void binding_drop(struct decider *d, enum bind_kind k, struct binding *b)
+{
+	d->gen++;
+	hmap__bdel(bind_table(d, k), b->key);
+	owner_unlink(d, k, b);
+	binding_free(k, b);
+}
+
+/*
+ * Into the list of instance's bindings, as its most recently used. An
+ * instance already holding its share drops its least recently used: an
+ * allowed client that mints session ids or tokens by the thousand (a
+ * session is bound at its first use, a token needs no signature unless
+ * keys are configured) can then crowd out only its own, never the
+ * bindings of the next workload to open a session (session_hijack and
+ * token_replay would find nothing against those). -ENOMEM: not linked.
+ */
+static int owner_link(struct decider *d, enum bind_kind k, struct binding *b, uint64_t instance)
+{
+	struct owner *o = hmap__get(d->owners, instance);
+
+	if (!o) {
+		o = calloc(1, sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		o->instance = instance;
+		lru_init(&o->lru[BIND_SESSION]);
+		lru_init(&o->lru[BIND_TOKEN]);
+		if (hmap__put(d->owners, instance, o)) {
+			free(o);
+			return -ENOMEM;
+		}
+	}
+	if (o->n[k] >= DECISION_MAX_PER_INSTANCE) {
+		/* Not the last: the owner stays. */
+		binding_drop(d, k, binding_of(o->lru[k].next));
+		d->evicted[k]++;
+	}
+	lru_append(&o->lru[k], &b->link);
+	b->owner = o;
+	o->n[k]++;
+	return 0;
+}
+
+/* Whether instance may bind one more of kind k: its table has room, or
+ * the instance holds its share already (its oldest makes the room). */
+static bool binding_room(struct decider *d, enum bind_kind k, uint64_t instance)
+{
+	const struct owner *o;
+
+	if (hmap__size(bind_table(d, k)) < (k == BIND_SESSION ? DECISION_MAX_SESSIONS :
+					     DECISION_MAX_TOKENS))
+		return true;
+	o = hmap__get(d->owners, instance);
+	return o && o->n[k] >= DECISION_MAX_PER_INSTANCE;
+}
+
+/* Used now: the most recently used of its owner's. */
+static void binding_touch(enum bind_kind k, struct binding *b)
+{
+	if (!b->owner)
+		return;
+	lru_unlink(&b->link);
+	lru_append(&b->owner->lru[k], &b->link);
+}
+
+/*
+ * A new binding b, under key, of instance: into its table (which
+ * borrows b->key) and its owner's list. Its table has room (the caller
+ * checked). 0, or an error and b is the caller's to free.
+ */
+static int binding_add(struct decider *d, enum bind_kind k, struct binding *b, const char *key,
+		       uint64_t instance)
+{
+	lru_init(&b->link);
+	if (!fixed_key(key, b->key))
+		return -EINVAL;
+	if (hmap__bput(bind_table(d, k), b->key, b))
+		return -ENOMEM;
+	if (owner_link(d, k, b, instance)) {
+		hmap__bdel(bind_table(d, k), b->key);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static bool differs(const char *a, const char *b)
@@ -563,7 +781,7 @@ static bool check_session(struct decider *d, struct conn *c, const struct reques
 
 	if (!r->session_key)
 		return true;
-	s = hmap__sget(d->sessions, r->session_key);
+	s = binding_get(d, BIND_SESSION, r->session_key);
 	if (!s)
 		return true;
 	if (s->who.instance != c->client->instance) {
@@ -626,8 +844,9 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 			struct decision *out)
 {
 	const struct jwt_facts *t = &r->token;
-	char key[600], first[300], sender[300];
+	char kbuf[BINDING_KEY_MAX], first[300], sender[300];
 	struct decider_token *tok;
+	const char *key;
 
 	if (!t->present)
 		return true;
@@ -640,8 +859,8 @@ static bool check_token(struct decider *d, struct conn *c, const struct request 
 			   c->client->meta.pod_uid[0] ? "a different pod" : "which is not in a pod");
 		return false;
 	}
-	token_key(t, key, sizeof(key));
-	tok = hmap__sget(d->tokens, key);
+	key = token_key(t, kbuf);
+	tok = binding_get(d, BIND_TOKEN, key);
 	if (!tok && d->has_fleet && d->fleet.token_claim) {
 		json_t *owner = NULL;
 
@@ -799,18 +1018,17 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 	if (client)
 		register_instance(d, c, client->name, now);
 	if (t->present) {
-		char key[600];
-		struct decider_token *tok;
+		char kbuf[BINDING_KEY_MAX];
+		const char *key = token_key(t, kbuf);
+		struct decider_token *tok = binding_get(d, BIND_TOKEN, key);
 
-		token_key(t, key, sizeof(key));
-		tok = hmap__sget(d->tokens, key);
-		if (!tok && hmap__size(d->tokens) < DECISION_MAX_TOKENS) {
+		if (!tok && binding_room(d, BIND_TOKEN, c->client->instance)) {
 			tok = calloc(1, sizeof(*tok));
 			if (tok) {
 				who_set(&tok->who, c->client);
 				tok->client = intern0(client ? client->name : NULL);
 				tok->expires_ns = now + token_ttl(t);
-				if (hmap__sput(d->tokens, key, tok)) {
+				if (binding_add(d, BIND_TOKEN, &tok->b, key, tok->who.instance)) {
 					token_free(tok);
 					tok = NULL;
 				}
@@ -818,19 +1036,22 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		} else if (!tok) {
 			d->refused_tokens++;
 		}
-		if (tok)
+		if (tok) {
 			tok->last_ns = now;
+			binding_touch(BIND_TOKEN, &tok->b);
+		}
 	}
 	if (r->session_key) {
-		struct decider_session *s = hmap__sget(d->sessions, r->session_key);
+		struct decider_session *s = binding_get(d, BIND_SESSION, r->session_key);
 
-		if (!s && hmap__size(d->sessions) < DECISION_MAX_SESSIONS) {
+		if (!s && binding_room(d, BIND_SESSION, c->client->instance)) {
 			/* Not seen issued (issued before the agent started, or
 			 * its response was not seen): bound at first use. */
 			s = calloc(1, sizeof(*s));
 			if (s) {
 				who_set(&s->who, c->client);
-				if (hmap__sput(d->sessions, r->session_key, s)) {
+				if (binding_add(d, BIND_SESSION, &s->b, r->session_key,
+						s->who.instance)) {
 					session_free(s);
 					s = NULL;
 				}
@@ -840,6 +1061,7 @@ static void record(struct decider *d, struct conn *c, const struct request *r,
 		}
 		if (s) {
 			s->last_ns = now;
+			binding_touch(BIND_SESSION, &s->b);
 			if (!s->has_ident) {
 				s->has_ident = true;
 				ident_copy(&s->ident, now_ident);
@@ -855,7 +1077,7 @@ void decider__session_client_info(struct decider *d, struct request *r)
 
 	if (r->client_name || !(key = request_session_key(r)))
 		return;
-	s = hmap__sget(d->sessions, key);
+	s = binding_get(d, BIND_SESSION, key);
 	if (s && s->client_name) {
 		r->client_name = s->client_name;
 		r->client_version = s->client_version;
@@ -972,17 +1194,16 @@ static void memo_fill(struct decider *d, struct conn *c, const struct request *r
 	struct claim_view cv;
 	struct decider_ident now;
 	struct client_live *cl;
-	char key[600];
+	char kbuf[BINDING_KEY_MAX];
 	bool untrusted;
 
 	if (!c->ident || !c->instance_registered || c->instance != c->client->instance)
 		return;
-	if (r->session_id && !(r->session_key && (m->sess = hmap__sget(d->sessions,
-									 r->session_key))))
+	if (r->session_id && !(r->session_key && (m->sess = binding_get(d, BIND_SESSION,
+									  r->session_key))))
 		return;
 	if (r->token.present) {
-		token_key(&r->token, key, sizeof(key));
-		m->tok = hmap__sget(d->tokens, key);
+		m->tok = binding_get(d, BIND_TOKEN, token_key(&r->token, kbuf));
 		if (!m->tok || m->tok->who.instance != c->client->instance)
 			return;
 	}
@@ -1089,10 +1310,14 @@ void decider__judge_again(struct decider *d, struct conn *c, struct request *r, 
 			m->inst->last_ns = now;
 			if (d->has_fleet && d->fleet.sighting)
 				d->fleet.sighting(d->fleet.ctx, m->pc->name, c->client);
-			if (m->tok)
+			if (m->tok) {
 				m->tok->last_ns = now;
-			if (m->sess)
+				binding_touch(BIND_TOKEN, &m->tok->b);
+			}
+			if (m->sess) {
 				m->sess->last_ns = now;
+				binding_touch(BIND_SESSION, &m->sess->b);
+			}
 			d->memo_hits++;
 			return;
 		}
@@ -1107,30 +1332,36 @@ void decider__judge_again(struct decider *d, struct conn *c, struct request *r, 
 void decider__session_issued(struct decider *d, const char *sid, const struct conn *c,
 			     uint64_t now)
 {
-	char skey[SESSION_KEY_MAX];
+	char skey[BINDING_KEY_MAX];
 	struct decider_session *s;
 
-	if (!(sid = session_key(sid, skey)))
+	if (!(sid = binding_key(sid, skey)))
 		return;
-	s = hmap__sget(d->sessions, sid);
+	s = binding_get(d, BIND_SESSION, sid);
 
 	if (s && s->issued)
 		return;	/* a server does not issue one id twice */
 	if (!s) {
-		if (hmap__size(d->sessions) >= DECISION_MAX_SESSIONS) {
+		if (!binding_room(d, BIND_SESSION, c->client->instance)) {
 			d->refused_sessions++;
 			return;
 		}
 		s = calloc(1, sizeof(*s));
 		if (!s)
 			return;
-		if (hmap__sput(d->sessions, sid, s)) {
+		if (binding_add(d, BIND_SESSION, &s->b, sid, c->client->instance)) {
 			free(s);
 			return;
 		}
 	} else {
+		/* Bound again, to the issuing connection. */
+		owner_unlink(d, BIND_SESSION, &s->b);
+		if (owner_link(d, BIND_SESSION, &s->b, c->client->instance)) {
+			binding_drop(d, BIND_SESSION, &s->b);
+			return;
+		}
 		who_free(&s->who);
-		d->gen++;	/* bound again, to the issuing connection */
+		d->gen++;
 	}
 	who_set(&s->who, c->client);
 	s->issued = true;
@@ -1143,17 +1374,14 @@ void decider__session_issued(struct decider *d, const char *sid, const struct co
 
 void decider__session_ended(struct decider *d, const char *sid)
 {
-	char skey[SESSION_KEY_MAX];
+	char skey[BINDING_KEY_MAX];
 	struct decider_session *s;
 
-	if (!(sid = session_key(sid, skey)))
+	if (!(sid = binding_key(sid, skey)))
 		return;
-	s = hmap__sdel(d->sessions, sid);
-
-	if (s) {
-		d->gen++;
-		session_free(s);
-	}
+	s = binding_get(d, BIND_SESSION, sid);
+	if (s)
+		binding_drop(d, BIND_SESSION, &s->b);
 }
 
 void decider__conn_closed(struct decider *d, struct conn *c, uint64_t now)
@@ -1193,28 +1421,21 @@ void decider__conn_release(struct conn *c)
 void decider__expire(struct decider *d, uint64_t now)
 {
 	struct hmap_iter it;
-	const char *skey;
 	void *val;
 
 	hmap__iter_init(d->tokens, &it);
-	while (hmap__iter_next(&it, NULL, &skey, &val)) {
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct decider_token *t = val;
 
-		if (now > t->expires_ns) {
-			d->gen++;
-			hmap__sdel(d->tokens, skey);
-			token_free(t);
-		}
+		if (now > t->expires_ns)
+			binding_drop(d, BIND_TOKEN, &t->b);
 	}
 	hmap__iter_init(d->sessions, &it);
-	while (hmap__iter_next(&it, NULL, &skey, &val)) {
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct decider_session *s = val;
 
-		if (now - s->last_ns > DECISION_SESSION_IDLE_NS) {
-			d->gen++;
-			hmap__sdel(d->sessions, skey);
-			session_free(s);
-		}
+		if (now - s->last_ns > DECISION_SESSION_IDLE_NS)
+			binding_drop(d, BIND_SESSION, &s->b);
 	}
 	hmap__iter_init(d->clients, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val))
@@ -1235,6 +1456,8 @@ void decider__stats(const struct decider *d, struct decider_stats *s)
 	s->refused_sessions = d->refused_sessions;
 	s->refused_tokens = d->refused_tokens;
 	s->refused_instances = d->refused_instances;
+	s->evicted_sessions = d->evicted[BIND_SESSION];
+	s->evicted_tokens = d->evicted[BIND_TOKEN];
 	s->repeated = d->memo_hits;
 	memcpy(s->verdicts, d->verdicts, sizeof(s->verdicts));
 }
@@ -1394,6 +1617,43 @@ static void out_ident(struct state_out *o, const struct decider_ident *i)
 	out_put(o, "}", 1);
 }
 
+/* o's sessions, its least recently used first. */
+static void save_sessions(struct state_out *out, const struct owner *o)
+{
+	const struct lru_link *l;
+
+	for (l = o->lru[BIND_SESSION].next; out->ok && l != &o->lru[BIND_SESSION]; l = l->next) {
+		const struct decider_session *se = (const void *)binding_of(l);
+
+		out_open(out, se->b.key);
+		out_who(out, &se->who);
+		out_key(out, "issued");
+		out_put(out, se->issued ? "true" : "false", se->issued ? 4 : 5);
+		out_str(out, "client_name", se->client_name);
+		out_str(out, "client_version", se->client_version);
+		out_int(out, "last_ns", (long long)se->last_ns);
+		if (se->has_ident)
+			out_ident(out, &se->ident);
+		out_put(out, "}", 1);
+	}
+}
+
+static void save_tokens(struct state_out *out, const struct owner *o)
+{
+	const struct lru_link *l;
+
+	for (l = o->lru[BIND_TOKEN].next; out->ok && l != &o->lru[BIND_TOKEN]; l = l->next) {
+		const struct decider_token *t = (const void *)binding_of(l);
+
+		out_open(out, t->b.key);
+		out_who(out, &t->who);
+		out_str(out, "client", t->client);
+		out_int(out, "expires_ns", (long long)t->expires_ns);
+		out_int(out, "last_ns", (long long)t->last_ns);
+		out_put(out, "}", 1);
+	}
+}
+
 int decider__save(const struct decider *d, const char *path, uint64_t now)
 {
 	struct state_out *out = malloc(sizeof(*out));	/* its buffer: 64 KiB */
@@ -1422,35 +1682,16 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 	out_int(out, "version", 1);
 	out_str(out, "boot_id", boot);
 	out_int(out, "saved_ns", (long long)now);
+	/* By instance, each one's least recently used first (decider__load). */
 	out_open(out, "sessions");
-	hmap__iter_init(d->sessions, &it);
-	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
-		const struct decider_session *se = val;
-
-		out_open(out, key);
-		out_who(out, &se->who);
-		out_key(out, "issued");
-		out_put(out, se->issued ? "true" : "false", se->issued ? 4 : 5);
-		out_str(out, "client_name", se->client_name);
-		out_str(out, "client_version", se->client_version);
-		out_int(out, "last_ns", (long long)se->last_ns);
-		if (se->has_ident)
-			out_ident(out, &se->ident);
-		out_put(out, "}", 1);
-	}
+	hmap__iter_init(d->owners, &it);
+	while (out->ok && hmap__iter_next(&it, NULL, NULL, &val))
+		save_sessions(out, val);
 	out_put(out, "}", 1);
 	out_open(out, "tokens");
-	hmap__iter_init(d->tokens, &it);
-	while (out->ok && hmap__iter_next(&it, NULL, &key, &val)) {
-		const struct decider_token *t = val;
-
-		out_open(out, key);
-		out_who(out, &t->who);
-		out_str(out, "client", t->client);
-		out_int(out, "expires_ns", (long long)t->expires_ns);
-		out_int(out, "last_ns", (long long)t->last_ns);
-		out_put(out, "}", 1);
-	}
+	hmap__iter_init(d->owners, &it);
+	while (out->ok && hmap__iter_next(&it, NULL, NULL, &val))
+		save_tokens(out, val);
 	out_put(out, "}", 1);
 	out_open(out, "clients");
 	hmap__iter_init(d->clients, &it);
@@ -1492,9 +1733,9 @@ int decider__save(const struct decider *d, const char *path, uint64_t now)
 
 int decider__load(struct decider *d, const char *path, uint64_t now)
 {
+	char boot[64], kbuf[BINDING_KEY_MAX];
+	const char *key, *bkey;
 	json_t *root, *o, *v;
-	const char *key;
-	char boot[64];
 	size_t i;
 
 	root = json_load_file(path, 0, NULL);
@@ -1506,15 +1747,23 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 		json_decref(root);
 		return -ESTALE;
 	}
+	/* In the order saved, each instance's least recently used first, so
+	 * that their lists come back in that order. A key of an older
+	 * agent's that is too long is hashed as a new one would be. */
 	json_object_foreach(json_object_get(root, "sessions"), key, o) {
 		struct decider_session *se;
 
-		if (hmap__size(d->sessions) >= DECISION_MAX_SESSIONS || hmap__sget(d->sessions, key))
+		if (!(bkey = binding_key(key, kbuf)) || binding_get(d, BIND_SESSION, bkey))
 			continue;
 		se = calloc(1, sizeof(*se));
 		if (!se)
 			break;
 		who_load(&se->who, json_object_get(o, "who"));
+		if (!binding_room(d, BIND_SESSION, se->who.instance) ||
+		    binding_add(d, BIND_SESSION, &se->b, bkey, se->who.instance)) {
+			session_free(se);
+			continue;
+		}
 		se->issued = json_is_true(json_object_get(o, "issued"));
 		se->client_name = intern0(json_string_value(json_object_get(o, "client_name")));
 		se->client_version = intern0(json_string_value(json_object_get(o, "client_version")));
@@ -1523,23 +1772,24 @@ int decider__load(struct decider *d, const char *path, uint64_t now)
 			se->has_ident = true;
 			ident_load(&se->ident, v);
 		}
-		if (hmap__sput(d->sessions, key, se))
-			session_free(se);
 	}
 	json_object_foreach(json_object_get(root, "tokens"), key, o) {
 		struct decider_token *t;
 
-		if (hmap__size(d->tokens) >= DECISION_MAX_TOKENS || hmap__sget(d->tokens, key))
+		if (!(bkey = binding_key(key, kbuf)) || binding_get(d, BIND_TOKEN, bkey))
 			continue;
 		t = calloc(1, sizeof(*t));
 		if (!t)
 			break;
 		who_load(&t->who, json_object_get(o, "who"));
+		if (!binding_room(d, BIND_TOKEN, t->who.instance) ||
+		    binding_add(d, BIND_TOKEN, &t->b, bkey, t->who.instance)) {
+			token_free(t);
+			continue;
+		}
 		t->client = intern0(json_string_value(json_object_get(o, "client")));
 		t->expires_ns = (uint64_t)json_integer_value(json_object_get(o, "expires_ns"));
 		t->last_ns = (uint64_t)json_integer_value(json_object_get(o, "last_ns"));
-		if (hmap__sput(d->tokens, key, t))
-			token_free(t);
 	}
 	json_object_foreach(json_object_get(root, "clients"), key, o) {
 		struct client_live *cl = client_live(d, key);

@@ -9,7 +9,10 @@
  * bindings and keeps the ones it has (evicting the oldest would let a
  * flood of new ones unbind a live session or token, for whoever uses it
  * next to bind it); every refusal is counted, and the agent reports it.
- * Entries go when idle or expired (decider__expire).
+ * One workload instance holds at most DECISION_MAX_PER_INSTANCE sessions
+ * and as many tokens: a flood from one evicts its own oldest (counted,
+ * reported), never another's. Entries go when idle or expired
+ * (decider__expire).
  */
 #ifndef MCPW_DECISION_H
 #define MCPW_DECISION_H
@@ -25,6 +28,10 @@
 #define DECISION_MAX_SESSIONS	65536
 #define DECISION_MAX_TOKENS	65536
 #define DECISION_MAX_INSTANCES	4096	/* per client */
+/* Sessions, and tokens, one workload instance holds at most: over that,
+ * its least recently used goes (a sixteenth of a table: it takes sixteen
+ * instances, not one allowed client, to fill one). */
+#define DECISION_MAX_PER_INSTANCE (DECISION_MAX_SESSIONS / 16)
 /* Without an exp claim, a token stays bound to its first workload this long. */
 #define DECISION_TOKEN_TTL_NS	(24ull * 3600 * 1000000000ull)
 #define DECISION_SESSION_IDLE_NS (6ull * 3600 * 1000000000ull)
@@ -82,6 +89,9 @@ struct decider_stats {
 	/* New bindings refused, their table full: session_hijack,
 	 * token_replay and clone cannot be found for those. */
 	uint64_t refused_sessions, refused_tokens, refused_instances;
+	/* Bindings dropped for a newer one of the same instance, over its
+	 * DECISION_MAX_PER_INSTANCE: whoever uses those next binds them. */
+	uint64_t evicted_sessions, evicted_tokens;
 	uint64_t verdicts[VERDICT__MAX];
 	uint64_t repeated;	/* judgments repeated from a memo */
 };

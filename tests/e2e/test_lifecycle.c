@@ -2562,3 +2562,88 @@ cleanup:
 	json_decref(st);
 	env__cleanup(&e);
 }
+
+/* n allowed requests on one connection, each with its own Mcp-Session-Id
+ * (flood-1 .. flood-n), in e->tmp/NAME. 0 or -1. */
+static int write_session_flood(struct env *e, const char *name, int n, char *path, size_t plen)
+{
+	static const char body[] = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\","
+				   "\"params\":{\"name\":\"echo\",\"arguments\":{}}}";
+	size_t total = 0, cap = (size_t)n * 400;
+	char *all = malloc(cap);
+	int i, err;
+
+	if (!all)
+		return -1;
+	for (i = 1; i <= n; i++)
+		total += (size_t)snprintf(all + total, cap - total,
+			"POST /mcp HTTP/1.1\r\nHost: x\r\nUser-Agent: " ALLOWED_UA "\r\n"
+			"Content-Type: application/json\r\nMcp-Session-Id: flood-%06d\r\n"
+			"Content-Length: %zu\r\n\r\n%s", i, sizeof(body) - 1, body);
+	snprintf(path, plen, "%s/%s", e->tmp, name);
+	err = env__write(path, all, total);
+	free(all);
+	return err ? -1 : 0;
+}
+
+/*
+ * One workload instance holds its share of the session table at most: an
+ * allowed client that makes up session ids (bound at their first use)
+ * drops its own least recently used beyond it, never fills the table for
+ * everyone. The agent says so: a `lost` event naming the source, status
+ * and /metrics, and health stays ok (a gateway of many users does this
+ * all day, to its own bindings only).
+ */
+void test_lifecycle_bindings_share(void)
+{
+	char cg_a[256], cg_s[256], file[600], out[600], addr[64];
+	const char *extra[] = { "--metrics", addr, NULL };
+	long share, over = 4;
+	char *body = NULL;
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL, *st = NULL;
+	pid_t cli;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", env__free_port());
+	if (stage(&e, "closed", extra, cg_a, NULL, cg_s, &srv))
+		goto cleanup;
+	st = agent_status(&e);
+	share = env__int(st, "tables.bindings_evicted.per_instance");
+	json_decref(st);
+	st = NULL;
+	if (!ASSERT_GE(share, 16, "status tells the share") ||
+	    !ASSERT_OK(write_session_flood(&e, "flood.bin", (int)(share + over), file,
+					   sizeof(file)), "requests"))
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/flood.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, file, 0, 0, (int)(share + over), out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 90000), 0, "every request allowed and answered"))
+		goto cleanup;
+	/* The last judgments may still be on their way to the table. */
+	for (int i = 0; i < 50; i++) {
+		json_decref(st);
+		st = agent_status(&e);
+		if (env__int(st, "tables.bindings_evicted.sessions") >= over)
+			break;
+		env__sleep_ms(100);
+	}
+	ASSERT_EQ(env__int(st, "tables.sessions"), share, "the table holds the instance's share");
+	ASSERT_EQ(env__int(st, "tables.bindings_evicted.sessions"), over, "its oldest went");
+	ASSERT_EQ(env__int(st, "tables.bindings_refused.sessions"), 0, "none refused");
+	ASSERT_FALSE(strstr(env__str(st, "health.reasons") ?: "", "bindings"), "health ok");
+	ev = env__wait_event(&e, 5000, "kind=lost", "source=sessions", NULL);
+	if (ASSERT_OK_PTR(ev, "a lost event"))
+		ASSERT_STRSTR(env__str(ev, "detail") ?: "", "least recently used", "says which");
+	body = http_get((int)strtol(strchr(addr, ':') + 1, NULL, 10), "/metrics");
+	ASSERT_TRUE(body && strstr(body, "mcpwarden_table_evicted_total{table=\"sessions\"} 4"),
+		    "/metrics counts them");
+cleanup:
+	free(body);
+	json_decref(ev);
+	json_decref(st);
+	env__cleanup(&e);
+}
