@@ -82,8 +82,14 @@
 #define OVER_EVENTS_PER_S	100
 #define CLOSED_SLOTS		16384	/* a power of two: closed_slot() */
 /* Unjudged bytes the daemon keeps across all connections (held copies and
- * partial requests in parsers). A peer pushing past it is denied. */
+ * partial requests in parsers). Past it, the oldest incomplete requests
+ * (started SHED_MIN_AGE_NS ago or more) are ended to make room; when none
+ * is that old, the peer pushing past it is denied. */
 #define MAX_PENDING_TOTAL	(256ull << 20)
+#define SHED_MIN_AGE_NS		(1000ull * 1000000)
+/* How long a request may take to arrive whole (--request-timeout). */
+#define REQUEST_TIMEOUT_S	30
+#define REQUEST_TIMEOUT_MAX_S	3600
 
 struct agent {
 	const struct agent_opts *opts;
@@ -166,6 +172,11 @@ struct agent {
 	uint64_t early_dropped;		/* fast-path copies not kept (limit) */
 	uint64_t fast_unread;		/* fast-path copies that could not be read */
 	uint64_t pending_total;		/* sum of conn->pending */
+	uint64_t max_pending;		/* MAX_PENDING_TOTAL (tests: smaller) */
+	uint64_t request_timeout_ns;	/* --request-timeout */
+	/* Connections ended for a request that did not arrive whole in time,
+	 * or that was the oldest incomplete one when room was needed. */
+	uint64_t requests_timed_out, requests_shed;
 	uint32_t fast_gen;		/* fast-path template generations */
 	struct hmap *inst;		/* instance templates: key hash -> struct inst_entry */
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
@@ -209,6 +220,7 @@ static void forget_pending(struct agent *a, struct conn *c)
 {
 	a->pending_total -= c->pending;
 	c->pending = 0;
+	c->pending_since_ns = 0;
 }
 
 /* A copy of a fast-path record that arrived before its CONN_OPEN. */
@@ -965,8 +977,7 @@ static void judge_on_head(struct agent *a, struct conn *c, const struct http_mes
 	a->judged_on_head++;
 	decider__judge(a->decider, c, &r, now_ns(), &d);
 	/* All that was fed is this request's. */
-	a->pending_total -= c->pending;
-	c->pending = 0;
+	forget_pending(a, c);
 	c->parsed_end = m.end;
 	if (d.deny) {
 		emit_decision(a, c, &r, &d, true, 0);
@@ -1009,6 +1020,84 @@ static void stream_failure(struct agent *a, struct conn *c, const char *code, co
 		c->blind = true;
 		forget_pending(a, c);
 	}
+}
+
+/* A request is on its way on c (bytes fed, not yet a whole request), not
+ * waiting on anything but its own bytes. */
+static bool request_incomplete(const struct conn *c)
+{
+	return c->pending && c->pending_since_ns && c->open_seen && !c->denied && !c->blind &&
+	       !c->pod_wait && !c->remote_wait;
+}
+
+static int by_request_start(const void *x, const void *y)
+{
+	const struct conn *a = *(const struct conn *const *)x, *b = *(const struct conn *const *)y;
+
+	return a->pending_since_ns < b->pending_since_ns ? -1 :
+	       a->pending_since_ns > b->pending_since_ns;
+}
+
+/*
+ * Room for `need` more unjudged bytes, made by ending the connections
+ * whose incomplete requests are the oldest (SHED_MIN_AGE_NS or more; not
+ * c's): a client that trickles partial requests on many connections (no
+ * token needed, only a connection) could otherwise fill the limit and
+ * have every other client's next request denied. Whole requests arrive in
+ * milliseconds; a trickle ages. Ends enough to fall to 7/8 of the limit,
+ * so that one scan serves many records. Whether there is room now.
+ */
+static bool shed_oldest(struct agent *a, struct conn *except, uint64_t need)
+{
+	uint64_t now = now_ns(), target = a->max_pending / 8 * 7;
+	struct conn **v = NULL;
+	struct hmap_iter it;
+	size_t n = 0, cap = 0, i;
+	void *val;
+
+	hmap__iter_init(a->conns, &it);
+	while (hmap__iter_next(&it, NULL, NULL, &val)) {
+		struct conn *c = val, **g;
+
+		if (c == except || !request_incomplete(c) ||
+		    now - c->pending_since_ns < SHED_MIN_AGE_NS)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			g = realloc(v, cap * sizeof(*v));
+			if (!g)
+				break;
+			v = g;
+		}
+		v[n++] = c;
+	}
+	qsort(v, n, sizeof(*v), by_request_start);
+	for (i = 0; i < n && a->pending_total + need > target; i++) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "the agent holds its limit of unjudged bytes across "
+			 "connections, and this request, still incomplete after %llu ms, was the "
+			 "oldest", (unsigned long long)((now - v[i]->pending_since_ns) / 1000000));
+		a->requests_shed++;
+		stream_failure(a, v[i], "over_limit", why);
+	}
+	free(v);
+	return a->pending_total + need <= a->max_pending;
+}
+
+/* Ends c if its request has taken longer than --request-timeout to arrive
+ * whole: held bytes the server never sees, and memory, for as long as a
+ * client cares to trickle them. */
+static void check_request_time(struct agent *a, struct conn *c, uint64_t now)
+{
+	char why[160];
+
+	if (!request_incomplete(c) || now - c->pending_since_ns <= a->request_timeout_ns)
+		return;
+	snprintf(why, sizeof(why), "the request did not arrive whole within %llu s "
+		 "(--request-timeout)", (unsigned long long)(a->request_timeout_ns / 1000000000ull));
+	a->requests_timed_out++;
+	stream_failure(a, c, "request_timeout", why);
 }
 
 #define POD_WAIT_NS (2000ull * 1000000)
@@ -1084,6 +1173,10 @@ static void process_requests(struct agent *a, struct conn *c)
 		done = done < c->pending ? done : c->pending;
 		c->pending -= done;
 		a->pending_total -= done;
+		/* What is left is the next request's: it started no later
+		 * than the newest record. */
+		if (done)
+			c->pending_since_ns = c->pending ? c->last_rec_read_ns : 0;
 		c->parsed_end = m->end;
 		handle_request(a, c, m);
 		/* Bytes after this request were already fed: the next one
@@ -1707,7 +1800,8 @@ static int on_data(void *ctx, void *data, size_t size)
 	 * on their way at once, never parsed. */
 	skip = e->offset >= c->skip_until ? 0 :
 	       c->skip_until - e->offset < e->len ? (uint32_t)(c->skip_until - e->offset) : e->len;
-	if (a->pending_total + e->len - skip > MAX_PENDING_TOTAL) {
+	if (a->pending_total + e->len - skip > a->max_pending &&
+	    !shed_oldest(a, c, e->len - skip)) {
 		stream_failure(a, c, "over_limit", "the agent already holds its limit of unjudged "
 			       "bytes across connections");
 		return 0;
@@ -1749,6 +1843,8 @@ static int on_data(void *ctx, void *data, size_t size)
 		return 0;
 	c->last_rec_ktime = e->hdr.ktime_ns;
 	c->last_rec_read_ns = now_ns();
+	if (!c->pending_since_ns)
+		c->pending_since_ns = c->last_rec_read_ns;
 	if (!c->req_start_ktime) {
 		c->req_start_ktime = e->hdr.ktime_ns;
 		c->req_start_read_ns = c->last_rec_read_ns;
@@ -2742,6 +2838,7 @@ static void check_conns(struct agent *a)
 		}
 		if (c->pod_wait || c->remote_wait)
 			process_requests(a, c);
+		check_request_time(a, c, now);
 		/* Fleet: instances with open connections stay live everywhere. */
 		if (a->store && decider__conn_client(c))
 			fleet_sighting(a, decider__conn_client(c), c->client);
@@ -3307,6 +3404,12 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "reshown_stalls_ended",
 			    json_integer((json_int_t)a->reshown_stalls));
 	json_object_set_new(st, "judged_on_head", json_integer((json_int_t)a->judged_on_head));
+	/* Unjudged bytes held for incomplete requests, and the requests
+	 * ended for taking too long or for the room. */
+	json_object_set_new(st, "pending", json_pack("{s:I,s:I,s:I,s:I,s:I}", "bytes",
+		(json_int_t)a->pending_total, "max", (json_int_t)a->max_pending, "timed_out",
+		(json_int_t)a->requests_timed_out, "shed", (json_int_t)a->requests_shed,
+		"request_timeout_s", (json_int_t)(a->request_timeout_ns / 1000000000ull)));
 	json_object_set_new(st, "mode", json_string(a->enforce ? "enforce" : "monitor"));
 	json_object_set_new(st, "uptime_s", json_integer((json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
 	json_object_set_new(st, "policy", json_pack("{s:s,s:s}", "source", a->policy->source,
@@ -3494,7 +3597,7 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 	TABLE("connections", hmap__size(a->conns), a->max_conns);
 	TABLE("sessions", ds.sessions, DECISION_MAX_SESSIONS);
 	TABLE("tokens", ds.tokens, DECISION_MAX_TOKENS);
-	TABLE("pending_bytes", a->pending_total, MAX_PENDING_TOTAL);
+	TABLE("pending_bytes", a->pending_total, a->max_pending);
 #undef TABLE
 	/* What a full table turned away: nothing of it is judged or checked. */
 	prom__counter(b, "mcpwarden_table_refused_total", "Entries a full table refused.",
@@ -4150,6 +4253,25 @@ int agent__run(const struct agent_opts *o)
 		}
 		a.max_conns = (uint32_t)n;
 	}
+	a.request_timeout_ns = REQUEST_TIMEOUT_S * 1000000000ull;
+	if (o->request_timeout) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(o->request_timeout, &end, 10);
+		if (errno || end == o->request_timeout || *end || *o->request_timeout == '-' ||
+		    n < 1 || n > REQUEST_TIMEOUT_MAX_S) {
+			fprintf(stderr, "mcpwarden: --request-timeout must be a number of seconds "
+				"from 1 to %u, not %s\n", REQUEST_TIMEOUT_MAX_S, o->request_timeout);
+			status = 2;
+			goto out;
+		}
+		a.request_timeout_ns = n * 1000000000ull;
+	}
+	a.max_pending = MAX_PENDING_TOTAL;
+	if (getenv("MCPW_TEST_MAX_PENDING"))	/* tests: a limit they can reach */
+		a.max_pending = strtoull(getenv("MCPW_TEST_MAX_PENDING"), NULL, 10) ?: a.max_pending;
 	if (o->mode && strcmp(o->mode, "enforce") && strcmp(o->mode, "monitor")) {
 		fprintf(stderr, "mcpwarden: --mode must be monitor or enforce, not %s\n", o->mode);
 		status = 2;

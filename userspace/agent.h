@@ -36,6 +36,7 @@ struct agent_opts {
 	const char *request_events;	/* "all" (default) or "judged" */
 	const char *scheduling;		/* "realtime" (default) or "normal" */
 	const char *max_connections;	/* NULL: MCPW_MAX_CONNS */
+	const char *request_timeout;	/* seconds; NULL: REQUEST_TIMEOUT_S */
 	const char *log_level;
 	int pin;			/* -1 default (pin in enforce mode), 0 no, 1 yes */
 	bool cleanup;			/* remove pinned state and exit */

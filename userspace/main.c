@@ -65,6 +65,7 @@ static const struct opt_def run_opts[] = {
 	{ "request-events", OPT_STRING, O(run.request_events), "WHICH", "all (default): an event per request; judged: none for requests the kernel passed on a judged connection" },
 	{ "scheduling", OPT_STRING, O(run.scheduling), "POLICY", "realtime (default): the event loop runs SCHED_FIFO so held requests wait for no other task; normal: a plain task" },
 	{ "max-connections", OPT_STRING, O(run.max_connections), "N", "protected connections the kernel tracks at once (default 65536); one more cannot be judged: the policy's fail decides" },
+	{ "request-timeout", OPT_STRING, O(run.request_timeout), "SECONDS", "a request must arrive whole this soon after its first byte (default 30), or its connection is ended as malformed" },
 	{ "metrics", OPT_STRING, O(run.metrics), "ADDR:PORT", "serve Prometheus /metrics and /healthz" },
 	{ "cluster", OPT_STRING, O(run.cluster), "URL", "fleet mode: share state through NATS JetStream (nats:// or tls://)" },
 	{ "cluster-creds", OPT_STRING, O(run.cluster_creds), "FILE", "NATS credentials" },

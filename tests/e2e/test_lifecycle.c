@@ -1437,6 +1437,13 @@ void test_lifecycle_cli(void)
 		ASSERT_EQ(r.status, 2, "run --max-connections 8");
 		ASSERT_STRSTR(r.err, "--max-connections must be a number from 16", "says the range");
 		cli_free(&r);
+		run_cli(&e, &r, 0, (char *[]){ "run", "--policy", path, "--request-timeout", "0",
+				       "--cgroup-root", cgdir, "--state-dir", sdir, "--events", evf,
+				       NULL });
+		ASSERT_EQ(r.status, 2, "run --request-timeout 0");
+		ASSERT_STRSTR(r.err, "--request-timeout must be a number of seconds from 1",
+			      "says the range");
+		cli_free(&r);
 	}
 
 	if (test__start_subtest("not_root")) {
@@ -2643,6 +2650,124 @@ void test_lifecycle_bindings_share(void)
 		    "/metrics counts them");
 cleanup:
 	free(body);
+	json_decref(ev);
+	json_decref(st);
+	env__cleanup(&e);
+}
+
+/* A request head of `ua` announcing `cl` body bytes, then `body` of them
+ * (its end when body == cl), in e->tmp/NAME; 0 or -1. head_only: the head
+ * without its final blank line. */
+static int write_partial(struct env *e, const char *name, const char *ua, size_t cl, size_t body,
+			 bool head_only, char *path, size_t plen)
+{
+	char *buf = malloc(body + 512);
+	int n, err;
+
+	if (!buf)
+		return -1;
+	n = snprintf(buf, 512, "POST /mcp HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\n"
+		     "Content-Type: application/json\r\nContent-Length: %zu\r\n%s", ua, cl,
+		     head_only ? "" : "\r\n");
+	memset(buf + n, ' ', head_only ? 0 : body);
+	snprintf(path, plen, "%s/%s", e->tmp, name);
+	err = env__write(path, buf, (size_t)n + (head_only ? 0 : body));
+	free(buf);
+	return err ? -1 : 0;
+}
+
+/*
+ * A request that does not arrive whole is not held for ever: with
+ * --request-timeout 5 a head left unfinished ends its connection (reset)
+ * as malformed (request_timeout), and the server never saw a byte of it.
+ * And a client that trickles incomplete requests on many connections (no
+ * token, only a connection: here from a cgroup no client is allowed in)
+ * cannot fill the agent's limit of unjudged bytes and have the next
+ * allowed client denied: its oldest incomplete requests are ended to make
+ * room (the limit is 4 MiB here, MCPW_TEST_MAX_PENDING).
+ */
+void test_lifecycle_slow_requests(void)
+{
+	char policy[2048], cg_a[256], cg_b[256], cg_s[256], f_head[600], f_part[600], f_req[600];
+	const char *extra[] = { "--request-timeout", "5", NULL };
+	pid_t slow[4] = { 0 }, pid;
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL, *st = NULL;
+	int i, reset = 0;
+	bool found;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	setenv("MCPW_TEST_MAX_PENDING", "4194304", 1);
+	/* Tool limits: bodies are held whole, not judged on their heads. */
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "stranger", cg_b, sizeof(cg_b)), "cgroup stranger") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv") ||
+	    !ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a, "closed",
+						    "[\"echo\"]"), extra), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	if (!ASSERT_OK(write_partial(&e, "head.bin", ALLOWED_UA, 10, 0, true, f_head,
+				     sizeof(f_head)), "head file") ||
+	    !ASSERT_OK(write_partial(&e, "part.bin", "trickler/1.0", 1000000, 900000, false,
+				     f_part, sizeof(f_part)), "partial body file") ||
+	    !write_req(&e, "big.bin", ALLOWED_UA, 4545, "echo", 700000, f_req, sizeof(f_req)))
+		goto cleanup;
+
+	pid = start_client(&e, cg_a, &srv, f_head, 0, 0, 1, NULL);
+	ASSERT_EQ(env__wait(&e, pid, 15000), 3, "an unfinished head is ended (reset)");
+	ev = env__wait_event(&e, 5000, "kind=alert", "verdict=malformed", NULL);
+	if (ASSERT_OK_PTR(ev, "alert"))
+		ASSERT_STRSTR(env__str(ev, "reason") ?: "", "(request_timeout)", "says why");
+	json_decref(ev);
+	ev = NULL;
+	ASSERT_EQ(peer_total(&srv, "POST", &found), 0, "the server saw none of it");
+	st = agent_status(&e);
+	ASSERT_EQ(env__int(st, "pending.timed_out"), 1, "counted");
+	ASSERT_EQ(env__int(st, "pending.max"), 4194304, "the test's limit");
+	json_decref(st);
+	st = NULL;
+
+	/* 3.6 MB of four incomplete bodies, then 0.7 MB of an allowed one. */
+	for (i = 0; i < 4; i++)
+		slow[i] = start_client(&e, cg_b, &srv, f_part, 0, 0, 1, NULL);
+	for (i = 0; i < 30; i++) {
+		st = agent_status(&e);
+		if (env__int(st, "pending.bytes") >= 3600000)
+			break;
+		json_decref(st);
+		st = NULL;
+		env__sleep_ms(100);
+	}
+	if (!ASSERT_OK_PTR(st, "the trickle is held"))
+		goto cleanup;
+	json_decref(st);
+	st = NULL;
+	env__sleep_ms(1200);	/* older than any request being sent */
+	ASSERT_EQ(one_request(&e, cg_a, &srv, f_req, "big"), 0, "the allowed request passes");
+	peer_total(&srv, "\"id\":4545", &found);
+	ASSERT_TRUE(found, "the server read it");
+	for (i = 0; i < 4; i++) {
+		int r = env__wait(&e, slow[i], 100);
+
+		if (r != -ETIMEDOUT)
+			slow[i] = 0;	/* reaped */
+		reset += r == 3;
+	}
+	ASSERT_GE(reset, 1, "the oldest trickles were ended");
+	st = agent_status(&e);
+	ASSERT_EQ(env__int(st, "pending.shed"), reset, "counted");
+	ev = env__wait_event(&e, 5000, "kind=alert", "verdict=malformed", NULL);
+	if (ASSERT_OK_PTR(ev, "alert"))
+		ASSERT_STRSTR(env__str(ev, "reason") ?: "", "was the oldest", "says why");
+cleanup:
+	for (i = 0; i < 4; i++)
+		if (slow[i] > 0)
+			env__kill(&e, slow[i]);
+	unsetenv("MCPW_TEST_MAX_PENDING");
 	json_decref(ev);
 	json_decref(st);
 	env__cleanup(&e);
