@@ -3453,9 +3453,13 @@ static json_t *status_json(void *ctx)
 			json_object_set_new(k, counter_names[i] ? counter_names[i] : "?",
 					    json_integer((json_int_t)cnt[i]));
 	json_object_set_new(st, "kernel_counters", k);
+	/* Every verdict given, as /metrics counts them: the decider's, and
+	 * the stream's own (a request that is not HTTP, arrived too slowly,
+	 * or lost its bytes is malformed without reaching the decider). */
 	v = json_object();
 	for (i = 0; i < VERDICT__MAX; i++)
-		json_object_set_new(v, verdict__name((enum verdict)i), json_integer((json_int_t)ds.verdicts[i]));
+		json_object_set_new(v, verdict__name((enum verdict)i), json_integer(
+			(json_int_t)(a->actions[i][0] + a->actions[i][1] + a->actions[i][2])));
 	json_object_set_new(st, "verdicts", v);
 	json_object_set_new(st, "events", json_pack("{s:I,s:I,s:I,s:s?,s:I}", "written",
 		(json_int_t)os.events, "dropped", (json_int_t)os.dropped, "write_failures",

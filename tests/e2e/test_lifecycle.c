@@ -2727,6 +2727,7 @@ void test_lifecycle_slow_requests(void)
 	ASSERT_EQ(peer_total(&srv, "POST", &found), 0, "the server saw none of it");
 	st = agent_status(&e);
 	ASSERT_EQ(env__int(st, "pending.timed_out"), 1, "counted");
+	ASSERT_EQ(env__int(st, "verdicts.malformed"), 1, "and among the verdicts given");
 	ASSERT_EQ(env__int(st, "pending.max"), 4194304, "the test's limit");
 	json_decref(st);
 	st = NULL;
