@@ -87,6 +87,7 @@
  * is that old, the peer pushing past it is denied. */
 #define MAX_PENDING_TOTAL	(256ull << 20)
 #define SHED_MIN_AGE_NS		(1000ull * 1000000)
+#define SHED_RESCAN_NS		(100ull * 1000000)
 /* How long a request may take to arrive whole (--request-timeout). */
 #define REQUEST_TIMEOUT_S	30
 #define REQUEST_TIMEOUT_MAX_S	3600
@@ -177,6 +178,7 @@ struct agent {
 	/* Connections ended for a request that did not arrive whole in time,
 	 * or that was the oldest incomplete one when room was needed. */
 	uint64_t requests_timed_out, requests_shed;
+	uint64_t shed_next_scan_ns;	/* no scan for room before (shed_oldest) */
 	uint32_t fast_gen;		/* fast-path template generations */
 	struct hmap *inst;		/* instance templates: key hash -> struct inst_entry */
 	bool policy_uses_client_info;	/* some client matches on clientInfo */
@@ -1055,6 +1057,12 @@ static bool shed_oldest(struct agent *a, struct conn *except, uint64_t need)
 	size_t n = 0, cap = 0, i;
 	void *val;
 
+	/* A scan that found nothing old enough is not repeated for every
+	 * record that follows: the limit kept full by young requests would
+	 * cost a walk of every connection a record. */
+	if (now < a->shed_next_scan_ns)
+		return false;
+
 	hmap__iter_init(a->conns, &it);
 	while (hmap__iter_next(&it, NULL, NULL, &val)) {
 		struct conn *c = val, **g;
@@ -1082,7 +1090,10 @@ static bool shed_oldest(struct agent *a, struct conn *except, uint64_t need)
 		stream_failure(a, v[i], "over_limit", why);
 	}
 	free(v);
-	return a->pending_total + need <= a->max_pending;
+	if (a->pending_total + need <= a->max_pending)
+		return true;
+	a->shed_next_scan_ns = now + SHED_RESCAN_NS;
+	return false;
 }
 
 /* Ends c if its request has taken longer than --request-timeout to arrive
@@ -4207,6 +4218,16 @@ static int cleanup_pins(const struct agent_opts *o)
 	return 0;
 }
 
+/* s as a decimal number from lo to hi, into *n; false when it is not one. */
+static bool bounded_number(const char *s, unsigned long lo, unsigned long hi, unsigned long *n)
+{
+	char *end;
+
+	errno = 0;
+	*n = strtoul(s, &end, 10);
+	return !errno && end != s && !*end && *s != '-' && *n >= lo && *n <= hi;
+}
+
 int agent__run(const struct agent_opts *o)
 {
 	struct agent a = { .opts = o, .epfd = -1, .sigfd = -1, .timerfd = -1,
@@ -4242,13 +4263,9 @@ int agent__run(const struct agent_opts *o)
 	}
 	a.max_conns = MCPW_MAX_CONNS;
 	if (o->max_connections) {
-		char *end;
 		unsigned long n;
 
-		errno = 0;
-		n = strtoul(o->max_connections, &end, 10);
-		if (errno || end == o->max_connections || *end || *o->max_connections == '-' ||
-		    n < MCPW_MIN_CONNS || n > MCPW_MAX_CONNS_LIMIT) {
+		if (!bounded_number(o->max_connections, MCPW_MIN_CONNS, MCPW_MAX_CONNS_LIMIT, &n)) {
 			fprintf(stderr, "mcpwarden: --max-connections must be a number from %u to "
 				"%u, not %s\n", MCPW_MIN_CONNS, MCPW_MAX_CONNS_LIMIT,
 				o->max_connections);
@@ -4259,13 +4276,9 @@ int agent__run(const struct agent_opts *o)
 	}
 	a.request_timeout_ns = REQUEST_TIMEOUT_S * 1000000000ull;
 	if (o->request_timeout) {
-		char *end;
 		unsigned long n;
 
-		errno = 0;
-		n = strtoul(o->request_timeout, &end, 10);
-		if (errno || end == o->request_timeout || *end || *o->request_timeout == '-' ||
-		    n < 1 || n > REQUEST_TIMEOUT_MAX_S) {
+		if (!bounded_number(o->request_timeout, 1, REQUEST_TIMEOUT_MAX_S, &n)) {
 			fprintf(stderr, "mcpwarden: --request-timeout must be a number of seconds "
 				"from 1 to %u, not %s\n", REQUEST_TIMEOUT_MAX_S, o->request_timeout);
 			status = 2;
