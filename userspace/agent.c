@@ -1096,19 +1096,33 @@ static bool shed_oldest(struct agent *a, struct conn *except, uint64_t need)
 	return false;
 }
 
-/* Ends c if its request has taken longer than --request-timeout to arrive
+/*
+ * Ends c if its request has taken longer than --request-timeout to arrive
  * whole: held bytes the server never sees, and memory, for as long as a
- * client cares to trickle them. */
+ * client cares to trickle them. In monitor mode the bytes reach the
+ * server anyway: the alert says what enforce mode would do, once a
+ * request, and the connection stays watched (a stream failure would stop
+ * reading it, and a slow request would buy the rest of the connection
+ * out of sight); the memory is the limit's (shed_oldest).
+ */
 static void check_request_time(struct agent *a, struct conn *c, uint64_t now)
 {
+	struct decision d = { .verdict = VERDICT_MALFORMED, .deny = true, .alert = true };
 	char why[160];
 
-	if (!request_incomplete(c) || now - c->pending_since_ns <= a->request_timeout_ns)
+	if (!request_incomplete(c) || now - c->pending_since_ns <= a->request_timeout_ns ||
+	    c->late_reported == c->pending_since_ns)
 		return;
 	snprintf(why, sizeof(why), "the request did not arrive whole within %llu s "
 		 "(--request-timeout)", (unsigned long long)(a->request_timeout_ns / 1000000000ull));
 	a->requests_timed_out++;
-	stream_failure(a, c, "request_timeout", why);
+	if (a->enforce) {
+		stream_failure(a, c, "request_timeout", why);
+		return;
+	}
+	c->late_reported = c->pending_since_ns;
+	snprintf(d.reason, sizeof(d.reason), "Malformed request (request_timeout): %s", why);
+	emit_decision(a, c, NULL, &d, false, 0);
 }
 
 #define POD_WAIT_NS (2000ull * 1000000)
@@ -3627,6 +3641,14 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 	prom__counter(b, "mcpwarden_table_evicted_total", "Bindings a workload instance over "
 		      "its share dropped, its least recently used.",
 		      PROM_LABELS("table", "tokens"), (double)ds.evicted_tokens);
+	prom__counter(b, "mcpwarden_incomplete_requests_ended_total", "Connections ended for an "
+		      "incomplete request: too slow (--request-timeout), or the oldest when the "
+		      "unjudged bytes' limit needed room.", PROM_LABELS("why", "timeout"),
+		      (double)a->requests_timed_out);
+	prom__counter(b, "mcpwarden_incomplete_requests_ended_total", "Connections ended for an "
+		      "incomplete request: too slow (--request-timeout), or the oldest when the "
+		      "unjudged bytes' limit needed room.", PROM_LABELS("why", "room"),
+		      (double)a->requests_shed);
 	prom__counter(b, "mcpwarden_connections_over_capacity_total", "Protected connections "
 		      "over --max-connections, by what happened to them.",
 		      PROM_LABELS("action", "ended"), (double)a->over_ended);

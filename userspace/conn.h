@@ -64,6 +64,7 @@ struct conn {
 	uint64_t parsed_end;		/* end of the last complete request */
 	uint64_t pending;		/* bytes fed and not yet part of a request */
 	uint64_t pending_since_ns;	/* read the oldest of them (0: none) */
+	uint64_t late_reported;		/* the pending_since_ns a timeout was reported for */
 	uint64_t copy_until;		/* mirror window granted */
 	/* Held bytes before this offset end a request the kernel passed (it
 	 * showed their segment again, or merged with the next request's):

@@ -2689,8 +2689,10 @@ static int write_partial(struct env *e, const char *name, const char *ua, size_t
 void test_lifecycle_slow_requests(void)
 {
 	char policy[2048], cg_a[256], cg_b[256], cg_s[256], f_head[600], f_part[600], f_req[600];
-	const char *extra[] = { "--request-timeout", "5", NULL };
+	char addr[64], *body = NULL;
+	const char *extra[] = { "--request-timeout", "5", "--metrics", addr, NULL };
 	pid_t slow[4] = { 0 }, pid;
+	int mport = env__free_port();
 	struct peer srv = {};
 	struct env e;
 	json_t *ev = NULL, *st = NULL;
@@ -2701,6 +2703,7 @@ void test_lifecycle_slow_requests(void)
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
 	setenv("MCPW_TEST_MAX_PENDING", "4194304", 1);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", mport);
 	/* Tool limits: bodies are held whole, not judged on their heads. */
 	srv.port = env__free_port();
 	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
@@ -2764,7 +2767,49 @@ void test_lifecycle_slow_requests(void)
 	ev = env__wait_event(&e, 5000, "kind=alert", "verdict=malformed", NULL);
 	if (ASSERT_OK_PTR(ev, "alert"))
 		ASSERT_STRSTR(env__str(ev, "reason") ?: "", "was the oldest", "says why");
+	body = http_get(mport, "/metrics");
+	ASSERT_TRUE(body && strstr(body, "mcpwarden_incomplete_requests_ended_total"
+				   "{why=\"timeout\"} 1"), "/metrics counts the timeout");
+	json_decref(ev);
+	ev = NULL;
+
+	/* Monitor mode: said once, and the connection stays watched (its
+	 * request, finished late, is judged: the test is no allowed client). */
+	if (test__start_subtest("monitor")) {
+		const char *mon[] = { "--request-timeout", "5", "--mode", "monitor", NULL };
+		static const char rest[] = "\r\n{\"id\":1}xx";	/* 10 bytes of body */
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons((uint16_t)srv.port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		char *head = env__slurp(f_head, NULL);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		ASSERT_EQ(env__agent_stop(&e), 0, "agent stop");
+		e.agent.events_read = 0;
+		if (ASSERT_OK(agent_start(&e, policy, mon), "agent start in monitor mode") &&
+		    ASSERT_OK_PTR(head, "head") && ASSERT_GE(fd, 0, "socket") &&
+		    ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), "connect") &&
+		    ASSERT_EQ(write(fd, head, strlen(head)), (ssize_t)strlen(head), "head sent")) {
+			ev = env__wait_event(&e, 15000, "kind=alert", "verdict=malformed", NULL);
+			if (ASSERT_OK_PTR(ev, "alert")) {
+				ASSERT_STRSTR(env__str(ev, "reason") ?: "", "(request_timeout)", "why");
+				ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted");
+			}
+			json_decref(ev);
+			ev = NULL;
+			env__sleep_ms(1500);
+			ASSERT_EQ(env__count_events(&e, "kind=alert", "verdict=malformed", NULL), 1,
+				  "once a request");
+			ASSERT_EQ(write(fd, rest, sizeof(rest) - 1), (ssize_t)sizeof(rest) - 1, "rest");
+			ev = env__wait_event(&e, 5000, "kind=alert", NULL);
+			ASSERT_OK_PTR(ev, "the finished request is judged");
+		}
+		if (fd >= 0)
+			close(fd);
+		free(head);
+	}
 cleanup:
+	free(body);
 	for (i = 0; i < 4; i++)
 		if (slow[i] > 0)
 			env__kill(&e, slow[i]);
