@@ -2792,7 +2792,8 @@ void test_lifecycle_slow_requests(void)
 		    ASSERT_EQ(write(fd, head, strlen(head)), (ssize_t)strlen(head), "head sent")) {
 			ev = env__wait_event(&e, 15000, "kind=alert", "verdict=malformed", NULL);
 			if (ASSERT_OK_PTR(ev, "alert")) {
-				ASSERT_STRSTR(env__str(ev, "reason") ?: "", "(request_timeout)", "why");
+				ASSERT_STRSTR(env__str(ev, "reason") ?: "", "(request_timeout)",
+					      "why");
 				ASSERT_STREQ(env__str(ev, "action"), "alerted", "alerted");
 			}
 			json_decref(ev);
@@ -2800,7 +2801,8 @@ void test_lifecycle_slow_requests(void)
 			env__sleep_ms(1500);
 			ASSERT_EQ(env__count_events(&e, "kind=alert", "verdict=malformed", NULL), 1,
 				  "once a request");
-			ASSERT_EQ(write(fd, rest, sizeof(rest) - 1), (ssize_t)sizeof(rest) - 1, "rest");
+			ASSERT_EQ(write(fd, rest, sizeof(rest) - 1), (ssize_t)sizeof(rest) - 1,
+				  "the rest sent");
 			ev = env__wait_event(&e, 5000, "kind=alert", NULL);
 			ASSERT_OK_PTR(ev, "the finished request is judged");
 		}
