@@ -5,23 +5,25 @@
  * (decider__judge) and one the way the agent judges kernel-passed requests
  * (decider__judge_again, repeating a kept judgment when a request's head
  * is byte for byte the one its memo was made from, but for its
- * Content-Length). A kept judgment must
- * never say other than a full one: a request the memo allowed that a full
- * judgment finds against would be a way past every identity check. Any
- * difference aborts.
+ * Content-Length). A kept judgment must never say other than a full one:
+ * a request the memo allowed that a full judgment finds against would be
+ * a way past every identity check. Any difference aborts.
  *
  * The input: byte 0 picks the connection (four: two workload instances,
  * another thread of the first, a workload in another cgroup) and its
  * server, byte 1 what happens after its requests (the server issues the
  * last request's session, the connection closes, time passes and the live
- * state expires); the rest is the connection's bytes, read as HTTP/1.1
- * requests (http.c, request.c: token, MCP headers, JSON-RPC). Live state
- * (sessions, tokens, instances) carries over from input to input, and is
- * started afresh every 4096 inputs.
+ * state expires, or the agent restarts on its saved state); the rest is
+ * the connection's bytes, read as HTTP/1.1 requests (http.c, request.c:
+ * token, MCP headers, JSON-RPC). Live state (sessions, tokens, instances)
+ * carries over from input to input, and is started afresh every 4096
+ * inputs.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "decision.h"
 #include "http.h"
@@ -116,6 +118,37 @@ static void start(void)
 	decider__set_policy(kept.d, policy);
 	side_conns(&full);
 	side_conns(&kept);
+	memset(memo_head_len, 0, sizeof(memo_head_len));
+}
+
+/* Both sides go through what an agent's restart keeps (decider__save,
+ * decider__load): the saved sessions, tokens and instances, on new
+ * connections and empty memos. */
+static void restart(void)
+{
+	struct side *sides[2] = { &full, &kept };
+	struct decider *n[2] = { decider__new(), decider__new() };
+	char path[64];
+	int i;
+
+	snprintf(path, sizeof(path), "/tmp/mcpw-fuzz-decide-%d.json", (int)getpid());
+	for (i = 0; i < 2; i++)
+		if (!n[i] || decider__save(sides[i]->d, path, now) || decider__load(n[i], path, now))
+			break;
+	unlink(path);
+	if (i < 2) {	/* nowhere to save: neither side restarts */
+		decider__free(n[0]);
+		decider__free(n[1]);
+		return;
+	}
+	for (i = 0; i < 2; i++) {
+		side_release(sides[i]);
+		sides[i]->d = n[i];
+		decider__set_policy(n[i], policy);
+		side_conns(sides[i]);
+	}
+	for (i = 0; i < N_CONNS; i++)
+		decider__memo_clear(&memo[i]);
 	memset(memo_head_len, 0, sizeof(memo_head_len));
 }
 
@@ -235,10 +268,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		decider__memo_clear(&memo[i]);
 		memo_head_len[i] = 0;
 	}
-	if (data[1] & 0x40) {
+	if ((data[1] & 0xc0) == 0x40) {
 		now += 7ull * 3600 * 1000000000ull;
 		decider__expire(full.d, now);
 		decider__expire(kept.d, now);
 	}
+	if (data[1] == 0xff)
+		restart();
 	return 0;
 }
