@@ -133,7 +133,8 @@ static void restart(void)
 
 	snprintf(path, sizeof(path), "/tmp/mcpw-fuzz-decide-%d.json", (int)getpid());
 	for (i = 0; i < 2; i++)
-		if (!n[i] || decider__save(sides[i]->d, path, now) || decider__load(n[i], path, now))
+		if (!n[i] || decider__save(sides[i]->d, path, now) ||
+		    decider__load(n[i], path, now))
 			break;
 	unlink(path);
 	if (i < 2) {	/* nowhere to save: neither side restarts */
