@@ -1019,8 +1019,19 @@ int kernel__cleanup_pins(const char *pin_dir)
 			err = -errno;
 	}
 	closedir(d);
-	if (rmdir(pin_dir) && errno != ENOENT)
+	if (rmdir(pin_dir) && errno != ENOENT) {
 		err = -errno;
+	} else {
+		/* The directory of every agent's pins goes with the last. */
+		char parent[PATH_MAX], *slash;
+
+		snprintf(parent, sizeof(parent), "%s", pin_dir);
+		slash = strrchr(parent, '/');
+		if (slash && slash != parent) {
+			*slash = '\0';
+			rmdir(parent);	/* ENOTEMPTY: another agent's are there */
+		}
+	}
 	return err;
 }
 
