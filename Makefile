@@ -169,7 +169,7 @@ $(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libmcpwarden.a $(BUILD)/libmcpwarden
 
 # Fuzz builds: every userspace object again with ASan/UBSan and coverage, in
 # an archive so each target links only the modules it calls.
-FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(BUILD) \
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -Itests/lib -I$(BUILD) \
 	-DMCPWARDEN_VERSION='"$(VERSION)"' -DMCPWARDEN_GIT='"$(GIT_REV)"' \
 	-fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJS := $(patsubst userspace/%.c,$(BUILD)/fuzz/obj/%.o,$(USER_SRCS))

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn_fixture.h"
 #include "decision.h"
 #include "harness.h"
 #include "intern.h"
@@ -33,22 +34,7 @@ struct fixture {
 
 static void make_conn(struct conn *c, uint32_t pid, uint32_t tid, const char *cgroup)
 {
-	struct workload w = {};
-
-	memset(c, 0, sizeof(*c));
-	c->cookie = 1000 + pid;
-	c->server_name = "t";
-	w.attributed = true;
-	w.pid = pid;
-	w.tid = tid;
-	w.cgroup_id = 5000 + pid;
-	w.instance = 5000 + pid;
-	w.exe = intern__get("/usr/bin/client");
-	w.cgroup = intern__get(cgroup);
-	w.node = "node-a";
-	conn__set_client(c, &w);
-	intern__put(w.exe);
-	intern__put(w.cgroup);
+	fixture__conn(c, pid, tid, cgroup, 1000 + pid);
 }
 
 /* A tools/call of tool with token sha (client_id a) and session s1. */

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn_fixture.h"
 #include "decision.h"
 #include "http.h"
 #include "intern.h"
@@ -60,33 +61,12 @@ static char memo_head[N_CONNS][HEAD_MAX];
 static size_t memo_head_len[N_CONNS];
 static uint64_t now = 1000000000ull, inputs;
 
-static void make_conn(struct conn *c, uint32_t pid, uint32_t tid, const char *cgroup,
-		      uint64_t cookie)
-{
-	struct workload w = {};
-
-	memset(c, 0, sizeof(*c));
-	c->cookie = cookie;
-	c->server_name = "t";
-	w.attributed = true;
-	w.pid = pid;
-	w.tid = tid;
-	w.cgroup_id = 5000 + pid;
-	w.instance = 5000 + pid;
-	w.exe = intern__get("/usr/bin/client");
-	w.cgroup = intern__get(cgroup);
-	w.node = "node-a";
-	conn__set_client(c, &w);
-	intern__put(w.exe);
-	intern__put(w.cgroup);
-}
-
 static void side_conns(struct side *s)
 {
-	make_conn(&s->c[0], 41, 41, "/x/one", 1);
-	make_conn(&s->c[1], 42, 42, "/x/two", 2);
-	make_conn(&s->c[2], 41, 43, "/x/one", 3);
-	make_conn(&s->c[3], 44, 44, "/y/one", 4);
+	fixture__conn(&s->c[0], 41, 41, "/x/one", 1);
+	fixture__conn(&s->c[1], 42, 42, "/x/two", 2);
+	fixture__conn(&s->c[2], 41, 43, "/x/one", 3);
+	fixture__conn(&s->c[3], 44, 44, "/y/one", 4);
 }
 
 static void side_release(struct side *s)

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A connection from a made-up workload, for tests and fuzz targets that
+ * drive the decider without a kernel: process pid (thread tid) of
+ * /usr/bin/client in `cgroup`, its instance the cgroup id 5000 + pid, to
+ * server "t". Release with decider__conn_release and workload__unshare.
+ */
+#ifndef MCPW_CONN_FIXTURE_H
+#define MCPW_CONN_FIXTURE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "conn.h"
+#include "intern.h"
+#include "workload.h"
+
+static inline void fixture__conn(struct conn *c, uint32_t pid, uint32_t tid, const char *cgroup,
+				 uint64_t cookie)
+{
+	struct workload w = {};
+
+	memset(c, 0, sizeof(*c));
+	c->cookie = cookie;
+	c->server_name = "t";
+	w.attributed = true;
+	w.pid = pid;
+	w.tid = tid;
+	w.cgroup_id = 5000 + pid;
+	w.instance = 5000 + pid;
+	w.exe = intern__get("/usr/bin/client");
+	w.cgroup = intern__get(cgroup);
+	w.node = "node-a";
+	conn__set_client(c, &w);
+	intern__put(w.exe);
+	intern__put(w.cgroup);
+}
+
+#endif
