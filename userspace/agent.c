@@ -24,6 +24,7 @@
 #include <malloc.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2631,6 +2632,24 @@ static void seed_all(struct agent *a)
  * an instance over its share dropped are reported the same way, without
  * the health.
  */
+/* A `lost` event for what a running count gained since *reported (the
+ * detail formatted only then); whether there was any. */
+static bool lost_since(struct agent *a, const char *source, uint64_t total, uint64_t *reported,
+		       const char *fmt, ...)
+{
+	char detail[200];
+	va_list ap;
+
+	if (total <= *reported)
+		return false;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	emit_lost(a, source, total - *reported, detail);
+	*reported = total;
+	return true;
+}
+
 static void report_refused_bindings(struct agent *a)
 {
 	static const struct {
@@ -2643,45 +2662,33 @@ static void report_refused_bindings(struct agent *a)
 	};
 	struct decider_stats ds;
 	struct proctab_stats ps;
-	uint64_t now[3];
-	char detail[160];
+	uint64_t refused[3], evicted[2];
+	bool bad = false;
 	int i;
 
 	decider__stats(a->decider, &ds);
-	now[0] = ds.refused_sessions;
-	now[1] = ds.refused_tokens;
-	now[2] = ds.refused_instances;
-	for (i = 0; i < 3; i++) {
-		if (now[i] <= a->refused_reported[i])
-			continue;
-		snprintf(detail, sizeof(detail), "new %s bindings refused: %u are bound%s, the "
-			 "table is full; %s cannot be found for those", t[i].source, t[i].max,
-			 t[i].of, t[i].finding);
-		emit_lost(a, t[i].source, now[i] - a->refused_reported[i], detail);
-		a->refused_reported[i] = now[i];
-		a->last_refused_ns = now_ns();
-	}
-	now[0] = ds.evicted_sessions;
-	now[1] = ds.evicted_tokens;
-	for (i = 0; i < 2; i++) {
-		if (now[i] <= a->evicted_reported[i])
-			continue;
-		snprintf(detail, sizeof(detail), "%s bindings dropped: a workload instance holds "
-			 "%u at most and bound a new one; its least recently used went, and %s "
-			 "cannot be found for those", t[i].source, DECISION_MAX_PER_INSTANCE,
-			 t[i].finding);
-		emit_lost(a, t[i].source, now[i] - a->evicted_reported[i], detail);
-		a->evicted_reported[i] = now[i];
-	}
 	proctab__stats(a->procs, &ps);
-	if (ps.evicted_live > a->procs_evicted_reported) {
-		emit_lost(a, "processes", ps.evicted_live - a->procs_evicted_reported,
+	refused[0] = ds.refused_sessions;
+	refused[1] = ds.refused_tokens;
+	refused[2] = ds.refused_instances;
+	evicted[0] = ds.evicted_sessions;
+	evicted[1] = ds.evicted_tokens;
+	for (i = 0; i < 3; i++)
+		bad |= lost_since(a, t[i].source, refused[i], &a->refused_reported[i],
+				  "new %s bindings refused: %u are bound%s, the table is full; %s "
+				  "cannot be found for those", t[i].source, t[i].max, t[i].of,
+				  t[i].finding);
+	for (i = 0; i < 2; i++)
+		lost_since(a, t[i].source, evicted[i], &a->evicted_reported[i],
+			   "%s bindings dropped: a workload instance holds %u at most and bound a "
+			   "new one; its least recently used went, and %s cannot be found for those",
+			   t[i].source, DECISION_MAX_PER_INSTANCE, t[i].finding);
+	bad |= lost_since(a, "processes", ps.evicted_live, &a->procs_evicted_reported,
 			  "live processes forgotten, the process table full: their lineage "
-			  "(ancestors, exe digest) is read again from /proc when they connect, "
-			  "and what exited meanwhile is not known");
-		a->procs_evicted_reported = ps.evicted_live;
+			  "(ancestors, exe digest) is read again from /proc when they connect, and "
+			  "what exited meanwhile is not known");
+	if (bad)
 		a->last_refused_ns = now_ns();
-	}
 }
 
 static void report_losses(struct agent *a)
