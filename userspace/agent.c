@@ -1011,12 +1011,18 @@ static void judge_on_head(struct agent *a, struct conn *c, const struct http_mes
 
 /* A stream that cannot be parsed, or bytes that were lost: judged as
  * malformed (enforce: denied), never passed. */
-static void stream_failure(struct agent *a, struct conn *c, const char *code, const char *why)
+/* The alert of a stream failure: malformed, blocked in enforce mode. */
+static void stream_alert(struct agent *a, struct conn *c, const char *code, const char *why)
 {
 	struct decision d = { .verdict = VERDICT_MALFORMED, .deny = true, .alert = true };
 
 	snprintf(d.reason, sizeof(d.reason), "Malformed request (%s): %s", code, why);
 	emit_decision(a, c, NULL, &d, a->enforce, 0);
+}
+
+static void stream_failure(struct agent *a, struct conn *c, const char *code, const char *why)
+{
+	stream_alert(a, c, code, why);
 	if (a->enforce) {
 		deny_conn(a, c);
 	} else {
@@ -1108,7 +1114,6 @@ static bool shed_oldest(struct agent *a, struct conn *except, uint64_t need)
  */
 static void check_request_time(struct agent *a, struct conn *c, uint64_t now)
 {
-	struct decision d = { .verdict = VERDICT_MALFORMED, .deny = true, .alert = true };
 	char why[160];
 
 	if (!request_incomplete(c) || now - c->pending_since_ns <= a->request_timeout_ns ||
@@ -1122,8 +1127,7 @@ static void check_request_time(struct agent *a, struct conn *c, uint64_t now)
 		return;
 	}
 	c->late_reported = c->pending_since_ns;
-	snprintf(d.reason, sizeof(d.reason), "Malformed request (request_timeout): %s", why);
-	emit_decision(a, c, NULL, &d, false, 0);
+	stream_alert(a, c, "request_timeout", why);
 }
 
 #define POD_WAIT_NS (2000ull * 1000000)
@@ -3648,14 +3652,14 @@ static void collect_metrics(void *ctx, struct prom_buf *b)
 	prom__counter(b, "mcpwarden_table_evicted_total", "Bindings a workload instance over "
 		      "its share dropped, its least recently used.",
 		      PROM_LABELS("table", "tokens"), (double)ds.evicted_tokens);
-	prom__counter(b, "mcpwarden_incomplete_requests_ended_total", "Connections ended for an "
-		      "incomplete request: too slow (--request-timeout), or the oldest when the "
-		      "unjudged bytes' limit needed room.", PROM_LABELS("why", "timeout"),
-		      (double)a->requests_timed_out);
-	prom__counter(b, "mcpwarden_incomplete_requests_ended_total", "Connections ended for an "
-		      "incomplete request: too slow (--request-timeout), or the oldest when the "
-		      "unjudged bytes' limit needed room.", PROM_LABELS("why", "room"),
-		      (double)a->requests_shed);
+#define INCOMPLETE_HELP "Incomplete requests given up on: too slow (--request-timeout; " \
+	"its connection ended in enforce mode, alerted in monitor mode), or the oldest when " \
+	"the unjudged bytes' limit needed room."
+	prom__counter(b, "mcpwarden_incomplete_requests_ended_total", INCOMPLETE_HELP,
+		      PROM_LABELS("why", "timeout"), (double)a->requests_timed_out);
+	prom__counter(b, "mcpwarden_incomplete_requests_ended_total", INCOMPLETE_HELP,
+		      PROM_LABELS("why", "room"), (double)a->requests_shed);
+#undef INCOMPLETE_HELP
 	prom__counter(b, "mcpwarden_connections_over_capacity_total", "Protected connections "
 		      "over --max-connections, by what happened to them.",
 		      PROM_LABELS("action", "ended"), (double)a->over_ended);
