@@ -232,6 +232,16 @@ void test_decision_memo(void)
 		}
 		teardown(&f);
 	}
+	if (test__start_subtest("session_issued_elsewhere")) {
+		/* c bound s1 at its first use; then the server is seen
+		 * issuing s1 to another instance: s1 is that one's now. */
+		if (setup(&f) && warm(&f)) {
+			decider__session_issued(f.d, "s1", &f.c2, 3000);
+			ASSERT_EQ(again(&f, 4000), VERDICT_SESSION_HIJACK, "s1 is no longer c's");
+			ASSERT_EQ(repeated(&f), 1, "judged in full");
+		}
+		teardown(&f);
+	}
 	if (test__start_subtest("token_bound_again")) {
 		/* The token's binding expires; another instance uses it first. */
 		if (setup(&f)) {

@@ -3,20 +3,22 @@
  * A connection from a made-up workload, for tests and fuzz targets that
  * drive the decider without a kernel: process pid (thread tid) of
  * /usr/bin/client in `cgroup`, its instance the cgroup id 5000 + pid, to
- * server "t". Release with decider__conn_release and workload__unshare.
+ * server "t", in pod pod_uid ("" or NULL: in none). Release with
+ * decider__conn_release and workload__unshare.
  */
 #ifndef MCPW_CONN_FIXTURE_H
 #define MCPW_CONN_FIXTURE_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "conn.h"
 #include "intern.h"
 #include "workload.h"
 
-static inline void fixture__conn(struct conn *c, uint32_t pid, uint32_t tid, const char *cgroup,
-				 uint64_t cookie)
+static inline void fixture__conn_in_pod(struct conn *c, uint32_t pid, uint32_t tid,
+					const char *cgroup, uint64_t cookie, const char *pod_uid)
 {
 	struct workload w = {};
 
@@ -31,9 +33,17 @@ static inline void fixture__conn(struct conn *c, uint32_t pid, uint32_t tid, con
 	w.exe = intern__get("/usr/bin/client");
 	w.cgroup = intern__get(cgroup);
 	w.node = "node-a";
+	if (pod_uid)
+		snprintf(w.meta.pod_uid, sizeof(w.meta.pod_uid), "%s", pod_uid);
 	conn__set_client(c, &w);
 	intern__put(w.exe);
 	intern__put(w.cgroup);
+}
+
+static inline void fixture__conn(struct conn *c, uint32_t pid, uint32_t tid, const char *cgroup,
+				 uint64_t cookie)
+{
+	fixture__conn_in_pod(c, pid, tid, cgroup, cookie, NULL);
 }
 
 #endif
