@@ -586,6 +586,7 @@ cleanup:
 
 #define SHA_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define SHA_A_UPPER "0123456789ABCDEF0123456789ABCDEF0123456789abcdef0123456789ABCDEF"
+#define SHA_B "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 /* Every key, clients before the servers they name. */
 static const char full_policy[] =
@@ -1025,6 +1026,13 @@ static const struct claims_case claims_cases[] = {
 	  { .client_info_name = "claude-code" }, true },
 	{ "token_sha256", { .token_sha256 = S(SHA_A) }, { .token_sha256 = SHA_A }, true },
 	{ "case_sensitive", { .client_id = S("CI") }, { .client_id = "ci" }, false },
+	{ "azp_differs", { .client_id = S("ci-bot"), .azp = S("web") },
+	  { .client_id = "ci-bot", .azp = "mobile" }, false },
+	{ "user_agent_differs", { .client_id = S("ci-bot"), .user_agent = S("node/*") },
+	  { .client_id = "ci-bot", .user_agent = "curl/8.5" }, false },
+	{ "user_agent_not_sent", { .client_id = S("ci-bot"), .user_agent = S("*") },
+	  { .client_id = "ci-bot" }, false },
+	{ "token_sha256_differs", { .token_sha256 = S(SHA_A) }, { .token_sha256 = SHA_B }, false },
 };
 
 void test_policy_claims_match(void)
@@ -1109,10 +1117,13 @@ static const struct workload_case workload_cases[] = {
 	{ "gid", { .has_gid = true, .gid = 0 }, &view_pod_proc, true },
 	{ "gid_differs", { .has_gid = true, .gid = 5 }, &view_pod_proc, false },
 	{ "exe_sha256", { .exe_sha256 = S(SHA_A) }, &view_pod_proc, true },
+	{ "exe_sha256_differs", { .exe_sha256 = S(SHA_B) }, &view_pod_proc, false },
 	{ "exe_sha256_not_computed", { .exe_sha256 = S(SHA_A) }, &view_host_root, false },
 	{ "container_id", { .container_id = S("abc*") }, &view_pod_proc, true },
 	{ "container_id_unknown", { .container_id = S("*") }, &view_host_root, false },
 	{ "node", { .node = S("node-[0-9]") }, &view_pod_proc, true },
+	{ "node_differs", { .node = S("node-[4-9]") }, &view_pod_proc, false },
+	{ "exe_differs", { .exe = S("/usr/bin/python*") }, &view_pod_proc, false },
 	{ "parent_exe_grandparent", { .parent_exe = S("*containerd-shim*") }, &view_pod_proc, true },
 	{ "parent_exe_any_ancestor", { .parent_exe = S("/sbin/init") }, &view_pod_proc, true },
 	{ "parent_exe_not_self", { .parent_exe = S("/usr/bin/node") }, &view_pod_proc, false },
@@ -1125,6 +1136,12 @@ static const struct workload_case workload_cases[] = {
 	{ "pod_empty_not_in_a_pod", { .has_pod = true }, &view_host_root, false },
 	{ "pod_all_keys", { .has_pod = true, .pod = { .namespace_ = S("prod"), .name = S("web-*"),
 	  .uid = S("1234-*"), .service_account = S("web") } }, &view_pod_proc, true },
+	{ "pod_name_differs", { .has_pod = true, .pod = { .name = S("api-*") } },
+	  &view_pod_proc, false },
+	{ "pod_uid_differs", { .has_pod = true, .pod = { .uid = S("9999-*") } },
+	  &view_pod_proc, false },
+	{ "pod_namespace_differs", { .has_pod = true, .pod = { .namespace_ = S("dev") } },
+	  &view_pod_proc, false },
 	{ "pod_service_account_differs", { .has_pod = true, .pod = { .service_account = S("api") } },
 	  &view_pod_proc, false },
 	{ "pod_labels_all_match", { .has_pod = true, .pod = { .labels = (struct policy_label *)sel_labels_ok,
