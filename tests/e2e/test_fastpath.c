@@ -87,6 +87,27 @@ static void check_request(struct env *e, const char *id, bool fast, const char *
 	json_decref(ev);
 }
 
+/*
+ * A raw.mjs request (into buf) whose Authorization header comes before its
+ * Content-Length (given by hand: raw.mjs adds its own after the headers it
+ * adds, and before the test's).
+ */
+static void call_token_first(char *buf, size_t len, int id, const char *token, const char *text)
+{
+	char body[512];
+	int n = snprintf(body, sizeof(body), "{\\\"jsonrpc\\\":\\\"2.0\\\",\\\"id\\\":%d,\\\"method\\\":"
+			 "\\\"tools/call\\\",\\\"params\\\":{\\\"name\\\":\\\"echo\\\",\\\"arguments\\\":"
+			 "{\\\"text\\\":\\\"%s\\\"}}}", id, text);
+	int backslashes = 0, i;
+
+	for (i = 0; i < n; i++)
+		backslashes += body[i] == '\\';
+	snprintf(buf, len, "{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":["
+		 "[\"Authorization\",\"Bearer %s\"],[\"Content-Length\",\"%d\"],"
+		 "[\"User-Agent\",\"ua-o\"],[\"MCP-Protocol-Version\",\"2025-11-25\"]],"
+		 "\"body\":\"%s\"}", token, n - backslashes, body);
+}
+
 void test_fastpath_resync(void)
 {
 	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600];
@@ -276,6 +297,55 @@ void test_fastpath_resync(void)
 		json_decref(ev);
 		ev = NULL;
 		ASSERT_FALSE(env__wait_file(rec, "switched", 1000), "never reached the server");
+	}
+	if (test__start_subtest("pipelined_behind_a_fast_request")) {
+		/* 61 judged, 62 fast; then 63 (the same head) and, in the
+		 * same write, a request with token b: one segment. The kernel
+		 * passes a segment only when it holds one fast request and no
+		 * more: this one is held, 63 released and the other refused. */
+		char joined[1024];
+
+		snprintf(joined, sizeof(joined), "{\"joined\":true,\"method\":\"POST\",\"path\":\"/mcp\","
+			 "\"headers\":{\"Authorization\":\"Bearer fast-token-b\",\"User-Agent\":\"ua-p\","
+			 "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":64,"
+			 "\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
+			 "\"joined-switch\"}}}}");
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s,%s]}",
+			 port, CALL(61, "ua-p", "p-one"), CALL(62, "ua-p", "p-two"),
+			 CALL(63, "ua-p", "p-three"), joined);
+		snprintf(out, sizeof(out), "%s/raw3.out", e.tmp);
+		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the joined request got no answer");
+		ASSERT_TRUE(env__wait_file(out, "\"bytes\":", 1000), "sent");
+		ev = env__find_event(&e, 5000, "kind=alert", "verdict=identity_switch", "request.id=64",
+				     NULL);
+		if (ASSERT_OK_PTR(ev, "the joined request judged"))
+			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_TRUE(env__wait_file(rec, "p-three", 3000), "the request before it served");
+		ASSERT_FALSE(env__wait_file(rec, "joined-switch", 1000), "never reached the server");
+	}
+	if (test__start_subtest("token_before_content_length")) {
+		/* The template covers the header block before the
+		 * Content-Length digits too: here the token is there. */
+		char r1[1024], r2[1024], r3[1024];
+
+		call_token_first(r1, sizeof(r1), 71, TOKEN_A, "cl-one");
+		call_token_first(r2, sizeof(r2), 72, TOKEN_A, "cl-two");
+		call_token_first(r3, sizeof(r3), 73, "fast-token-b", "cl-switch");
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s]}",
+			 port, r1, r2, r3);
+		snprintf(out, sizeof(out), "%s/raw4.out", e.tmp);
+		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the switched request got no answer");
+		check_request(&e, "72", true, NULL, NULL);
+		ev = env__find_event(&e, 5000, "kind=alert", "verdict=identity_switch", "request.id=73",
+				     NULL);
+		if (ASSERT_OK_PTR(ev, "the switched request judged"))
+			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		json_decref(ev);
+		ev = NULL;
+		ASSERT_TRUE(env__wait_file(rec, "cl-two", 3000), "the fast request served");
+		ASSERT_FALSE(env__wait_file(rec, "cl-switch", 1000), "never reached the server");
 	}
 cleanup:
 	json_decref(ev);

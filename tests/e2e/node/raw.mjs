@@ -26,7 +26,8 @@
 //     "no_auto_headers": false,  // do not add Host / Content-Length / Content-Type / Accept
 //     "split": N, "delay_ms": MS, "pause_before_ms": MS,
 //     "read_ms": MS,           // read the response for MS then report it partial (GET SSE streams)
-//     "expect_no_response": false  // the request is expected to get no answer (do not wait)
+//     "expect_no_response": false, // the request is expected to get no answer (do not wait)
+//     "joined": false          // sequential mode: sent in one write with the request before it
 //   }]
 // }
 // "{{session}}" in a header value or body string is replaced by the last
@@ -356,9 +357,13 @@ sock.once('connect', async () => {
           if (!r.expect_no_response) expected++;
           break;
         }
-        const bytes = build(r);
-        const wrote = await writeBytes(bytes, r.split ?? spec.split, r.delay_ms ?? spec.delay_ms ?? 0);
-        out({ sent: i, bytes: bytes.length, complete: wrote });
+        // A joined request went out with the one before it.
+        if (!r.joined) {
+          let bytes = build(r);
+          for (let j = i + 1; j < reqs.length && reqs[j].joined; j++) bytes = Buffer.concat([bytes, build(reqs[j])]);
+          const wrote = await writeBytes(bytes, r.split ?? spec.split, r.delay_ms ?? spec.delay_ms ?? 0);
+          out({ sent: i, bytes: bytes.length, complete: wrote });
+        }
         if (i === reqs.length - 1 && spec.half_close && !peerClosed) sock.end();
         if (r.expect_no_response) continue;
         expected++;
