@@ -855,3 +855,42 @@ cleanup:
 	free(raw);
 	env__cleanup(&e);
 }
+
+/*
+ * Under tool limits a body can change the verdict: no template is made,
+ * and a call of a tool the client may not use, with a header block the
+ * kernel saw allowed twice, is held and refused before the server reads it.
+ */
+void test_fastpath_tool_limits_judged(void)
+{
+	char cg_c[256], rec[600], spec[4096], out[600];
+	struct env e;
+	json_t *ev;
+	int port;
+
+#define TCALL(id, tool, text) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\"," \
+	"\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":" #id "," \
+	"\"method\":\"tools/call\",\"params\":{\"name\":\"" tool "\",\"arguments\":{\"text\":\"" \
+	text "\"}}}}"
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (!(port = start_one_client(&e, ",\"tools\":[\"echo\"]", NULL, cg_c, sizeof(cg_c), rec,
+				      sizeof(rec))))
+		goto cleanup;
+	snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s]}",
+		 port, TCALL(1, "echo", "tl-one"), TCALL(2, "echo", "tl-two"),
+		 TCALL(3, "search_tickets", "tl-denied"));
+	snprintf(out, sizeof(out), "%s/raw.out", e.tmp);
+	ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the denied call got no answer");
+	ASSERT_TRUE(env__wait_file(rec, "tl-two", 3000), "the allowed calls served");
+	ev = env__find_event(&e, 5000, "kind=alert", "verdict=tool_denied", "request.id=3", NULL);
+	if (ASSERT_OK_PTR(ev, "tool_denied"))
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+	json_decref(ev);
+	ASSERT_FALSE(env__wait_file(rec, "tl-denied", 1000), "never reached the server");
+	ASSERT_EQ(status_counter(&e, "fast_path_requests"), 0, "nothing passed in the kernel");
+cleanup:
+	env__cleanup(&e);
+}
