@@ -44,12 +44,9 @@ static bool setup(struct fixture *f, const char *policy)
 	struct policy_error err = {};
 
 	memset(f, 0, sizeof(*f));
-	f->d = decider__new();
-	if (!ASSERT_OK_PTR(f->d, "decider") ||
-	    !ASSERT_OK(policy__load_buffer("t.json", policy, strlen(policy), &f->p, &err),
-		       err.msg))
+	f->d = fixture__decider(policy, &f->p, &err);
+	if (!ASSERT_OK_PTR(f->d, err.msg))
 		return false;
-	decider__set_policy(f->d, f->p);
 	fixture__conn_in_pod(&f->c, 41, 41, "/x/one", 1041, "pod-1");
 	fixture__conn_in_pod(&f->c3, 41, 41, "/x/one", 3041, "pod-1");
 	fixture__conn_in_pod(&f->c2, 42, 42, "/x/two", 1042, "pod-2");

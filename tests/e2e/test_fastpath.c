@@ -87,6 +87,23 @@ static void check_request(struct env *e, const char *id, bool fast, const char *
 	json_decref(ev);
 }
 
+/* Request id was blocked as verdict, and its text never reached the
+ * server (its record rec). */
+static void check_refused(struct env *e, const char *id, const char *verdict, const char *rec,
+			  const char *text)
+{
+	char want[64], cond[64];
+	json_t *ev;
+
+	snprintf(want, sizeof(want), "verdict=%s", verdict);
+	snprintf(cond, sizeof(cond), "request.id=%s", id);
+	ev = env__find_event(e, 5000, "kind=alert", want, cond, NULL);
+	if (ASSERT_OK_PTR(ev, verdict))
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+	json_decref(ev);
+	ASSERT_FALSE(env__wait_file(rec, text, 1000), "never reached the server");
+}
+
 /*
  * A raw.mjs request (into buf) whose Authorization header comes before its
  * Content-Length (given by hand: raw.mjs adds its own after the headers it
@@ -142,10 +159,13 @@ void test_fastpath_resync(void)
 	if (test__start_subtest("miss_then_resync")) {
 		/* 1 judged; 2 fast; 3 differs (User-Agent): held, judged,
 		 * released; 4 fast again on 3's template. */
-#define CALL(id, ua, text) \
-	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\"," \
+/* A raw.mjs request: an echo of text with token tok; more: spec members. */
+#define REQ(tok, id, ua, text, more) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " tok "\"," \
 	"\"User-Agent\":\"" ua "\",\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\"," \
-	"\"id\":" #id ",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"" text "\"}}}}"
+	"\"id\":" #id ",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"" text \
+	"\"}}}" more "}"
+#define CALL(id, ua, text) REQ(TOKEN_A, id, ua, text, "")
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s,%s]}",
 			 port, CALL(1, "ua-1", "one"), CALL(2, "ua-1", "second-longer"),
 			 CALL(3, "ua-2", "three"), CALL(4, "ua-2", "fourth-longer-still"));
@@ -280,50 +300,26 @@ void test_fastpath_resync(void)
 		ASSERT_EQ(count_lines(&e, "over_limit", ""), 0, "no connection taken for holding too much");
 	}
 	if (test__start_subtest("identity_switch_on_fast_connection")) {
-		char body[2048];
-
-		snprintf(body, sizeof(body), "{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{"
-			 "\"Authorization\":\"Bearer fast-token-b\",\"User-Agent\":\"ua-1\","
-			 "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":9,"
-			 "\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
-			 "\"switched\"}}}}");
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s]}",
-			 port, CALL(7, "ua-1", "first"), CALL(8, "ua-1", "second"), body);
+			 port, CALL(7, "ua-1", "first"), CALL(8, "ua-1", "second"),
+			 REQ("fast-token-b", 9, "ua-1", "switched", ""));
 		snprintf(out, sizeof(out), "%s/raw2.out", e.tmp);
 		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the switched request got no answer");
-		ev = env__find_event(&e, 5000, "kind=alert", "verdict=identity_switch", NULL);
-		if (ASSERT_OK_PTR(ev, "identity_switch"))
-			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
-		json_decref(ev);
-		ev = NULL;
-		ASSERT_FALSE(env__wait_file(rec, "switched", 1000), "never reached the server");
+		check_refused(&e, "9", "identity_switch", rec, "switched");
 	}
 	if (test__start_subtest("pipelined_behind_a_fast_request")) {
 		/* 61 judged, 62 fast; then 63 (the same head) and, in the
 		 * same write, a request with token b: one segment. The kernel
 		 * passes a segment only when it holds one fast request and no
 		 * more: this one is held, 63 released and the other refused. */
-		char joined[1024];
-
-		snprintf(joined, sizeof(joined), "{\"joined\":true,\"method\":\"POST\",\"path\":\"/mcp\","
-			 "\"headers\":{\"Authorization\":\"Bearer fast-token-b\",\"User-Agent\":\"ua-p\","
-			 "\"MCP-Protocol-Version\":\"2025-11-25\"},\"body\":{\"jsonrpc\":\"2.0\",\"id\":64,"
-			 "\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
-			 "\"joined-switch\"}}}}");
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s,%s]}",
 			 port, CALL(61, "ua-p", "p-one"), CALL(62, "ua-p", "p-two"),
-			 CALL(63, "ua-p", "p-three"), joined);
+			 CALL(63, "ua-p", "p-three"),
+			 REQ("fast-token-b", 64, "ua-p", "joined-switch", ",\"joined\":true"));
 		snprintf(out, sizeof(out), "%s/raw3.out", e.tmp);
 		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the joined request got no answer");
-		ASSERT_TRUE(env__wait_file(out, "\"bytes\":", 1000), "sent");
-		ev = env__find_event(&e, 5000, "kind=alert", "verdict=identity_switch", "request.id=64",
-				     NULL);
-		if (ASSERT_OK_PTR(ev, "the joined request judged"))
-			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
-		json_decref(ev);
-		ev = NULL;
 		ASSERT_TRUE(env__wait_file(rec, "p-three", 3000), "the request before it served");
-		ASSERT_FALSE(env__wait_file(rec, "joined-switch", 1000), "never reached the server");
+		check_refused(&e, "64", "identity_switch", rec, "joined-switch");
 	}
 	if (test__start_subtest("token_before_content_length")) {
 		/* The template covers the header block before the
@@ -338,14 +334,8 @@ void test_fastpath_resync(void)
 		snprintf(out, sizeof(out), "%s/raw4.out", e.tmp);
 		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the switched request got no answer");
 		check_request(&e, "72", true, NULL, NULL);
-		ev = env__find_event(&e, 5000, "kind=alert", "verdict=identity_switch", "request.id=73",
-				     NULL);
-		if (ASSERT_OK_PTR(ev, "the switched request judged"))
-			ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
-		json_decref(ev);
-		ev = NULL;
 		ASSERT_TRUE(env__wait_file(rec, "cl-two", 3000), "the fast request served");
-		ASSERT_FALSE(env__wait_file(rec, "cl-switch", 1000), "never reached the server");
+		check_refused(&e, "73", "identity_switch", rec, "cl-switch");
 	}
 cleanup:
 	json_decref(ev);
@@ -865,7 +855,6 @@ void test_fastpath_tool_limits_judged(void)
 {
 	char cg_c[256], rec[600], spec[4096], out[600];
 	struct env e;
-	json_t *ev;
 	int port;
 
 #define TCALL(id, tool, text) \
@@ -885,11 +874,7 @@ void test_fastpath_tool_limits_judged(void)
 	snprintf(out, sizeof(out), "%s/raw.out", e.tmp);
 	ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the denied call got no answer");
 	ASSERT_TRUE(env__wait_file(rec, "tl-two", 3000), "the allowed calls served");
-	ev = env__find_event(&e, 5000, "kind=alert", "verdict=tool_denied", "request.id=3", NULL);
-	if (ASSERT_OK_PTR(ev, "tool_denied"))
-		ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
-	json_decref(ev);
-	ASSERT_FALSE(env__wait_file(rec, "tl-denied", 1000), "never reached the server");
+	check_refused(&e, "3", "tool_denied", rec, "tl-denied");
 	ASSERT_EQ(status_counter(&e, "fast_path_requests"), 0, "nothing passed in the kernel");
 cleanup:
 	env__cleanup(&e);

@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "conn.h"
+#include "decision.h"
 #include "intern.h"
+#include "policy.h"
 #include "workload.h"
 
 static inline void fixture__conn_in_pod(struct conn *c, uint32_t pid, uint32_t tid,
@@ -44,6 +46,26 @@ static inline void fixture__conn(struct conn *c, uint32_t pid, uint32_t tid, con
 				 uint64_t cookie)
 {
 	fixture__conn_in_pod(c, pid, tid, cgroup, cookie, NULL);
+}
+
+/* A decider on policy (JSON text), policy kept in *p: NULL with err->msg
+ * set when either cannot be made. */
+static inline struct decider *fixture__decider(const char *policy, struct policy **p,
+					       struct policy_error *err)
+{
+	struct decider *d = decider__new();
+
+	*p = NULL;
+	if (!d) {
+		snprintf(err->msg, sizeof(err->msg), "no memory for a decider");
+		return NULL;
+	}
+	if (policy__load_buffer("t.json", policy, strlen(policy), p, err)) {
+		decider__free(d);
+		return NULL;
+	}
+	decider__set_policy(d, *p);
+	return d;
 }
 
 #endif
