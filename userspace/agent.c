@@ -1009,8 +1009,6 @@ static void judge_on_head(struct agent *a, struct conn *c, const struct http_mes
 	c->parser = NULL;
 }
 
-/* A stream that cannot be parsed, or bytes that were lost: judged as
- * malformed (enforce: denied), never passed. */
 /* The alert of a stream failure: malformed, blocked in enforce mode. */
 static void stream_alert(struct agent *a, struct conn *c, const char *code, const char *why)
 {
@@ -1020,6 +1018,8 @@ static void stream_alert(struct agent *a, struct conn *c, const char *code, cons
 	emit_decision(a, c, NULL, &d, a->enforce, 0);
 }
 
+/* A stream that cannot be parsed, or bytes that were lost: judged as
+ * malformed (enforce: denied), never passed. */
 static void stream_failure(struct agent *a, struct conn *c, const char *code, const char *why)
 {
 	stream_alert(a, c, code, why);
@@ -2628,14 +2628,6 @@ static void seed_all(struct agent *a)
 
 /* ---- periodic work ----------------------------------------------------- */
 
-/*
- * Bindings the decider refused, their table full: whoever uses those
- * sessions or tokens, or runs those instances, is not checked against
- * them (no session_hijack, token_replay or clone). A `lost` event a
- * second while it goes on, health degraded for a minute after. Bindings
- * an instance over its share dropped are reported the same way, without
- * the health.
- */
 /* A `lost` event for what a running count gained since *reported (the
  * detail formatted only then); whether there was any. */
 static bool lost_since(struct agent *a, const char *source, uint64_t total, uint64_t *reported,
@@ -2654,6 +2646,14 @@ static bool lost_since(struct agent *a, const char *source, uint64_t total, uint
 	return true;
 }
 
+/*
+ * Bindings the decider refused, their table full: whoever uses those
+ * sessions or tokens, or runs those instances, is not checked against
+ * them (no session_hijack, token_replay or clone). A `lost` event a
+ * second while it goes on, health degraded for a minute after. Bindings
+ * an instance over its share dropped are reported the same way, without
+ * the health; live processes a full process table forgot, with it.
+ */
 static void report_refused_bindings(struct agent *a)
 {
 	static const struct {
@@ -4154,7 +4154,6 @@ static void teardown(struct agent *a)
  * maps it cannot read, nor fails to load beside them.
  */
 #define PIN_LAYOUT	"v3"
-#define PIN_ROOT	"/sys/fs/bpf/mcpwarden"
 
 /* One pinned instance per state directory: its name's first 16 characters. */
 static void pin_prefix(const char *state_dir, char *buf, size_t len)

@@ -42,6 +42,8 @@ struct agent_opts {
 	bool cleanup;			/* remove pinned state and exit */
 };
 
+/* Every agent's pins are under this directory, which goes with the last. */
+#define PIN_ROOT "/sys/fs/bpf/mcpwarden"
 /* The bpffs directory an agent with this state directory pins into. */
 void agent__pin_dir(const char *state_dir, uint32_t max_conns, char *buf, size_t len);
 

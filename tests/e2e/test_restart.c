@@ -62,8 +62,6 @@ static size_t server_bytes(const char *dir)
 	return total;
 }
 
-#define PIN_ROOT_DIR "/sys/fs/bpf/mcpwarden"
-
 void test_restart_kill9(void)
 {
 	char policy[2048], cg_ok[256], cg_bad[256], cg_srv[256], dir[512], portstr[16];
@@ -80,7 +78,7 @@ void test_restart_kill9(void)
 
 	test__set_timeout(240);
 	/* No other agent's pins: the root this one makes goes with it. */
-	root_existed = access(PIN_ROOT_DIR, F_OK) == 0;
+	root_existed = access(PIN_ROOT, F_OK) == 0;
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
 	port = env__free_port();
@@ -179,7 +177,7 @@ void test_restart_kill9(void)
 			  e.agent.state_dir), 0, "cleanup");
 	ASSERT_NEQ(access(pin_dir, F_OK), 0, "pin directory removed");
 	if (!root_existed)
-		ASSERT_NEQ(access(PIN_ROOT_DIR, F_OK), 0, "and the pins' root it made");
+		ASSERT_NEQ(access(PIN_ROOT, F_OK), 0, "and the pins' root it made");
 	ASSERT_NEQ(env__sh("%s", cmd), 0, "nothing attached after cleanup");
 cleanup:
 	json_decref(ev);

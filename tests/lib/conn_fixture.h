@@ -4,7 +4,7 @@
  * drive the decider without a kernel: process pid (thread tid) of
  * /usr/bin/client in `cgroup`, its instance the cgroup id 5000 + pid, to
  * server "t", in pod pod_uid ("" or NULL: in none). Release with
- * decider__conn_release and workload__unshare.
+ * decider__conn_release and workload__unshare. And a decider on a policy.
  */
 #ifndef MCPW_CONN_FIXTURE_H
 #define MCPW_CONN_FIXTURE_H
