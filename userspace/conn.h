@@ -40,6 +40,8 @@ struct conn {
 	bool closing;			/* closed; freed after the next drain */
 	uint64_t closed_tick;
 	struct conn *closing_next;	/* the agent's list of closing ones */
+	bool unreported;		/* its `connection` event not written yet */
+	struct conn *unreported_next;	/* the agent's list of those */
 	uint64_t state_round;		/* tick its kernel state was last checked */
 	bool remote_wait;		/* requests wait for the client's node */
 

@@ -625,6 +625,92 @@ cleanup:
 	env__cleanup(&e);
 }
 
+/* The events file's lines as JSON, in order (NULL where one is not). */
+static json_t *events_in_order(struct env *e)
+{
+	char *all = env__slurp(e->agent.events_path, NULL), *line, *save = NULL;
+	json_t *list = json_array();
+
+	for (line = all ? strtok_r(all, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save))
+		json_array_append_new(list, json_loads(line, 0, NULL));
+	free(all);
+	return list;
+}
+
+/*
+ * Every connection has its `connection` event, before any other event
+ * about it: written after its first request's bytes are released (off
+ * that request's path), but by the first event about it, and within the
+ * loop pass that read its open record even when nothing else comes.
+ */
+void test_lifecycle_connection_events(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], ok[600], bad[600], none[600], out[600];
+	char go[600], reply[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *evs = NULL, *ev;
+	size_t i, j;
+	int n, checked = 0;
+	long long deadline;
+	pid_t cli;
+
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"closed", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	write_req(&e, "ok.bin", ALLOWED_UA, 1, "echo", 32, ok, sizeof(ok));
+	write_req(&e, "bad.bin", UNKNOWN_UA, 2, "echo", 32, bad, sizeof(bad));
+	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, ok, 0, 0, 1, out);
+	ASSERT_EQ(env__wait(&e, cli, 20000), 0, "the allowed client got its reply");
+	cli = start_client(&e, cg_a, &srv, bad, 0, 0, 1, out);
+	env__wait(&e, cli, 20000);	/* ended: no reply */
+	ASSERT_OK_PTR(ev = env__find_event(&e, 5000, "kind=alert", NULL), "the alert");
+	json_decref(ev);
+	/* A third one that stays open and sends nothing. */
+	snprintf(none, sizeof(none), "%s/never.bin", e.tmp);
+	snprintf(go, sizeof(go), "%s/never.go", e.tmp);
+	snprintf(reply, sizeof(reply), "%s/never.reply", e.tmp);
+	snprintf(out, sizeof(out), "%s/holder.out", e.tmp);
+	if (!ASSERT_GE(start_holder(&e, cg_a, srv.port, none, go, reply, 0, out), 1, "holder") ||
+	    !ASSERT_TRUE(env__wait_file(out, "connected", 10000), "holder connected"))
+		goto cleanup;
+	for (deadline = now_ms() + 5000;
+	     (n = env__count_events(&e, "kind=connection", NULL)) < 3 && now_ms() < deadline;)
+		env__sleep_ms(20);
+	ASSERT_EQ(n, 3, "a connection event for each of the three, the idle one's too");
+
+	evs = events_in_order(&e);
+	json_array_foreach(evs, i, ev) {
+		const char *kind = env__str(ev, "kind"), *src = env__str(ev, "connection.src");
+		bool before = false;
+
+		if (!kind || !src || (strcmp(kind, "request") && strcmp(kind, "alert")))
+			continue;
+		for (j = 0; j < i && !before; j++) {
+			json_t *c = json_array_get(evs, j);
+
+			before = !strcmp(env__str(c, "kind") ?: "", "connection") &&
+				 !strcmp(env__str(c, "connection.src") ?: "", src);
+		}
+		if (!ASSERT_TRUE(before, "the connection event comes before the event about it"))
+			test__log("no connection event before the %s from %s", kind, src);
+		checked++;
+	}
+	ASSERT_EQ(checked, 2, "the request and the alert were checked");
+cleanup:
+	json_decref(evs);
+	env__cleanup(&e);
+}
+
 /* ---- 3./4. fail modes with the daemon stopped -------------------------- */
 
 void test_lifecycle_fail_closed(void)
