@@ -618,7 +618,7 @@ async function p2(rtt, wake) {
     const alerts = evs.filter((e) => e.kind === 'alert').length;
     const rttUnits = (us) => (rtt.p50_us ? round(us / rtt.p50_us, 1) : null);
     const mk = (id, name, l, cli, target, targetText, sel) => {
-      const r = { id, name, metric: 'first byte held -> verdict written (daemon clock)', unit: 'µs', samples: l.length,
+      const r = { id, name, metric: 'first byte held -> released to the server (daemon clock)', unit: 'µs', samples: l.length,
         kernel_passed: inKernel(sel),
         p50_us: pct(l, 50), p99_us: pct(l, 99), max_us: l[l.length - 1] ?? null,
         p50_rtt: rttUnits(pct(l, 50)), p99_rtt: rttUnits(pct(l, 99)),

@@ -705,26 +705,46 @@ static void deny_conn(struct agent *a, struct conn *c)
 	end_queued(a, false);
 }
 
-/* Re-injects held bytes up to stream offset `end`. */
-static int release(struct agent *a, struct conn *c, uint64_t end)
+/*
+ * A release in two halves, so that what is made from the request's bytes
+ * (its fast-path template) is made once they are on their way, not before:
+ * inject_held() sends the held bytes up to stream offset `end` to the
+ * server, and they stay in the buffer until drop_released() takes them out
+ * and writes the verdict that lets what follows them pass. sent_ns (may be
+ * NULL): when they were sent, which is the request's verdict latency; the
+ * verdict written after them is not on its path (~12 µs at a first
+ * sight's p50 here).
+ */
+static int inject_held(struct agent *a, struct conn *c, uint64_t end, uint64_t *sent_ns)
 {
 	size_t off, len;
 	int err;
 
-	if (end <= c->released_end)
-		return 0;
-	off = (size_t)(c->released_end - c->held_base);
-	len = (size_t)(end - c->released_end);
-	if (off + len > c->held_len)
-		return -EINVAL;	/* never release what was not held */
-	err = kernel__inject(a->kernel, c->cookie, c->held + off, len);
-	if (err)
-		return err;
-	c->released_end = end;
-	/* Drop what is released from the front of the buffer. */
-	memmove(c->held, c->held + off + len, c->held_len - off - len);
-	c->held_len -= off + len;
-	c->held_base = end;
+	if (end > c->released_end) {
+		off = (size_t)(c->released_end - c->held_base);
+		len = (size_t)(end - c->released_end);
+		if (off + len > c->held_len)
+			return -EINVAL;	/* never release what was not held */
+		err = kernel__inject(a->kernel, c->cookie, c->held + off, len);
+		if (err)
+			return err;
+		c->released_end = end;
+	}
+	if (sent_ns)
+		*sent_ns = now_ns();
+	return 0;
+}
+
+static void drop_released(struct agent *a, struct conn *c)
+{
+	size_t n;
+
+	if (c->released_end <= c->held_base)
+		return;		/* nothing sent since the last drop */
+	n = (size_t)(c->released_end - c->held_base);
+	memmove(c->held, c->held + n, c->held_len - n);
+	c->held_len -= n;
+	c->held_base = c->released_end;
 	if (!c->held_len) {
 		free(c->held);	/* most connections are idle most of the time */
 		c->held = NULL;
@@ -732,7 +752,16 @@ static int release(struct agent *a, struct conn *c, uint64_t end)
 	}
 	c->first_hold_ns = c->held_len ? now_ns() : 0;
 	write_verdict(a, c);
-	return 0;
+}
+
+/* Both halves at once. */
+static int release(struct agent *a, struct conn *c, uint64_t end)
+{
+	int err = inject_held(a, c, end, NULL);
+
+	if (!err)
+		drop_released(a, c);
+	return err;
 }
 
 static bool selectors_use_pods(const struct policy_workload *w, size_t n)
@@ -911,7 +940,7 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 			   struct decision *d, const struct http_message *m)
 {
 	struct mcpw_fast_tmpl *t;
-	uint64_t end = m->end, released_ns;
+	uint64_t end = m->end, released_ns = 0;
 	/* Passed before a switch to enforce mode: reported as monitor mode
 	 * does, and the connection's next request waits for its verdict. */
 	bool delivered = a->enforce && end <= c->released_end;
@@ -924,14 +953,13 @@ static void finish_request(struct agent *a, struct conn *c, struct request *r,
 			deny_conn(a, c);
 		return;
 	}
-	/* Made while the request's head is still held; installed after. */
-	t = fast_template(a, c, r, d, m);
-	err = release(a, c, end);
-	released_ns = err ? 0 : now_ns();
-	if (t && !err)
+	/* Made from its head once it is sent, installed once the kernel has
+	 * its verdict. */
+	err = inject_held(a, c, end, &released_ns);
+	t = err ? NULL : fast_template(a, c, r, d, m);
+	drop_released(a, c);
+	if (t)
 		install_fast(a, c, d, t);
-	else
-		free(t);
 	/* Reported once the request is on its way: the event is not on the
 	 * request's path. */
 	emit_decision(a, c, r, d, false, released_ns);
@@ -1041,14 +1069,12 @@ static void judge_on_head(struct agent *a, struct conn *c, const struct http_mes
 	} else {
 		/* The rest of the body passes in the kernel, and whatever of it
 		 * the kernel held meanwhile is released unparsed. */
-		t = fast_template(a, c, &r, &d, &m);
 		c->pass_until = c->skip_until = m.end;
-		err = release(a, c, held_end);
-		released_ns = err ? 0 : now_ns();
-		if (t && !err)
+		err = inject_held(a, c, held_end, &released_ns);
+		t = err ? NULL : fast_template(a, c, &r, &d, &m);
+		drop_released(a, c);
+		if (t)
 			install_fast(a, c, &d, t);
-		else
-			free(t);
 		emit_decision(a, c, &r, &d, false, released_ns);
 		if (err)
 			release_failed(a, c, err, "an allowed request");
