@@ -879,3 +879,116 @@ void test_fastpath_tool_limits_judged(void)
 cleanup:
 	env__cleanup(&e);
 }
+
+/*
+ * A request (raw.mjs) with TOKEN_A, User-Agent ua-n, the header members
+ * `hdrs` (",\"K\":\"V\"" or "") and the JSON-RPC call `call` (its id,
+ * method and params members).
+ */
+#define NREQ(hdrs, call) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\"," \
+	"\"User-Agent\":\"ua-n\",\"MCP-Protocol-Version\":\"2025-11-25\"" hdrs "}," \
+	"\"body\":{\"jsonrpc\":\"2.0\"," call "}}"
+#define NCALL(id, text) \
+	"\"id\":" #id ",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"," \
+	"\"arguments\":{\"text\":\"" text "\"}}"
+#define NINIT(id) \
+	"\"id\":" #id ",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"," \
+	"\"capabilities\":{},\"clientInfo\":{\"name\":\"nt\",\"version\":\"1\"}}"
+
+/* Sends two requests on one connection from cg_c to port; both must be
+ * answered, both judged by the daemon (ids a and b). */
+static void two_judged(struct env *e, const char *cg_c, int port, const char *first,
+		       const char *second, const char *a, const char *b)
+{
+	char spec[4096], out[600];
+	long long fast0 = status_counter(e, "fast_path_requests");
+
+	snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s]}",
+		 port, first, second);
+	snprintf(out, sizeof(out), "%s/raw-%s.out", e->tmp, a);
+	ASSERT_EQ(run_raw(e, cg_c, spec, out), 0, "both answered on one connection");
+	check_request(e, a, false, NULL, NULL);
+	check_request(e, b, false, NULL, NULL);
+	ASSERT_EQ(status_counter(e, "fast_path_requests") - fast0, 0,
+		  "the repeated header block was held and judged");
+}
+
+/*
+ * Where what follows a request's header block could matter, the judged
+ * request leaves no template, and the same header block again is held
+ * and judged: a request that waits for 100 Continue (a server that
+ * answers it without reading its body would have the kernel pass the next
+ * request as that body, unjudged), and an initialize (its clientInfo, and
+ * the session its response issues on the connection).
+ */
+void test_fastpath_no_template(void)
+{
+	char cg_c[256], rec[600];
+	struct env e;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (!(port = start_one_client(&e, "", NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
+		goto cleanup;
+	if (test__start_subtest("expect_continue"))
+		two_judged(&e, cg_c, port, NREQ(",\"Expect\":\"100-continue\"", NCALL(41, "ec-one")),
+			   NREQ(",\"Expect\":\"100-continue\"", NCALL(42, "ec-two")), "41", "42");
+	if (test__start_subtest("initialize"))
+		two_judged(&e, cg_c, port, NREQ("", NINIT(51)), NREQ("", NINIT(52)), "51", "52");
+	/* The same two calls without either get the fast path: the test can
+	 * tell. */
+	if (test__start_subtest("plain_calls_fast")) {
+		char spec[4096], out[600];
+		long long fast0 = status_counter(&e, "fast_path_requests");
+
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s]}",
+			 port, NREQ("", NCALL(61, "pc-one")), NREQ("", NCALL(62, "pc-two")));
+		snprintf(out, sizeof(out), "%s/raw-61.out", e.tmp);
+		ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "both answered on one connection");
+		check_request(&e, "62", true, NULL, NULL);
+		ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 1, "62 in the kernel");
+	}
+cleanup:
+	env__cleanup(&e);
+}
+
+/*
+ * A policy that names any client by clientInfo makes no templates: the
+ * session's clientInfo is part of every request's claim, and the kernel
+ * does not know it.
+ */
+void test_fastpath_client_info_policy_judged(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], rec[600], sha_a[65];
+	struct env e;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
+		 "{\"name\":\"b\",\"claims\":{\"client_info_name\":\"ci-other\"},"
+		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c, cg_c);
+	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent") ||
+	    !ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server"))
+		goto cleanup;
+	two_judged(&e, cg_c, port, NREQ("", NCALL(71, "ci-one")), NREQ("", NCALL(72, "ci-two")),
+		   "71", "72");
+cleanup:
+	env__cleanup(&e);
+}
+#undef NREQ
+#undef NCALL
+#undef NINIT
