@@ -992,3 +992,97 @@ cleanup:
 #undef NREQ
 #undef NCALL
 #undef NINIT
+
+/* Node: one request per new connection, from one process, each head the
+ * same bytes: `node two_conns.mjs PORT_A ID_A PORT_B ID_B [UID]` sends
+ * ID_A to PORT_A, then (as UID, when given) ID_B to PORT_B. */
+static const char two_conns_js[] =
+	"import net from 'node:net';\n"
+	"const [pa, ia, pb, ib, uid] = process.argv.slice(2);\n"
+	"const req = (id) => { const b = JSON.stringify({ jsonrpc: '2.0', id: Number(id),\n"
+	"  method: 'tools/call', params: { name: 'echo', arguments: { text: `pt-${id}` } } });\n"
+	"  return 'POST /mcp HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer " TOKEN_A "\\r\\n' +\n"
+	"    'Content-Type: application/json\\r\\nAccept: application/json, text/event-stream\\r\\n' +\n"
+	"    `MCP-Protocol-Version: 2025-11-25\\r\\nContent-Length: ${b.length}\\r\\n\\r\\n${b}`; };\n"
+	"const send = (port, id) => new Promise((done) => {\n"
+	"  let got = '';\n"
+	"  const s = net.connect(Number(port), '127.0.0.1', () => s.write(req(id)));\n"
+	"  const end = (how) => { s.destroy(); done(how); };\n"
+	"  s.on('data', (d) => { got += d; if (/\\r\\n\\r\\n[\\s\\S]*\\}/.test(got)) end('answered'); });\n"
+	"  s.on('error', () => end('reset')); s.on('close', () => end('closed'));\n"
+	"  setTimeout(() => end('timeout'), 3000); });\n"
+	"console.log(JSON.stringify({ id: ia, got: await send(pa, ia) }));\n"
+	"if (uid) process.setuid(Number(uid));\n"
+	"console.log(JSON.stringify({ id: ib, got: await send(pb, ib) }));\n";
+
+static pid_t two_conns(struct env *e, const char *cg, int pa, const char *ia, int pb,
+		       const char *ib, const char *uid, const char *out)
+{
+	char script[600], a[16], b[16];
+	struct spawn_opts so = { .cgroup = cg, .stdout_path = out };
+
+	snprintf(script, sizeof(script), "%s/two_conns.mjs", e->tmp);
+	if (env__write(script, two_conns_js, strlen(two_conns_js)))
+		return -1;
+	snprintf(a, sizeof(a), "%d", pa);
+	snprintf(b, sizeof(b), "%d", pb);
+	return env__spawn(e, &so, (char *[]){ "node", script, a, (char *)ia, b, (char *)ib,
+					      (char *)uid, NULL });
+}
+
+/*
+ * A new connection of a judged process may pass on the template that
+ * process was judged for (adopted in the kernel), but only to the same
+ * server and as the same user: the process's connection to a server its
+ * client may not use, or its connection after it changed its uid to one
+ * its client's workloads do not have, is held and judged, and refused.
+ */
+void test_fastpath_process_template_bounds(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], rec_t[600], rec_u[600], out[600], sha_a[65];
+	struct env e;
+	int pt, pu;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	pt = env__free_port();
+	do
+		pu = env__free_port();
+	while (pu == pt);
+	env__sha256_hex(TOKEN_A, sha_a);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d},"
+		 "{\"name\":\"u\",\"port\":%d}],\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"servers\":[\"t\"],"
+		 "\"workloads\":[{\"cgroup\":\"%s\",\"uid\":0}]}]}",
+		 pt, pu, sha_a, cg_c);
+	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent") ||
+	    !ASSERT_OK(env__json_server(&e, cg_s, pt, rec_t, sizeof(rec_t)), "server t") ||
+	    !ASSERT_OK(env__json_server(&e, cg_s, pu, rec_u, sizeof(rec_u)), "server u"))
+		goto cleanup;
+	if (test__start_subtest("other_server")) {
+		snprintf(out, sizeof(out), "%s/port.out", e.tmp);
+		ASSERT_EQ(env__wait(&e, two_conns(&e, cg_c, pt, "91", pu, "92", NULL, out), 20000),
+			  0, "client ran");
+		ASSERT_TRUE(env__wait_file(out, "{\"id\":\"91\",\"got\":\"answered\"}", 1000),
+			    "the first answered");
+		check_request(&e, "91", false, NULL, NULL);
+		check_refused(&e, "92", "server_denied", rec_u, "pt-92");
+	}
+	if (test__start_subtest("other_uid")) {
+		snprintf(out, sizeof(out), "%s/uid.out", e.tmp);
+		ASSERT_EQ(env__wait(&e, two_conns(&e, cg_c, pt, "93", pt, "94", "65534", out), 20000),
+			  0, "client ran");
+		ASSERT_TRUE(env__wait_file(out, "{\"id\":\"93\",\"got\":\"answered\"}", 1000),
+			    "the first answered");
+		check_request(&e, "93", false, NULL, NULL);
+		check_refused(&e, "94", "mismatch", rec_t, "pt-94");
+	}
+	ASSERT_EQ(status_counter(&e, "fast_path_requests"), 0, "nothing passed in the kernel");
+cleanup:
+	env__cleanup(&e);
+}
