@@ -1086,3 +1086,52 @@ void test_fastpath_process_template_bounds(void)
 cleanup:
 	env__cleanup(&e);
 }
+
+/*
+ * The kernel's template match needs Content-Length digits where the
+ * judged request had them: the same header block with an empty
+ * Content-Length is not the judged request with a body of 0 bytes, but a
+ * request the daemon must read (it is malformed), never one the kernel
+ * passes.
+ */
+void test_fastpath_content_length_digits(void)
+{
+	static const char body[] = "{\\\"jsonrpc\\\":\\\"2.0\\\",\\\"id\\\":5,\\\"method\\\":"
+				   "\\\"tools/call\\\",\\\"params\\\":{\\\"name\\\":\\\"echo\\\","
+				   "\\\"arguments\\\":{\\\"text\\\":\\\"cl-one\\\"}}}";
+	char cg_c[256], rec[600], spec[4096], out[600], hdrs[512];
+	struct env e;
+	json_t *ev;
+	long long fast0;
+	size_t i, n = 0;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (!(port = start_one_client(&e, "", NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
+		goto cleanup;
+	fast0 = status_counter(&e, "fast_path_requests");
+	/* Both heads the same bytes but for the Content-Length value. */
+#define CL_HEADERS(cl) \
+	"[[\"Content-Type\",\"application/json\"],[\"Accept\",\"application/json, text/event-stream\"]," \
+	"[\"Authorization\",\"Bearer " TOKEN_A "\"],[\"User-Agent\",\"ua-cl\"]," \
+	"[\"MCP-Protocol-Version\",\"2025-11-25\"],[\"Content-Length\",\"" cl "\"]]"
+	for (i = 0; body[i]; i++)
+		n += body[i] != '\\';	/* its bytes as sent: unescaped */
+	snprintf(hdrs, sizeof(hdrs), CL_HEADERS("%zu"), n);
+	snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":["
+		 "{\"headers\":%s,\"body\":\"%s\"},{\"headers\":" CL_HEADERS("") ","
+		 "\"expect_no_response\":true}],\"linger_ms\":1000}", port, hdrs, body);
+#undef CL_HEADERS
+	snprintf(out, sizeof(out), "%s/raw-cl.out", e.tmp);
+	run_raw(&e, cg_c, spec, out);
+	ASSERT_TRUE(env__wait_file(rec, "cl-one", 3000), "the first request served");
+	check_request(&e, "5", false, NULL, NULL);
+	ev = env__find_event(&e, 5000, "kind=alert", "verdict=malformed", NULL);
+	ASSERT_OK_PTR(ev, "the empty Content-Length read by the daemon: malformed");
+	json_decref(ev);
+	ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 0, "nothing passed in the kernel");
+cleanup:
+	env__cleanup(&e);
+}
