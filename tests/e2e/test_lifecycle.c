@@ -777,6 +777,58 @@ cleanup:
 }
 
 /*
+ * What the kernel holds for one connection while the daemon is away is
+ * bounded (2 MiB): a client that sends more meanwhile (here a 3 MiB body)
+ * has its bytes past the bound dropped in the kernel, not kept in the data
+ * ring that every connection shares, and once the daemon is back it says
+ * so (`lost`, source held_limit) and ends the connection.
+ */
+void test_lifecycle_held_limit(void)
+{
+	char cg_a[256], cg_s[256], f_first[600], f_big[600], out[600];
+	struct peer srv = {};
+	struct env e;
+	json_t *ev = NULL;
+	size_t first_len;
+	bool stopped = false;
+	pid_t cli, big_cli;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (stage(&e, "closed", NULL, cg_a, NULL, cg_s, &srv))
+		goto cleanup;
+	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
+	if (!ASSERT_GE(write_req(&e, "big.bin", ALLOWED_UA, 2, "echo", 3u << 20, f_big,
+				 sizeof(f_big)), 3u << 20, "big request file"))
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
+		goto cleanup;
+
+	stopped = agent_sigstop(&e);
+	if (!ASSERT_TRUE(stopped, "agent stopped"))
+		goto cleanup;
+	snprintf(out, sizeof(out), "%s/big.out", e.tmp);
+	big_cli = start_client(&e, cg_a, &srv, f_big, 0, 0, 1, out);
+	env__sleep_ms(1500);	/* all of it sent: the kernel takes it */
+	ASSERT_EQ(peer_total(&srv, NULL, NULL), first_len, "server read nothing meanwhile");
+	kill(e.agent.pid, SIGCONT);
+	stopped = false;
+
+	ev = env__wait_event(&e, 10000, "kind=lost", "source=held_limit", NULL);
+	if (!ASSERT_OK_PTR(ev, "lost event: the bytes past the held limit"))
+		log_agent_status(&e);
+	ASSERT_NEQ(env__wait(&e, big_cli, 20000), 0, "the big request's connection ended");
+cleanup:
+	if (stopped)
+		kill(e.agent.pid, SIGCONT);
+	json_decref(ev);
+	env__cleanup(&e);
+}
+
+/*
  * fail: open. Once the heartbeat is stale, requests pass unjudged; when the
  * daemon is back it reports the bytes that passed, both on a connection
  * still open and on one that closed meanwhile.
