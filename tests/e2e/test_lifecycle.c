@@ -910,6 +910,75 @@ cleanup:
 	env__cleanup(&e);
 }
 
+/*
+ * fail: open passes bytes unjudged only when nothing of the connection is
+ * held: a request held just before the daemon stopped answering waits for
+ * it, and so does the next one on its connection, sent once the heartbeat
+ * is stale; passed, it would reach the server ahead of the one before it.
+ * Once the daemon is back, both are judged and reach the server in order.
+ */
+void test_lifecycle_fail_open_keeps_order(void)
+{
+	char policy[2048], cg_a[256], cg_s[256], f_first[600], f_a[600], f_b[600], f_ab[600];
+	char out[600], *a = NULL, *b = NULL, *ab = NULL;
+	struct peer srv = {};
+	struct env e;
+	size_t first_len, a_len, b_len;
+	bool stopped = false;
+	pid_t cli;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	srv.port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+		goto cleanup;
+	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
+							"open", NULL), NULL), "agent start") ||
+	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+		goto cleanup;
+	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
+	write_req(&e, "a.bin", ALLOWED_UA, 2, "echo", 40, f_a, sizeof(f_a));
+	write_req(&e, "b.bin", ALLOWED_UA, 3, "echo", 20, f_b, sizeof(f_b));
+	a = env__slurp(f_a, &a_len);
+	b = env__slurp(f_b, &b_len);
+	ab = a && b ? malloc(a_len + b_len) : NULL;
+	if (!ASSERT_OK_PTR(ab, "request files"))
+		goto cleanup;
+	memcpy(ab, a, a_len);
+	memcpy(ab + a_len, b, b_len);
+	snprintf(f_ab, sizeof(f_ab), "%s/ab.bin", e.tmp);
+	env__write(f_ab, ab, a_len + b_len);
+	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
+	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
+		goto cleanup;
+
+	stopped = agent_sigstop(&e);
+	if (!ASSERT_TRUE(stopped, "agent stopped"))
+		goto cleanup;
+	/* a at once, while the heartbeat (1.5 s timeout) is fresh: held; b
+	 * 2.5 s later on the same connection, the heartbeat stale. */
+	snprintf(out, sizeof(out), "%s/ab.out", e.tmp);
+	cli = start_client(&e, cg_a, &srv, f_ab, (int)a_len, 2500, 2, out);
+	env__sleep_ms(4000);
+	ASSERT_EQ(peer_total(&srv, NULL, NULL), first_len,
+		  "nothing passed behind the held request");
+	ASSERT_TRUE(is_stopped(e.agent.pid), "agent was stopped all along");
+	kill(e.agent.pid, SIGCONT);
+	stopped = false;
+	ASSERT_EQ(env__wait(&e, cli, 20000), 0, "both answered once the agent is back");
+	check_conn_equals(&srv, 2, f_ab);
+cleanup:
+	if (stopped)
+		kill(e.agent.pid, SIGCONT);
+	free(a);
+	free(b);
+	free(ab);
+	env__cleanup(&e);
+}
+
 /* ---- 5. SIGHUP reload --------------------------------------------------- */
 
 static char *policy_digest(struct env *e, const char *path)
