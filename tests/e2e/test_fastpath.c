@@ -1135,3 +1135,68 @@ void test_fastpath_content_length_digits(void)
 cleanup:
 	env__cleanup(&e);
 }
+
+/*
+ * The kernel passes a request on its connection's template only once
+ * everything held before it is released: a request held for judgment
+ * (here while the daemon is stopped) keeps the next one, template or not,
+ * behind it, and both reach the server in order once judged.
+ */
+void test_fastpath_behind_held(void)
+{
+	char cg_c[256], rec[600], spec[4096], specpath[600], script[PATH_MAX], out[600];
+	char *got = NULL, *three, *four;
+	struct spawn_opts so = { .stdout_path = out };
+	struct env e;
+	long long fast0;
+	bool stopped = false;
+	pid_t raw;
+	int port, i;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	if (!(port = start_one_client(&e, "", NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
+		goto cleanup;
+	fast0 = status_counter(&e, "fast_path_requests");
+	/* 101 judged, 102 on the template; after a pause (the daemon stopped
+	 * meanwhile) 103 differs: held; 104 matches the template. */
+	snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"linger_ms\":4000,"
+		 "\"requests\":[%s,%s,%s,%s]}", port, CALL(101, "ua-h", "hb-one"),
+		 CALL(102, "ua-h", "hb-two"),
+		 REQ(TOKEN_A, 103, "ua-i", "hb-three",
+		     ",\"pause_before_ms\":1500,\"expect_no_response\":true"),
+		 REQ(TOKEN_A, 104, "ua-h", "hb-four",
+		     ",\"pause_before_ms\":300,\"expect_no_response\":true"));
+	snprintf(specpath, sizeof(specpath), "%s/spec-held.json", e.tmp);
+	snprintf(script, sizeof(script), "%s/raw.mjs", env__node_dir());
+	snprintf(out, sizeof(out), "%s/raw-held.out", e.tmp);
+	so.cgroup = cg_c;
+	if (!ASSERT_OK(env__write(specpath, spec, strlen(spec)), "spec"))
+		goto cleanup;
+	raw = env__spawn(&e, &so, (char *[]){ "node", script, specpath, NULL });
+	if (!ASSERT_TRUE(env__wait_file(out, "\"response\":1,", 10000), "101 and 102 answered"))
+		goto cleanup;
+	kill(e.agent.pid, SIGSTOP);
+	stopped = true;
+	env__sleep_ms(2500);	/* 103 and 104 sent */
+	ASSERT_FALSE(env__wait_file(rec, "hb-four", 500), "104 waited behind the held 103");
+	kill(e.agent.pid, SIGCONT);
+	stopped = false;
+	for (i = 0; i < 100 && !(got && strstr(got, "hb-four")); i++) {
+		free(got);
+		env__sleep_ms(50);
+		got = env__slurp(rec, NULL);
+	}
+	three = got ? strstr(got, "hb-three") : NULL;
+	four = got ? strstr(got, "hb-four") : NULL;
+	if (ASSERT_OK_PTR(three, "103 served") && ASSERT_OK_PTR(four, "104 served"))
+		ASSERT_TRUE(three < four, "in the order sent");
+	ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 1, "102 alone in the kernel");
+	env__wait(&e, raw, 10000);
+cleanup:
+	if (stopped)
+		kill(e.agent.pid, SIGCONT);
+	free(got);
+	env__cleanup(&e);
+}
