@@ -1200,3 +1200,97 @@ cleanup:
 	free(got);
 	env__cleanup(&e);
 }
+
+/* Node: requests on named connections of one process, in order, each
+ * answered (or ended) before the next: `node conns.mjs PORT NAME:TOKEN:ID
+ * ...`; every head is the same bytes but for the token. */
+static const char conns_js[] =
+	"import net from 'node:net';\n"
+	"const port = Number(process.argv[2]);\n"
+	"const conns = new Map();\n"
+	"const req = (tok, id) => { const b = JSON.stringify({ jsonrpc: '2.0', id: Number(id),\n"
+	"  method: 'tools/call', params: { name: 'echo', arguments: { text: `pr-${id}` } } });\n"
+	"  return `POST /mcp HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer ${tok}\\r\\n` +\n"
+	"    'Content-Type: application/json\\r\\nAccept: application/json, text/event-stream\\r\\n' +\n"
+	"    `MCP-Protocol-Version: 2025-11-25\\r\\nContent-Length: ${b.length}\\r\\n\\r\\n${b}`; };\n"
+	"const open = (name) => new Promise((done) => {\n"
+	"  const s = net.connect(port, '127.0.0.1', () => done(s));\n"
+	"  s.got = ''; s.on('data', (d) => { s.got += d; s.wake?.('answered'); });\n"
+	"  s.on('error', () => s.wake?.('reset')); s.on('close', () => s.wake?.('closed'));\n"
+	"  conns.set(name, s); });\n"
+	"for (const step of process.argv.slice(3)) {\n"
+	"  const [name, tok, id] = step.split(':');\n"
+	"  const s = conns.get(name) ?? await open(name);\n"
+	"  s.got = '';\n"
+	"  const how = await new Promise((done) => { s.wake = done; s.write(req(tok, id));\n"
+	"    setTimeout(() => done('timeout'), 3000); });\n"
+	"  console.log(JSON.stringify({ id, got: how }));\n"
+	"}\n"
+	"for (const s of conns.values()) s.destroy();\n";
+
+/*
+ * A connection admitted on its process's template reads that template in
+ * place only while it stays the one it was admitted on. When another
+ * connection of the process is judged for another identity, the template
+ * is replaced, and the admitted connection's request in that identity is
+ * held and judged: an identity_switch on that connection, not a pass.
+ */
+void test_fastpath_process_template_replaced(void)
+{
+	char policy[1024], cg_c[256], cg_s[256], rec[600], out[600], script[600];
+	char sha_a[65], sha_b[65];
+	struct spawn_opts so = { .stdout_path = out };
+	struct env e;
+	json_t *ev;
+	pid_t pid;
+	int port;
+
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	env__sha256_hex(TOKEN_A, sha_a);
+	env__sha256_hex("fast-token-b", sha_b);
+	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
+		 "{\"name\":\"b\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c, sha_b, cg_c);
+	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent") ||
+	    !ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server"))
+		goto cleanup;
+	snprintf(script, sizeof(script), "%s/conns.mjs", e.tmp);
+	snprintf(out, sizeof(out), "%s/conns.out", e.tmp);
+	so.cgroup = cg_c;
+	if (!ASSERT_OK(env__write(script, conns_js, strlen(conns_js)), "script"))
+		goto cleanup;
+	{
+		char port_s[16];
+
+		snprintf(port_s, sizeof(port_s), "%d", port);
+		/* 201 judged (the process's template: a); 202 on a new
+		 * connection, admitted on it; 203 on a third, judged as b (the
+		 * template replaced); 204 as b on the admitted one. */
+		pid = env__spawn(&e, &so, (char *[]){ "node", script, port_s,
+						      "one:" TOKEN_A ":201", "adm:" TOKEN_A ":202",
+						      "three:fast-token-b:203", "adm:fast-token-b:204",
+						      NULL });
+	}
+	ASSERT_EQ(env__wait(&e, pid, 30000), 0, "client ran");
+	check_request(&e, "202", true, NULL, NULL);
+	check_request(&e, "203", false, NULL, NULL);
+	ev = env__find_event(&e, 5000, "kind=alert", "request.id=204", NULL);
+	if (ASSERT_OK_PTR(ev, "204 judged")) {
+		ASSERT_STREQ(env__str(ev, "verdict"), "identity_switch", "verdict");
+		ASSERT_STREQ(env__str(ev, "action"), "blocked", "blocked");
+		ASSERT_FALSE(json_is_true(env__get(ev, "fast_path")), "not passed in the kernel");
+	}
+	json_decref(ev);
+	ASSERT_FALSE(env__wait_file(rec, "pr-204", 500), "204 never reached the server");
+cleanup:
+	env__cleanup(&e);
+}
