@@ -125,10 +125,42 @@ static void call_token_first(char *buf, size_t len, int id, const char *token, c
 		 "\"body\":\"%s\"}", token, n - backslashes, body);
 }
 
+#define TOKEN_B "fast-token-b"
+
+/*
+ * Clients a (TOKEN_A) and b (claims b_claims, a JSON object; NULL: TOKEN_B),
+ * both from cgroup cg_c, no tool limits (with b by TOKEN_B, no clientInfo
+ * claims either: the fast path applies), the agent, and the SDK test
+ * server recording tool calls to rec. The port, or 0 when something
+ * failed (asserted).
+ */
+static int start_two_clients(struct env *e, const char *b_claims, char *cg_c, size_t cglen,
+			     char *rec, size_t reclen)
+{
+	char policy[1024], cg_s[256], sha_a[65], sha_b[65], by_token[128];
+	int port = env__free_port();
+
+	env__sha256_hex(TOKEN_A, sha_a);
+	env__sha256_hex(TOKEN_B, sha_b);
+	snprintf(by_token, sizeof(by_token), "{\"token_sha256\":\"%s\"}", sha_b);
+	if (!ASSERT_OK(env__cgroup(e, "c", cg_c, cglen), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(e, "s", cg_s, sizeof(cg_s)), "cgroup"))
+		return 0;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"clients\":["
+		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
+		 "{\"name\":\"b\",\"claims\":%s,\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, sha_a, cg_c, b_claims ? b_claims : by_token, cg_c);
+	if (!ASSERT_OK(env__agent_start(e, policy, NULL), "agent") ||
+	    !ASSERT_OK(env__json_server(e, cg_s, port, rec, reclen), "server"))
+		return 0;
+	return port;
+}
+
 void test_fastpath_resync(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], spec[4096], out[600], rec[600];
-	char sha_a[65], sha_b[65];
+	char cg_c[256], spec[4096], out[600], rec[600];
 	struct env e;
 	json_t *ev = NULL;
 	long long fast0;
@@ -137,22 +169,7 @@ void test_fastpath_resync(void)
 	test__set_timeout(180);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	env__sha256_hex(TOKEN_A, sha_a);
-	env__sha256_hex("fast-token-b", sha_b);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	/* No tool limits, no clientInfo claims: the fast path applies. */
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
-		 "{\"name\":\"b\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, cg_c, sha_b, cg_c);
-	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent"))
-		goto cleanup;
-	if (!ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server"))
+	if (!(port = start_two_clients(&e, NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 	fast0 = status_counter(&e, "fast_path_requests");
 
@@ -302,7 +319,7 @@ void test_fastpath_resync(void)
 	if (test__start_subtest("identity_switch_on_fast_connection")) {
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s]}",
 			 port, CALL(7, "ua-1", "first"), CALL(8, "ua-1", "second"),
-			 REQ("fast-token-b", 9, "ua-1", "switched", ""));
+			 REQ(TOKEN_B, 9, "ua-1", "switched", ""));
 		snprintf(out, sizeof(out), "%s/raw2.out", e.tmp);
 		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the switched request got no answer");
 		check_refused(&e, "9", "identity_switch", rec, "switched");
@@ -315,7 +332,7 @@ void test_fastpath_resync(void)
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s,%s]}",
 			 port, CALL(61, "ua-p", "p-one"), CALL(62, "ua-p", "p-two"),
 			 CALL(63, "ua-p", "p-three"),
-			 REQ("fast-token-b", 64, "ua-p", "joined-switch", ",\"joined\":true"));
+			 REQ(TOKEN_B, 64, "ua-p", "joined-switch", ",\"joined\":true"));
 		snprintf(out, sizeof(out), "%s/raw3.out", e.tmp);
 		ASSERT_NEQ(run_raw(&e, cg_c, spec, out), 0, "the joined request got no answer");
 		ASSERT_TRUE(env__wait_file(rec, "p-three", 3000), "the request before it served");
@@ -328,7 +345,7 @@ void test_fastpath_resync(void)
 
 		call_token_first(r1, sizeof(r1), 71, TOKEN_A, "cl-one");
 		call_token_first(r2, sizeof(r2), 72, TOKEN_A, "cl-two");
-		call_token_first(r3, sizeof(r3), 73, "fast-token-b", "cl-switch");
+		call_token_first(r3, sizeof(r3), 73, TOKEN_B, "cl-switch");
 		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s,%s]}",
 			 port, r1, r2, r3);
 		snprintf(out, sizeof(out), "%s/raw4.out", e.tmp);
@@ -962,27 +979,15 @@ cleanup:
  */
 void test_fastpath_client_info_policy_judged(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], rec[600], sha_a[65];
+	char cg_c[256], rec[600];
 	struct env e;
 	int port;
 
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	env__sha256_hex(TOKEN_A, sha_a);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
-		 "{\"name\":\"b\",\"claims\":{\"client_info_name\":\"ci-other\"},"
-		 "\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, cg_c, cg_c);
-	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent") ||
-	    !ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server"))
+	if (!(port = start_two_clients(&e, "{\"client_info_name\":\"ci-other\"}", cg_c,
+				       sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 	two_judged(&e, cg_c, port, NREQ("", NCALL(71, "ci-one")), NREQ("", NCALL(72, "ci-two")),
 		   "71", "72");
@@ -1237,8 +1242,7 @@ static const char conns_js[] =
  */
 void test_fastpath_process_template_replaced(void)
 {
-	char policy[1024], cg_c[256], cg_s[256], rec[600], out[600], script[600];
-	char sha_a[65], sha_b[65];
+	char cg_c[256], rec[600], out[600], script[600];
 	struct spawn_opts so = { .stdout_path = out };
 	struct env e;
 	json_t *ev;
@@ -1248,20 +1252,7 @@ void test_fastpath_process_template_replaced(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(env__init(&e), "env"))
 		return;
-	port = env__free_port();
-	env__sha256_hex(TOKEN_A, sha_a);
-	env__sha256_hex("fast-token-b", sha_b);
-	if (!ASSERT_OK(env__cgroup(&e, "c", cg_c, sizeof(cg_c)), "cgroup") ||
-	    !ASSERT_OK(env__cgroup(&e, "s", cg_s, sizeof(cg_s)), "cgroup"))
-		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"clients\":["
-		 "{\"name\":\"a\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]},"
-		 "{\"name\":\"b\",\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, sha_a, cg_c, sha_b, cg_c);
-	if (!ASSERT_OK(env__agent_start(&e, policy, NULL), "agent") ||
-	    !ASSERT_OK(env__json_server(&e, cg_s, port, rec, sizeof(rec)), "server"))
+	if (!(port = start_two_clients(&e, NULL, cg_c, sizeof(cg_c), rec, sizeof(rec))))
 		goto cleanup;
 	snprintf(script, sizeof(script), "%s/conns.mjs", e.tmp);
 	snprintf(out, sizeof(out), "%s/conns.out", e.tmp);
@@ -1277,7 +1268,7 @@ void test_fastpath_process_template_replaced(void)
 		 * template replaced); 204 as b on the admitted one. */
 		pid = env__spawn(&e, &so, (char *[]){ "node", script, port_s,
 						      "one:" TOKEN_A ":201", "adm:" TOKEN_A ":202",
-						      "three:fast-token-b:203", "adm:fast-token-b:204",
+						      "three:" TOKEN_B ":203", "adm:" TOKEN_B ":204",
 						      NULL });
 	}
 	ASSERT_EQ(env__wait(&e, pid, 30000), 0, "client ran");

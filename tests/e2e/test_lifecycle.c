@@ -264,6 +264,25 @@ static bool agent_sigstop(struct env *e)
 	return false;
 }
 
+/*
+ * One allowed request served with the agent running, then the agent
+ * stopped (SIGSTOP; *stopped says so). The bytes the server read, or 0
+ * when either failed (asserted).
+ */
+static size_t served_then_stopped(struct env *e, const char *cg, struct peer *srv, bool *stopped)
+{
+	char file[600], out[600];
+	size_t len = write_req(e, "first.bin", ALLOWED_UA, 1, "echo", 16, file, sizeof(file));
+	pid_t cli;
+
+	snprintf(out, sizeof(out), "%s/first.out", e->tmp);
+	cli = start_client(e, cg, srv, file, 0, 0, 1, out);
+	if (!ASSERT_EQ(env__wait(e, cli, 20000), 0, "allowed request with the agent running"))
+		return 0;
+	*stopped = agent_sigstop(e);
+	return ASSERT_TRUE(*stopped, "agent stopped") ? len : 0;
+}
+
 /* bash holds a TCP connection opened now; it sends FILE once GO exists,
  * writes the first reply bytes to REPLY, then keeps the connection open
  * LINGER seconds. */
@@ -576,7 +595,7 @@ cleanup:
 
 void test_lifecycle_release_latency(void)
 {
-	char policy[2048], cg_a[256], cg_s[256], file[600], out[600];
+	char cg_a[256], cg_s[256], file[600], out[600];
 	struct peer srv = {};
 	struct env e;
 	json_t *ev = NULL, *lat, *wait;
@@ -585,13 +604,7 @@ void test_lifecycle_release_latency(void)
 
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", NULL, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
 	write_req(&e, "req.bin", ALLOWED_UA, 1, "echo", 32, file, sizeof(file));
 	snprintf(out, sizeof(out), "%s/client.out", e.tmp);
@@ -646,7 +659,7 @@ static json_t *events_in_order(struct env *e)
  */
 void test_lifecycle_connection_events(void)
 {
-	char policy[2048], cg_a[256], cg_s[256], ok[600], bad[600], none[600], out[600];
+	char cg_a[256], cg_s[256], ok[600], bad[600], none[600], out[600];
 	char go[600], reply[600];
 	struct peer srv = {};
 	struct env e;
@@ -658,13 +671,7 @@ void test_lifecycle_connection_events(void)
 
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", NULL, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
 	write_req(&e, "ok.bin", ALLOWED_UA, 1, "echo", 32, ok, sizeof(ok));
 	write_req(&e, "bad.bin", UNKNOWN_UA, 2, "echo", 32, bad, sizeof(bad));
@@ -716,13 +723,13 @@ cleanup:
 void test_lifecycle_fail_closed(void)
 {
 	char cg_a[256], cg_b[256], cg_s[256];
-	char f_first[600], f_ok[600], f_bad[600], out[600];
+	char f_ok[600], f_bad[600], out[600];
 	struct peer srv = {};
 	struct env e;
 	json_t *ev = NULL;
 	size_t first_len, ok_len, total;
 	bool stopped = false, found;
-	pid_t cli, ok_cli, bad_cli;
+	pid_t ok_cli, bad_cli;
 	long long deadline;
 
 	test__set_timeout(120);
@@ -730,16 +737,9 @@ void test_lifecycle_fail_closed(void)
 		return;
 	if (stage(&e, "closed", NULL, cg_a, cg_b, cg_s, &srv))
 		goto cleanup;
-	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
 	ok_len = write_req(&e, "ok.bin", ALLOWED_UA, 2, "echo", 32, f_ok, sizeof(f_ok));
 	write_req(&e, "bad.bin", UNKNOWN_UA, 3, "echo", 48, f_bad, sizeof(f_bad));
-	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
-	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
-	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
-		goto cleanup;
-
-	stopped = agent_sigstop(&e);
-	if (!ASSERT_TRUE(stopped, "agent stopped"))
+	if (!(first_len = served_then_stopped(&e, cg_a, &srv, &stopped)))
 		goto cleanup;
 	snprintf(out, sizeof(out), "%s/ok.out", e.tmp);
 	ok_cli = start_client(&e, cg_a, &srv, f_ok, 0, 0, 1, out);
@@ -785,30 +785,23 @@ cleanup:
  */
 void test_lifecycle_held_limit(void)
 {
-	char cg_a[256], cg_s[256], f_first[600], f_big[600], out[600];
+	char cg_a[256], cg_s[256], f_big[600], out[600];
 	struct peer srv = {};
 	struct env e;
 	json_t *ev = NULL;
 	size_t first_len;
 	bool stopped = false;
-	pid_t cli, big_cli;
+	pid_t big_cli;
 
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
 	if (stage(&e, "closed", NULL, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
-	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
 	if (!ASSERT_GE(write_req(&e, "big.bin", ALLOWED_UA, 2, "echo", 3u << 20, f_big,
 				 sizeof(f_big)), 3u << 20, "big request file"))
 		goto cleanup;
-	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
-	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
-	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
-		goto cleanup;
-
-	stopped = agent_sigstop(&e);
-	if (!ASSERT_TRUE(stopped, "agent stopped"))
+	if (!(first_len = served_then_stopped(&e, cg_a, &srv, &stopped)))
 		goto cleanup;
 	snprintf(out, sizeof(out), "%s/big.out", e.tmp);
 	big_cli = start_client(&e, cg_a, &srv, f_big, 0, 0, 1, out);
@@ -835,7 +828,7 @@ cleanup:
  */
 void test_lifecycle_fail_open(void)
 {
-	char policy[2048], cg_a[256], cg_s[256], f_first[600], f_open[600], f_kept[600];
+	char cg_a[256], cg_s[256], f_open[600], f_kept[600];
 	char out[600], go[600], reply[600], h_out[600], cnt[64];
 	struct peer srv = {};
 	struct env e;
@@ -847,24 +840,11 @@ void test_lifecycle_fail_open(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+	if (stage(&e, "open", NULL, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"open", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
-		goto cleanup;
-	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
 	open_len = write_req(&e, "open.bin", ALLOWED_UA, 2, "echo", 40, f_open, sizeof(f_open));
 	kept_len = write_req(&e, "kept.bin", ALLOWED_UA, 3, "echo", 77, f_kept, sizeof(f_kept));
-	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
-	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
-	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
-		goto cleanup;
-
-	stopped = agent_sigstop(&e);
-	if (!ASSERT_TRUE(stopped, "agent stopped"))
+	if (!(first_len = served_then_stopped(&e, cg_a, &srv, &stopped)))
 		goto cleanup;
 	/* Let the heartbeat (1.5 s timeout) go stale. */
 	env__sleep_ms(2500);
@@ -919,7 +899,7 @@ cleanup:
  */
 void test_lifecycle_fail_open_keeps_order(void)
 {
-	char policy[2048], cg_a[256], cg_s[256], f_first[600], f_a[600], f_b[600], f_ab[600];
+	char cg_a[256], cg_s[256], f_a[600], f_b[600], f_ab[600];
 	char out[600], *a = NULL, *b = NULL, *ab = NULL;
 	struct peer srv = {};
 	struct env e;
@@ -930,15 +910,8 @@ void test_lifecycle_fail_open_keeps_order(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
+	if (stage(&e, "open", NULL, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"open", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
-		goto cleanup;
-	first_len = write_req(&e, "first.bin", ALLOWED_UA, 1, "echo", 16, f_first, sizeof(f_first));
 	write_req(&e, "a.bin", ALLOWED_UA, 2, "echo", 40, f_a, sizeof(f_a));
 	write_req(&e, "b.bin", ALLOWED_UA, 3, "echo", 20, f_b, sizeof(f_b));
 	a = env__slurp(f_a, &a_len);
@@ -950,13 +923,7 @@ void test_lifecycle_fail_open_keeps_order(void)
 	memcpy(ab + a_len, b, b_len);
 	snprintf(f_ab, sizeof(f_ab), "%s/ab.bin", e.tmp);
 	env__write(f_ab, ab, a_len + b_len);
-	snprintf(out, sizeof(out), "%s/first.out", e.tmp);
-	cli = start_client(&e, cg_a, &srv, f_first, 0, 0, 1, out);
-	if (!ASSERT_EQ(env__wait(&e, cli, 20000), 0, "allowed request with the agent running"))
-		goto cleanup;
-
-	stopped = agent_sigstop(&e);
-	if (!ASSERT_TRUE(stopped, "agent stopped"))
+	if (!(first_len = served_then_stopped(&e, cg_a, &srv, &stopped)))
 		goto cleanup;
 	/* a at once, while the heartbeat (1.5 s timeout) is fresh: held; b
 	 * 2.5 s later on the same connection, the heartbeat stale. */
@@ -1853,7 +1820,7 @@ cleanup:
 void test_lifecycle_events_history(void)
 {
 	enum { N = 500 };
-	char policy[2048], cg_a[256], cg_s[256], file[600], out[600], fout[600];
+	char cg_a[256], cg_s[256], file[600], out[600], fout[600];
 	char *req, *s = NULL, want[64];
 	struct spawn_opts so = {};
 	struct cli_run r = {};
@@ -1866,13 +1833,7 @@ void test_lifecycle_events_history(void)
 	test__set_timeout(120);
 	if (!ASSERT_OK(lc_init(&e), "env"))
 		return;
-	srv.port = env__free_port();
-	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_a, sizeof(cg_a)), "cgroup ok") ||
-	    !ASSERT_OK(env__cgroup(&e, "srv", cg_s, sizeof(cg_s)), "cgroup srv"))
-		goto cleanup;
-	if (!ASSERT_OK(agent_start(&e, policy_text(policy, sizeof(policy), srv.port, cg_a,
-							"closed", NULL), NULL), "agent start") ||
-	    !ASSERT_OK(start_peer(&e, cg_s, &srv, "a"), "server"))
+	if (stage(&e, "closed", NULL, cg_a, NULL, cg_s, &srv))
 		goto cleanup;
 	snprintf(fout, sizeof(fout), "%s/follow.out", e.tmp);
 	so.stdout_path = fout;
