@@ -936,8 +936,9 @@ static void two_judged(struct env *e, const char *cg_c, int port, const char *fi
  * request leaves no template, and the same header block again is held
  * and judged: a request that waits for 100 Continue (a server that
  * answers it without reading its body would have the kernel pass the next
- * request as that body, unjudged), and an initialize (its clientInfo, and
- * the session its response issues on the connection).
+ * request as that body, unjudged), an initialize (its clientInfo, and
+ * the session its response issues on the connection), and anything of
+ * the stateless era (whose requests and responses differ in a header).
  */
 void test_fastpath_no_template(void)
 {
@@ -955,6 +956,28 @@ void test_fastpath_no_template(void)
 			   NREQ(",\"Expect\":\"100-continue\"", NCALL(42, "ec-two")), "41", "42");
 	if (test__start_subtest("initialize"))
 		two_judged(&e, cg_c, port, NREQ("", NINIT(51)), NREQ("", NINIT(52)), "51", "52");
+	/* 2026-07-28 and later: a request needs its Mcp-Method header, a
+	 * response must not have one; the same head after a response is a
+	 * request without it (malformed), never one the kernel passes. */
+	if (test__start_subtest("stateless_era")) {
+#define SREQ(body, more) \
+	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\"," \
+	"\"User-Agent\":\"ua-s\",\"MCP-Protocol-Version\":\"2026-07-28\"},\"body\":" body more "}"
+		char spec[4096], out[600];
+		long long fast0 = status_counter(&e, "fast_path_requests");
+
+		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s]}",
+			 port, SREQ("{\"jsonrpc\":\"2.0\",\"id\":81,\"result\":{}}", ""),
+			 SREQ("{\"jsonrpc\":\"2.0\",\"id\":82,\"method\":\"tools/call\",\"params\":"
+			      "{\"name\":\"echo\",\"arguments\":{\"text\":\"se-two\"}}}",
+			      ",\"expect_no_response\":true"));
+#undef SREQ
+		snprintf(out, sizeof(out), "%s/raw-81.out", e.tmp);
+		run_raw(&e, cg_c, spec, out);
+		check_refused(&e, "82", "malformed", rec, "se-two");
+		ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 0,
+			  "nothing passed in the kernel");
+	}
 	/* The same two calls without either get the fast path: the test can
 	 * tell. */
 	if (test__start_subtest("plain_calls_fast")) {
