@@ -499,9 +499,12 @@ static void emit_connection(struct agent *a, struct conn *c)
  */
 static void defer_connection(struct agent *a, struct conn *c)
 {
-	if (c->unreported)
-		return;
+	/* Opened twice (the start-up walk, then its record), it is reported
+	 * twice, as before, but listed once. */
 	c->unreported = true;
+	if (c->unreported_listed)
+		return;
+	c->unreported_listed = true;
 	c->unreported_next = NULL;
 	if (!a->unreported_tail)
 		a->unreported_tail = &a->unreported;
@@ -527,8 +530,9 @@ static void report_connections(struct agent *a)
 	while (c) {
 		struct conn *next = c->unreported_next;
 
-		report_connection(a, c);
 		c->unreported_next = NULL;
+		c->unreported_listed = false;
+		report_connection(a, c);
 		c = next;
 	}
 }

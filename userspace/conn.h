@@ -41,7 +41,8 @@ struct conn {
 	uint64_t closed_tick;
 	struct conn *closing_next;	/* the agent's list of closing ones */
 	bool unreported;		/* its `connection` event not written yet */
-	struct conn *unreported_next;	/* the agent's list of those */
+	bool unreported_listed;		/* in the agent's list of those */
+	struct conn *unreported_next;
 	uint64_t state_round;		/* tick its kernel state was last checked */
 	bool remote_wait;		/* requests wait for the client's node */
 
