@@ -978,8 +978,8 @@ void test_fastpath_no_template(void)
 		ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 0,
 			  "nothing passed in the kernel");
 	}
-	/* The same two calls without either get the fast path: the test can
-	 * tell. */
+	/* Two plain calls, none of the above: the second passes in the
+	 * kernel, so the test can tell. */
 	if (test__start_subtest("plain_calls_fast")) {
 		char spec[4096], out[600];
 		long long fast0 = status_counter(&e, "fast_path_requests");
