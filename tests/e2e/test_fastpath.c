@@ -913,22 +913,36 @@ cleanup:
 	"\"id\":" #id ",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"," \
 	"\"capabilities\":{},\"clientInfo\":{\"name\":\"nt\",\"version\":\"1\"}}"
 
-/* Sends two requests on one connection from cg_c to port; both must be
- * answered, both judged by the daemon (ids a and b). */
-static void two_judged(struct env *e, const char *cg_c, int port, const char *first,
-		       const char *second, const char *a, const char *b)
+/*
+ * Sends first and second on one connection from cg_c to port (raw.mjs's
+ * output in e->tmp/raw-TAG.out); how many requests passed in the kernel
+ * meanwhile. *status: raw.mjs's exit status (0: every expected response
+ * came).
+ */
+static long long two_on_one(struct env *e, const char *cg_c, int port, const char *first,
+			    const char *second, const char *tag, int *status)
 {
 	char spec[4096], out[600];
 	long long fast0 = status_counter(e, "fast_path_requests");
 
 	snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s]}",
 		 port, first, second);
-	snprintf(out, sizeof(out), "%s/raw-%s.out", e->tmp, a);
-	ASSERT_EQ(run_raw(e, cg_c, spec, out), 0, "both answered on one connection");
+	snprintf(out, sizeof(out), "%s/raw-%s.out", e->tmp, tag);
+	*status = run_raw(e, cg_c, spec, out);
+	return status_counter(e, "fast_path_requests") - fast0;
+}
+
+/* Both answered, both judged by the daemon (ids a and b). */
+static void two_judged(struct env *e, const char *cg_c, int port, const char *first,
+		       const char *second, const char *a, const char *b)
+{
+	int status;
+
+	ASSERT_EQ(two_on_one(e, cg_c, port, first, second, a, &status), 0,
+		  "the repeated header block was held and judged");
+	ASSERT_EQ(status, 0, "both answered on one connection");
 	check_request(e, a, false, NULL, NULL);
 	check_request(e, b, false, NULL, NULL);
-	ASSERT_EQ(status_counter(e, "fast_path_requests") - fast0, 0,
-		  "the repeated header block was held and judged");
 }
 
 /*
@@ -963,33 +977,26 @@ void test_fastpath_no_template(void)
 #define SREQ(body, more) \
 	"{\"method\":\"POST\",\"path\":\"/mcp\",\"headers\":{\"Authorization\":\"Bearer " TOKEN_A "\"," \
 	"\"User-Agent\":\"ua-s\",\"MCP-Protocol-Version\":\"2026-07-28\"},\"body\":" body more "}"
-		char spec[4096], out[600];
-		long long fast0 = status_counter(&e, "fast_path_requests");
+		int status;
 
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s]}",
-			 port, SREQ("{\"jsonrpc\":\"2.0\",\"id\":81,\"result\":{}}", ""),
-			 SREQ("{\"jsonrpc\":\"2.0\",\"id\":82,\"method\":\"tools/call\",\"params\":"
-			      "{\"name\":\"echo\",\"arguments\":{\"text\":\"se-two\"}}}",
-			      ",\"expect_no_response\":true"));
+		ASSERT_EQ(two_on_one(&e, cg_c, port,
+				     SREQ("{\"jsonrpc\":\"2.0\",\"id\":81,\"result\":{}}", ""),
+				     SREQ("{\"jsonrpc\":\"2.0\",\"id\":82,\"method\":\"tools/call\","
+					  "\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":"
+					  "\"se-two\"}}}", ",\"expect_no_response\":true"),
+				     "81", &status), 0, "nothing passed in the kernel");
 #undef SREQ
-		snprintf(out, sizeof(out), "%s/raw-81.out", e.tmp);
-		run_raw(&e, cg_c, spec, out);
 		check_refused(&e, "82", "malformed", rec, "se-two");
-		ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 0,
-			  "nothing passed in the kernel");
 	}
 	/* Two plain calls, none of the above: the second passes in the
 	 * kernel, so the test can tell. */
 	if (test__start_subtest("plain_calls_fast")) {
-		char spec[4096], out[600];
-		long long fast0 = status_counter(&e, "fast_path_requests");
+		int status;
 
-		snprintf(spec, sizeof(spec), "{\"host\":\"127.0.0.1\",\"port\":%d,\"requests\":[%s,%s]}",
-			 port, NREQ("", NCALL(61, "pc-one")), NREQ("", NCALL(62, "pc-two")));
-		snprintf(out, sizeof(out), "%s/raw-61.out", e.tmp);
-		ASSERT_EQ(run_raw(&e, cg_c, spec, out), 0, "both answered on one connection");
+		ASSERT_EQ(two_on_one(&e, cg_c, port, NREQ("", NCALL(61, "pc-one")),
+				     NREQ("", NCALL(62, "pc-two")), "61", &status), 1, "62 in the kernel");
+		ASSERT_EQ(status, 0, "both answered on one connection");
 		check_request(&e, "62", true, NULL, NULL);
-		ASSERT_EQ(status_counter(&e, "fast_path_requests") - fast0, 1, "62 in the kernel");
 	}
 cleanup:
 	env__cleanup(&e);
