@@ -506,8 +506,6 @@ static void defer_connection(struct agent *a, struct conn *c)
 		return;
 	c->unreported_listed = true;
 	c->unreported_next = NULL;
-	if (!a->unreported_tail)
-		a->unreported_tail = &a->unreported;
 	*a->unreported_tail = c;
 	a->unreported_tail = &c->unreported_next;
 }
@@ -4448,6 +4446,7 @@ int agent__run(const struct agent_opts *o)
 
 	a.out = output__new(a.node);
 	a.conns = hmap__new(false);
+	a.unreported_tail = &a.unreported;
 	a.closed = calloc(CLOSED_SLOTS, sizeof(*a.closed));
 	a.inst = hmap__new(false);
 	a.listeners = hmap__new(false);
