@@ -29,6 +29,7 @@ struct rings {
 	size_t n;
 	int epfd;
 	size_t page;
+	bool stalled;		/* the last pass stopped at a record being written */
 };
 
 struct rings *rings__new(void)
@@ -133,6 +134,7 @@ static void *record_at(struct ring *rg, size_t off, size_t len)
  * The records committed when the pass began, no more: a producer that
  * never pauses cannot keep the loop here, away from the other ring, its
  * timers and signals (the ring's fd stays readable for the next pass).
+ * 1 when it stopped at a record still being written, else 0 or -errno.
  */
 static int consume_ring(struct ring *rg, int *count)
 {
@@ -151,7 +153,7 @@ static int consume_ring(struct ring *rg, int *count)
 		/* Reserved, not committed yet: it and everything after it
 		 * wait for the next pass. */
 		if (word & BPF_RINGBUF_BUSY_BIT)
-			return 0;
+			return 1;
 		cons += (len + BPF_RINGBUF_HDR_SZ + 7) & ~(uint64_t)7;
 		if (!(word & BPF_RINGBUF_DISCARD_BIT)) {
 			sample = record_at(rg, (size_t)((rec + BPF_RINGBUF_HDR_SZ) & mask), len);
@@ -175,12 +177,20 @@ int rings__consume(struct rings *r)
 	int count = 0, err;
 	size_t i;
 
+	r->stalled = false;
 	for (i = 0; i < r->n; i++) {
 		err = consume_ring(&r->ring[i], &count);
 		if (err < 0)
 			return err;
+		if (err > 0)
+			r->stalled = true;
 	}
 	return count;
+}
+
+bool rings__stalled(const struct rings *r)
+{
+	return r->stalled;
 }
 
 size_t rings__mapped_bytes(const struct rings *r)

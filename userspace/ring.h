@@ -13,6 +13,7 @@
 #ifndef MCPW_RING_H
 #define MCPW_RING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,10 @@ int rings__epoll_fd(const struct rings *r);
  * returned); otherwise returns the number of records.
  */
 int rings__consume(struct rings *r);
+/* Whether the last rings__consume() stopped at a record still being
+ * written (it and those after it wait for the next call; whoever waits on
+ * the epoll fd sees them, level-triggered, once written). */
+bool rings__stalled(const struct rings *r);
 /* Bytes of ring memory mapped into the process. */
 size_t rings__mapped_bytes(const struct rings *r);
 void rings__free(struct rings *r);
