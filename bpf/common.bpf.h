@@ -34,6 +34,36 @@ struct {
 	__uint(max_entries, MCPW_DATA_RING_BYTES);
 } data SEC(".maps") __weak;
 
+/*
+ * Wakers: held bytes wake a daemon thread pinned to the CPU that held them
+ * (waker.h) through that CPU's ring here, rather than the loop through the
+ * data ring. On a virtual machine a thread asleep on another, idle vCPU
+ * can take milliseconds to run (the host has to run the vCPU); one on the
+ * CPU that is running anyway wakes locally. The daemon puts a ring at each
+ * CPU it has a waker on; a CPU without one wakes the loop as before. The
+ * records carry nothing: the data ring keeps every byte, in order.
+ */
+struct waker_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);	/* a page: the daemon sets its size */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);		/* the possible CPUs, set at load */
+	__type(key, __u32);
+	__array(values, struct waker_ring);
+} wakers SEC(".maps") __weak;
+
+/* struct mcpw_loop_state: shared with the daemon through a mapping. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct mcpw_loop_state);
+} loop_state SEC(".maps") __weak;
+
 /* ---- counters --------------------------------------------------------- */
 
 struct {

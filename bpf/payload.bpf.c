@@ -49,6 +49,33 @@ static __always_inline bool ring_has_room(__u32 len)
 	return avail + need <= MCPW_DATA_RING_BYTES;
 }
 
+/*
+ * Once held bytes are in the data ring: wakes the waker of this CPU (their
+ * records asked for no wakeup), unless a daemon thread is reading the
+ * rings. The count of held segments goes up first, a full barrier, then
+ * `busy` is read; the daemon clears `busy`, then reads the count (struct
+ * mcpw_loop_state): either it sees these bytes counted and reads on, or
+ * this sees it gone and rings. A waker's ring full means it has not read
+ * the wakeups before this one: it is due to run, and reads the data ring
+ * after it empties its own, so these bytes are read too.
+ */
+static __always_inline void wake_waker(void *waker, struct mcpw_loop_state *ls)
+{
+	__u64 one = 1;
+
+	if (ls) {
+		one = __sync_fetch_and_add(&ls->held, 1) + 1;
+		if (ls->busy) {
+			count_stat(MCPW_CNT_WAKER_BUSY, 1);
+			return;
+		}
+	}
+	if (bpf_ringbuf_output(waker, &one, sizeof(one), BPF_RB_FORCE_WAKEUP))
+		count_stat(MCPW_CNT_WAKER_PENDING, 1);
+	else
+		count_stat(MCPW_CNT_WAKER_RUNG, 1);
+}
+
 /* copy_skb's chunks, through the scratch record e. */
 struct copy_ctx {
 	struct __sk_buff *skb;
@@ -107,7 +134,10 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	struct copy_ctx c = {
 		.skb = skb, .off = off, .len = len, .from = (__u32)(flags_from >> 32),
 	};
+	__u32 cpu = bpf_get_smp_processor_id(), key = 0;
+	struct mcpw_loop_state *ls = NULL;
 	struct scratch_ref ref;
+	void *waker = NULL;
 
 	if (len > MCPW_CHUNK_LEN * MCPW_MAX_SEG_CHUNKS) {
 		count(MCPW_CNT_SEG_TOO_BIG, 1);
@@ -119,7 +149,20 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	if (!c.e)
 		return -1;
 	c.ts = bpf_ktime_get_ns();
-	c.wake = (flags & MCPW_DATA_HELD) ? RB_NOW : RB_DATA_BATCH;
+	c.wake = RB_DATA_BATCH;
+	if (flags & MCPW_DATA_HELD) {
+		/* Someone waits: wake the daemon now, on this CPU if it can,
+		 * unless this is a stream for the loop (MCPW_STREAM_NS). */
+		waker = bpf_map_lookup_elem(&wakers, &cpu);
+		ls = bpf_map_lookup_elem(&loop_state, &key);
+		if (waker && ls && !ls->busy && c.ts - ls->held_read_ns < ls->stream_ns) {
+			waker = NULL;
+			count_stat(MCPW_CNT_WAKER_STREAM, 1);
+		} else if (!waker) {
+			count_stat(MCPW_CNT_WAKER_NONE, 1);
+		}
+		c.wake = waker ? BPF_RB_NO_WAKEUP : RB_NOW;
+	}
 	c.e->cookie = cookie;
 	c.e->flags = flags;
 	c.e->seg_len = len;
@@ -127,6 +170,8 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	if (bpf_loop(MCPW_MAX_SEG_CHUNKS, copy_chunk, &c, 0) < 0)
 		c.err = -1;
 	scratch_give(&ref);
+	if (waker)
+		wake_waker(waker, ls);
 	return c.err;
 }
 

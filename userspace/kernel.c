@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <time.h>
@@ -80,6 +81,7 @@ struct kernel {
 	bool adopted;
 	bool egress_gen_read;		/* egress_gen holds the map's value */
 	__u32 egress_gen;
+	struct mcpw_loop_state *loop_state;	/* mapped, or NULL */
 };
 
 /*
@@ -569,6 +571,25 @@ int kernel__counters(struct kernel *k, uint64_t *out)
 	}
 	free(vals);
 	return 0;
+}
+
+int kernel__wakers_fd(const struct kernel *k)
+{
+	return bpf_map__fd(k->skel->maps.wakers);
+}
+
+struct mcpw_loop_state *kernel__loop_state(struct kernel *k)
+{
+	void *p;
+
+	if (k->loop_state)
+		return k->loop_state;
+	p = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED,
+		 bpf_map__fd(k->skel->maps.loop_state), 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	k->loop_state = p;
+	return p;
 }
 
 struct rings *kernel__rings(struct kernel *k, ring_fn on_event, ring_fn on_data, void *ctx)
@@ -1076,9 +1097,27 @@ static int size_conn_tables(struct kernel *k)
 					MCPW_MAX_OVERFLOW);
 }
 
+/*
+ * A slot for each possible CPU's waker ring (waker.h). A ring is a page,
+ * whatever the page size: the map is made for rings like this one (fd,
+ * closed after the load) rather than for the object's 4 KiB template.
+ */
+static int size_wakers(struct kernel *k, int *tmpl_fd)
+{
+	int err = bpf_map__set_max_entries(k->skel->maps.wakers, (__u32)k->ncpus);
+
+	if (err)
+		return err;
+	*tmpl_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mcpw_wake", 0, 0,
+				  (__u32)sysconf(_SC_PAGESIZE), NULL);
+	if (*tmpl_fd < 0)
+		return -errno;
+	return bpf_map__set_inner_map_fd(k->skel->maps.wakers, *tmpl_fd);
+}
+
 static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 {
-	int err;
+	int err, wake_tmpl = -1;
 
 	k->skel = mcpwarden_bpf__open();
 	if (!k->skel)
@@ -1088,14 +1127,14 @@ static int open_and_load(struct kernel *k, bool btf, bool with_destroy)
 	bpf_program__set_autoload(k->skel->progs.srv_verdict, k->verdict_by_seq);
 	bpf_program__set_autoload(k->skel->progs.srv_verdict_sum, !k->verdict_by_seq);
 	err = size_conn_tables(k);
+	if (!err)
+		err = size_wakers(k, &wake_tmpl);
 	if (!err && k->pin_dir)
 		err = pin_maps(k);
-	if (err) {
-		mcpwarden_bpf__destroy(k->skel);
-		k->skel = NULL;
-		return err;
-	}
-	err = mcpwarden_bpf__load(k->skel);
+	if (!err)
+		err = mcpwarden_bpf__load(k->skel);
+	if (wake_tmpl >= 0)
+		close(wake_tmpl);
 	if (err) {
 		mcpwarden_bpf__destroy(k->skel);
 		k->skel = NULL;
@@ -1349,6 +1388,8 @@ void kernel__close(struct kernel *k)
 
 	if (!k)
 		return;
+	if (k->loop_state)
+		munmap(k->loop_state, (size_t)sysconf(_SC_PAGESIZE));
 	for (i = 0; i < N_INJ; i++) {
 		if (k->inj_fd[i] >= 0)
 			close(k->inj_fd[i]);

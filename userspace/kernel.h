@@ -60,6 +60,10 @@ int kernel__set_ports(struct kernel *k, const uint16_t *ports, size_t n);
 int kernel__set_config(struct kernel *k, const struct mcpw_config *cfg);
 int kernel__heartbeat(struct kernel *k);
 
+/* The map of the wakers' rings, one slot per possible CPU (waker.h). */
+int kernel__wakers_fd(const struct kernel *k);
+/* The loop's state shared with the kernel, mapped (NULL: errno). */
+struct mcpw_loop_state *kernel__loop_state(struct kernel *k);
 /* Ring buffers: events first, then data. NULL with errno set. */
 struct rings *kernel__rings(struct kernel *k, ring_fn on_event, ring_fn on_data, void *ctx);
 

@@ -297,6 +297,25 @@ struct mcpw_config {
 };
 _Static_assert(sizeof(struct mcpw_config) == 56, "config layout");
 
+/*
+ * Whether the daemon is reading the rings (the `loop_state` map, mapped
+ * into the daemon). Held bytes ring a waker only while `busy` is 0; a
+ * daemon thread that stops reading clears it, then looks at `held` again
+ * and reads on if it moved, so bytes are never left without a reader.
+ */
+struct mcpw_loop_state {
+	__u32 busy;		/* written by the daemon */
+	__u32 pad;
+	__u64 held;		/* held segments in the data ring, ever */
+	__u64 held_read_ns;	/* when the daemon last read held bytes */
+	__u64 stream_ns;	/* MCPW_STREAM_NS, written by the daemon */
+};
+
+/* Held bytes this soon after the daemon last read held bytes are a
+ * stream: they wake the loop, which runs on whichever CPU is free, not a
+ * waker tied to theirs (payload.bpf.c). */
+#define MCPW_STREAM_NS (500ull * 1000)
+
 /* Frame header the daemon writes before each re-injected chunk. */
 struct mcpw_inject_hdr {
 	__u64 cookie;
@@ -336,6 +355,11 @@ enum mcpw_counter {
 	MCPW_CNT_OVER_CAPACITY,		/* connections put under srv_over */
 	MCPW_CNT_OVER_DROP_SEGS,	/* ... their segments dropped */
 	MCPW_CNT_OVER_PASS_SEGS,	/* ... their segments passed unjudged */
+	MCPW_CNT_WAKER_RUNG,		/* held bytes woke their CPU's waker */
+	MCPW_CNT_WAKER_NONE,		/* ... no waker on their CPU: the loop */
+	MCPW_CNT_WAKER_PENDING,		/* ... its ring full: a wakeup pending */
+	MCPW_CNT_WAKER_BUSY,		/* ... none: the daemon was reading */
+	MCPW_CNT_WAKER_STREAM,		/* ... the loop: a stream of held bytes */
 	MCPW_CNT__MAX,
 };
 
