@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The daemon's run loop. One thread, one epoll set:
+ * The daemon's run loop. One thread, one epoll set (and a waker on each
+ * CPU that reads the rings when held bytes ring it, under the loop's lock:
+ * waker.h):
  *
  *   rings     events ring  exec/fork/exit -> process table
  *                          CONN_OPEN/CLOSE -> connection table, `connection`
@@ -32,7 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <sched.h>
+#include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -67,6 +71,7 @@
 #include "schedguard.h"
 #include "stdio_guard.h"
 #include "store.h"
+#include "waker.h"
 #include "workload.h"
 
 #define TICK_MS			100
@@ -210,6 +215,15 @@ struct agent {
 	uint64_t ticks;
 	bool stop;
 	int epfd, sigfd, timerfd;
+	/* The loop and the wakers take turns, one at a time, under lock. */
+	pthread_mutex_t lock;
+	struct wakers *wakers;
+	bool loop_realtime;		/* the loop thread's own scheduling */
+	int kick_fd;			/* a waker left records for the loop */
+	uint64_t kicks;
+	struct mcpw_loop_state *loop_state;	/* shared with the kernel */
+	uint64_t held_records;		/* held-bytes records read */
+	uint64_t ring_wakeups;		/* loop passes the rings woke */
 };
 
 static uint64_t now_ns(void)
@@ -1780,6 +1794,24 @@ static void report_as_plain_task(struct agent *a)
 	}
 }
 
+/*
+ * Keeps the calling thread (the loop, or a waker) scheduled as the loop
+ * should be: real-time while a->sched says so. Each thread keeps its own
+ * *realtime, and changes only when the two differ.
+ */
+static void sched_in_step(struct agent *a, bool *realtime)
+{
+	int err;
+
+	if (*realtime == a->sched.realtime)
+		return;
+	err = a->sched.realtime ? go_realtime() : go_plain();
+	if (err)
+		pr_warn("cannot make a thread of the event loop %s (%s)",
+			a->sched.realtime ? "real-time" : "plain", strerror(-err));
+	*realtime = a->sched.realtime;
+}
+
 static void back_to_realtime(struct agent *a)
 {
 	int err;
@@ -1871,6 +1903,8 @@ static int on_data(void *ctx, void *data, size_t size)
 		stdio__on_stdin(&a->stdio, e);
 		return 0;
 	}
+	if (e->flags & MCPW_DATA_HELD)
+		a->held_records++;
 	/* A live connection first, then the closed cookies. */
 	c = conn_get(a, e->cookie, false);
 	if (!c && (was_closed(a, e->cookie) || !(c = conn_get(a, e->cookie, true))))
@@ -3497,6 +3531,11 @@ static const char *const counter_names[MCPW_CNT__MAX] = {
 	[MCPW_CNT_OVER_CAPACITY] = "over_capacity",
 	[MCPW_CNT_OVER_DROP_SEGS] = "over_capacity_dropped_segments",
 	[MCPW_CNT_OVER_PASS_SEGS] = "over_capacity_passed_segments",
+	[MCPW_CNT_WAKER_RUNG] = "held_wakeups_on_cpu",
+	[MCPW_CNT_WAKER_NONE] = "held_wakeups_loop",
+	[MCPW_CNT_WAKER_PENDING] = "held_wakeups_pending",
+	[MCPW_CNT_WAKER_BUSY] = "held_wakeups_not_needed",
+	[MCPW_CNT_WAKER_STREAM] = "held_wakeups_stream",
 };
 
 static json_t *status_json(void *ctx)
@@ -3519,6 +3558,16 @@ static json_t *status_json(void *ctx)
 	json_object_set_new(st, "scheduling", json_string(a->scheduling));
 	json_object_set_new(st, "plain_report_batches",
 			    json_integer((json_int_t)a->plain_report_batches));
+	{
+		char cpus[128];
+
+		wakers__cpus(a->wakers, cpus, sizeof(cpus));
+		/* Held bytes on a CPU with a waker wake it, not the loop. */
+		json_object_set_new(st, "wakers", json_pack("{s:s,s:I,s:I,s:I}", "cpus", cpus,
+			"passes", (json_int_t)wakers__passes(a->wakers),
+			"loop_kicks", (json_int_t)a->kicks,
+			"loop_ring_wakeups", (json_int_t)a->ring_wakeups));
+	}
 	json_object_set_new(st, "reshown_stalls_ended",
 			    json_integer((json_int_t)a->reshown_stalls));
 	json_object_set_new(st, "judged_on_head", json_integer((json_int_t)a->judged_on_head));
@@ -3861,11 +3910,12 @@ static int setup_fds(struct agent *a)
 	a->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	a->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (a->sigfd < 0 || a->timerfd < 0 || a->epfd < 0)
+	a->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (a->sigfd < 0 || a->timerfd < 0 || a->epfd < 0 || a->kick_fd < 0)
 		return -errno;
 	if (timerfd_settime(a->timerfd, 0, &its, NULL))
 		return -errno;
-	if (watch_fd(a, a->sigfd) || watch_fd(a, a->timerfd) ||
+	if (watch_fd(a, a->sigfd) || watch_fd(a, a->timerfd) || watch_fd(a, a->kick_fd) ||
 	    watch_fd(a, rings__epoll_fd(a->rings)) ||
 	    (a->ctl && watch_fd(a, ctl__fd(a->ctl))) ||
 	    (a->metrics && watch_fd(a, metrics__fd(a->metrics))) ||
@@ -4054,6 +4104,7 @@ static void set_scheduling(struct agent *a)
 	if (!e) {
 		snprintf(a->scheduling, sizeof(a->scheduling), "realtime");
 		sched_guard__init(&a->sched, true, thread_cpu_ns(), now_ns());
+		a->loop_realtime = true;
 		return;
 	}
 	snprintf(a->scheduling, sizeof(a->scheduling), "normal (SCHED_FIFO refused: %s)",
@@ -4073,7 +4124,8 @@ static void guard_scheduling(struct agent *a)
 
 	if (!a->sched.realtime && !a->sched.resume_ns)
 		return;	/* never real-time, or not coming back */
-	c = sched_guard__tick(&a->sched, thread_cpu_ns(), now);
+	/* The wakers do the loop's work too: their time counts as its. */
+	c = sched_guard__tick(&a->sched, thread_cpu_ns() + wakers__cpu_ns(a->wakers), now);
 	if (c == SCHED_TO_NORMAL) {
 		if (go_plain())
 			return;
@@ -4094,24 +4146,84 @@ static void guard_scheduling(struct agent *a)
 	}
 }
 
+/*
+ * Whether the rings are being read (struct mcpw_loop_state): while they
+ * are, held bytes ring no waker. Cleared with a full barrier before the
+ * count of held segments is read again (drain()).
+ */
+static void set_busy(struct agent *a, bool busy)
+{
+	if (a->loop_state)
+		__atomic_store_n(&a->loop_state->busy, busy, __ATOMIC_SEQ_CST);
+}
+
+static uint64_t held_count(const struct agent *a)
+{
+	return a->loop_state ? __atomic_load_n(&a->loop_state->held, __ATOMIC_SEQ_CST) : 0;
+}
+
+/* How long one thread reads the rings on end before it lets others in. */
+#define DRAIN_BUDGET_NS (1000ull * 1000)
+
+/*
+ * Reads the rings, under a->lock, until no held bytes wait: after each
+ * pass it says it stopped reading (set_busy), then reads on if held
+ * segments were counted since the pass began, since their wakers were
+ * not rung (struct mcpw_loop_state). True when it stopped with work left
+ * (its budget spent, or a record still being written on another CPU): it
+ * is still `busy`, so no waker is rung, and the caller makes sure the
+ * loop comes back at once.
+ */
+static bool drain(struct agent *a)
+{
+	uint64_t start = now_ns(), seen, before;
+
+	for (;;) {
+		set_busy(a, true);
+		seen = held_count(a);
+		before = a->held_records;
+		rings__consume(a->rings);
+		report_connections(a);
+		output__flush(a->out);
+		back_to_realtime(a);
+		/* Held bytes read: more soon after are a stream (MCPW_STREAM_NS). */
+		if (a->loop_state && a->held_records != before)
+			__atomic_store_n(&a->loop_state->held_read_ns, now_ns(), __ATOMIC_RELAXED);
+		if (rings__stalled(a->rings) || now_ns() - start > DRAIN_BUDGET_NS)
+			return true;
+		set_busy(a, false);
+		if (held_count(a) == seen)
+			return false;
+	}
+}
+
 static void run_loop(struct agent *a)
 {
 	struct epoll_event evs[8];
 	int n, i, rb_fd = rings__epoll_fd(a->rings);
 	uint64_t expirations;
+	bool again = false;	/* the rings have more: read them at once */
 
 	while (!a->stop) {
-		n = epoll_wait(a->epfd, evs, 8, 1000);
+		bool rings = again;
+
+		n = epoll_wait(a->epfd, evs, 8, again ? 0 : 1000);
 		if (n < 0 && errno != EINTR) {
 			pr_err("epoll_wait: %s", strerror(errno));
 			break;
 		}
+		pthread_mutex_lock(&a->lock);
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.fd == rb_fd) {
-				rings__consume(a->rings);
+				a->ring_wakeups++;
+				rings = true;
+			} else if (evs[i].data.fd == a->kick_fd) {
+				if (read(a->kick_fd, &expirations, sizeof(expirations)) > 0)
+					rings = true;
 			} else if (evs[i].data.fd == a->timerfd) {
 				if (read(a->timerfd, &expirations, sizeof(expirations)) > 0)
 					tick(a);
+				rings = true;	/* and the rings, whatever woke them */
 			} else if (evs[i].data.fd == a->sigfd) {
 				on_signal(a);
 			} else if (evs[i].data.fd == a->policy_watch) {
@@ -4129,10 +4241,66 @@ static void run_loop(struct agent *a)
 					retry_pod_waits(a);
 			}
 		}
-		report_connections(a);
-		output__flush(a->out);
-		back_to_realtime(a);
+		if (rings) {
+			again = drain(a);
+		} else {
+			report_connections(a);
+			output__flush(a->out);
+			back_to_realtime(a);
+		}
+		sched_in_step(a, &a->loop_realtime);
+		pthread_mutex_unlock(&a->lock);
 	}
+}
+
+/*
+ * A waker's turn (waker.h), under a->lock: the loop's reading of the
+ * rings. Work left after the budget (a steady stream of held requests) or
+ * behind a record still being written goes to the loop, which is not tied
+ * to one CPU; the rings stay `busy` for it, so no waker is rung meanwhile.
+ */
+static void waker_pass(void *ctx, bool woken, bool *realtime)
+{
+	struct agent *a = ctx;
+	uint64_t one = 1;
+
+	sched_in_step(a, realtime);
+	if (!woken)
+		return;
+	if (drain(a)) {
+		if (write(a->kick_fd, &one, sizeof(one)) == sizeof(one))
+			a->kicks++;
+		else
+			set_busy(a, false);	/* the loop reads them on its tick */
+	}
+	sched_in_step(a, realtime);
+}
+
+static void start_wakers(struct agent *a)
+{
+	char cpus[128];
+	int err;
+
+	a->loop_state = kernel__loop_state(a->kernel);
+	if (!a->loop_state) {
+		pr_warn("no wakers (cannot map the loop's state: %s): held bytes wake the "
+			"event loop wherever it sleeps", strerror(errno));
+		return;
+	}
+	set_busy(a, false);
+	a->loop_state->stream_ns = MCPW_STREAM_NS;
+	if (getenv("MCPW_TEST_STREAM_MS"))	/* tests: every held request a stream */
+		a->loop_state->stream_ns = strtoull(getenv("MCPW_TEST_STREAM_MS"), NULL, 10) *
+					   1000000ull;
+	a->wakers = wakers__start(kernel__wakers_fd(a->kernel), libbpf_num_possible_cpus(),
+				  &a->lock, waker_pass, a, &err);
+	if (!a->wakers) {
+		pr_warn("no wakers (%s): held bytes wake the event loop wherever it sleeps",
+			strerror(-err));
+		return;
+	}
+	wakers__cpus(a->wakers, cpus, sizeof(cpus));
+	pr_info("held bytes wake a thread on the CPU that held them (CPUs %s)", cpus);
 }
 
 static void shutdown_agent(struct agent *a, const char *why)
@@ -4228,6 +4396,9 @@ static void teardown(struct agent *a)
 		close(a->sigfd);
 	if (a->timerfd > 0)
 		close(a->timerfd);
+	if (a->kick_fd >= 0)
+		close(a->kick_fd);
+	pthread_mutex_destroy(&a->lock);
 	if (a->policy_watch >= 0)
 		close(a->policy_watch);
 }
@@ -4345,10 +4516,23 @@ static bool bounded_number(const char *s, unsigned long lo, unsigned long hi, un
 	return !errno && end != s && !*end && *s != '-' && *n >= lo && *n <= hi;
 }
 
+/* With priority inheritance: a real-time waker waiting for its turn lends
+ * its priority to a loop that reports a batch as a plain task. */
+static void init_lock(pthread_mutex_t *lock)
+{
+	pthread_mutexattr_t attr;
+
+	pthread_mutexattr_init(&attr);
+	if (pthread_mutexattr_setprotocol(&attr, PTHREAD_PRIO_INHERIT))
+		pr_debug("no priority inheritance for the loop's lock");
+	pthread_mutex_init(lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+}
+
 int agent__run(const struct agent_opts *o)
 {
 	struct agent a = { .opts = o, .epfd = -1, .sigfd = -1, .timerfd = -1,
-			   .policy_watch = -1 };
+			   .policy_watch = -1, .kick_fd = -1 };
 	struct kernel_error kerr = {};
 	struct kernel_opts kopts = {};
 	struct resolver_opts ropts = {};
@@ -4357,6 +4541,10 @@ int agent__run(const struct agent_opts *o)
 	int err, status = 1;
 
 	a.limits = http_default_limits;
+	init_lock(&a.lock);
+	/* The loop and its wakers take turns: one heap for all, not an arena
+	 * per thread holding memory another thread freed. */
+	mallopt(M_ARENA_MAX, 1);
 	if (o->cleanup)
 		return cleanup_pins(o);
 	err = load_policy(o->policy_path, &a.policy, msg, sizeof(msg));
@@ -4592,9 +4780,13 @@ int agent__run(const struct agent_opts *o)
 			strerror(-err));
 	seed_all(&a);
 	set_scheduling(&a);
+	start_wakers(&a);
 	emit_ready(&a);
 	output__flush(a.out);	/* readiness is read from it at once */
 	run_loop(&a);
+	/* Alone again from here on. */
+	wakers__stop(a.wakers);
+	a.wakers = NULL;
 	shutdown_agent(&a, "signal");
 	save_state(&a);
 	status = 0;

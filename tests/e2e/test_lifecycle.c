@@ -373,16 +373,33 @@ static void log_agent_status(struct env *e)
 	free(s);
 }
 
+/* Whether thread tid of the agent is a waker (named mcpw-wake/CPU). */
+static bool is_waker(pid_t pid, int tid, int *cpu)
+{
+	char path[96], comm[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return sscanf(comm, "mcpw-wake/%d", cpu) == 1;
+}
+
 /*
  * The event loop (the main thread) runs with `policy`, and `ready` says
- * so (`--scheduling`); every other thread of the agent is a plain task.
+ * so (`--scheduling`); so do its wakers, which do its work on their CPUs;
+ * every other thread of the agent is a plain task.
  */
 static void check_loop_scheduling(struct env *e, int policy, const char *name)
 {
 	char dir[64];
 	struct dirent *d;
 	json_t *ready = env__find_event(e, 5000, "kind=ready", NULL);
-	int others = 0, plain = 0;
+	int others = 0, plain = 0, wakers = 0, in_step = 0, cpu;
 	DIR *tasks;
 
 	ASSERT_STREQ(env__str(ready, "scheduling"), name, "ready says how the loop runs");
@@ -400,11 +417,18 @@ static void check_loop_scheduling(struct env *e, int policy, const char *name)
 
 		if (tid <= 0 || tid == (int)e->agent.pid)
 			continue;
+		if (is_waker(e->agent.pid, tid, &cpu)) {
+			wakers++;
+			in_step += sched_getscheduler(tid) == sched_getscheduler(e->agent.pid);
+			continue;
+		}
 		others++;
 		plain += sched_getscheduler(tid) == SCHED_OTHER;
 	}
 	closedir(tasks);
 	ASSERT_EQ(plain, others, "other threads stay plain");
+	ASSERT_GE(wakers, 1, "the loop has wakers");
+	ASSERT_EQ(in_step, wakers, "the wakers run as the loop does");
 }
 
 /* ---- 1. allowed traffic is byte-identical ------------------------------ */
@@ -1739,6 +1763,176 @@ static json_t *status_when(struct env *e, const char *needle, bool absent, int m
 		env__sleep_ms(100);
 	}
 	return st;
+}
+
+/* Runs pid on CPU cpu alone. */
+static void pin_pid(pid_t pid, int cpu)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	ASSERT_OK(sched_setaffinity(pid, sizeof(one), &one), "pinned");
+}
+
+/* Runs the calling thread, and what it starts from now on, on CPU cpu
+ * alone (-1: on every CPU it had). */
+static void pin_here(int cpu, cpu_set_t *saved)
+{
+	if (cpu < 0) {
+		sched_setaffinity(0, sizeof(*saved), saved);
+		return;
+	}
+	sched_getaffinity(0, sizeof(*saved), saved);
+	pin_pid(0, cpu);
+}
+
+/* The CPU each waker thread of pid is pinned to is its own: a bitmap of
+ * the CPUs with one, or 0 when a waker is pinned elsewhere. */
+static unsigned long waker_cpus(pid_t pid)
+{
+	char dir[64];
+	struct dirent *d;
+	unsigned long cpus = 0;
+	cpu_set_t set;
+	int cpu;
+	DIR *tasks;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	tasks = opendir(dir);
+	while (tasks && (d = readdir(tasks))) {
+		int tid = atoi(d->d_name);
+
+		if (tid <= 0 || !is_waker(pid, tid, &cpu))
+			continue;
+		if (sched_getaffinity(tid, sizeof(set), &set) || CPU_COUNT(&set) != 1 ||
+		    !CPU_ISSET(cpu, &set) || cpu >= 64) {
+			cpus = 0;
+			break;
+		}
+		cpus |= 1ul << cpu;
+	}
+	if (tasks)
+		closedir(tasks);
+	return cpus;
+}
+
+/*
+ * Held bytes wake a waker on the CPU that held them, not the loop (which
+ * may sleep on another CPU: on a virtual machine an idle vCPU takes
+ * milliseconds to wake); on a CPU without a waker (outside the agent's
+ * affinity) they wake the loop as before. The client and the server run
+ * on one CPU, so their bytes are held there.
+ */
+void test_lifecycle_wakers(void)
+{
+	char cg_a[256], cg_s[256], file[600], policy[2048], all[32];
+	unsigned long mine = 0;
+	long long loop0, passes0;
+	struct peer srv = {};
+	cpu_set_t saved;
+	json_t *st = NULL;
+	struct env e;
+	int cpu;
+
+	sched_getaffinity(0, sizeof(saved), &saved);
+	for (cpu = 0; cpu < 64; cpu++)
+		mine |= CPU_ISSET(cpu, &saved) ? 1ul << cpu : 0;
+	if ((mine & 3) != 3 || (mine & (mine + 1))) {
+		test__log("CPUs 0 and 1 (and only CPUs 0-N) needed: skipped");
+		return;
+	}
+	snprintf(all, sizeof(all), "0-%d", __builtin_popcountl(mine) - 1);
+	if (!ASSERT_OK(lc_init(&e), "env"))
+		return;
+	if (stage(&e, "closed", NULL, cg_a, NULL, cg_s, &srv))
+		goto cleanup;
+	write_req(&e, "req.bin", ALLOWED_UA, 1, "echo", 32, file, sizeof(file));
+
+	if (test__start_subtest("on_cpu")) {
+		/* A waker on each CPU of the agent's, pinned there. */
+		ASSERT_EQ(waker_cpus(e.agent.pid), mine, "one waker per CPU, each on its own");
+		st = agent_status(&e);
+		loop0 = env__int(st, "wakers.loop_ring_wakeups");
+		passes0 = env__int(st, "wakers.passes");
+		json_decref(st);
+		pin_pid(srv.pid, 1);
+		pin_here(1, &saved);
+		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "on_cpu"), 0, "answered");
+		pin_here(-1, &saved);
+		st = agent_status(&e);
+		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1,
+			  "the held bytes rang their CPU's waker");
+		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_loop"), 0, "not the loop");
+		ASSERT_GE(env__int(st, "wakers.passes") - passes0, 1, "the waker read them");
+		ASSERT_EQ(env__int(st, "wakers.loop_ring_wakeups") - loop0, 0,
+			  "the loop slept on");
+		ASSERT_STREQ(env__str(st, "wakers.cpus"), all, "status names the CPUs");
+		json_decref(st);
+		st = NULL;
+	}
+
+	if (test__start_subtest("stream")) {
+		/* Held bytes soon after the daemon read held bytes (here any
+		 * within a minute) are a stream: they wake the loop, which
+		 * runs on whichever CPU is free, not a waker tied to theirs. */
+		env__agent_stop(&e);
+		setenv("MCPW_TEST_STREAM_MS", "60000", 1);
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+		if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent")) {
+			unsetenv("MCPW_TEST_STREAM_MS");
+			goto cleanup;
+		}
+		unsetenv("MCPW_TEST_STREAM_MS");
+		pin_pid(srv.pid, 1);
+		pin_here(1, &saved);
+		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "first"), 0, "first answered");
+		pin_here(-1, &saved);
+		st = agent_status(&e);
+		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1, "the first: a waker");
+		loop0 = env__int(st, "wakers.loop_ring_wakeups");
+		json_decref(st);
+		pin_here(1, &saved);
+		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "second"), 0, "second answered");
+		pin_here(-1, &saved);
+		st = agent_status(&e);
+		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1, "no waker again");
+		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_stream"), 1, "a stream");
+		ASSERT_GE(env__int(st, "wakers.loop_ring_wakeups") - loop0, 1, "the loop woken");
+		json_decref(st);
+		st = NULL;
+	}
+
+	if (test__start_subtest("no_waker_on_cpu")) {
+		/* The agent on CPU 0 only: bytes held on CPU 1 wake the loop. */
+		env__agent_stop(&e);
+		pin_here(0, &saved);
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+		if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent on CPU 0")) {
+			pin_here(-1, &saved);
+			goto cleanup;
+		}
+		pin_here(-1, &saved);
+		ASSERT_EQ(waker_cpus(e.agent.pid), 1, "a waker on CPU 0 alone");
+		st = agent_status(&e);
+		loop0 = env__int(st, "wakers.loop_ring_wakeups");
+		json_decref(st);
+		pin_pid(srv.pid, 1);
+		pin_here(1, &saved);
+		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "off_cpu"), 0, "answered");
+		pin_here(-1, &saved);
+		st = agent_status(&e);
+		ASSERT_STREQ(env__str(st, "wakers.cpus"), "0", "status names the CPU");
+		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_loop"), 1,
+			  "no waker on CPU 1: counted");
+		ASSERT_GE(env__int(st, "wakers.loop_ring_wakeups") - loop0, 1,
+			  "and the data ring woke the loop");
+		json_decref(st);
+		st = NULL;
+	}
+cleanup:
+	json_decref(st);
+	env__cleanup(&e);
 }
 
 /*
