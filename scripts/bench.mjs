@@ -562,7 +562,8 @@ async function loopbackRtt() {
 // virtual machine a sleeper on an idle vCPU can cost far more than a RTT.
 async function wakeLatency() {
   if (!fs.existsSync(bin('tests/wake_lat'))) return { error: 'build/tests/wake_lat is missing' };
-  const h = await run(bin('tests/wake_lat'), ['300', '2000'], { cg: cg.tools, timeoutMs: 30000 });
+  // As many samples as P2 takes, so that the two p99s are read alike.
+  const h = await run(bin('tests/wake_lat'), [String(cfg.p2_samples), '2000'], { cg: cg.tools, timeoutMs: 30000 });
   try { return JSON.parse(h.out.trim().split('\n').pop()); } catch {
     return { error: `wake_lat exit ${h.code}: ${(h.err || h.out).trim().slice(-200)}` };
   }
@@ -603,6 +604,10 @@ async function p2(rtt, wake) {
     const cliNew = await runClient('new', cfg.p2_samples);
     const cliSame = await runClient('same', cfg.p2_samples);
     await sleep(300);
+    // Who the held bytes woke (the agent's kernel counters).
+    const kc = (await agentStatus(a))?.kernel_counters ?? {};
+    const woke = { on_cpu: kc.held_wakeups_on_cpu, loop_no_waker: kc.held_wakeups_loop,
+      loop_stream: kc.held_wakeups_stream, none_daemon_reading: kc.held_wakeups_not_needed };
     const evs = agentEvents(a).filter((e) => e.kind === 'request' || e.kind === 'alert');
     const field = (sel, f) => evs.filter(sel).map((e) => e[f]).filter(Number.isFinite).slice(cfg.p2_skip).sort((x, y) => x - y);
     const lat = (sel) => field(sel, 'verdict_latency_us');
@@ -631,6 +636,10 @@ async function p2(rtt, wake) {
       return r;
     };
     rows.push(mk('P2', 'first sight: new identity, new connection', fresh, cliNew, 100, 'p99 ≤100 µs', isFresh));
+    rows[rows.length - 1].held_wakeups = woke;
+    rows[rows.length - 1].note = `held bytes woke a waker on their own CPU ${woke.on_cpu ?? '?'} times, ` +
+      `the loop ${woke.loop_no_waker ?? '?'} (no waker on the CPU) + ${woke.loop_stream ?? '?'} (a stream), ` +
+      `no one ${woke.none_daemon_reading ?? '?'} (the daemon was reading)`;
     rows.push(mk('P2', 'judged identity, new connection', judged, cliSame, null, 'reported', isJudged));
 
     // Cached: requests on a judged connection pass in the kernel (fast path).
@@ -1102,8 +1111,8 @@ http {
   if (wake.cross_p50_us != null) {
     console.log(`waking a thread asleep on another (idle) CPU: p50 ${wake.cross_p50_us} µs, p99 ${wake.cross_p99_us} µs ` +
       `(the waker's write ${wake.waker_write_cross_p50_us} µs); on the waker's CPU p50 ${wake.same_p50_us} µs, ` +
-      `p99 ${wake.same_p99_us} µs (tests/helpers/wake_lat: a first sight pays one such wakeup before the daemon reads ` +
-      `the held bytes, and one to wake the server at release)`);
+      `p99 ${wake.same_p99_us} µs (tests/helpers/wake_lat, ${wake.samples} samples: a first sight wakes the agent's ` +
+      `waker on its own CPU before the daemon reads the held bytes, and the server at release)`);
   } else if (wake.error) {
     console.log(`wakeup latency not measured: ${wake.error}`);
   }
