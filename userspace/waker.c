@@ -72,6 +72,7 @@ static void *waker_main(void *p)
 			pr_warn("the waker of CPU %d stops: epoll_wait: %s", t->cpu,
 				strerror(errno));
 			bpf_map_delete_elem(s->map_fd, &t->cpu);
+			__atomic_store_n(&t->registered, false, __ATOMIC_RELAXED);
 			return NULL;
 		}
 		for (i = 0; i < n; i++) {
@@ -256,7 +257,7 @@ void wakers__cpus(const struct wakers *s, char *buf, size_t len)
 	if (!s)
 		return;
 	for (cpu = 0; cpu <= s->ncpus; cpu++) {
-		bool on = cpu < s->ncpus && s->w[cpu].registered;
+		bool on = cpu < s->ncpus && __atomic_load_n(&s->w[cpu].registered, __ATOMIC_RELAXED);
 		int n;
 
 		if (on && from < 0)
