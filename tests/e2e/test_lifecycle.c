@@ -1765,28 +1765,6 @@ static json_t *status_when(struct env *e, const char *needle, bool absent, int m
 	return st;
 }
 
-/* Runs pid on CPU cpu alone. */
-static void pin_pid(pid_t pid, int cpu)
-{
-	cpu_set_t one;
-
-	CPU_ZERO(&one);
-	CPU_SET(cpu, &one);
-	ASSERT_OK(sched_setaffinity(pid, sizeof(one), &one), "pinned");
-}
-
-/* Runs the calling thread, and what it starts from now on, on CPU cpu
- * alone (-1: on every CPU it had). */
-static void pin_here(int cpu, cpu_set_t *saved)
-{
-	if (cpu < 0) {
-		sched_setaffinity(0, sizeof(*saved), saved);
-		return;
-	}
-	sched_getaffinity(0, sizeof(*saved), saved);
-	pin_pid(0, cpu);
-}
-
 /* The CPU each waker thread of pid is pinned to is its own: a bitmap of
  * the CPUs with one, or 0 when a waker is pinned elsewhere. */
 static unsigned long waker_cpus(pid_t pid)
@@ -1830,14 +1808,14 @@ void test_lifecycle_wakers(void)
 	unsigned long mine = 0;
 	long long loop0, passes0;
 	struct peer srv = {};
-	cpu_set_t saved;
+	cpu_set_t aff;
 	json_t *st = NULL;
 	struct env e;
 	int cpu;
 
-	sched_getaffinity(0, sizeof(saved), &saved);
+	sched_getaffinity(0, sizeof(aff), &aff);
 	for (cpu = 0; cpu < 64; cpu++)
-		mine |= CPU_ISSET(cpu, &saved) ? 1ul << cpu : 0;
+		mine |= CPU_ISSET(cpu, &aff) ? 1ul << cpu : 0;
 	if ((mine & 3) != 3 || (mine & (mine + 1))) {
 		test__log("CPUs 0 and 1 (and only CPUs 0-N) needed: skipped");
 		return;
@@ -1856,10 +1834,10 @@ void test_lifecycle_wakers(void)
 		loop0 = env__int(st, "wakers.loop_ring_wakeups");
 		passes0 = env__int(st, "wakers.passes");
 		json_decref(st);
-		pin_pid(srv.pid, 1);
-		pin_here(1, &saved);
+		ASSERT_OK(env__pin(srv.pid, 1), "server on CPU 1");
+		ASSERT_OK(env__pin(0, 1), "client on CPU 1");
 		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "on_cpu"), 0, "answered");
-		pin_here(-1, &saved);
+		env__pin(0, -1);
 		st = agent_status(&e);
 		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1,
 			  "the held bytes rang their CPU's waker");
@@ -1868,6 +1846,12 @@ void test_lifecycle_wakers(void)
 		ASSERT_EQ(env__int(st, "wakers.loop_ring_wakeups") - loop0, 0,
 			  "the loop slept on");
 		ASSERT_STREQ(env__str(st, "wakers.cpus"), all, "status names the CPUs");
+		/* Once woken, a waker empties its ring and sleeps again. */
+		passes0 = env__int(st, "wakers.passes");
+		json_decref(st);
+		env__sleep_ms(300);
+		st = agent_status(&e);
+		ASSERT_EQ(env__int(st, "wakers.passes"), passes0, "the wakers sleep when idle");
 		json_decref(st);
 		st = NULL;
 	}
@@ -1884,17 +1868,17 @@ void test_lifecycle_wakers(void)
 			goto cleanup;
 		}
 		unsetenv("MCPW_TEST_STREAM_MS");
-		pin_pid(srv.pid, 1);
-		pin_here(1, &saved);
+		ASSERT_OK(env__pin(srv.pid, 1), "server on CPU 1");
+		ASSERT_OK(env__pin(0, 1), "client on CPU 1");
 		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "first"), 0, "first answered");
-		pin_here(-1, &saved);
+		env__pin(0, -1);
 		st = agent_status(&e);
 		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1, "the first: a waker");
 		loop0 = env__int(st, "wakers.loop_ring_wakeups");
 		json_decref(st);
-		pin_here(1, &saved);
+		ASSERT_OK(env__pin(0, 1), "client on CPU 1");
 		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "second"), 0, "second answered");
-		pin_here(-1, &saved);
+		env__pin(0, -1);
 		st = agent_status(&e);
 		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1, "no waker again");
 		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_stream"), 1, "a stream");
@@ -1906,21 +1890,21 @@ void test_lifecycle_wakers(void)
 	if (test__start_subtest("no_waker_on_cpu")) {
 		/* The agent on CPU 0 only: bytes held on CPU 1 wake the loop. */
 		env__agent_stop(&e);
-		pin_here(0, &saved);
+		ASSERT_OK(env__pin(0, 0), "agent on CPU 0");
 		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
 		if (!ASSERT_OK(agent_start(&e, policy, NULL), "agent on CPU 0")) {
-			pin_here(-1, &saved);
+			env__pin(0, -1);
 			goto cleanup;
 		}
-		pin_here(-1, &saved);
+		env__pin(0, -1);
 		ASSERT_EQ(waker_cpus(e.agent.pid), 1, "a waker on CPU 0 alone");
 		st = agent_status(&e);
 		loop0 = env__int(st, "wakers.loop_ring_wakeups");
 		json_decref(st);
-		pin_pid(srv.pid, 1);
-		pin_here(1, &saved);
+		ASSERT_OK(env__pin(srv.pid, 1), "server on CPU 1");
+		ASSERT_OK(env__pin(0, 1), "client on CPU 1");
 		ASSERT_EQ(one_request(&e, cg_a, &srv, file, "off_cpu"), 0, "answered");
-		pin_here(-1, &saved);
+		env__pin(0, -1);
 		st = agent_status(&e);
 		ASSERT_STREQ(env__str(st, "wakers.cpus"), "0", "status names the CPU");
 		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_loop"), 1,

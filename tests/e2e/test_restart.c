@@ -62,6 +62,29 @@ static size_t server_bytes(const char *dir)
 	return total;
 }
 
+/* The running agent's status at a dotted path, as a number. */
+static long long status_int(struct env *e, const char *dotted)
+{
+	char path[600];
+	long long v;
+	json_t *st;
+
+	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
+	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
+	st = json_load_file(path, 0, NULL);
+	v = json_integer_value(env__get(st, dotted));
+	json_decref(st);
+	return v;
+}
+
+static long long kernel_counter(struct env *e, const char *name)
+{
+	char dotted[128];
+
+	snprintf(dotted, sizeof(dotted), "kernel_counters.%s", name);
+	return status_int(e, dotted);
+}
+
 void test_restart_kill9(void)
 {
 	char policy[2048], cg_ok[256], cg_bad[256], cg_srv[256], dir[512], portstr[16];
@@ -188,6 +211,78 @@ cleanup:
 }
 
 /*
+ * A daemon killed with -9 leaves its wakers' rings in the pinned map
+ * (waker.h), with no one to read them. Restarted on fewer CPUs, the new
+ * daemon empties the slots it has no waker for, so held bytes on such a
+ * CPU wake its event loop, not a dead ring.
+ */
+void test_restart_wakers(void)
+{
+	char policy[2048], cg_ok[256], cg_srv[256], dir[512], portstr[16], req[512], out[512];
+	const char *pin[] = { "--pin", NULL };
+	struct spawn_opts so = {};
+	long long loop0;
+	struct env e;
+	pid_t srv;
+	int port;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+		test__log("one CPU: nothing to tell apart, skipped");
+		return;
+	}
+	test__set_timeout(120);
+	if (!ASSERT_OK(env__init(&e), "env"))
+		return;
+	port = env__free_port();
+	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_ok, sizeof(cg_ok)), "cgroup") ||
+	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
+		goto cleanup;
+	snprintf(policy, sizeof(policy),
+		 "{\"mode\":\"enforce\",\"fail\":\"closed\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":[{\"name\":\"ok\","
+		 "\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", cg_ok);
+	snprintf(req, sizeof(req), "%s/ok.req", e.tmp);
+	write_req(req, "hello");
+	snprintf(dir, sizeof(dir), "%s/srv", e.tmp);
+	mkdir(dir, 0755);
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(out, sizeof(out), "%s/srv.out", e.tmp);
+	so.cgroup = cg_srv;
+	so.stdout_path = out;
+	srv = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+					      "127.0.0.1", portstr, dir, NULL });
+	if (!ASSERT_TRUE(env__wait_file(out, "listening", 5000), "server") ||
+	    !ASSERT_OK(env__pin(srv, 1), "server on CPU 1") ||
+	    !ASSERT_OK(env__agent_start(&e, policy, pin), "agent start (pinned)"))
+		goto cleanup;
+	kill(e.agent.pid, SIGKILL);
+	env__wait(&e, e.agent.pid, 5000);
+	e.agent_running = false;
+
+	e.agent.events_read = 0;
+	ASSERT_OK(env__pin(0, 0), "agent on CPU 0");
+	if (!ASSERT_OK(env__agent_start(&e, policy, pin), "restart on CPU 0")) {
+		env__pin(0, -1);
+		goto cleanup;
+	}
+	env__pin(0, -1);
+	loop0 = status_int(&e, "wakers.loop_ring_wakeups");
+	ASSERT_OK(env__pin(0, 1), "client on CPU 1");
+	snprintf(out, sizeof(out), "%s/a.out", e.tmp);
+	ASSERT_EQ(env__wait(&e, client(&e, cg_ok, port, req, out), 10000), 0, "answered");
+	env__pin(0, -1);
+	ASSERT_EQ(kernel_counter(&e, "held_wakeups_on_cpu"), 0, "no dead ring rung");
+	ASSERT_GE(kernel_counter(&e, "held_wakeups_loop"), 1, "CPU 1 has no waker now");
+	ASSERT_GE(status_int(&e, "wakers.loop_ring_wakeups") - loop0, 1, "the loop was woken");
+cleanup:
+	if (e.agent.state_dir[0])
+		env__sh("%s run --cleanup --state-dir %s >/dev/null 2>&1", env__bin(),
+			e.agent.state_dir);
+	env__cleanup(&e);
+}
+
+/*
  * A restart that adopts the pinned maps meets the previous daemon's
  * fast-path templates and the connections that passed requests on them.
  * Those templates were judged by the previous policy: each connection's
@@ -260,21 +355,6 @@ static void check_request_fast(struct env *e, const char *id, bool fast)
 }
 
 /* A counter of `mcpwarden status`'s kernel_counters. */
-static long long kernel_counter(struct env *e, const char *name)
-{
-	char path[600], dotted[128];
-	long long v;
-	json_t *st;
-
-	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
-	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
-	st = json_load_file(path, 0, NULL);
-	snprintf(dotted, sizeof(dotted), "kernel_counters.%s", name);
-	v = json_integer_value(env__get(st, dotted));
-	json_decref(st);
-	return v;
-}
-
 /* Stops the agent (its kernel side stays, pinned) and starts it again. */
 static int restart_pinned(struct env *e, const char *policy)
 {

@@ -496,6 +496,19 @@ bool env__wait_file(const char *path, const char *needle, int timeout_ms)
 	}
 }
 
+int env__pin(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+	long n = sysconf(_SC_NPROCESSORS_ONLN), i;
+
+	CPU_ZERO(&set);
+	if (cpu >= 0)
+		CPU_SET(cpu, &set);
+	for (i = 0; cpu < 0 && i < n && i < CPU_SETSIZE; i++)
+		CPU_SET(i, &set);
+	return sched_setaffinity(pid, sizeof(set), &set) ? -errno : 0;
+}
+
 int env__free_port(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };

@@ -126,6 +126,9 @@ int env__write(const char *path, const char *data, size_t len);
 /* Waits until a file contains needle. */
 bool env__wait_file(const char *path, const char *needle, int timeout_ms);
 
+/* Runs pid (0: the calling thread, and what it starts from then on) on
+ * CPU cpu alone, or with cpu < 0 on every online CPU. 0 or -errno. */
+int env__pin(pid_t pid, int cpu);
 /* A free TCP port on the loopback (best effort). */
 int env__free_port(void);
 
