@@ -134,7 +134,6 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	struct copy_ctx c = {
 		.skb = skb, .off = off, .len = len, .from = (__u32)(flags_from >> 32),
 	};
-	__u32 cpu = bpf_get_smp_processor_id(), key = 0;
 	struct mcpw_loop_state *ls = NULL;
 	struct scratch_ref ref;
 	void *waker = NULL;
@@ -151,6 +150,8 @@ __noinline int copy_skb(struct __sk_buff *skb, __u64 cookie, __u64 off, __u32 le
 	c.ts = bpf_ktime_get_ns();
 	c.wake = RB_DATA_BATCH;
 	if (flags & MCPW_DATA_HELD) {
+		__u32 cpu = bpf_get_smp_processor_id(), key = 0;
+
 		/* Someone waits: wake the daemon now, on this CPU if it can,
 		 * unless this is a stream for the loop (MCPW_STREAM_NS). */
 		waker = bpf_map_lookup_elem(&wakers, &cpu);
