@@ -31,21 +31,6 @@ static int run_raw(struct env *e, const char *cg, const char *spec, const char *
 	return env__wait(e, pid, 30000);
 }
 
-/* A member of the agent's status, by its dotted path ("tables.sessions"). */
-static long long status_at(struct env *e, const char *dotted)
-{
-	char path[600];
-	long long v;
-	json_t *st;
-
-	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
-	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
-	st = json_load_file(path, 0, NULL);
-	v = json_integer_value(env__get(st, dotted));
-	json_decref(st);
-	return v;
-}
-
 /* An integer of `mcpwarden status`: member name of object obj (NULL: the
  * top level). */
 static long long status_int(struct env *e, const char *obj, const char *name)
@@ -53,7 +38,7 @@ static long long status_int(struct env *e, const char *obj, const char *name)
 	char dotted[128];
 
 	snprintf(dotted, sizeof(dotted), "%s%s%s", obj ? obj : "", obj ? "." : "", name);
-	return status_at(e, dotted);
+	return env__status_int(e, dotted);
 }
 
 static long long status_counter(struct env *e, const char *name)
@@ -564,8 +549,8 @@ void test_fastpath_adopted_share_template(void)
 		goto stop;
 	ASSERT_GE(status_counter(&e, "fast_path_requests"), 63,
 		  "the later connections passed in the kernel");
-	ASSERT_EQ(status_at(&e, "tables.fast_templates.processes"), 1, "the process's template");
-	ASSERT_EQ(status_at(&e, "tables.fast_templates.connections"), 1,
+	ASSERT_EQ(env__status_int(&e, "tables.fast_templates.processes"), 1, "the process's template");
+	ASSERT_EQ(env__status_int(&e, "tables.fast_templates.connections"), 1,
 		  "one connection template: the judged connection's, none per admitted one");
 stop:
 	env__kill(&e, h);

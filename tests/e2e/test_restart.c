@@ -62,39 +62,52 @@ static size_t server_bytes(const char *dir)
 	return total;
 }
 
-/* The running agent's status at a dotted path, as a number. */
-static long long status_int(struct env *e, const char *dotted)
-{
-	char path[600];
-	long long v;
-	json_t *st;
-
-	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
-	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
-	st = json_load_file(path, 0, NULL);
-	v = json_integer_value(env__get(st, dotted));
-	json_decref(st);
-	return v;
-}
-
 static long long kernel_counter(struct env *e, const char *name)
 {
 	char dotted[128];
 
 	snprintf(dotted, sizeof(dotted), "kernel_counters.%s", name);
-	return status_int(e, dotted);
+	return env__status_int(e, dotted);
+}
+
+/*
+ * The stage of the kill -9 tests: the policy (one client, token "hello"
+ * from cgroup cg_ok, fail closed) for port into policy, and a tcp_peer
+ * server in cg_srv recording each connection into dir. The server's pid,
+ * or -1.
+ */
+static pid_t stage_server(struct env *e, const char *cg_ok, const char *cg_srv, int port,
+			  char *policy, size_t plen, char *dir, size_t dlen)
+{
+	struct spawn_opts so = { .cgroup = cg_srv };
+	char portstr[16], out[600];
+	pid_t srv;
+
+	/* sha256("hello") is the allowed client's opaque token. */
+	snprintf(policy, plen,
+		 "{\"mode\":\"enforce\",\"fail\":\"closed\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
+		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":[{\"name\":\"ok\","
+		 "\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
+		 port, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", cg_ok);
+	snprintf(dir, dlen, "%s/srv", e->tmp);
+	mkdir(dir, 0755);
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(out, sizeof(out), "%s/srv.out", e->tmp);
+	so.stdout_path = out;
+	srv = env__spawn(e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
+					     "127.0.0.1", portstr, dir, NULL });
+	return srv > 0 && env__wait_file(out, "listening", 5000) ? srv : -1;
 }
 
 void test_restart_kill9(void)
 {
-	char policy[2048], cg_ok[256], cg_bad[256], cg_srv[256], dir[512], portstr[16];
+	char policy[2048], cg_ok[256], cg_bad[256], cg_srv[256], dir[512];
 	char req_ok[512], req_bad[512], out_a[512], out_b[512], out_c[512], pin_dir[512];
 	char cgdir[600], cmd[1024];
 	const char *pin[] = { "--pin", NULL };
-	struct spawn_opts so = {};
 	struct env e;
 	json_t *ev = NULL;
-	pid_t srv, a, b, c;
+	pid_t a, b, c;
 	size_t before;
 	bool root_existed;
 	int port;
@@ -109,28 +122,13 @@ void test_restart_kill9(void)
 	    !ASSERT_OK(env__cgroup(&e, "bad", cg_bad, sizeof(cg_bad)), "cgroup") ||
 	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
 		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"fail\":\"closed\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":[{\"name\":\"ok\","
-		 "\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", cg_ok);
-	/* sha256("hello") is the allowed client's opaque token. */
 	snprintf(req_ok, sizeof(req_ok), "%s/ok.req", e.tmp);
 	snprintf(req_bad, sizeof(req_bad), "%s/bad.req", e.tmp);
 	write_req(req_ok, "hello");
 	write_req(req_bad, "stolen-or-unknown");
-
-	snprintf(dir, sizeof(dir), "%s/srv", e.tmp);
-	mkdir(dir, 0755);
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	snprintf(out_a, sizeof(out_a), "%s/srv.out", e.tmp);
-	so.cgroup = cg_srv;
-	so.stdout_path = out_a;
-	srv = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
-					      "127.0.0.1", portstr, dir, NULL });
-	if (!ASSERT_TRUE(env__wait_file(out_a, "listening", 5000), "server"))
+	if (!ASSERT_GE(stage_server(&e, cg_ok, cg_srv, port, policy, sizeof(policy), dir,
+				    sizeof(dir)), 1, "server"))
 		goto cleanup;
-	(void)srv;
 
 	if (!ASSERT_OK(env__agent_start(&e, policy, pin), "agent start (pinned)"))
 		goto cleanup;
@@ -218,9 +216,8 @@ cleanup:
  */
 void test_restart_wakers(void)
 {
-	char policy[2048], cg_ok[256], cg_srv[256], dir[512], portstr[16], req[512], out[512];
+	char policy[2048], cg_ok[256], cg_srv[256], dir[512], req[512], out[512];
 	const char *pin[] = { "--pin", NULL };
-	struct spawn_opts so = {};
 	long long loop0;
 	struct env e;
 	pid_t srv;
@@ -237,23 +234,10 @@ void test_restart_wakers(void)
 	if (!ASSERT_OK(env__cgroup(&e, "ok", cg_ok, sizeof(cg_ok)), "cgroup") ||
 	    !ASSERT_OK(env__cgroup(&e, "srv", cg_srv, sizeof(cg_srv)), "cgroup"))
 		goto cleanup;
-	snprintf(policy, sizeof(policy),
-		 "{\"mode\":\"enforce\",\"fail\":\"closed\",\"servers\":[{\"name\":\"t\",\"port\":%d}],"
-		 "\"unknown_client\":\"deny\",\"unattributed\":\"deny\",\"clients\":[{\"name\":\"ok\","
-		 "\"claims\":{\"token_sha256\":\"%s\"},\"workloads\":[{\"cgroup\":\"%s\"}]}]}",
-		 port, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", cg_ok);
 	snprintf(req, sizeof(req), "%s/ok.req", e.tmp);
 	write_req(req, "hello");
-	snprintf(dir, sizeof(dir), "%s/srv", e.tmp);
-	mkdir(dir, 0755);
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	snprintf(out, sizeof(out), "%s/srv.out", e.tmp);
-	so.cgroup = cg_srv;
-	so.stdout_path = out;
-	srv = env__spawn(&e, &so, (char *[]){ (char *)env__helper("tcp_peer"), "server",
-					      "127.0.0.1", portstr, dir, NULL });
-	if (!ASSERT_TRUE(env__wait_file(out, "listening", 5000), "server") ||
-	    !ASSERT_OK(env__pin(srv, 1), "server on CPU 1") ||
+	srv = stage_server(&e, cg_ok, cg_srv, port, policy, sizeof(policy), dir, sizeof(dir));
+	if (!ASSERT_GE(srv, 1, "server") || !ASSERT_OK(env__pin(srv, 1), "server on CPU 1") ||
 	    !ASSERT_OK(env__agent_start(&e, policy, pin), "agent start (pinned)"))
 		goto cleanup;
 	kill(e.agent.pid, SIGKILL);
@@ -267,14 +251,14 @@ void test_restart_wakers(void)
 		goto cleanup;
 	}
 	env__pin(0, -1);
-	loop0 = status_int(&e, "wakers.loop_ring_wakeups");
+	loop0 = env__status_int(&e, "wakers.loop_ring_wakeups");
 	ASSERT_OK(env__pin(0, 1), "client on CPU 1");
 	snprintf(out, sizeof(out), "%s/a.out", e.tmp);
 	ASSERT_EQ(env__wait(&e, client(&e, cg_ok, port, req, out), 10000), 0, "answered");
 	env__pin(0, -1);
 	ASSERT_EQ(kernel_counter(&e, "held_wakeups_on_cpu"), 0, "no dead ring rung");
 	ASSERT_GE(kernel_counter(&e, "held_wakeups_loop"), 1, "CPU 1 has no waker now");
-	ASSERT_GE(status_int(&e, "wakers.loop_ring_wakeups") - loop0, 1, "the loop was woken");
+	ASSERT_GE(env__status_int(&e, "wakers.loop_ring_wakeups") - loop0, 1, "the loop was woken");
 cleanup:
 	if (e.agent.state_dir[0])
 		env__sh("%s run --cleanup --state-dir %s >/dev/null 2>&1", env__bin(),

@@ -692,6 +692,20 @@ long long env__int(json_t *ev, const char *path)
 	return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
+long long env__status_int(struct env *e, const char *dotted)
+{
+	char path[600];
+	long long v;
+	json_t *st;
+
+	snprintf(path, sizeof(path), "%s/status.json", e->tmp);
+	env__sh("%s status --state-dir %s > %s", env__bin(), e->agent.state_dir, path);
+	st = json_load_file(path, 0, NULL);
+	v = json_integer_value(env__get(st, dotted));
+	json_decref(st);
+	return v;
+}
+
 static bool value_matches(json_t *v, const char *want)
 {
 	char buf[64];

@@ -118,6 +118,9 @@ int env__count_events(struct env *e, ...);
 json_t *env__get(json_t *ev, const char *path);
 const char *env__str(json_t *ev, const char *path);
 long long env__int(json_t *ev, const char *path);
+/* The running agent's `status` at a dotted path, as a number (0 when
+ * absent: the status could not be read, or has no such member). */
+long long env__status_int(struct env *e, const char *dotted);
 
 /* Reads a whole file (NUL-terminated, caller frees). NULL on error. */
 char *env__slurp(const char *path, size_t *len);
