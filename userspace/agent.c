@@ -224,6 +224,8 @@ struct agent {
 	struct mcpw_loop_state *loop_state;	/* shared with the kernel */
 	uint64_t held_records;		/* held-bytes records read */
 	uint64_t ring_wakeups;		/* loop passes the rings woke */
+	uint64_t reads_on;		/* passes for held bytes that came while reading */
+	bool drain_barrier_passed;	/* test_barrier("drain_busy"), once */
 };
 
 static uint64_t now_ns(void)
@@ -3563,10 +3565,11 @@ static json_t *status_json(void *ctx)
 
 		wakers__cpus(a->wakers, cpus, sizeof(cpus));
 		/* Held bytes on a CPU with a waker wake it, not the loop. */
-		json_object_set_new(st, "wakers", json_pack("{s:s,s:I,s:I,s:I}", "cpus", cpus,
+		json_object_set_new(st, "wakers", json_pack("{s:s,s:I,s:I,s:I,s:I}", "cpus", cpus,
 			"passes", (json_int_t)wakers__passes(a->wakers),
 			"loop_kicks", (json_int_t)a->kicks,
-			"loop_ring_wakeups", (json_int_t)a->ring_wakeups));
+			"loop_ring_wakeups", (json_int_t)a->ring_wakeups,
+			"reads_on", (json_int_t)a->reads_on));
 	}
 	json_object_set_new(st, "reshown_stalls_ended",
 			    json_integer((json_int_t)a->reshown_stalls));
@@ -4186,6 +4189,12 @@ static bool drain(struct agent *a)
 		report_connections(a);
 		output__flush(a->out);
 		back_to_realtime(a);
+		if (!a->drain_barrier_passed) {
+			/* Tests: held bytes can arrive while the rings are busy. */
+			a->drain_barrier_passed = true;
+			test_barrier("drain_busy");
+			start = now_ns();	/* the wait is not the pass's */
+		}
 		/* Held bytes read: more soon after are a stream (MCPW_STREAM_NS). */
 		if (a->loop_state && a->held_records != before)
 			__atomic_store_n(&a->loop_state->held_read_ns, now_ns(), __ATOMIC_RELAXED);
@@ -4194,6 +4203,7 @@ static bool drain(struct agent *a)
 		set_busy(a, false);
 		if (held_count(a) == seen)
 			return false;
+		a->reads_on++;
 	}
 }
 

@@ -1811,6 +1811,7 @@ void test_lifecycle_wakers(void)
 	cpu_set_t aff;
 	json_t *st = NULL;
 	struct env e;
+	pid_t pid;
 	int cpu;
 
 	sched_getaffinity(0, sizeof(aff), &aff);
@@ -1883,6 +1884,42 @@ void test_lifecycle_wakers(void)
 		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 1, "no waker again");
 		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_stream"), 1, "a stream");
 		ASSERT_GE(env__int(st, "wakers.loop_ring_wakeups") - loop0, 1, "the loop woken");
+		json_decref(st);
+		st = NULL;
+	}
+
+	if (test__start_subtest("held_while_reading")) {
+		/* Held bytes that come while a daemon thread reads the rings
+		 * ring no one: that thread reads on before it sleeps. Its
+		 * first pass is held at a barrier while the request comes. */
+		char barrier[600];
+
+		env__agent_stop(&e);
+		snprintf(barrier, sizeof(barrier), "%s/before_seed.go", e.tmp);
+		env__write(barrier, "", 0);
+		setenv("MCPW_TEST_BARRIER_DIR", e.tmp, 1);
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+		cpu = agent_start(&e, policy, NULL);
+		unsetenv("MCPW_TEST_BARRIER_DIR");
+		snprintf(barrier, sizeof(barrier), "%s/drain_busy.reached", e.tmp);
+		if (!ASSERT_OK(cpu, "agent") ||
+		    !ASSERT_TRUE(env__wait_file(barrier, "", 10000), "a pass at the barrier"))
+			goto cleanup;
+		ASSERT_OK(env__pin(srv.pid, 1), "server on CPU 1");
+		ASSERT_OK(env__pin(0, 1), "client on CPU 1");
+		pid = start_client(&e, cg_a, &srv, file, 0, 0, 1, NULL);
+		env__pin(0, -1);
+		/* The request is held (the server has no bytes of it) before the
+		 * pass goes on. */
+		env__sleep_ms(300);
+		snprintf(barrier, sizeof(barrier), "%s/drain_busy.go", e.tmp);
+		env__write(barrier, "", 0);
+		ASSERT_EQ(env__wait(&e, pid, 10000), 0, "answered");
+		st = agent_status(&e);
+		ASSERT_GE(env__int(st, "kernel_counters.held_wakeups_not_needed"), 1,
+			  "no one rung: the daemon was reading");
+		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 0, "no waker");
+		ASSERT_GE(env__int(st, "wakers.reads_on"), 1, "the reading thread read on");
 		json_decref(st);
 		st = NULL;
 	}
