@@ -1898,9 +1898,11 @@ void test_lifecycle_wakers(void)
 		snprintf(barrier, sizeof(barrier), "%s/before_seed.go", e.tmp);
 		env__write(barrier, "", 0);
 		setenv("MCPW_TEST_BARRIER_DIR", e.tmp, 1);
+		setenv("MCPW_TEST_DRAIN_BARRIER", "1", 1);
 		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
 		cpu = agent_start(&e, policy, NULL);
 		unsetenv("MCPW_TEST_BARRIER_DIR");
+		unsetenv("MCPW_TEST_DRAIN_BARRIER");
 		snprintf(barrier, sizeof(barrier), "%s/drain_busy.reached", e.tmp);
 		if (!ASSERT_OK(cpu, "agent") ||
 		    !ASSERT_TRUE(env__wait_file(barrier, "", 10000), "a pass at the barrier"))
