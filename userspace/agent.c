@@ -4165,6 +4165,15 @@ static uint64_t held_count(const struct agent *a)
 	return a->loop_state ? __atomic_load_n(&a->loop_state->held, __ATOMIC_SEQ_CST) : 0;
 }
 
+/* What ends every pass of the loop or a waker: the deferred `connection`
+ * events, the pass's lines written, real-time again. */
+static void end_pass(struct agent *a)
+{
+	report_connections(a);
+	output__flush(a->out);
+	back_to_realtime(a);
+}
+
 /* How long one thread reads the rings on end before it lets others in. */
 #define DRAIN_BUDGET_NS (1000ull * 1000)
 
@@ -4186,9 +4195,7 @@ static bool drain(struct agent *a)
 		seen = held_count(a);
 		before = a->held_records;
 		rings__consume(a->rings);
-		report_connections(a);
-		output__flush(a->out);
-		back_to_realtime(a);
+		end_pass(a);
 		if (!a->drain_barrier_passed) {
 			/* Tests: held bytes can arrive while the rings are busy. */
 			a->drain_barrier_passed = true;
@@ -4252,13 +4259,10 @@ static void run_loop(struct agent *a)
 					retry_pod_waits(a);
 			}
 		}
-		if (rings) {
+		if (rings)
 			again = drain(a);
-		} else {
-			report_connections(a);
-			output__flush(a->out);
-			back_to_realtime(a);
-		}
+		else
+			end_pass(a);
 		sched_in_step(a, &a->loop_realtime);
 		pthread_mutex_unlock(&a->lock);
 	}
@@ -4279,10 +4283,13 @@ static void waker_pass(void *ctx, bool woken, bool *realtime)
 	if (!woken)
 		return;
 	if (drain(a)) {
-		if (write(a->kick_fd, &one, sizeof(one)) == sizeof(one))
+		if (write(a->kick_fd, &one, sizeof(one)) == sizeof(one)) {
 			a->kicks++;
-		else
-			set_busy(a, false);	/* the loop reads them on its tick */
+		} else {
+			pr_warn("a waker cannot hand the rings to the event loop (%s): what "
+				"is left is read on the loop's next tick", strerror(errno));
+			set_busy(a, false);
+		}
 	}
 	sched_in_step(a, realtime);
 }
