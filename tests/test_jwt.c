@@ -385,6 +385,62 @@ void test_jwt_parse(void)
 		free(tok);
 		tok = NULL;
 	}
+	/* The header and claims are read with jsonlite; what counts as JSON
+	 * is what jansson accepted (JSON_REJECT_DUPLICATES, no DECODE_ANY):
+	 * only an object or array at the top, integers within 64 bits. A
+	 * NULL error: a JWT. */
+	if (test__start_subtest("json_as_jansson_read_it")) {
+		static const struct {
+			const char *header, *claims, *error;
+		} cases[] = {
+			{ NULL, "\"sub\"", "bad_json" },			/* a string at the top */
+			{ NULL, "42", "bad_json" },
+			{ NULL, "null", "bad_json" },
+			{ "\"none\"", "{}", "bad_json" },			/* ... of the header too */
+			{ NULL, "{\"sub\":\"a\",\"n\":123456789012345678901}", "bad_json" },
+			{ NULL, "{\"exp\":-9223372036854775809}", "bad_json" },
+			{ NULL, "{\"x\":[1,{\"y\":99999999999999999999}]}", "bad_json" },
+			{ NULL, "{\"exp\":9223372036854775807}", NULL },
+			{ NULL, "{\"exp\":1e400}", "bad_json" },		/* overflows a double */
+			{ NULL, "{\"exp\":1e300}", "bad_claims" },		/* a number, too late */
+			{ NULL, "{\"sub\":\"a\"} x", "bad_json" },
+			{ NULL, " \t{\"sub\":\"a\"}\r\n", NULL },
+			{ NULL, "{\"sub\":\"a\tb\"}", "bad_json" },	/* raw control byte */
+			{ NULL, "{\"sub\":\"\xc3\x28\"}", "bad_json" },	/* not UTF-8 */
+			{ NULL, "{\"sub\":\"\\ud800\"}", "bad_json" },	/* lone surrogate */
+			{ NULL, "{\"a\":{\"b\":1,\"b\":2}}", "bad_json" },	/* nested repeat */
+			{ NULL, "{\"sub\":\"\xc3\xa9\\u00e9\",\"exp\":1.5e9}", NULL },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "case %zu", i);
+			tok = unsigned_token(cases[i].header ? cases[i].header : hdr_none,
+					     cases[i].claims);
+			if (ASSERT_OK_PTR(tok, what) &&
+			    ASSERT_OK(jwt__parse(tok, strlen(tok), &f), what)) {
+				ASSERT_STREQ(f.error, cases[i].error, what);
+				ASSERT_EQ(f.is_jwt, !cases[i].error ||
+					  strcmp(cases[i].error, "bad_claims") == 0, what);
+			}
+			jwt_facts__release(&f);
+			memset(&f, 0, sizeof(f));
+			free(tok);
+			tok = NULL;
+		}
+		/* Read as written: the last case's claims. */
+		tok = unsigned_token(hdr_none, "{\"sub\":\"\xc3\xa9\\u00e9\",\"exp\":1.5e9}");
+		if (ASSERT_OK_PTR(tok, "token") && ASSERT_OK(jwt__parse(tok, strlen(tok), &f), "parse")) {
+			ASSERT_STREQ(f.sub, "\xc3\xa9\xc3\xa9", "escaped and raw UTF-8 alike");
+			ASSERT_TRUE(f.has_exp && f.exp == 1500000000LL, "exp");
+		}
+		jwt_facts__release(&f);
+		memset(&f, 0, sizeof(f));
+		free(tok);
+		tok = NULL;
+	}
 	if (test__start_subtest("not_three_parts")) {
 		expect_error("abc.def", "not_jwt", "two parts");
 		expect_error("a.b.c.d", "not_jwt", "four parts");

@@ -25,6 +25,7 @@ struct block {
 struct jl_doc {
 	struct block *blocks;
 	struct jl root;
+	bool big_integers;	/* an integer past 64 bits was kept as a real */
 };
 
 #define STACK_INLINE 64
@@ -255,6 +256,7 @@ static bool parse_number(struct parser *ps, struct jl *v)
 			return true;
 		}
 		/* Past 64 bits: a real, as every JavaScript server reads it. */
+		ps->doc->big_integers = true;
 	}
 	errno = 0;
 	v->v.r = strtod(text, &end);
@@ -483,6 +485,11 @@ struct jl_doc *jl__parse(const char *buf, size_t len, struct jl_error *err)
 const struct jl *jl__root(const struct jl_doc *d)
 {
 	return &d->root;
+}
+
+bool jl__big_integers(const struct jl_doc *d)
+{
+	return d->big_integers;
 }
 
 void jl__free(struct jl_doc *d)

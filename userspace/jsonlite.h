@@ -68,6 +68,10 @@ struct jl_error {
 /* Parses buf; NULL with err filled when it is not accepted. */
 struct jl_doc *jl__parse(const char *buf, size_t len, struct jl_error *err);
 const struct jl *jl__root(const struct jl_doc *d);
+/* Whether an integer past 64 bits was kept as a real: what jansson
+ * without JSON_DECODE_INT_AS_REAL refuses, for callers that must accept
+ * exactly what it did. */
+bool jl__big_integers(const struct jl_doc *d);
 void jl__free(struct jl_doc *d);
 
 /* First member named key of an object (NULL: absent, or not an object). */

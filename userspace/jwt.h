@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Bearer token facts. A JWT's header and claims are decoded (base64url +
- * jansson); an opaque token is known only by its SHA-256. Nothing here
+ * jsonlite); an opaque token is known only by its SHA-256. Nothing here
  * trusts the token: the facts are claims, and a malformed token is a fact
  * too (error names why). The raw token never leaves this module except as
  * its digest. Optional signature checking against configured keys
