@@ -453,7 +453,7 @@ async function rrBench(conns, secs, body = 0, churn = 0, cc = null) {
 // Runs whose client connection's BBR had left its start-up by the end
 // (null: not BBR). On loopback BBR's steady state bounds the window by
 // twice a few microseconds' worth of bandwidth: those runs are the slow
-// ones (README, Performance).
+// ones (docs/performance.md).
 const bbrLeft = (runs) => runs.filter((x) => x.bbr_conns).length
   ? runs.filter((x) => x.bbr_conns && x.bbr_startup_conns < x.bbr_conns).length : null;
 const bbrText = (a, b, label) => (bbrLeft(a) === null && bbrLeft(b) === null ? ''
@@ -1041,7 +1041,7 @@ http {
   // What the client's TCP says of each run (TCP_INFO, TCP_CC_INFO): time
   // waiting for the server's receive window (4 ms granularity), segments
   // sent again (on loopback nothing is lost: a run that reordered), and
-  // whether its BBR left start-up (README, Performance).
+  // whether its BBR left start-up (docs/performance.md).
   const rwndMs = (runs) => runs.map((x) => round((x.tcp_rwnd_limited_us ?? NaN) / 1000, 0));
   const retrans = (runs) => runs.map((x) => x.tcp_retrans ?? null);
   const slowest = (r) => round(Math.min(...r.a.map((x) => x.value)) / r.baseline, 3);
@@ -1072,7 +1072,7 @@ http {
   // P6 with the client on cubic, agent and baseline alike: on loopback
   // BBR's steady state (which any early stall of a connection can put it
   // in) halves the rate, and that, not the agent's work, is most of what
-  // moves P6 from run to run (README, Performance).
+  // moves P6 from run to run (docs/performance.md).
   await step('P6c', 'bulk transfer, client on cubic', () => abRow({ id: 'P6c',
     name: `P6, ${cfg.bulk_body_bytes >> 10} KiB request bodies, client congestion control cubic (rr_bench)`,
     metric: 'request body MB/s', unit: 'MB/s', target: null, target_text: 'reported (P6 without BBR)',

@@ -105,7 +105,7 @@ static int read_response(int fd, char *buf, size_t cap)
 /*
  * Whether the connection's congestion control is BBR and still in its
  * start-up (cwnd gain 2.89; 2 once it has decided the path is full). On
- * loopback that decides P6's rate: see the README's Performance section.
+ * loopback that decides P6's rate: see docs/performance.md.
  */
 static void bbr_state(int fd, struct worker *w)
 {
