@@ -20,7 +20,8 @@
 // BENCH_PAIRS=N, BENCH_SECONDS=S, BENCH_ONLY=P1,P5,... (ids to run),
 // BENCH_STRICT=1 (exit 3 when a target is missed), BENCH_KEEP=1 (keep
 // the work directory with every event file and log), BENCH_NICE=N (run
-// everything the bench starts at niceness N). Set by scripts/bench:
+// everything the bench starts at niceness N), BENCH_JSON=FILE (write the
+// JSON there instead of build/bench.json). Set by scripts/bench:
 // BENCH_ID (cgroup name suffix), BENCH_BIN (binaries), BENCH_TMP (work dir).
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -263,6 +264,7 @@ const cfg = {
   bulk_body_bytes: 512 * 1024,
   budget_s: QUICK ? 300 : 900,
 };
+const jsonPath = process.env.BENCH_JSON ? path.resolve(process.env.BENCH_JSON) : path.join(top, 'build', 'bench.json');
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null;
 const want = (id) => !only || only.has(id);
 
@@ -1102,7 +1104,7 @@ http {
     method: 'A = with the agent (enforce, fresh daemon per run), B = without; warm-up pair, then A B pairs; ratio = median(A)/median(B); pairs min-max = range of A_i/B_i',
     rows, missed,
   };
-  fs.writeFileSync(path.join(top, 'build', 'bench.json'), JSON.stringify(report, null, 2) + '\n');
+  fs.writeFileSync(jsonPath, JSON.stringify(report, null, 2) + '\n');
 
   console.log('');
   console.log(table(rows));
@@ -1126,7 +1128,7 @@ http {
     if (r.skipped) console.log(r.skipped.startsWith(r.id) ? r.skipped : `${r.id}: ${r.skipped}`);
     if (r.error) console.log(`${r.id} ${r.name}: ERROR ${r.error}`);
   }
-  console.log(`load average ${load0.map((x) => x.toFixed(1)).join(' ')} -> ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}; ${report.duration_s} s; JSON in build/bench.json`);
+  console.log(`load average ${load0.map((x) => x.toFixed(1)).join(' ')} -> ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}; ${report.duration_s} s; JSON in ${jsonPath.startsWith(top + path.sep) ? path.relative(top, jsonPath) : jsonPath}`);
   if (missed.length) {
     console.log(`TARGETS MISSED (${missed.length}):`);
     for (const m of missed) console.log(`  MISSED ${m}`);
