@@ -41,6 +41,11 @@ static const char *top(void)
 	return root_dir;
 }
 
+const char *env__top(void)
+{
+	return top();
+}
+
 const char *env__bin(void)
 {
 	static char p[PATH_MAX + 32];

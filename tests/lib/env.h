@@ -46,6 +46,7 @@ struct env {
 };
 
 /* Paths of the build and of the node programs. */
+const char *env__top(void);		/* the repository */
 const char *env__bin(void);		/* build/mcpwarden */
 const char *env__node_dir(void);	/* tests/e2e/node */
 /* tests/e2e/node/NAME (4 rotating buffers: up to 4 in use at once). */
