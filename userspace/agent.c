@@ -226,6 +226,8 @@ struct agent {
 	uint64_t ring_wakeups;		/* loop passes the rings woke */
 	uint64_t reads_on;		/* passes for held bytes that came while reading */
 	bool drain_barrier_passed;	/* test_barrier("drain_busy"), once */
+	bool test_stall;		/* MCPW_TEST_DRAIN_STALL */
+	uint64_t test_stalled_at;	/* the held count it last stopped at */
 };
 
 static uint64_t now_ns(void)
@@ -4177,6 +4179,18 @@ static void end_pass(struct agent *a)
 /* How long one thread reads the rings on end before it lets others in. */
 #define DRAIN_BUDGET_NS (1000ull * 1000)
 
+/* Tests (MCPW_TEST_DRAIN_STALL): a waker's first pass for newly held
+ * bytes stops at once, as one does at a record still being written (which
+ * no test can hold open on another CPU): they are left for whoever reads
+ * next. */
+static bool test_stalled(struct agent *a, bool waker, uint64_t held_seen)
+{
+	if (!a->test_stall || !waker || held_seen == a->test_stalled_at)
+		return false;
+	a->test_stalled_at = held_seen;
+	return true;
+}
+
 /*
  * Reads the rings, under a->lock, until no held bytes wait: after each
  * pass it says it stopped reading (set_busy), then reads on if held
@@ -4184,9 +4198,9 @@ static void end_pass(struct agent *a)
  * not rung (struct mcpw_loop_state). True when it stopped with work left
  * (its budget spent, or a record still being written on another CPU): it
  * is still `busy`, so no waker is rung, and the caller makes sure the
- * loop comes back at once.
+ * loop comes back at once. waker: a waker's pass, not the loop's.
  */
-static bool drain(struct agent *a)
+static bool drain(struct agent *a, bool waker)
 {
 	uint64_t start = now_ns(), seen, before;
 
@@ -4194,6 +4208,8 @@ static bool drain(struct agent *a)
 		set_busy(a, true);
 		seen = held_count(a);
 		before = a->held_records;
+		if (test_stalled(a, waker, seen))
+			return true;
 		rings__consume(a->rings);
 		end_pass(a);
 		if (!a->drain_barrier_passed) {
@@ -4260,7 +4276,7 @@ static void run_loop(struct agent *a)
 			}
 		}
 		if (rings)
-			again = drain(a);
+			again = drain(a, false);
 		else
 			end_pass(a);
 		sched_in_step(a, &a->loop_realtime);
@@ -4282,7 +4298,7 @@ static void waker_pass(void *ctx, bool woken, bool *realtime)
 	sched_in_step(a, realtime);
 	if (!woken)
 		return;
-	if (drain(a)) {
+	if (drain(a, true)) {
 		if (write(a->kick_fd, &one, sizeof(one)) == sizeof(one)) {
 			a->kicks++;
 		} else {
@@ -4307,6 +4323,7 @@ static void start_wakers(struct agent *a)
 	}
 	set_busy(a, false);
 	a->loop_state->stream_ns = MCPW_STREAM_NS;
+	a->test_stall = getenv("MCPW_TEST_DRAIN_STALL") != NULL;
 	if (getenv("MCPW_TEST_STREAM_MS"))	/* tests: every held request a stream */
 		a->loop_state->stream_ns = strtoull(getenv("MCPW_TEST_STREAM_MS"), NULL, 10) *
 					   1000000ull;

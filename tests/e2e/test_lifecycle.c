@@ -1953,6 +1953,44 @@ void test_lifecycle_wakers(void)
 		json_decref(st);
 		st = NULL;
 	}
+
+	if (test__start_subtest("stalled_pass_handed_over")) {
+		/* A waker's pass that stops at a record still being written
+		 * (made here by a test hook: a waker's first pass for newly
+		 * held bytes stops before it reads them) leaves `busy` set,
+		 * so no waker is rung for what comes after, and hands the
+		 * rings to the loop, which reads them at once. Not handed
+		 * over, a held request waits for the loop's next wakeup, its
+		 * tick: up to a second. Three requests a third of a second
+		 * apart, so that the tick cannot come just after each. */
+		json_t *ev;
+		int k;
+
+		env__agent_stop(&e);
+		setenv("MCPW_TEST_DRAIN_STALL", "1", 1);
+		policy_text(policy, sizeof(policy), srv.port, cg_a, "closed", NULL);
+		cpu = agent_start(&e, policy, NULL);
+		unsetenv("MCPW_TEST_DRAIN_STALL");
+		if (!ASSERT_OK(cpu, "agent"))
+			goto cleanup;
+		ASSERT_OK(env__pin(srv.pid, 1), "server on CPU 1");
+		for (k = 0; k < 3; k++) {
+			ASSERT_OK(env__pin(0, 1), "client on CPU 1");
+			ASSERT_EQ(one_request(&e, cg_a, &srv, file, "stalled"), 0, "answered");
+			env__pin(0, -1);
+			ev = env__wait_event(&e, 5000, "kind=request", NULL);
+			if (ASSERT_OK_PTR(ev, "its event"))
+				ASSERT_TRUE(env__int(ev, "verdict_latency_us") < 50000,
+					    "released by the loop at once, not at its tick");
+			json_decref(ev);
+			env__sleep_ms(330);
+		}
+		st = agent_status(&e);
+		ASSERT_EQ(env__int(st, "kernel_counters.held_wakeups_on_cpu"), 3, "a waker rung each");
+		ASSERT_GE(env__int(st, "wakers.loop_kicks"), 3, "which handed the rings over each");
+		json_decref(st);
+		st = NULL;
+	}
 cleanup:
 	json_decref(st);
 	env__cleanup(&e);
