@@ -6,7 +6,9 @@
  * JSON_DECODE_ANY (then JSON_DECODE_INT_AS_REAL after an integer
  * overflow, as mcp.c did), and reads the same values.
  */
+#include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +242,41 @@ void test_jsonlite_random_like_jansson(void)
 	test__log("%d documents, %d accepted", i, accepted);
 	ASSERT_GE(accepted, 2000, "enough of them valid");
 	ASSERT_GE(i - accepted, 2000, "enough of them not");
+}
+
+/* A thread that parsed several documents at once keeps their blocks for
+ * its next ones, and gives them back when it ends (a waker that stops):
+ * the heap in use after it ends is what it was before. */
+static void *parse_three(void *unused)
+{
+	static const char doc[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+	struct jl_doc *d[3];
+	struct jl_error err;
+	int i;
+
+	(void)unused;
+	for (i = 0; i < 3; i++)
+		d[i] = jl__parse(doc, sizeof(doc) - 1, &err);
+	for (i = 0; i < 3; i++)
+		jl__free(d[i]);
+	return NULL;
+}
+
+void test_jsonlite_thread_blocks(void)
+{
+	struct mallinfo2 before, after;
+	pthread_t t;
+
+	/* One heap: a thread's blocks would otherwise come from an arena of
+	 * its own, which mallinfo2() does not count. */
+	mallopt(M_ARENA_MAX, 1);
+	parse_three(NULL);	/* this thread's own spares, kept */
+	before = mallinfo2();
+	if (!ASSERT_OK(pthread_create(&t, NULL, parse_three, NULL), "thread"))
+		return;
+	pthread_join(t, NULL);
+	after = mallinfo2();
+	ASSERT_TRUE(after.uordblks < before.uordblks + 16384,
+		    "the ended thread's blocks are freed");
+	test__log("in use before %zu, after %zu", before.uordblks, after.uordblks);
 }

@@ -8,6 +8,7 @@
  * block, not one per value. Strings are decoded into the arena too.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,38 @@ static bool fail(struct parser *ps, enum jl_error_code code, const char *fmt, ..
 
 static __thread struct block *spare[SPARE_BLOCKS];
 static __thread unsigned int n_spare;
+static __thread bool spare_owned;	/* freed when the thread exits */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_release(void *unused)
+{
+	(void)unused;
+	while (n_spare)
+		free(spare[--n_spare]);
+}
+
+static void spare_key_make(void)
+{
+	if (pthread_key_create(&spare_key, spare_release))
+		spare_key = (pthread_key_t)-1;
+}
+
+/* Keeps b for the thread's next document, if there is room. */
+static bool spare_keep(struct block *b)
+{
+	if (n_spare == SPARE_BLOCKS)
+		return false;
+	if (!spare_owned) {
+		/* A thread that ends (a waker) frees its blocks. */
+		pthread_once(&spare_once, spare_key_make);
+		if (spare_key == (pthread_key_t)-1 || pthread_setspecific(spare_key, spare))
+			return false;
+		spare_owned = true;
+	}
+	spare[n_spare++] = b;
+	return true;
+}
 
 static void *arena(struct parser *ps, size_t size)
 {
@@ -500,9 +533,7 @@ void jl__free(struct jl_doc *d)
 		return;
 	for (b = d->blocks; b; b = next) {
 		next = b->next;
-		if (b->cap == BLOCK_BYTES && n_spare < SPARE_BLOCKS)
-			spare[n_spare++] = b;
-		else
+		if (b->cap != BLOCK_BYTES || !spare_keep(b))
 			free(b);
 	}
 	free(d);
