@@ -4319,6 +4319,7 @@ static void start_wakers(struct agent *a)
 	if (!a->loop_state) {
 		pr_warn("no wakers (cannot map the loop's state: %s): held bytes wake the "
 			"event loop wherever it sleeps", strerror(errno));
+		wakers__unregister(kernel__wakers_fd(a->kernel), libbpf_num_possible_cpus());
 		return;
 	}
 	set_busy(a, false);

@@ -155,13 +155,20 @@ static int start_waker(struct wakers *s, struct waker *t, int cpu)
 	return 0;
 }
 
+void wakers__unregister(int map_fd, int ncpus)
+{
+	int cpu;
+
+	for (cpu = 0; cpu < ncpus; cpu++)
+		bpf_map_delete_elem(map_fd, &cpu);
+}
+
 static void stop_all(struct wakers *s)
 {
 	uint64_t one = 1;
 	int cpu;
 
-	for (cpu = 0; cpu < s->ncpus; cpu++)
-		bpf_map_delete_elem(s->map_fd, &cpu);
+	wakers__unregister(s->map_fd, s->ncpus);
 	if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
 		pr_warn("cannot stop the wakers: %s", strerror(errno));
 	for (cpu = 0; cpu < s->ncpus; cpu++) {
@@ -188,11 +195,17 @@ struct wakers *wakers__start(int map_fd, int ncpus, pthread_mutex_t *lock, waker
 	*err = 0;
 	if (ncpus <= 0)
 		return *err = -EINVAL, NULL;
-	if (sched_getaffinity(0, sizeof(mine), &mine))
-		return *err = -errno, NULL;
+	/* None started: a slot a previous daemon (pinned maps) filled would
+	 * take the held bytes' wakeups to a ring no one reads. */
+	if (sched_getaffinity(0, sizeof(mine), &mine)) {
+		*err = -errno;
+		wakers__unregister(map_fd, ncpus);
+		return NULL;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->w = calloc((size_t)ncpus, sizeof(*s->w)))) {
 		free(s);
+		wakers__unregister(map_fd, ncpus);
 		return *err = -ENOMEM, NULL;
 	}
 	*s = (struct wakers){ .w = s->w, .ncpus = ncpus, .map_fd = map_fd, .lock = lock,
@@ -202,6 +215,7 @@ struct wakers *wakers__start(int map_fd, int ncpus, pthread_mutex_t *lock, waker
 	s->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (s->stop_fd < 0) {
 		*err = -errno;
+		wakers__unregister(map_fd, ncpus);
 		free(s->w);
 		free(s);
 		return NULL;
@@ -240,11 +254,6 @@ void wakers__stop(struct wakers *s)
 {
 	if (s)
 		stop_all(s);
-}
-
-size_t wakers__count(const struct wakers *s)
-{
-	return s ? s->n : 0;
 }
 
 void wakers__cpus(const struct wakers *s, char *buf, size_t len)

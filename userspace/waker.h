@@ -42,9 +42,11 @@ typedef void (*waker_fn)(void *ctx, bool woken, bool *realtime);
  */
 struct wakers *wakers__start(int map_fd, int ncpus, pthread_mutex_t *lock, waker_fn fn,
 			     void *ctx, int *err);
+/* Empties the map's ncpus slots: the kernel wakes the loop for every CPU
+ * (no wakers, or a previous daemon's left in pinned maps). */
+void wakers__unregister(int map_fd, int ncpus);
 /* Empties the map's slots, stops and joins the threads. NULL is a no-op. */
 void wakers__stop(struct wakers *w);
-size_t wakers__count(const struct wakers *w);
 /* The CPUs with a waker, as a list ("0-3,6"). */
 void wakers__cpus(const struct wakers *w, char *buf, size_t len);
 /* The CPU time all the wakers used, in ns. */
